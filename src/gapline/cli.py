@@ -1,0 +1,128 @@
+"""The ``gapline`` command: thin argument parsing over the pipeline's pure functions.
+
+Heavy imports (TensorFlow, MLflow) happen inside the commands that need them, so ``--help``,
+``params`` and ``check`` answer in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from .errors import GaplineError
+from .params import PARAMS_FILE
+
+
+def _load(args: argparse.Namespace):
+    from .params import load_params
+
+    return load_params(args.params)
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from .params import write_params
+
+    target = write_params(args.overrides)
+    print(f"wrote {target.name} from conf/" + (f" with {' '.join(args.overrides)}" if args.overrides else ""))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if args.marker:
+        from .io import write_text
+
+        # Constant content: downstream stages depend on it for ordering, not for its value.
+        write_text(args.marker, "params.yaml is valid and matches conf/\n")
+    print(f"{args.params} is valid and matches conf/ (digest {cfg.meta.conf_digest})")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .stages.prepare import prepare
+
+    meta = prepare(_load(args))
+    counts = meta["counts"]
+    print(
+        f"prepared {meta['source']}: train {counts['train']}, val {counts['val']}, "
+        f"test {counts['test']} ({meta['fingerprint'][:19]})"
+    )
+    return 0
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    from .stages.augment import augment
+
+    out = augment(_load(args))
+    print(f"augmented training set: {out['samples']} samples")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .stages.train import train
+
+    cfg = _load(args)
+    text = Path(args.params).read_text(encoding="utf-8")
+    out = train(cfg, text, yaml.safe_load(text))
+    print(
+        f"trained {out['epochs_run']} epochs in {out['wall_seconds']:.1f}s "
+        f"(best epoch {out['best_epoch']}, onset {out['onset_epoch']})"
+        + (f"; MLflow run {out['run']['run_id']}" if out["run"].get("run_id") else "")
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .stages.evaluate import evaluate
+
+    m = evaluate(_load(args))
+    print(
+        f"test accuracy {m['test_accuracy']:.4f}, gap (train−val) {m['gap_accuracy_val']:+.4f}, "
+        f"gap (train−test) {m['gap_accuracy_test']:+.4f}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gapline",
+        description="Reproducible, regularized Keras training that makes the generalization gap visible.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str, params: bool = True):
+        p = sub.add_parser(name, help=help_, description=help_)
+        if params:
+            p.add_argument("--params", default=PARAMS_FILE, help="composed config (default: %(default)s)")
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("params", cmd_params, "compose conf/ (+ Hydra overrides) into params.yaml", params=False)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. regularization=dropout train.epochs=20")
+    p = add("check", cmd_check, "validate params.yaml and check it still matches conf/")
+    p.add_argument("--marker", help="file to write when the check passes (the DVC stage's output)")
+    add("prepare", cmd_prepare, "DVC stage: load, validate, split and fingerprint the data")
+    add("augment", cmd_augment, "DVC stage: seeded offline augmentation of the training split")
+    add("train", cmd_train, "DVC stage: train the configured model and log it to MLflow")
+    add("evaluate", cmd_evaluate, "DVC stage: metrics, gaps, plots and diagnosis")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except GaplineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

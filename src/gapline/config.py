@@ -1,0 +1,286 @@
+"""The validated config schema: every knob gapline reads, its type, its default and its range.
+
+Hydra checks types and unknown keys while composing (the dataclasses below are registered in
+its ConfigStore as ``gapline_schema``); :func:`validate` checks ranges and choices, which
+OmegaConf cannot express. Both report one line naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .errors import ConfigError, bad_value
+
+SCHEMA_NAME = "gapline_schema"
+
+DATA_SOURCES = ("digits", "npz", "csv", "image_folder")
+COLOR_MODES = ("grayscale", "rgb")
+ON_CORRUPT = ("skip", "fail")
+MODEL_FAMILIES = ("mlp", "cnn")
+ACTIVATIONS = ("relu", "gelu", "elu", "tanh", "sigmoid", "selu", "swish")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+ACCELERATORS = ("auto", "cpu", "gpu")
+MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is split."""
+
+    source: str = "digits"
+    path: str = "data/raw"
+    label_column: str = "label"
+    image_size: list[int] = field(default_factory=lambda: [32, 32])
+    color_mode: str = "grayscale"
+    on_corrupt: str = "fail"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    train_fraction: float = 1.0
+    seed: int = 42
+
+
+@dataclass
+class AugmentConfig:
+    """Offline (the augment stage) and online (Keras layers, training only) augmentation."""
+
+    copies: int = 0
+    shift: float = 0.0
+    rotation: float = 0.0
+    zoom: float = 0.0
+    flip_horizontal: bool = False
+    noise_std: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Model family and size; ``mlp`` is dense, ``cnn`` shares weights across positions."""
+
+    family: str = "mlp"
+    hidden_units: list[int] = field(default_factory=lambda: [256, 256])
+    activation: str = "relu"
+    conv_filters: list[int] = field(default_factory=lambda: [16, 32])
+    kernel_size: int = 3
+    dense_units: int = 64
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = False
+    monitor: str = "val_loss"
+    patience: int = 10
+    min_delta: float = 0.0
+    restore_best_weights: bool = True
+    start_from_epoch: int = 0
+
+
+@dataclass
+class RegularizationConfig:
+    """Every technique against overfitting that the model builder and trainer apply."""
+
+    l1: float = 0.0
+    l2: float = 0.0
+    dropout: float = 0.0
+    batch_norm: bool = False
+    input_noise: float = 0.0
+    hidden_noise: float = 0.0
+    label_smoothing: float = 0.0
+    max_norm: float = 0.0
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 0.001
+    seed: int = 42
+    deterministic: bool = True
+    accelerator: str = "auto"
+    precision: str = "float32"
+    # Train-set samples evaluated in inference mode each epoch for the gap (0 = all).
+    gap_eval_samples: int = 2048
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow: ``uri`` empty means ``$MLFLOW_TRACKING_URI`` or the embedded sqlite store."""
+
+    enabled: bool = True
+    uri: str = ""
+    experiment: str = "gapline"
+    registered_model: str = "gapline"
+    run_name: str = ""
+
+
+@dataclass
+class MetaConfig:
+    """Provenance of params.yaml: the digest of conf/ it was composed from."""
+
+    conf_digest: str = ""
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+
+
+def register_schema() -> None:
+    """Make ``gapline_schema`` available to Hydra (our compose and DVC's alike)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
+
+
+# --------------------------------------------------------------------------------------
+# Range and choice validation
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(bad_value(key, value, "one of " + ", ".join(allowed)))
+
+
+def _range(
+    key: str,
+    value: float,
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    ok = math.isfinite(value) or (high == math.inf and value == math.inf and not high_open)
+    ok = ok and (value > low if low_open else value >= low)
+    ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        lb = "(" if low_open else "["
+        hb = ")" if high_open or high == math.inf else "]"
+        hi = "inf" if high == math.inf else f"{high:g}"
+        raise ConfigError(bad_value(key, value, f"a number in {lb}{low:g}, {hi}{hb}"))
+
+
+def _int_min(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(bad_value(key, value, f"an integer >= {low}"))
+
+
+def _positive_ints(key: str, values: list[int], *, allow_empty: bool) -> None:
+    if not values and not allow_empty:
+        raise ConfigError(bad_value(key, list(values), "a non-empty list of positive integers"))
+    for v in values:
+        if v < 1:
+            raise ConfigError(bad_value(key, list(values), "a list of positive integers"))
+
+
+def validate(cfg: Config) -> Config:
+    """Check every range and choice; return ``cfg`` unchanged so calls can chain."""
+    d = cfg.data
+    _choice("data.source", d.source, DATA_SOURCES)
+    _choice("data.color_mode", d.color_mode, COLOR_MODES)
+    _choice("data.on_corrupt", d.on_corrupt, ON_CORRUPT)
+    if d.source != "digits" and not d.path:
+        raise ConfigError(bad_value("data.path", d.path, f"a file or folder for data.source={d.source}"))
+    if len(d.image_size) != 2 or any(s < 1 for s in d.image_size):
+        raise ConfigError(bad_value("data.image_size", list(d.image_size), "[height, width], both >= 1"))
+    _range("data.val_fraction", d.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    _range("data.test_fraction", d.test_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    if d.val_fraction + d.test_fraction >= 1.0:
+        raise ConfigError(
+            bad_value(
+                "data.val_fraction+data.test_fraction",
+                round(d.val_fraction + d.test_fraction, 6),
+                "a sum below 1 so that some data is left to train on",
+            )
+        )
+    _range("data.train_fraction", d.train_fraction, 0.0, 1.0, low_open=True)
+
+    a = cfg.augment
+    _int_min("augment.copies", a.copies, 0)
+    _range("augment.shift", a.shift, 0.0, 0.5)
+    _range("augment.rotation", a.rotation, 0.0, 180.0)
+    _range("augment.zoom", a.zoom, 0.0, 0.9)
+    _range("augment.noise_std", a.noise_std, 0.0, 1.0)
+
+    m = cfg.model
+    _choice("model.family", m.family, MODEL_FAMILIES)
+    _choice("model.activation", m.activation, ACTIVATIONS)
+    _positive_ints("model.hidden_units", m.hidden_units, allow_empty=True)
+    _positive_ints("model.conv_filters", m.conv_filters, allow_empty=False)
+    _int_min("model.kernel_size", m.kernel_size, 1)
+    _int_min("model.dense_units", m.dense_units, 1)
+
+    r = cfg.regularization
+    _range("regularization.l1", r.l1, 0.0, 1.0)
+    _range("regularization.l2", r.l2, 0.0, 1.0)
+    _range("regularization.dropout", r.dropout, 0.0, 1.0, high_open=True)
+    _range("regularization.input_noise", r.input_noise, 0.0, 10.0)
+    _range("regularization.hidden_noise", r.hidden_noise, 0.0, 10.0)
+    _range("regularization.label_smoothing", r.label_smoothing, 0.0, 1.0, high_open=True)
+    _range("regularization.max_norm", r.max_norm, 0.0, 1e6)
+    es = r.early_stopping
+    _choice("regularization.early_stopping.monitor", es.monitor, MONITORS)
+    _int_min("regularization.early_stopping.patience", es.patience, 0)
+    _range("regularization.early_stopping.min_delta", es.min_delta, 0.0, 1e6)
+    _int_min("regularization.early_stopping.start_from_epoch", es.start_from_epoch, 0)
+
+    t = cfg.train
+    _int_min("train.epochs", t.epochs, 1)
+    _int_min("train.batch_size", t.batch_size, 1)
+    _choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    _range("train.learning_rate", t.learning_rate, 0.0, 10.0, low_open=True)
+    _choice("train.accelerator", t.accelerator, ACCELERATORS)
+    _choice("train.precision", t.precision, PRECISIONS)
+    _int_min("train.gap_eval_samples", t.gap_eval_samples, 0)
+
+    k = cfg.tracking
+    if k.enabled and not k.experiment:
+        raise ConfigError(bad_value("tracking.experiment", k.experiment, "a non-empty experiment name"))
+    if k.enabled and not k.registered_model:
+        raise ConfigError(
+            bad_value("tracking.registered_model", k.registered_model, "a non-empty model name")
+        )
+    return cfg
+
+
+def from_container(raw: Any) -> Config:
+    """Turn a plain dict or DictConfig into a validated :class:`Config`.
+
+    Type errors and unknown keys are caught by OmegaConf's structured merge and rephrased as
+    one line; ranges by :func:`validate`.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(omegaconf_error_line(exc)) from None
+    assert isinstance(obj, Config)
+    return validate(obj)
+
+
+def omegaconf_error_line(exc: BaseException) -> str:
+    """One line from OmegaConf's multi-line messages: key, value, what is allowed."""
+    import dataclasses
+
+    key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
+    msg = str(exc).splitlines()[0].strip() if str(exc) else type(exc).__name__
+    owner = getattr(exc, "object_type", None)
+    if "not in" in msg and owner is not None and dataclasses.is_dataclass(owner):
+        allowed = ", ".join(f.name for f in dataclasses.fields(owner))
+        msg = f"unknown key: expected one of {allowed}"
+    if key:
+        return f"{key}: {msg}"
+    return msg

@@ -1,0 +1,90 @@
+"""The generalization gap as a first-class metric.
+
+Sign convention (both positive when the model overfits):
+  gap_accuracy = train accuracy − validation accuracy
+  gap_loss     = validation loss − train loss
+"Train" is measured in inference mode (dropout and noise off) on a fixed subset of the
+training data, so the gap compares like with like instead of a noisy training-mode average.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+try:  # the callback needs Keras; the pure functions below do not
+    import keras
+
+    _CallbackBase: Any = keras.callbacks.Callback
+except ImportError:  # pragma: no cover - keras is a hard dependency
+    _CallbackBase = object
+
+
+def gap_accuracy(train_accuracy: float, other_accuracy: float) -> float:
+    return float(train_accuracy) - float(other_accuracy)
+
+
+def gap_loss(train_loss: float, other_loss: float) -> float:
+    return float(other_loss) - float(train_loss)
+
+
+def subset_indices(n: int, limit: int, seed: int) -> np.ndarray:
+    """A fixed, seeded subset of ``limit`` rows (all rows when ``limit`` is 0 or ≥ n)."""
+    if limit <= 0 or limit >= n:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=limit, replace=False))
+
+
+class GapCallback(_CallbackBase):
+    """Adds ``train_eval_loss``, ``train_eval_accuracy``, ``gap_loss`` and ``gap_accuracy`` to
+    each epoch's logs, so History, CSV logs, MLflow and EarlyStopping all see them."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> None:
+        super().__init__()
+        self.x = x
+        self.y = y
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        if logs is None or "val_loss" not in logs:
+            return
+        result = self.model.evaluate(
+            self.x, self.y, batch_size=self.batch_size, verbose=0, return_dict=True
+        )
+        tl, ta = float(result["loss"]), float(result["accuracy"])
+        logs["train_eval_loss"] = tl
+        logs["train_eval_accuracy"] = ta
+        logs["gap_loss"] = gap_loss(tl, float(logs["val_loss"]))
+        logs["gap_accuracy"] = gap_accuracy(ta, float(logs["val_accuracy"]))
+
+
+@dataclass(frozen=True)
+class Onset:
+    best_epoch: int  # 1-based epoch with the lowest validation loss
+    onset_epoch: Optional[int]  # 1-based; None when validation loss never turned upward
+
+
+def overfitting_onset(
+    train_loss: Sequence[float], val_loss: Sequence[float], tolerance: float = 1e-4
+) -> Onset:
+    """Where validation loss bottoms out while training loss keeps falling.
+
+    The onset is the best epoch when, after it, validation loss rises above its minimum by
+    more than ``tolerance`` and training loss ends lower than it was at the best epoch.
+    """
+    if len(val_loss) == 0:
+        raise ValueError("overfitting_onset needs at least one epoch of history")
+    vals = [v if math.isfinite(v) else math.inf for v in val_loss]
+    best = int(np.argmin(vals))
+    later_val = vals[best + 1 :]
+    later_train = list(train_loss[best + 1 :])
+    overfit = (
+        bool(later_val)
+        and max(later_val) > vals[best] + tolerance
+        and min(later_train) < float(train_loss[best]) - tolerance
+    )
+    return Onset(best_epoch=best + 1, onset_epoch=best + 1 if overfit else None)

@@ -1,0 +1,167 @@
+"""conf/ → params.yaml, and the drift check that keeps ``dvc repro`` honest about conf/ edits.
+
+DVC composes params.yaml from conf/ only on ``dvc exp run -S``; plain ``dvc repro`` reads
+params.yaml as it is. So params.yaml carries ``meta.conf_digest``, a digest of conf/ taken
+when it was composed (by ``gapline params`` or by DVC, through the resolver registered from
+``hydra_plugins.gapline_schema``). Every stage compares it with conf/ as it is now and stops
+with one line when they differ: an edit under conf/ is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import Config, from_container, register_schema
+from .errors import ConfigError
+
+CONF_DIR = "conf"
+CONFIG_NAME = "config"
+PARAMS_FILE = "params.yaml"
+DIGEST_RESOLVER = "gapline_conf_digest"
+
+
+def find_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The project root: the nearest folder up from ``start`` holding ``conf/config.yaml``."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONF_DIR / f"{CONFIG_NAME}.yaml").is_file():
+            return folder
+    raise ConfigError(
+        f"no {CONF_DIR}/{CONFIG_NAME}.yaml found in {here} or its parents: "
+        "expected to run inside a gapline project"
+    )
+
+
+def conf_digest(conf_dir: str | os.PathLike[str]) -> str:
+    """Digest of every YAML file under conf/ (relative path and bytes, sorted)."""
+    root = Path(conf_dir)
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(b"\0")
+        h.update(path.read_bytes().replace(b"\r\n", b"\n"))
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def _resolve_digest() -> str:
+    return conf_digest(find_root() / CONF_DIR)
+
+
+def register_resolver() -> None:
+    """Register ``${gapline_conf_digest:}`` so composition stamps params.yaml with conf/'s digest."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver(DIGEST_RESOLVER):
+        OmegaConf.register_new_resolver(DIGEST_RESOLVER, _resolve_digest)
+
+
+def compose(overrides: Sequence[str] = (), root: str | os.PathLike[str] | None = None) -> Any:
+    """Compose conf/ with Hydra overrides into a resolved DictConfig (not yet range-checked)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .config import omegaconf_error_line
+
+    project = Path(root).resolve() if root else find_root()
+    register_schema()
+    register_resolver()
+    cwd = os.getcwd()
+    try:
+        os.chdir(project)  # the digest resolver looks for conf/ from the working directory
+        with initialize_config_dir(str(project / CONF_DIR), version_base=None):
+            cfg = hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(hydra_error_line(exc)) from None
+    finally:
+        os.chdir(cwd)
+    return cfg
+
+
+def hydra_error_line(exc: BaseException) -> str:
+    """Hydra wraps OmegaConf errors in several lines; keep the part that names key and value."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .config import omegaconf_error_line
+
+    cause = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    if isinstance(cause, OmegaConfBaseException):
+        return omegaconf_error_line(cause)
+    raw = [ln for ln in str(exc).splitlines() if ln.strip()]
+    if not raw:
+        return type(exc).__name__
+    # "In 'config': Could not find 'regularization/foo'", "Available options in ...:",
+    # then one tab-indented option a line, then the search path (dropped).
+    text = raw[0].strip()
+    if len(raw) > 1 and raw[1].startswith("Available options"):
+        opts = []
+        for ln in raw[2:]:
+            if not ln.startswith("\t"):
+                break
+            opts.append(ln.strip())
+        text += "; expected one of: " + ", ".join(opts)
+    return text
+
+
+def compose_config(overrides: Sequence[str] = (), root: str | os.PathLike[str] | None = None) -> Config:
+    """Compose and fully validate: what ``gapline params`` and the CLI entry points use."""
+    return from_container(compose(overrides, root))
+
+
+def write_params(
+    overrides: Sequence[str] = (), root: str | os.PathLike[str] | None = None
+) -> Path:
+    """Compose conf/ (+ overrides), validate, and write params.yaml atomically."""
+    from omegaconf import OmegaConf
+
+    from .io import write_text
+
+    project = Path(root).resolve() if root else find_root()
+    cfg = compose(overrides, project)
+    from_container(cfg)  # range-check before anything is written
+    target = project / PARAMS_FILE
+    write_text(target, OmegaConf.to_yaml(cfg))
+    return target
+
+
+def load_params(
+    path: str | os.PathLike[str] = PARAMS_FILE, *, check_drift: bool = True
+) -> Config:
+    """Read params.yaml, validate it, and refuse it if conf/ changed since it was composed."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"{p} does not exist: expected the composed config; run `gapline params` to create it"
+        )
+    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p} holds {type(raw).__name__}: expected a mapping of config groups")
+    cfg = from_container(raw)
+    if check_drift:
+        check_conf_drift(cfg, p.resolve().parent)
+    return cfg
+
+
+def check_conf_drift(cfg: Config, root: str | os.PathLike[str]) -> None:
+    """Stop when params.yaml was composed from a different conf/ than the one on disk."""
+    conf_dir = Path(root) / CONF_DIR
+    if not conf_dir.is_dir():
+        return  # params.yaml used outside a project (e.g. a copied run): nothing to compare
+    now = conf_digest(conf_dir)
+    if cfg.meta.conf_digest != now:
+        raise ConfigError(
+            f"meta.conf_digest={cfg.meta.conf_digest!r} in params.yaml does not match conf/ "
+            f"({now!r}): conf/ was edited after params.yaml was composed; expected "
+            "`gapline params [overrides]` (or `dvc exp run -S ...`) to recompose it"
+        )

@@ -1,0 +1,81 @@
+"""PNG plots a person reads: learning curves, the gap per epoch, the confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .io import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(history: dict[str, list[float]], path: Path) -> Path:
+    plt = _pyplot()
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        train_key = f"train_eval_{metric}" if f"train_eval_{metric}" in history else metric
+        ax.plot(epochs, history[train_key], label="train (inference mode)")
+        ax.plot(epochs, history[f"val_{metric}"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Learning curves")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def gap_curve(history: dict[str, list[float]], path: Path, onset_epoch: int | None) -> Path:
+    plt = _pyplot()
+    epochs = np.arange(1, len(history["gap_accuracy"]) + 1)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, history["gap_accuracy"], label="gap_accuracy (train − val)")
+    ax.plot(epochs, history["gap_loss"], label="gap_loss (val − train)")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    if onset_epoch:
+        ax.axvline(onset_epoch, color="red", ls="--", label=f"overfitting onset (epoch {onset_epoch})")
+    ax.set_xlabel("epoch")
+    ax.set_title("Generalization gap")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def confusion_matrix_plot(matrix: np.ndarray, class_names: Sequence[str], path: Path) -> Path:
+    plt = _pyplot()
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * k + 2), max(4, 0.5 * k + 2)))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(k), class_names, rotation=90 if k > 12 else 0)
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 20:
+        top = matrix.max() if matrix.size else 0
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                        color="white" if matrix[i, j] > top / 2 else "black", fontsize=8)
+    ax.set_title("Confusion matrix (test)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    plt = _pyplot()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return path

@@ -1,0 +1,20 @@
+"""Thin DVC stage entry points over pure functions; paths every stage agrees on live here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PREPARED = Path("data/prepared")
+AUGMENTED = Path("data/augmented")
+MODEL_FILE = Path("models/model.keras")
+REPORTS = Path("reports")
+HISTORY_FILE = REPORTS / "history.csv"
+METRICS_FILE = REPORTS / "metrics.json"
+TRAIN_INFO_FILE = REPORTS / "train.json"
+PLOTS = REPORTS / "plots"
+DIAGNOSIS_FILE = REPORTS / "diagnosis.md"
+SPLITS = ("train", "val", "test")
+
+
+def split_file(name: str) -> Path:
+    return PREPARED / f"{name}.npz"

@@ -1,0 +1,21 @@
+"""augment: the training split → a seeded, (1 + copies)× larger training set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..augment import augment_dataset
+from ..config import Config
+from ..data.fingerprint import fingerprint
+from ..io import load_arrays, save_arrays
+from . import AUGMENTED, PREPARED
+from .prepare import read_meta
+
+
+def augment(cfg: Config, prepared: Path = PREPARED, out_dir: Path = AUGMENTED) -> dict[str, Any]:
+    meta = read_meta(prepared)
+    arrays = load_arrays(prepared / "train.npz")
+    x, y = augment_dataset(arrays["x"], arrays["y"], cfg.augment, meta["kind"])
+    save_arrays(out_dir / "train.npz", x=x, y=y)
+    return {"samples": int(len(y)), "fingerprint": fingerprint({"x": x, "y": y})}

@@ -1,0 +1,108 @@
+"""evaluate: metrics on every split, the gaps, plots and a diagnosis, into the same run."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import runtime, tracking
+from ..config import Config
+from ..diagnosis import as_markdown, diagnose
+from ..io import load_arrays, read_json, write_json, write_text
+from ..regularization import techniques
+from . import DIAGNOSIS_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, split_file
+from .prepare import read_meta
+
+
+def read_history(path: Path = HISTORY_FILE) -> dict[str, list[float]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    keys = [k for k in (rows[0].keys() if rows else []) if k != "epoch"]
+    return {k: [float(r[k]) for r in rows] for k in keys}
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    m = np.zeros((k, k), dtype=np.int64)
+    np.add.at(m, (y_true, y_pred), 1)
+    return m
+
+
+def per_class_report(matrix: np.ndarray, class_names: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for i, name in enumerate(class_names):
+        tp = matrix[i, i]
+        support = matrix[i].sum()
+        predicted = matrix[:, i].sum()
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append(
+            {"class": name, "precision": round(float(precision), 4), "recall": round(float(recall), 4),
+             "f1": round(float(f1), 4), "support": int(support)}
+        )
+    return rows
+
+
+def evaluate(cfg: Config) -> dict[str, Any]:
+    runtime.configure(cfg.train.seed, cfg.train.deterministic, cfg.train.accelerator, cfg.train.precision)
+    import keras
+
+    from .. import plots
+    from ..training import evaluate_splits
+
+    meta = read_meta()
+    class_names = list(meta["class_names"])
+    k = len(class_names)
+    model = keras.saving.load_model(MODEL_FILE, safe_mode=True)
+    splits = {}
+    for name in SPLITS:
+        arrays = load_arrays(split_file(name))
+        splits[name] = (arrays["x"], arrays["y"])
+    scores = evaluate_splits(model, splits, k)
+    info = read_json(TRAIN_INFO_FILE)
+    metrics = {key: round(value, 6) for key, value in scores.items()}
+    metrics.update(
+        {
+            "best_epoch": info["best_epoch"],
+            "onset_epoch": info["onset_epoch"] if info["onset_epoch"] is not None else -1,
+            "epochs_run": info["epochs_run"],
+            "params": info["params"],
+        }
+    )
+    x_test, y_test = splits["test"]
+    y_pred = np.argmax(model.predict(x_test, batch_size=512, verbose=0), axis=1)
+    matrix = confusion(y_test, y_pred, k)
+    report = per_class_report(matrix, class_names)
+    verdict = diagnose(metrics, k, info["onset_epoch"], techniques(cfg))
+    history = read_history()
+
+    write_json(METRICS_FILE, metrics)
+    write_json(PLOTS / "per_class.json", report)
+    write_text(DIAGNOSIS_FILE, as_markdown(verdict))
+    pngs = [
+        plots.learning_curves(history, PLOTS / "learning_curves.png"),
+        plots.gap_curve(history, PLOTS / "gap_curve.png", info["onset_epoch"]),
+        plots.confusion_matrix_plot(matrix, class_names, PLOTS / "confusion_matrix.png"),
+    ]
+    print(as_markdown(verdict).strip())
+
+    record = read_json(tracking.RUN_FILE)
+    if cfg.tracking.enabled and record.get("run_id"):
+        with tracking.run(cfg, run_id=record["run_id"]):
+            tracking.log_metrics({k2: float(v) for k2, v in metrics.items()})
+            tracking.log_tags({"diagnosis": verdict["verdict"]})
+            for png in pngs:
+                tracking.log_artifact(png, "plots")
+            for path in (METRICS_FILE, DIAGNOSIS_FILE, PLOTS / "per_class.json", Path("dvc.lock")):
+                if path.is_file():
+                    tracking.log_artifact(path, "reports")
+            if record.get("model_version"):
+                tracking.set_version_tags(
+                    record["registered_model"],
+                    record["model_version"],
+                    {key: metrics[key] for key in ("test_accuracy", "val_accuracy", "gap_accuracy_test", "gap_accuracy_val")},
+                )
+    return metrics

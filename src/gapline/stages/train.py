@@ -1,0 +1,115 @@
+"""train: fit the configured model on the augmented split; open the pipeline's MLflow run."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import gapline
+
+from .. import runtime, tracking
+from ..config import Config
+from ..gap import overfitting_onset
+from ..io import atomic_path, load_arrays, write_json, write_text
+from ..regularization import technique_label
+from . import AUGMENTED, HISTORY_FILE, MODEL_FILE, TRAIN_INFO_FILE, split_file
+from .prepare import read_meta
+
+
+def history_csv(history: dict[str, list[float]]) -> str:
+    """Per-epoch history as CSV (1-based ``epoch`` first) for DVC plots."""
+    keys = sorted(history)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["epoch", *keys])
+    for i in range(len(history[keys[0]]) if keys else 0):
+        writer.writerow([i + 1, *(f"{history[k][i]:.6g}" for k in keys)])
+    return buf.getvalue()
+
+
+def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
+    root = Path.cwd()
+    return {
+        **tracking.git_state(root),
+        "data.fingerprint": meta["fingerprint"],
+        "data.source": meta["source"],
+        "data.source_digest": meta["source_digest"],
+        "dvc.lock.md5": tracking.file_md5(root / "dvc.lock"),
+        "keras.backend": env["backend"],
+        "device": env["device"],
+        "gapline.version": gapline.__version__,
+        "techniques": technique_label(cfg),
+        "stage": "train",
+    }
+
+
+def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """Train, save the model and history, and log it all to one MLflow run."""
+    env = runtime.configure(
+        cfg.train.seed, cfg.train.deterministic, cfg.train.accelerator, cfg.train.precision
+    )
+    from ..training import train_model
+
+    meta = read_meta()
+    fit = load_arrays(AUGMENTED / "train.npz")
+    train_split = load_arrays(split_file("train"))
+    val = load_arrays(split_file("val"))
+    num_classes = len(meta["class_names"])
+
+    with tracking.run(cfg) as active:
+        callbacks = []
+        if active is not None:
+            tracking.log_config(cfg_dict, cfg_yaml)
+            tracking.log_tags(run_tags(cfg, meta, env))
+            callbacks.append(tracking.epoch_logger())
+        result = train_model(
+            cfg,
+            fit["x"],
+            fit["y"],
+            val["x"],
+            val["y"],
+            num_classes,
+            callbacks=callbacks,
+            gap_x=train_split["x"],
+            gap_y=train_split["y"],
+        )
+        with atomic_path(MODEL_FILE) as tmp:
+            result.model.save(tmp)
+        write_text(HISTORY_FILE, history_csv(result.history))
+        onset = overfitting_onset(result.history["loss"], result.history["val_loss"])
+        info = {
+            "epochs_run": result.epochs_run,
+            "best_epoch": onset.best_epoch,
+            "onset_epoch": onset.onset_epoch,
+            "params": result.params,
+            "train_samples": int(len(fit["y"])),
+        }
+        run_record: dict[str, Any] = {"run_id": None, "model_version": None}
+        if active is not None:
+            tracking.log_metrics(
+                {
+                    "epochs_run": result.epochs_run,
+                    "best_epoch": onset.best_epoch,
+                    "onset_epoch": onset.onset_epoch if onset.onset_epoch is not None else -1,
+                    "param_count": result.params,
+                    "train_wall_seconds": result.wall_seconds,
+                    "samples_per_second": result.samples_per_second,
+                }
+            )
+            tracking.log_artifact(HISTORY_FILE, "reports")
+            version = tracking.log_model(
+                result.model, val["x"][:5], cfg.tracking.registered_model or None
+            )
+            tracking.flush()
+            run_record = {
+                "run_id": active.info.run_id,
+                "experiment_id": active.info.experiment_id,
+                "tracking_uri": tracking.resolve_uri(cfg.tracking),
+                "registered_model": cfg.tracking.registered_model,
+                "model_version": version,
+            }
+        write_json(TRAIN_INFO_FILE, info)
+        write_json(tracking.RUN_FILE, run_record)
+    return {**info, "run": run_record, "wall_seconds": result.wall_seconds}

@@ -1,0 +1,141 @@
+"""Train one Keras model from config: the pure function behind the ``train`` stage."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import regularization as R
+from .config import Config
+from .gap import GapCallback, subset_indices
+from .models import build_model
+
+EVAL_BATCH = 512
+
+
+@dataclass
+class TrainResult:
+    model: Any
+    history: dict[str, list[float]]
+    epochs_run: int
+    wall_seconds: float
+    samples_per_second: float
+    params: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def one_hot(y: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype="float32")[y]
+
+
+def make_optimizer(name: str, learning_rate: float) -> Any:
+    import keras
+
+    factories = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9),
+        "rmsprop": keras.optimizers.RMSprop,
+    }
+    return factories[name](learning_rate=learning_rate)
+
+
+def compile_model(model: Any, cfg: Config) -> Any:
+    import keras
+
+    model.compile(
+        optimizer=make_optimizer(cfg.train.optimizer, cfg.train.learning_rate),
+        loss=R.loss(cfg.regularization),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+class _LearningRateLogger:
+    """Adds the optimizer's current learning rate to each epoch's logs."""
+
+    @staticmethod
+    def make() -> Any:
+        import keras
+
+        class LearningRate(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                if logs is not None:
+                    lr = self.model.optimizer.learning_rate
+                    logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
+
+        return LearningRate()
+
+
+def train_model(
+    cfg: Config,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    num_classes: int,
+    callbacks: Sequence[Any] = (),
+    gap_x: np.ndarray | None = None,
+    gap_y: np.ndarray | None = None,
+    verbose: int = 0,
+) -> TrainResult:
+    """Build, compile and fit; the gap is measured on ``gap_x``/``gap_y`` (default: x_train).
+
+    Pass the un-augmented training split as ``gap_x`` so the gap is not flattered or
+    penalised by augmented copies.
+    """
+    model = compile_model(
+        build_model(tuple(x_train.shape[1:]), num_classes, cfg.model, cfg.regularization), cfg
+    )
+    gx = x_train if gap_x is None else gap_x
+    gy = y_train if gap_y is None else gap_y
+    pick = subset_indices(len(gx), cfg.train.gap_eval_samples, cfg.train.seed)
+    cbs = [
+        GapCallback(gx[pick], one_hot(gy[pick], num_classes), batch_size=EVAL_BATCH),
+        _LearningRateLogger.make(),
+        *R.callbacks(cfg.regularization),
+        *callbacks,
+    ]
+    start = time.perf_counter()
+    hist = model.fit(
+        x_train,
+        one_hot(y_train, num_classes),
+        validation_data=(x_val, one_hot(y_val, num_classes)),
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
+        shuffle=True,
+        callbacks=cbs,
+        verbose=verbose,
+    )
+    wall = time.perf_counter() - start
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    epochs_run = len(history.get("loss", []))
+    return TrainResult(
+        model=model,
+        history=history,
+        epochs_run=epochs_run,
+        wall_seconds=wall,
+        samples_per_second=len(x_train) * epochs_run / wall if wall > 0 else 0.0,
+        params=int(model.count_params()),
+    )
+
+
+def evaluate_splits(
+    model: Any, splits: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: int
+) -> dict[str, float]:
+    """Loss and accuracy per split in inference mode, plus the gaps against val and test."""
+    from .gap import gap_accuracy, gap_loss
+
+    out: dict[str, float] = {}
+    for name, (x, y) in splits.items():
+        res = model.evaluate(x, one_hot(y, num_classes), batch_size=EVAL_BATCH, verbose=0, return_dict=True)
+        out[f"{name}_loss"] = float(res["loss"])
+        out[f"{name}_accuracy"] = float(res["accuracy"])
+    for other in ("val", "test"):
+        if "train_loss" in out and f"{other}_loss" in out:
+            out[f"gap_accuracy_{other}"] = gap_accuracy(out["train_accuracy"], out[f"{other}_accuracy"])
+            out[f"gap_loss_{other}"] = gap_loss(out["train_loss"], out[f"{other}_loss"])
+    return out

@@ -1,0 +1,128 @@
+"""Atomic outputs: complete file or nothing, never a half-written target."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gapline.errors import DataError
+from gapline.io import atomic_path, load_arrays, read_json, save_arrays, write_json, write_text
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if ".tmp-" in p.name)
+
+
+def test_atomic_path_temp_name_keeps_suffix_and_replaces(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "train.npz"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent
+        assert tmp.name.startswith(".train.tmp-")
+        assert tmp.name.endswith(".npz")
+        assert not target.exists()
+        tmp.write_bytes(b"data")
+    assert target.read_bytes() == b"data"
+    assert _leftovers(target.parent) == []
+
+
+def test_atomic_path_keeps_multi_suffix(tmp_path: Path) -> None:
+    with atomic_path(tmp_path / "model.weights.h5") as tmp:
+        assert tmp.name.endswith(".weights.h5")
+        tmp.write_bytes(b"x")
+    assert (tmp_path / "model.weights.h5").exists()
+
+
+def test_atomic_path_body_raises_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "metrics.json"
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("{half")
+            raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_failure_keeps_old_content(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    write_text(target, "old\n")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new partial")
+            raise KeyboardInterrupt
+    assert target.read_text() == "old\n"
+    assert _leftovers(tmp_path) == []
+
+
+def test_save_and_load_arrays_roundtrip(tmp_path: Path) -> None:
+    path = tmp_path / "arrays" / "train.npz"
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    y = np.array([0, 1, 1], dtype=np.int64)
+    save_arrays(path, x=x, y=y)
+    assert path.exists() and not (tmp_path / "arrays" / "train.npz.npz").exists()
+    assert _leftovers(path.parent) == []
+    loaded = load_arrays(path)
+    assert set(loaded) == {"x", "y"}
+    np.testing.assert_array_equal(loaded["x"], x)
+    assert loaded["y"].dtype == np.int64
+
+
+def test_save_arrays_without_npz_suffix_keeps_name(tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    save_arrays(path, a=np.ones(2))
+    assert path.exists()
+    np.testing.assert_array_equal(load_arrays(path)["a"], np.ones(2))
+
+
+def test_load_arrays_missing_is_one_line_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "nope.npz"
+    with pytest.raises(DataError) as info:
+        load_arrays(path)
+    msg = str(info.value)
+    assert str(path) in msg and "does not exist" in msg and "\n" not in msg
+
+
+def test_load_arrays_garbage_is_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.npz"
+    path.write_bytes(b"not a zip at all")
+    with pytest.raises(DataError, match="bad.npz") as info:
+        load_arrays(path)
+    assert "\n" not in str(info.value)
+
+
+def test_write_json_format_and_roundtrip(tmp_path: Path) -> None:
+    path = tmp_path / "m" / "metrics.json"
+    write_json(path, {"b": np.float32(0.5), "a": [np.int64(1), 2], "p": tmp_path / "x"})
+    text = path.read_text()
+    assert text.endswith("}\n")
+    assert text.index('"a"') < text.index('"b"')
+    assert '\n  "a"' in text  # indent=2
+    data = read_json(path)
+    assert data["b"] == 0.5 and data["a"] == [1, 2] and data["p"] == str(tmp_path / "x")
+    assert json.loads(text) == data
+    assert _leftovers(path.parent) == []
+
+
+def test_write_json_unserializable_leaves_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    with pytest.raises(TypeError):
+        write_json(path, {"a": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_json_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        read_json(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": ')
+    with pytest.raises(DataError, match="bad.json") as info:
+        read_json(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_write_text_exact(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    write_text(path, "x\r\ny\n")
+    assert path.read_bytes() == b"x\r\ny\n"
