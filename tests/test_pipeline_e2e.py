@@ -124,9 +124,11 @@ def test_changing_epochs_reruns_only_train_and_evaluate(project: Path) -> None:
 
 def test_forced_rerun_reproduces_metrics_exactly(project: Path) -> None:
     before = (project / "reports/metrics.json").read_bytes()
+    model_before = (project / "models/model.keras").read_bytes()
     proc = _run(["dvc", "repro", "--force"], project)
     assert "train" in _stages_run(proc)
     assert (project / "reports/metrics.json").read_bytes() == before
+    assert (project / "models/model.keras").read_bytes() == model_before  # bit for bit
 
 
 def test_edit_under_conf_is_never_silently_ignored(project: Path) -> None:

@@ -21,12 +21,32 @@ def _load(args: argparse.Namespace):
     return load_params(args.params)
 
 
+def split_overrides(raw: Sequence[str]) -> list[str]:
+    """Accept overrides as separate words or as one quoted string (how MLproject passes them)."""
+    return [word for item in raw for word in item.split()]
+
+
 def cmd_params(args: argparse.Namespace) -> int:
     from .params import write_params
 
-    target = write_params(args.overrides)
-    print(f"wrote {target.name} from conf/" + (f" with {' '.join(args.overrides)}" if args.overrides else ""))
+    overrides = split_overrides(args.overrides)
+    target = write_params(overrides)
+    print(f"wrote {target.name} from conf/" + (f" with {' '.join(overrides)}" if overrides else ""))
     return 0
+
+
+def cmd_repro(args: argparse.Namespace) -> int:
+    """Compose (when overrides are given) and run ``dvc repro`` with this interpreter's tools."""
+    import os
+    import subprocess
+
+    overrides = split_overrides(args.overrides)
+    if overrides:
+        cmd_params(args)
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    dvc = Path(bindir) / "dvc"
+    return subprocess.call([str(dvc) if dvc.exists() else "dvc", "repro", *args.dvc_args], env=env)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -103,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("params", cmd_params, "compose conf/ (+ Hydra overrides) into params.yaml", params=False)
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. regularization=dropout train.epochs=20")
+    p = add("repro", cmd_repro, "compose params.yaml from conf/ + overrides, then run `dvc repro`", params=False)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides; none keeps params.yaml as it is")
+    p.add_argument("--dvc-args", nargs=argparse.REMAINDER, default=[], help="passed on to dvc repro")
     p = add("check", cmd_check, "validate params.yaml and check it still matches conf/")
     p.add_argument("--marker", help="file to write when the check passes (the DVC stage's output)")
     add("prepare", cmd_prepare, "DVC stage: load, validate, split and fingerprint the data")

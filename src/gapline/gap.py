@@ -74,17 +74,19 @@ def overfitting_onset(
     """Where validation loss bottoms out while training loss keeps falling.
 
     The onset is the best epoch when, after it, validation loss rises above its minimum by
-    more than ``tolerance`` and training loss ends lower than it was at the best epoch.
+    more than ``tolerance`` and training loss still reaches a lower value than it had at the
+    best epoch. Non-finite losses (a diverged epoch) never count as a minimum.
     """
     if len(val_loss) == 0:
         raise ValueError("overfitting_onset needs at least one epoch of history")
     vals = [v if math.isfinite(v) else math.inf for v in val_loss]
     best = int(np.argmin(vals))
     later_val = vals[best + 1 :]
-    later_train = list(train_loss[best + 1 :])
+    later_train = [t for t in train_loss[best + 1 :] if math.isfinite(t)]
     overfit = (
         bool(later_val)
         and max(later_val) > vals[best] + tolerance
+        and bool(later_train)
         and min(later_train) < float(train_loss[best]) - tolerance
     )
     return Onset(best_epoch=best + 1, onset_epoch=best + 1 if overfit else None)

@@ -114,7 +114,15 @@ def hydra_error_line(exc: BaseException) -> str:
 
 def compose_config(overrides: Sequence[str] = (), root: str | os.PathLike[str] | None = None) -> Config:
     """Compose and fully validate: what ``gapline params`` and the CLI entry points use."""
-    return from_container(compose(overrides, root))
+    return from_container(_plain(compose(overrides, root)))
+
+
+def _plain(cfg: Any) -> Any:
+    """A plain dict: Hydra's ``+key=value`` can slip an unknown key into a DictConfig that a
+    structured merge then drops silently; from a plain dict it is refused."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def write_params(
@@ -127,7 +135,7 @@ def write_params(
 
     project = Path(root).resolve() if root else find_root()
     cfg = compose(overrides, project)
-    from_container(cfg)  # range-check before anything is written
+    from_container(_plain(cfg))  # check types, keys and ranges before anything is written
     target = project / PARAMS_FILE
     write_text(target, OmegaConf.to_yaml(cfg))
     return target

@@ -43,6 +43,11 @@ def build_cnn(
     for layer in R.block_tail(reg, model.activation, "dense_head", spatial=False):
         x = layer(x)
     outputs = keras.layers.Dense(
-        num_classes, activation="softmax", dtype="float32", name="classifier"
+        num_classes,
+        activation="softmax",
+        dtype="float32",
+        kernel_regularizer=R.kernel_regularizer(reg),
+        kernel_constraint=R.kernel_constraint(reg),
+        name="classifier",
     )(x)
     return keras.Model(inputs, outputs, name="cnn")

@@ -48,15 +48,14 @@ def per_class_report(matrix: np.ndarray, class_names: list[str]) -> list[dict[st
 
 def evaluate(cfg: Config) -> dict[str, Any]:
     runtime.configure(cfg.train.seed, cfg.train.deterministic, cfg.train.accelerator, cfg.train.precision)
-    import keras
-
     from .. import plots
+    from ..model_io import load_model
     from ..training import evaluate_splits
 
     meta = read_meta()
     class_names = list(meta["class_names"])
     k = len(class_names)
-    model = keras.saving.load_model(MODEL_FILE, safe_mode=True)
+    model = load_model(MODEL_FILE)
     splits = {}
     for name in SPLITS:
         arrays = load_arrays(split_file(name))

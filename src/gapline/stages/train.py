@@ -12,7 +12,8 @@ import gapline
 from .. import runtime, tracking
 from ..config import Config
 from ..gap import overfitting_onset
-from ..io import atomic_path, load_arrays, write_json, write_text
+from ..io import load_arrays, write_json, write_text
+from ..model_io import save_model
 from ..regularization import technique_label
 from . import AUGMENTED, HISTORY_FILE, MODEL_FILE, TRAIN_INFO_FILE, split_file
 from .prepare import read_meta
@@ -75,8 +76,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             gap_x=train_split["x"],
             gap_y=train_split["y"],
         )
-        with atomic_path(MODEL_FILE) as tmp:
-            result.model.save(tmp)
+        save_model(result.model, MODEL_FILE)
         write_text(HISTORY_FILE, history_csv(result.history))
         onset = overfitting_onset(result.history["loss"], result.history["val_loss"])
         info = {

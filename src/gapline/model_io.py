@@ -1,0 +1,58 @@
+"""Save and load Keras models so that the same training gives the same bytes.
+
+A ``.keras`` file is a zip whose entries carry the save time and whose metadata.json holds
+``date_saved``; both change on every save. DVC hashes the file, so we rewrite the archive
+with fixed timestamps and without ``date_saved``: identical weights, identical file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from .io import atomic_path
+
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def canonicalize_keras_archive(src: Path, dst: Path) -> None:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in sorted(zin.infolist(), key=lambda i: i.filename):
+            data = zin.read(item.filename)
+            if item.filename == "metadata.json":
+                meta = json.loads(data)
+                meta.pop("date_saved", None)
+                data = json.dumps(meta, sort_keys=True).encode()
+            info = zipfile.ZipInfo(item.filename, date_time=FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zout.writestr(info, data)
+
+
+def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
+    """Save atomically as a byte-reproducible ``.keras`` archive."""
+    import tempfile
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".save-") as tmpdir:
+        raw = Path(tmpdir) / "raw.keras"
+        model.save(raw)
+        with atomic_path(target) as final:
+            canonicalize_keras_archive(raw, final)
+    return target
+
+
+def load_model(path: str | os.PathLike[str]) -> Any:
+    """Load with ``safe_mode=True``: a model file may not run arbitrary code."""
+    import keras
+
+    from .errors import GaplineError
+
+    p = Path(path)
+    if not p.is_file():
+        raise GaplineError(f"model file {str(p)!r} does not exist: expected a trained model (run `dvc repro`)")
+    return keras.saving.load_model(p, safe_mode=True)
