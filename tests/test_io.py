@@ -126,3 +126,22 @@ def test_write_text_exact(tmp_path: Path) -> None:
     path = tmp_path / "a.txt"
     write_text(path, "x\r\ny\n")
     assert path.read_bytes() == b"x\r\ny\n"
+
+
+def test_atomic_dir_replaces_folder_whole_or_not_at_all(tmp_path):
+    from gapline.io import atomic_dir
+
+    target = tmp_path / "prepared"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+        assert not (target / "new.txt").exists()  # nothing visible until the body finishes
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("interrupted")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no temp folders left

@@ -107,6 +107,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_learning_curve(args: argparse.Namespace) -> int:
+    """Train the composed config at several training fractions; CSV + plot + one MLflow run."""
+    from . import tracking
+    from .learning_curve import learning_curve, write_learning_curve
+    from .params import compose_config
+
+    cfg = compose_config(split_overrides(args.overrides))
+    rows = learning_curve(cfg, args.fractions)
+    out = Path(args.out)
+    files = write_learning_curve(rows, out)
+    with tracking.run(cfg, run_name="learning-curve") as active:
+        if active is not None:
+            tracking.log_tags({"gapline.mode": "learning_curve", "techniques": rows[0].get("techniques", "")})
+            for row in rows:
+                tracking.log_metrics(
+                    {f"learning_curve.{k}": v for k, v in row.items() if isinstance(v, (int, float))},
+                    step=int(row["train_samples"]),
+                )
+            for path in files:
+                tracking.log_artifact(path, "learning_curve")
+    for row in rows:
+        print(
+            f"fraction {row['train_fraction']:.2f} ({row['train_samples']} samples): "
+            f"test accuracy {row['test_accuracy']:.4f}, gap {row['gap_accuracy_test']:+.4f}"
+        )
+    print(f"wrote {', '.join(str(p) for p in files)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gapline",
@@ -132,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("augment", cmd_augment, "DVC stage: seeded offline augmentation of the training split")
     add("train", cmd_train, "DVC stage: train the configured model and log it to MLflow")
     add("evaluate", cmd_evaluate, "DVC stage: metrics, gaps, plots and diagnosis")
+    p = add("learning-curve", cmd_learning_curve, "train at several data.train_fraction values (more training data)", params=False)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides applied to conf/ for every point")
+    p.add_argument("--fractions", nargs="+", type=float, default=[0.1, 0.2, 0.4, 0.7, 1.0])
+    p.add_argument("--out", default="reports/learning_curve", help="output folder (default: %(default)s)")
     return parser
 
 

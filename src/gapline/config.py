@@ -43,8 +43,21 @@ class DataConfig:
 
 
 @dataclass
+class OnlineAugmentConfig:
+    """Keras preprocessing layers inside the model: a fresh random variant every epoch,
+    active in training only (inference sees the image unchanged)."""
+
+    enabled: bool = False
+    shift: float = 0.0
+    rotation: float = 0.0
+    zoom: float = 0.0
+    flip_horizontal: bool = False
+    noise_std: float = 0.0
+
+
+@dataclass
 class AugmentConfig:
-    """Offline (the augment stage) and online (Keras layers, training only) augmentation."""
+    """Offline (the augment stage: ``copies`` extra samples per image, seeded) and online."""
 
     copies: int = 0
     shift: float = 0.0
@@ -53,6 +66,7 @@ class AugmentConfig:
     flip_horizontal: bool = False
     noise_std: float = 0.0
     seed: int = 0
+    online: OnlineAugmentConfig = field(default_factory=OnlineAugmentConfig)
 
 
 @dataclass
@@ -81,12 +95,25 @@ class EarlyStoppingConfig:
 class RegularizationConfig:
     """Every technique against overfitting that the model builder and trainer apply."""
 
+    # Weight penalties on kernels; ``layer_strength`` scales them per hidden block (empty: 1).
     l1: float = 0.0
     l2: float = 0.0
+    bias_penalty: bool = False
+    activity_l1: float = 0.0
+    activity_l2: float = 0.0
+    layer_strength: list[float] = field(default_factory=list)
+    # Dropout after each hidden block (SpatialDropout2D in conv blocks); ``dropout_rates``
+    # gives one rate per block and overrides ``dropout`` when set.
     dropout: float = 0.0
+    dropout_rates: list[float] = field(default_factory=list)
     batch_norm: bool = False
+    # Gaussian noise, training only: on inputs, on hidden activations, and on the weights
+    # themselves (the stored weights stay clean and are what inference uses).
     input_noise: float = 0.0
     hidden_noise: float = 0.0
+    weight_noise: float = 0.0
+    # Parameter tying: hidden blocks of equal shape reuse one layer (one weight tensor).
+    tie_weights: bool = False
     label_smoothing: float = 0.0
     max_norm: float = 0.0
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
@@ -115,6 +142,10 @@ class TrackingConfig:
     experiment: str = "gapline"
     registered_model: str = "gapline"
     run_name: str = ""
+    # CPU/memory (and GPU when present) sampled by MLflow during the run.
+    system_metrics: bool = True
+    # Per-epoch metrics are queued and sent in batches so logging never stalls training.
+    async_logging: bool = True
 
 
 @dataclass
@@ -211,6 +242,11 @@ def validate(cfg: Config) -> Config:
     _range("augment.rotation", a.rotation, 0.0, 180.0)
     _range("augment.zoom", a.zoom, 0.0, 0.9)
     _range("augment.noise_std", a.noise_std, 0.0, 1.0)
+    o = a.online
+    _range("augment.online.shift", o.shift, 0.0, 0.5)
+    _range("augment.online.rotation", o.rotation, 0.0, 180.0)
+    _range("augment.online.zoom", o.zoom, 0.0, 0.9)
+    _range("augment.online.noise_std", o.noise_std, 0.0, 1.0)
 
     m = cfg.model
     _choice("model.family", m.family, MODEL_FAMILIES)
@@ -223,9 +259,39 @@ def validate(cfg: Config) -> Config:
     r = cfg.regularization
     _range("regularization.l1", r.l1, 0.0, 1.0)
     _range("regularization.l2", r.l2, 0.0, 1.0)
+    _range("regularization.activity_l1", r.activity_l1, 0.0, 1.0)
+    _range("regularization.activity_l2", r.activity_l2, 0.0, 1.0)
+    for i, strength in enumerate(r.layer_strength):
+        _range(f"regularization.layer_strength[{i}]", strength, 0.0, 1e6)
     _range("regularization.dropout", r.dropout, 0.0, 1.0, high_open=True)
+    for i, rate in enumerate(r.dropout_rates):
+        _range(f"regularization.dropout_rates[{i}]", rate, 0.0, 1.0, high_open=True)
+    blocks = len(m.conv_filters) + 1 if m.family == "cnn" else len(m.hidden_units)
+    for key in ("layer_strength", "dropout_rates"):
+        values = getattr(r, key)
+        if values and len(values) != blocks:
+            raise ConfigError(
+                bad_value(
+                    f"regularization.{key}",
+                    list(values),
+                    f"an empty list or one value per hidden block ({blocks} for model.family={m.family})",
+                )
+            )
     _range("regularization.input_noise", r.input_noise, 0.0, 10.0)
     _range("regularization.hidden_noise", r.hidden_noise, 0.0, 10.0)
+    _range("regularization.weight_noise", r.weight_noise, 0.0, 10.0)
+    if r.tie_weights:
+        key = "model.conv_filters" if m.family == "cnn" else "model.hidden_units"
+        sizes = m.conv_filters if m.family == "cnn" else m.hidden_units
+        if len(sizes) < 3 or len(set(sizes)) != 1:
+            raise ConfigError(
+                bad_value(
+                    key,
+                    list(sizes),
+                    "at least three blocks of equal width (e.g. [128, 128, 128]) so that blocks "
+                    "2..n can share one weight tensor, for regularization.tie_weights=true",
+                )
+            )
     _range("regularization.label_smoothing", r.label_smoothing, 0.0, 1.0, high_open=True)
     _range("regularization.max_norm", r.max_norm, 0.0, 1e6)
     es = r.early_stopping

@@ -22,6 +22,7 @@ import numpy as np
 from gapline.errors import DataError
 
 __all__ = [
+    "atomic_dir",
     "atomic_path",
     "load_arrays",
     "read_json",
@@ -103,6 +104,30 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
+    _fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``path`` as a whole.
+
+    A stage whose output is a folder (DVC tracks it as one) never leaves a mix of old and new
+    files: the old folder is moved aside, the new one renamed in, the old one deleted.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        _remove(old)
     except BaseException:
         _remove(tmp)
         raise

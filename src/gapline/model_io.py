@@ -50,6 +50,7 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     """Load with ``safe_mode=True``: a model file may not run arbitrary code."""
     import keras
 
+    from . import layers  # noqa: F401  (registers gapline's serializable layers)
     from .errors import GaplineError
 
     p = Path(path)

@@ -79,3 +79,24 @@ def _save(fig, path: Path) -> Path:
         fig.savefig(tmp, dpi=100, metadata={"Software": None})
     plt.close(fig)
     return path
+
+
+def learning_curve_plot(rows: Sequence[dict], path: Path) -> Path:
+    """Accuracy and gap against the number of training samples."""
+    plt = _pyplot()
+    n = [r["train_samples"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].plot(n, [r["train_accuracy"] for r in rows], "o-", label="train")
+    axes[0].plot(n, [r["val_accuracy"] for r in rows], "o-", label="validation")
+    axes[0].plot(n, [r["test_accuracy"] for r in rows], "o-", label="test")
+    axes[0].set_ylabel("accuracy")
+    axes[1].plot(n, [r["gap_accuracy_test"] for r in rows], "o-", color="C3", label="gap (train − test)")
+    axes[1].axhline(0.0, color="grey", lw=0.8)
+    axes[1].set_ylabel("accuracy gap")
+    for ax in axes:
+        ax.set_xlabel("training samples")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Learning curve: more training data")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,25 +1,48 @@
-"""One place that turns the ``regularization`` config into Keras pieces.
+"""One place that turns the ``regularization`` (and online ``augment``) config into Keras pieces.
 
-Model builders ask here for regularizers, constraints and noise/dropout layers; the trainer
+Model builders ask here for linear layers (with penalties, constraints, weight noise and
+tying already applied), the layers that follow them, and the input pipeline; the trainer
 asks for callbacks and the loss. Nothing else in gapline reads ``regularization.*``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
-from .config import Config, RegularizationConfig
+from .config import Config, OnlineAugmentConfig, RegularizationConfig
+from .errors import ConfigError, bad_value
 
 
-def kernel_regularizer(reg: RegularizationConfig) -> Any:
+def strength(reg: RegularizationConfig, block: Optional[int]) -> float:
+    """Per-block multiplier of the weight penalties (1 for the classifier and by default)."""
+    if block is None or not reg.layer_strength:
+        return 1.0
+    return float(reg.layer_strength[block])
+
+
+def kernel_regularizer(reg: RegularizationConfig, block: Optional[int] = None) -> Any:
     import keras
 
-    if reg.l1 > 0 and reg.l2 > 0:
-        return keras.regularizers.L1L2(l1=reg.l1, l2=reg.l2)
-    if reg.l1 > 0:
-        return keras.regularizers.L1(reg.l1)
-    if reg.l2 > 0:
-        return keras.regularizers.L2(reg.l2)
+    s = strength(reg, block)
+    l1, l2 = reg.l1 * s, reg.l2 * s
+    if l1 > 0 and l2 > 0:
+        return keras.regularizers.L1L2(l1=l1, l2=l2)
+    if l1 > 0:
+        return keras.regularizers.L1(l1)
+    if l2 > 0:
+        return keras.regularizers.L2(l2)
+    return None
+
+
+def bias_regularizer(reg: RegularizationConfig, block: Optional[int] = None) -> Any:
+    return kernel_regularizer(reg, block) if reg.bias_penalty else None
+
+
+def activity_regularizer(reg: RegularizationConfig) -> Any:
+    import keras
+
+    if reg.activity_l1 > 0 or reg.activity_l2 > 0:
+        return keras.regularizers.L1L2(l1=reg.activity_l1, l2=reg.activity_l2)
     return None
 
 
@@ -29,27 +52,120 @@ def kernel_constraint(reg: RegularizationConfig) -> Any:
     return keras.constraints.MaxNorm(reg.max_norm) if reg.max_norm > 0 else None
 
 
-def input_layers(reg: RegularizationConfig) -> list[Any]:
-    """Layers applied to the raw input (training-only noise)."""
+def dropout_rate(reg: RegularizationConfig, block: int) -> float:
+    return float(reg.dropout_rates[block]) if reg.dropout_rates else float(reg.dropout)
+
+
+def dense(reg: RegularizationConfig, units: int, name: str, block: Optional[int], seed: int, **kw: Any) -> Any:
+    """A Dense layer with this config's penalties, constraint and (training-only) weight noise.
+
+    Plain Keras layers unless weight noise is asked for, so most saved models load anywhere
+    without gapline installed.
+    """
     import keras
 
-    return [keras.layers.GaussianNoise(reg.input_noise, name="input_noise")] if reg.input_noise > 0 else []
+    from .layers import NoisyDense
+
+    noisy = {"weight_noise": reg.weight_noise, "seed": seed} if reg.weight_noise > 0 else {}
+    cls = NoisyDense if noisy else keras.layers.Dense
+    return cls(
+        units,
+        **noisy,
+        use_bias=not (reg.batch_norm and block is not None),
+        kernel_regularizer=kernel_regularizer(reg, block),
+        bias_regularizer=bias_regularizer(reg, block),
+        kernel_constraint=kernel_constraint(reg),
+        name=name,
+        **kw,
+    )
 
 
-def block_tail(reg: RegularizationConfig, activation: str, name: str, *, spatial: bool) -> list[Any]:
+def conv(reg: RegularizationConfig, filters: int, kernel_size: int, name: str, block: int, seed: int) -> Any:
+    """A Conv2D (one kernel shared across positions) with this config's penalties and noise."""
+    import keras
+
+    from .layers import NoisyConv2D
+
+    noisy = {"weight_noise": reg.weight_noise, "seed": seed} if reg.weight_noise > 0 else {}
+    cls = NoisyConv2D if noisy else keras.layers.Conv2D
+    return cls(
+        filters,
+        kernel_size,
+        padding="same",
+        **noisy,
+        use_bias=not reg.batch_norm,
+        kernel_regularizer=kernel_regularizer(reg, block),
+        bias_regularizer=bias_regularizer(reg, block),
+        kernel_constraint=kernel_constraint(reg),
+        name=name,
+    )
+
+
+def block_tail(
+    reg: RegularizationConfig, activation: str, name: str, block: int, *, spatial: bool, seed: int
+) -> list[Any]:
     """What follows a linear layer: [batch norm] → activation → [noise] → [dropout]."""
     import keras
 
     layers: list[Any] = []
     if reg.batch_norm:
         layers.append(keras.layers.BatchNormalization(name=f"{name}_bn"))
-    layers.append(keras.layers.Activation(activation, name=f"{name}_act"))
+    layers.append(
+        keras.layers.Activation(activation, name=f"{name}_act")
+        if activity_regularizer(reg) is None
+        else keras.layers.Activation(activation, name=f"{name}_act", activity_regularizer=activity_regularizer(reg))
+    )
     if reg.hidden_noise > 0:
-        layers.append(keras.layers.GaussianNoise(reg.hidden_noise, name=f"{name}_noise"))
-    if reg.dropout > 0:
+        layers.append(keras.layers.GaussianNoise(reg.hidden_noise, seed=seed, name=f"{name}_noise"))
+    rate = dropout_rate(reg, block)
+    if rate > 0:
         cls = keras.layers.SpatialDropout2D if spatial else keras.layers.Dropout
-        layers.append(cls(reg.dropout, name=f"{name}_dropout"))
+        layers.append(cls(rate, seed=seed, name=f"{name}_dropout"))
     return layers
+
+
+def online_augmentation(online: OnlineAugmentConfig, input_rank: int, seed: int) -> list[Any]:
+    """Keras preprocessing layers; they transform only when ``training=True``."""
+    import keras
+
+    if not online.enabled:
+        return []
+    image = input_rank == 3
+    if not image:
+        for key in ("shift", "rotation", "zoom"):
+            if getattr(online, key):
+                raise ConfigError(
+                    bad_value(f"augment.online.{key}", getattr(online, key), "0 for tabular data (not applicable)")
+                )
+        if online.flip_horizontal:
+            raise ConfigError(bad_value("augment.online.flip_horizontal", True, "false for tabular data (not applicable)"))
+    layers: list[Any] = []
+    if image and online.flip_horizontal:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed, name="aug_flip"))
+    if image and online.rotation:
+        layers.append(
+            keras.layers.RandomRotation(online.rotation / 360.0, fill_mode="constant", seed=seed + 1, name="aug_rotate")
+        )
+    if image and online.zoom:
+        layers.append(keras.layers.RandomZoom(online.zoom, fill_mode="constant", seed=seed + 2, name="aug_zoom"))
+    if image and online.shift:
+        layers.append(
+            keras.layers.RandomTranslation(online.shift, online.shift, fill_mode="constant", seed=seed + 3, name="aug_shift")
+        )
+    if online.noise_std:
+        layers.append(keras.layers.GaussianNoise(online.noise_std, seed=seed + 4, name="aug_noise"))
+    if not layers:
+        raise ConfigError(
+            bad_value("augment.online.enabled", True, "at least one of shift, rotation, zoom, flip_horizontal, noise_std set")
+        )
+    return layers
+
+
+def input_layers(reg: RegularizationConfig, seed: int) -> list[Any]:
+    """Training-only noise on the raw input."""
+    import keras
+
+    return [keras.layers.GaussianNoise(reg.input_noise, seed=seed, name="input_noise")] if reg.input_noise > 0 else []
 
 
 def loss(reg: RegularizationConfig) -> Any:
@@ -86,12 +202,16 @@ def techniques(cfg: Config) -> list[str]:
         used.append("l1")
     if r.l2 > 0:
         used.append("l2")
-    if r.dropout > 0:
+    if r.activity_l1 > 0 or r.activity_l2 > 0:
+        used.append("activity_penalty")
+    if r.dropout > 0 or any(rate > 0 for rate in r.dropout_rates):
         used.append("dropout")
     if r.batch_norm:
         used.append("batch_norm")
-    if r.input_noise > 0 or r.hidden_noise > 0:
+    if r.input_noise > 0 or r.hidden_noise > 0 or r.weight_noise > 0:
         used.append("noise")
+    if r.tie_weights:
+        used.append("tying")
     if r.label_smoothing > 0:
         used.append("label_smoothing")
     if r.max_norm > 0:
@@ -100,6 +220,8 @@ def techniques(cfg: Config) -> list[str]:
         used.append("early_stopping")
     if cfg.augment.copies > 0:
         used.append("augment")
+    if cfg.augment.online.enabled:
+        used.append("online_augment")
     if cfg.model.family == "cnn":
         used.append("weight_sharing")
     if cfg.data.train_fraction < 1.0:

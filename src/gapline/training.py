@@ -88,7 +88,15 @@ def train_model(
     penalised by augmented copies.
     """
     model = compile_model(
-        build_model(tuple(x_train.shape[1:]), num_classes, cfg.model, cfg.regularization), cfg
+        build_model(
+            tuple(x_train.shape[1:]),
+            num_classes,
+            cfg.model,
+            cfg.regularization,
+            cfg.augment.online,
+            cfg.train.seed,
+        ),
+        cfg,
     )
     gx = x_train if gap_x is None else gap_x
     gy = y_train if gap_y is None else gap_y

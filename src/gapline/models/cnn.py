@@ -5,49 +5,39 @@ from __future__ import annotations
 from typing import Any
 
 from .. import regularization as R
-from ..config import ModelConfig, RegularizationConfig
+from ..config import ModelConfig, OnlineAugmentConfig, RegularizationConfig
 
 
 def build_cnn(
-    input_shape: tuple[int, ...], num_classes: int, model: ModelConfig, reg: RegularizationConfig
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    model: ModelConfig,
+    reg: RegularizationConfig,
+    online: OnlineAugmentConfig,
+    seed: int,
 ) -> Any:
     import keras
 
     inputs = keras.Input(shape=input_shape, name="inputs")
     x = inputs
-    for layer in R.input_layers(reg):
+    for layer in R.online_augmentation(online, len(input_shape), seed) + R.input_layers(reg, seed):
         x = layer(x)
+    tied = None
     for i, filters in enumerate(model.conv_filters):
-        name = f"conv_{i}"
-        x = keras.layers.Conv2D(
-            filters,
-            model.kernel_size,
-            padding="same",
-            use_bias=not reg.batch_norm,
-            kernel_regularizer=R.kernel_regularizer(reg),
-            kernel_constraint=R.kernel_constraint(reg),
-            name=name,
-        )(x)
-        for layer in R.block_tail(reg, model.activation, name, spatial=True):
+        if reg.tie_weights and i >= 1:
+            tied = tied or R.conv(reg, filters, model.kernel_size, "conv_tied", 1, seed + 100)
+            linear = tied
+        else:
+            linear = R.conv(reg, filters, model.kernel_size, f"conv_{i}", i, seed + 100 + i)
+        x = linear(x)
+        for layer in R.block_tail(reg, model.activation, f"conv_{i}", i, spatial=True, seed=seed + 200 + i):
             x = layer(x)
         if min(x.shape[1], x.shape[2]) >= 2:
             x = keras.layers.MaxPooling2D(2, name=f"pool_{i}")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap_pool")(x)
-    x = keras.layers.Dense(
-        model.dense_units,
-        use_bias=not reg.batch_norm,
-        kernel_regularizer=R.kernel_regularizer(reg),
-        kernel_constraint=R.kernel_constraint(reg),
-        name="dense_head",
-    )(x)
-    for layer in R.block_tail(reg, model.activation, "dense_head", spatial=False):
+    x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+    head = len(model.conv_filters)
+    x = R.dense(reg, model.dense_units, "dense_head", head, seed + 150)(x)
+    for layer in R.block_tail(reg, model.activation, "dense_head", head, spatial=False, seed=seed + 250):
         x = layer(x)
-    outputs = keras.layers.Dense(
-        num_classes,
-        activation="softmax",
-        dtype="float32",
-        kernel_regularizer=R.kernel_regularizer(reg),
-        kernel_constraint=R.kernel_constraint(reg),
-        name="classifier",
-    )(x)
+    outputs = R.dense(reg, num_classes, "classifier", None, seed + 300, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="cnn")

@@ -8,7 +8,7 @@ from typing import Any
 from ..augment import augment_dataset
 from ..config import Config
 from ..data.fingerprint import fingerprint
-from ..io import load_arrays, save_arrays
+from ..io import atomic_dir, load_arrays, save_arrays
 from . import AUGMENTED, PREPARED
 from .prepare import read_meta
 
@@ -17,5 +17,6 @@ def augment(cfg: Config, prepared: Path = PREPARED, out_dir: Path = AUGMENTED) -
     meta = read_meta(prepared)
     arrays = load_arrays(prepared / "train.npz")
     x, y = augment_dataset(arrays["x"], arrays["y"], cfg.augment, meta["kind"])
-    save_arrays(out_dir / "train.npz", x=x, y=y)
+    with atomic_dir(out_dir) as tmp:
+        save_arrays(tmp / "train.npz", x=x, y=y)
     return {"samples": int(len(y)), "fingerprint": fingerprint({"x": x, "y": y})}

@@ -9,7 +9,7 @@ from ..config import Config, DataConfig
 from ..data.fingerprint import fingerprint, file_digest, tree_digest
 from ..data.sources import Dataset, load_csv, load_digits, load_image_folder, load_npz, validate_dataset
 from ..data.split import stratified_split, stratified_subset
-from ..io import save_arrays, write_json
+from ..io import atomic_dir, save_arrays, write_json
 from . import PREPARED
 
 
@@ -33,34 +33,44 @@ def source_digest(data: DataConfig) -> str:
     return tree_digest(path) if path.is_dir() else file_digest(path)
 
 
-def prepare(cfg: Config, out_dir: Path = PREPARED) -> dict[str, Any]:
-    """Write ``{train,val,test}.npz`` and ``meta.json``; returns the meta written."""
+def split_source(cfg: Config, ds: Dataset | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Load (unless given), validate, split and subset in memory: ``({split: {x, y}}, meta)``.
+
+    Pure: the prepare stage writes what this returns; the learning curve and the study call
+    it directly (passing an already-loaded ``ds`` to load the source once).
+    """
     data = cfg.data
-    ds = load_source(data)
-    validate_dataset(ds, data.source)
+    if ds is None:
+        ds = load_source(data)
+        validate_dataset(ds, data.source)
     train_idx, val_idx, test_idx = stratified_split(
         ds.y, data.val_fraction, data.test_fraction, data.seed, class_names=ds.class_names
     )
     keep = stratified_subset(ds.y[train_idx], data.train_fraction, data.seed)
-    train_idx = train_idx[keep]
-    splits = {"train": train_idx, "val": val_idx, "test": test_idx}
-    fingerprints = {}
-    for name, idx in splits.items():
-        arrays = {"x": ds.x[idx], "y": ds.y[idx]}
-        save_arrays(out_dir / f"{name}.npz", **arrays)
-        fingerprints[name] = fingerprint(arrays)
+    indices = {"train": train_idx[keep], "val": val_idx, "test": test_idx}
+    splits = {name: {"x": ds.x[idx], "y": ds.y[idx]} for name, idx in indices.items()}
+    fingerprints = {name: fingerprint(arrays) for name, arrays in splits.items()}
     meta = {
         "source": data.source,
         "source_digest": source_digest(data),
         "kind": ds.kind,
         "class_names": list(ds.class_names),
         "input_shape": list(ds.x.shape[1:]),
-        "counts": {name: int(len(idx)) for name, idx in splits.items()},
+        "counts": {name: int(len(idx)) for name, idx in indices.items()},
         "skipped_corrupt": int(ds.skipped),
         "fingerprints": fingerprints,
         "fingerprint": combined_fingerprint(fingerprints),
     }
-    write_json(out_dir / "meta.json", meta)
+    return splits, meta
+
+
+def prepare(cfg: Config, out_dir: Path = PREPARED) -> dict[str, Any]:
+    """Write ``{train,val,test}.npz`` and ``meta.json``; returns the meta written."""
+    splits, meta = split_source(cfg)
+    with atomic_dir(out_dir) as tmp:
+        for name, arrays in splits.items():
+            save_arrays(tmp / f"{name}.npz", **arrays)
+        write_json(tmp / "meta.json", meta)
     return meta
 
 

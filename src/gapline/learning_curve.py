@@ -1,0 +1,68 @@
+"""More training data as an experiment axis: the same config trained at several fractions."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import Config, validate
+from .errors import ConfigError, bad_value
+from .io import write_text
+
+COLUMNS = (
+    "train_fraction",
+    "train_samples",
+    "train_accuracy",
+    "val_accuracy",
+    "test_accuracy",
+    "gap_accuracy_val",
+    "gap_accuracy_test",
+    "gap_loss_val",
+    "epochs_run",
+    "train_seconds",
+)
+
+
+def with_fraction(cfg: Config, fraction: float) -> Config:
+    data = dataclasses.replace(cfg.data, train_fraction=float(fraction))
+    return validate(dataclasses.replace(cfg, data=data))
+
+
+def learning_curve(cfg: Config, fractions: Sequence[float]) -> list[dict[str, Any]]:
+    """One row per fraction (ascending); the source is loaded once and split identically."""
+    from .data.sources import validate_dataset
+    from .experiment import run_experiment
+    from .stages.prepare import load_source
+
+    if not fractions:
+        raise ConfigError(bad_value("fractions", list(fractions), "at least one fraction in (0, 1]"))
+    for f in fractions:
+        if not 0.0 < f <= 1.0:
+            raise ConfigError(bad_value("fractions", list(fractions), "fractions in (0, 1]"))
+    ds = load_source(cfg.data)
+    validate_dataset(ds, cfg.data.source)
+    rows = []
+    for fraction in sorted(set(float(f) for f in fractions)):
+        out = run_experiment(with_fraction(cfg, fraction), ds)
+        rows.append({"train_fraction": fraction, **{k: out[k] for k in COLUMNS if k in out}})
+    return rows
+
+
+def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def write_learning_curve(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
+    from .plots import learning_curve_plot
+
+    csv_path = out_dir / "learning_curve.csv"
+    write_text(csv_path, rows_csv(rows))
+    return [csv_path, learning_curve_plot(rows, out_dir / "learning_curve.png")]
