@@ -119,15 +119,19 @@ def train_model(
         verbose=verbose,
     )
     wall = time.perf_counter() - start
+    from .models import effective_params
+
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     epochs_run = len(history.get("loss", []))
+    counts = effective_params(model)
     return TrainResult(
         model=model,
         history=history,
         epochs_run=epochs_run,
         wall_seconds=wall,
         samples_per_second=len(x_train) * epochs_run / wall if wall > 0 else 0.0,
-        params=int(model.count_params()),
+        params=counts["params"],
+        extra={"params_untied": counts["params_untied"]},
     )
 
 
