@@ -131,6 +131,12 @@ class TrainConfig:
     precision: str = "float32"
     # Train-set samples evaluated in inference mode each epoch for the gap (0 = all).
     gap_eval_samples: int = 2048
+    # CPU threads for the backend's kernels (0 = its default: all cores).
+    threads: int = 0
+    # Training steps per compiled call (0 = auto: a whole epoch, at most 64 steps).
+    steps_per_execution: int = 0
+    # XLA compilation of the train step; off by default (slower to start on small CPU runs).
+    jit_compile: bool = False
 
 
 @dataclass
@@ -149,6 +155,22 @@ class TrackingConfig:
 
 
 @dataclass
+class StudyConfig:
+    """The regularization study: every arm (a name and its Hydra overrides) × ``seeds``."""
+
+    seeds: int = 3
+    jobs: int = 2
+    arms: dict[str, list[str]] = field(default_factory=dict)
+    # Arms to run, in this order (empty: all of ``arms``).
+    include: list[str] = field(default_factory=list)
+    # Learning curve: the arm retrained at these data.train_fraction values (empty: none).
+    learning_curve_arm: str = "baseline"
+    fractions: list[float] = field(default_factory=list)
+    classical: bool = True
+    out_dir: str = "reports/study"
+
+
+@dataclass
 class MetaConfig:
     """Provenance of params.yaml: the digest of conf/ it was composed from."""
 
@@ -163,6 +185,7 @@ class Config:
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
 
 
@@ -292,6 +315,14 @@ def validate(cfg: Config) -> Config:
                     "2..n can share one weight tensor, for regularization.tie_weights=true",
                 )
             )
+    if r.tie_weights and r.layer_strength and len(set(r.layer_strength[1 : len(sizes)])) > 1:
+        raise ConfigError(
+            bad_value(
+                "regularization.layer_strength",
+                list(r.layer_strength),
+                "equal strengths for the tied blocks 2..n (they share one kernel)",
+            )
+        )
     _range("regularization.label_smoothing", r.label_smoothing, 0.0, 1.0, high_open=True)
     _range("regularization.max_norm", r.max_norm, 0.0, 1e6)
     es = r.early_stopping
@@ -308,6 +339,21 @@ def validate(cfg: Config) -> Config:
     _choice("train.accelerator", t.accelerator, ACCELERATORS)
     _choice("train.precision", t.precision, PRECISIONS)
     _int_min("train.gap_eval_samples", t.gap_eval_samples, 0)
+    _int_min("train.threads", t.threads, 0)
+    _int_min("train.steps_per_execution", t.steps_per_execution, 0)
+
+    st = cfg.study
+    _int_min("study.seeds", st.seeds, 1)
+    _int_min("study.jobs", st.jobs, 1)
+    for name in st.include:
+        if name not in st.arms:
+            raise ConfigError(bad_value("study.include", name, "one of the arms: " + ", ".join(st.arms)))
+    if st.fractions and st.learning_curve_arm not in st.arms:
+        raise ConfigError(
+            bad_value("study.learning_curve_arm", st.learning_curve_arm, "one of the arms: " + ", ".join(st.arms))
+        )
+    for i, f in enumerate(st.fractions):
+        _range(f"study.fractions[{i}]", f, 0.0, 1.0, low_open=True)
 
     k = cfg.tracking
     if k.enabled and not k.experiment:

@@ -22,7 +22,8 @@ def run_experiment(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0) 
     from .stages.prepare import split_source
     from .training import evaluate_splits, train_model
 
-    runtime.configure(cfg.train.seed, cfg.train.deterministic, cfg.train.accelerator, cfg.train.precision)
+    t = cfg.train
+    runtime.configure(t.seed, t.deterministic, t.accelerator, t.precision, t.threads)
     splits, meta = split_source(cfg, ds)
     x_fit, y_fit = augment_dataset(splits["train"]["x"], splits["train"]["y"], cfg.augment, meta["kind"])
     k = len(meta["class_names"])

@@ -46,10 +46,12 @@ def activity_regularizer(reg: RegularizationConfig) -> Any:
     return None
 
 
-def kernel_constraint(reg: RegularizationConfig) -> Any:
+def kernel_constraint(reg: RegularizationConfig, axis: Any = 0) -> Any:
+    """Max-norm on each unit's whole incoming weight vector: ``axis=0`` for a Dense kernel,
+    ``[0, 1, 2]`` for a Conv2D kernel (rows, cols, in, out)."""
     import keras
 
-    return keras.constraints.MaxNorm(reg.max_norm) if reg.max_norm > 0 else None
+    return keras.constraints.MaxNorm(reg.max_norm, axis=axis) if reg.max_norm > 0 else None
 
 
 def dropout_rate(reg: RegularizationConfig, block: int) -> float:
@@ -96,7 +98,7 @@ def conv(reg: RegularizationConfig, filters: int, kernel_size: int, name: str, b
         use_bias=not reg.batch_norm,
         kernel_regularizer=kernel_regularizer(reg, block),
         bias_regularizer=bias_regularizer(reg, block),
-        kernel_constraint=kernel_constraint(reg),
+        kernel_constraint=kernel_constraint(reg, axis=[0, 1, 2]),
         name=name,
     )
 

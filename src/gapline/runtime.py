@@ -54,10 +54,28 @@ def device_label() -> str:
     return f"GPU: {', '.join(gpus)}" if gpus else "CPU"
 
 
-def configure(seed: int, deterministic: bool, accelerator: str, precision: str) -> dict[str, Any]:
+def set_threads(threads: int) -> None:
+    """Cap the backend's CPU threads (parallel study jobs must not oversubscribe the cores)."""
+    if threads <= 0:
+        return
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass  # already initialized in this process (a reused worker): keep its setting
+
+
+def configure(
+    seed: int, deterministic: bool, accelerator: str, precision: str, threads: int = 0
+) -> dict[str, Any]:
     """Seed every RNG, make kernels deterministic where asked, and check the device request."""
     prepare_environment(accelerator)
     import keras
+
+    set_threads(threads)
 
     keras.utils.set_random_seed(seed)
     name = backend()

@@ -43,15 +43,47 @@ def make_optimizer(name: str, learning_rate: float) -> Any:
     return factories[name](learning_rate=learning_rate)
 
 
-def compile_model(model: Any, cfg: Config) -> Any:
+def steps_per_epoch(samples: int, batch_size: int) -> int:
+    return max(1, -(-samples // batch_size))
+
+
+def compile_model(model: Any, cfg: Config, steps: int = 1) -> Any:
     import keras
 
+    spe = cfg.train.steps_per_execution or min(steps, 64)
     model.compile(
         optimizer=make_optimizer(cfg.train.optimizer, cfg.train.learning_rate),
         loss=R.loss(cfg.regularization),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        steps_per_execution=spe,
+        jit_compile=cfg.train.jit_compile,
     )
     return model
+
+
+def fit_data(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> dict[str, Any]:
+    """What ``fit`` should iterate, with the least per-epoch overhead the backend allows.
+
+    On TensorFlow, an in-memory, reshuffled-every-epoch, repeated ``tf.data`` pipeline with a
+    fixed ``steps_per_epoch``: Keras then keeps one iterator for the whole fit instead of
+    building one per epoch (about 5× faster on small data). Other backends get the arrays.
+    """
+    import keras
+
+    steps = steps_per_epoch(len(x), batch_size)
+    if keras.backend.backend() != "tensorflow":
+        return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
+    import tensorflow as tf
+
+    ds = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .cache()
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .repeat()
+        .prefetch(2)
+    )
+    return {"x": ds, "steps_per_epoch": steps, "shuffle": False}
 
 
 class _LearningRateLogger:
@@ -87,6 +119,7 @@ def train_model(
     Pass the un-augmented training split as ``gap_x`` so the gap is not flattered or
     penalised by augmented copies.
     """
+    steps = steps_per_epoch(len(x_train), cfg.train.batch_size)
     model = compile_model(
         build_model(
             tuple(x_train.shape[1:]),
@@ -97,24 +130,25 @@ def train_model(
             cfg.train.seed,
         ),
         cfg,
+        steps,
     )
     gx = x_train if gap_x is None else gap_x
     gy = y_train if gap_y is None else gap_y
     pick = subset_indices(len(gx), cfg.train.gap_eval_samples, cfg.train.seed)
     cbs = [
-        GapCallback(gx[pick], one_hot(gy[pick], num_classes), batch_size=EVAL_BATCH),
+        GapCallback(
+            gx[pick],
+            one_hot(gy[pick], num_classes),
+            val=(x_val, one_hot(y_val, num_classes)),
+        ),
         _LearningRateLogger.make(),
         *R.callbacks(cfg.regularization),
         *callbacks,
     ]
     start = time.perf_counter()
     hist = model.fit(
-        x_train,
-        one_hot(y_train, num_classes),
-        validation_data=(x_val, one_hot(y_val, num_classes)),
+        **fit_data(x_train, one_hot(y_train, num_classes), cfg.train.batch_size, cfg.train.seed),
         epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        shuffle=True,
         callbacks=cbs,
         verbose=verbose,
     )
