@@ -10,6 +10,7 @@ import numpy as np
 
 from . import regularization as R
 from .config import Config
+from .errors import GaplineError
 from .gap import GapCallback, subset_indices
 from .models import build_model
 
@@ -86,6 +87,36 @@ def fit_data(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> dict[s
     return {"x": ds, "steps_per_epoch": steps, "shuffle": False}
 
 
+class TrainingDiverged(GaplineError):
+    """The loss became NaN or infinite: nothing trained after that point can be trusted."""
+
+
+def divergence_guard(learning_rate: float) -> Any:
+    """Stops training at the first non-finite loss with one clear line (not a silent NaN model)."""
+    import math
+
+    import keras
+
+    class FailOnNonFinite(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch = epoch + 1
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.model.stop_training = True
+                raise TrainingDiverged(
+                    f"training diverged in epoch {self.epoch}: loss={float(loss)}; expected a finite "
+                    f"loss: lower train.learning_rate (now {learning_rate:g}) or regularize more"
+                )
+
+    return FailOnNonFinite()
+
+
 class _LearningRateLogger:
     """Adds the optimizer's current learning rate to each epoch's logs."""
 
@@ -136,6 +167,7 @@ def train_model(
     gy = y_train if gap_y is None else gap_y
     pick = subset_indices(len(gx), cfg.train.gap_eval_samples, cfg.train.seed)
     cbs = [
+        divergence_guard(cfg.train.learning_rate),
         GapCallback(
             gx[pick],
             one_hot(gy[pick], num_classes),
