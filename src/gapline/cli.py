@@ -81,6 +81,12 @@ def cmd_augment(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.overrides or args.multirun:
+        # A Hydra app over conf/ (not params.yaml): one run, or a sweep with -m.
+        from .params import find_root
+        from .sweep import hydra_train
+
+        return hydra_train(args.overrides, args.multirun, find_root())
     import yaml
 
     from .stages.train import train
@@ -136,6 +142,28 @@ def cmd_learning_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    """Every technique side by side on the same split and seeds; finishes only what is missing."""
+    from .params import compose_config, find_root
+    from .study import run_study
+    from .study_tracking import log_study
+
+    overrides = split_overrides(args.overrides)
+    root = find_root()
+    cfg = compose_config(overrides, root)
+    result = run_study(cfg, overrides, root, progress=not args.no_progress)
+    run_id = log_study(cfg, result)
+    from .study import table_markdown
+
+    print(table_markdown(result.table), end="")
+    print(
+        f"{result.trained} jobs trained, {result.reused} reused, in {result.seconds:.0f}s; "
+        f"wrote {', '.join(str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in result.files)}"
+        + (f"; MLflow parent run {run_id}" if run_id else "")
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gapline",
@@ -159,8 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--marker", help="file to write when the check passes (the DVC stage's output)")
     add("prepare", cmd_prepare, "DVC stage: load, validate, split and fingerprint the data")
     add("augment", cmd_augment, "DVC stage: seeded offline augmentation of the training split")
-    add("train", cmd_train, "DVC stage: train the configured model and log it to MLflow")
+    p = add(
+        "train",
+        cmd_train,
+        "DVC stage: train on params.yaml; with Hydra overrides (and -m), train from conf/ "
+        "in memory, e.g. `gapline train -m regularization=none,l2 train.seed=0,1`",
+    )
+    p.add_argument("-m", "--multirun", action="store_true", help="Hydra multirun: sweep every combination")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides (sweeps with -m: a=1,2)")
     add("evaluate", cmd_evaluate, "DVC stage: metrics, gaps, plots and diagnosis")
+    p = add("study", cmd_study, "the regularization study: every technique on the same split and seeds", params=False)
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=study or study.seeds=5")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p = add("learning-curve", cmd_learning_curve, "train at several data.train_fraction values (more training data)", params=False)
     p.add_argument("overrides", nargs="*", help="Hydra overrides applied to conf/ for every point")
     p.add_argument("--fractions", nargs="+", type=float, default=[0.1, 0.2, 0.4, 0.7, 1.0])

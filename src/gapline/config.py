@@ -24,6 +24,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 ACCELERATORS = ("auto", "cpu", "gpu")
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+OBJECTIVES = ("val_loss", "val_loss_plus_gap", "val_error")
 
 
 @dataclass
@@ -171,6 +172,15 @@ class StudyConfig:
 
 
 @dataclass
+class SweepConfig:
+    """What a Hydra sweep job returns to the sweeper (Optuna minimizes it)."""
+
+    # val_loss | val_loss_plus_gap (val_loss + gap_penalty * max(0, gap_loss_val)) | val_error
+    objective: str = "val_loss"
+    gap_penalty: float = 1.0
+
+
+@dataclass
 class MetaConfig:
     """Provenance of params.yaml: the digest of conf/ it was composed from."""
 
@@ -186,6 +196,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
 
 
@@ -354,6 +365,9 @@ def validate(cfg: Config) -> Config:
         )
     for i, f in enumerate(st.fractions):
         _range(f"study.fractions[{i}]", f, 0.0, 1.0, low_open=True)
+
+    _choice("sweep.objective", cfg.sweep.objective, OBJECTIVES)
+    _range("sweep.gap_penalty", cfg.sweep.gap_penalty, 0.0, 1e6)
 
     k = cfg.tracking
     if k.enabled and not k.experiment:

@@ -18,6 +18,27 @@ from .io import atomic_path
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
+def renumber_shared_objects(config: Any) -> Any:
+    """Keras names objects shared between layers by their memory address
+    (``shared_object_id``); replace each address with its order of first appearance."""
+    ids: dict[Any, int] = {}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {}
+            for key, value in node.items():
+                if key == "shared_object_id":
+                    out[key] = ids.setdefault(value, len(ids) + 1)
+                else:
+                    out[key] = walk(value)
+            return out
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(config)
+
+
 def canonicalize_keras_archive(src: Path, dst: Path) -> None:
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
         for item in sorted(zin.infolist(), key=lambda i: i.filename):
@@ -26,6 +47,8 @@ def canonicalize_keras_archive(src: Path, dst: Path) -> None:
                 meta = json.loads(data)
                 meta.pop("date_saved", None)
                 data = json.dumps(meta, sort_keys=True).encode()
+            elif item.filename == "config.json":
+                data = json.dumps(renumber_shared_objects(json.loads(data))).encode()
             info = zipfile.ZipInfo(item.filename, date_time=FIXED_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16

@@ -2,29 +2,86 @@
 
 One pipeline execution is one MLflow run. The train stage opens it and records its id in
 ``reports/mlflow_run.json``; evaluate resumes the same run. A stage that fails ends the run
-FAILED (KILLED on Ctrl-C) with the error in the ``error`` tag: no run is left RUNNING.
+FAILED (KILLED on Ctrl-C or SIGTERM) with the error in the ``error`` tag: no run is left
+RUNNING.
+
+What never reaches MLflow: the value of any environment variable whose name contains TOKEN,
+PASSWORD, SECRET or KEY (it is replaced by ``***`` in params, tags, the run name and the
+logged config), and the password part of a tracking URI.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import os
+import re
+import signal
 import subprocess
+import sys
+import threading
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
+from urllib.parse import urlsplit, urlunsplit
 
 from .config import Config, TrackingConfig
+from .errors import GaplineError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 RUN_FILE = Path("reports/mlflow_run.json")
 MAX_PARAM_LENGTH = 6000  # MLflow's limit for one param value
+MAX_TAG_LENGTH = 8000  # ... and for one tag value
+MAX_DIGEST_LENGTH = 36  # ... and for a dataset digest
 SECRET_MARKERS = ("TOKEN", "PASSWORD", "SECRET", "KEY")
+MIN_SECRET_LENGTH = 8  # shorter values ("1", "true") would redact ordinary params
+REDACTED = "***"
+# Seconds between system-metric samples unless $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL says
+# otherwise. MLflow's own default (10 s) publishes nothing for runs shorter than that.
+SYSTEM_METRICS_INTERVAL = 2
+DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
+ALIAS = "challenger"
+
+
+class TrackingError(GaplineError):
+    """The tracking store cannot be used as configured (one line, like every GaplineError)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a CI timeout) turned into an exception so the run is closed KILLED."""
+
+
+# --------------------------------------------------------------------------------------
+# Pure helpers: URIs, params, secrets, provenance
+# --------------------------------------------------------------------------------------
 
 
 def resolve_uri(tracking: TrackingConfig) -> str:
     """Config first, then ``$MLFLOW_TRACKING_URI``, then the embedded sqlite store."""
     return tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def canonical_uri(uri: str, cwd: Optional[Path] = None) -> str:
+    """The store a URI names, comparable across processes: local paths made absolute,
+    passwords removed, no trailing slash (``sqlite:///mlflow.db`` → ``sqlite:////abs/mlflow.db``).
+    """
+    base = Path.cwd() if cwd is None else cwd
+    if uri == "databricks":
+        return uri
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///") :]
+        return "sqlite:///" + os.path.normpath(base / path) if not path.startswith("/") else uri
+    parts = urlsplit(uri)
+    if parts.scheme in ("", "file"):
+        path = parts.path if parts.scheme == "file" else uri
+        return "file://" + os.path.normpath(base / path)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:{REDACTED}@{host}" if ":" in userinfo else f"{user}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), parts.query, parts.fragment))
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -39,21 +96,57 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def param_values(cfg_dict: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
-    """Params as MLflow strings; over-long values are cut and their keys returned.
+def is_secret(name: str) -> bool:
+    upper = name.upper()
+    return any(marker in upper for marker in SECRET_MARKERS)
 
-    The full config is always logged as ``config/params.yaml`` too, so nothing is lost.
+
+def secret_values(environ: Optional[Mapping[str, str]] = None) -> list[str]:
+    """Values of the environment's secret-named variables, longest first."""
+    env = os.environ if environ is None else environ
+    found = {v for k, v in env.items() if is_secret(k) and len(v) >= MIN_SECRET_LENGTH}
+    return sorted(found, key=len, reverse=True)
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s]+:)[^@/\s]+@")
+
+
+def redact(text: str, environ: Optional[Mapping[str, str]] = None) -> str:
+    """``text`` with secret environment values and URL passwords replaced by ``***``."""
+    for value in secret_values(environ):
+        text = text.replace(value, REDACTED)
+    return _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{REDACTED}@", text)
+
+
+def _cut(text: str, limit: int, where: str) -> str:
+    marker = f"...[truncated; see {where}]"
+    return text[: limit - len(marker)] + marker
+
+
+def param_values(cfg_dict: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Params as MLflow strings, secrets redacted; over-long values are cut and their keys
+    returned. The full config is always logged as ``config/params.yaml`` too, so nothing is lost.
     """
     params: dict[str, str] = {}
     cut: list[str] = []
     for key, value in flatten(cfg_dict).items():
-        text = "" if value is None else str(value)
+        text = redact("" if value is None else str(value))
         if len(text) > MAX_PARAM_LENGTH:
-            marker = "...[truncated; see config/params.yaml]"
-            text = text[: MAX_PARAM_LENGTH - len(marker)] + marker
+            text = _cut(text, MAX_PARAM_LENGTH, "config/params.yaml")
             cut.append(key)
         params[key] = text
     return params, cut
+
+
+def tag_values(tags: Mapping[str, Any]) -> dict[str, str]:
+    """Tags as MLflow strings: None dropped, secret-named keys dropped, values redacted and cut."""
+    out = {}
+    for key, value in tags.items():
+        if value is None or is_secret(key):
+            continue
+        text = redact(str(value))
+        out[key] = _cut(text, MAX_TAG_LENGTH, "the run's artifacts") if len(text) > MAX_TAG_LENGTH else text
+    return out
 
 
 def git_state(root: Path) -> dict[str, str]:
@@ -78,78 +171,308 @@ def file_md5(path: Path) -> Optional[str]:
     return hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
-def is_secret(name: str) -> bool:
-    upper = name.upper()
-    return any(marker in upper for marker in SECRET_MARKERS)
+def dvc_stage_digests(lock: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """``dvc.stage.<name>``: a short digest of each stage's entry in dvc.lock (its deps,
+    params and outs as DVC recorded them), i.e. the version of every stage that ran."""
+    if not lock.is_file():
+        return {}
+    import json
+
+    import yaml
+
+    try:
+        stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
+    except yaml.YAMLError:
+        return {}
+    return {
+        f"dvc.stage.{name}": hashlib.md5(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:12]
+        for name, entry in sorted(stages.items())
+        if name not in skip
+    }
+
+
+def dataset_digest(fingerprint: str) -> str:
+    """A data fingerprint (``sha256:<64 hex>``) cut to the 36 characters MLflow stores."""
+    return fingerprint.split(":", 1)[-1][:32]
+
+
+def model_requirements() -> list[str]:
+    """Pinned pip requirements of a logged Keras model: keras and its backend.
+
+    Giving them saves MLflow's requirement inference, which loads the model in a subprocess
+    (about 5 s per run) and falls back to ``keras`` alone with a warning anyway.
+    """
+    import importlib.metadata as md
+
+    import keras
+
+    reqs = [f"keras=={keras.__version__}"]
+    dists = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax", "jaxlib"), "torch": ("torch",)}
+    for dist in dists.get(keras.backend.backend(), ()):
+        with contextlib.suppress(md.PackageNotFoundError):
+            reqs.append(f"{dist}=={md.version(dist)}")
+    return reqs
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return redact(f"{type(exc).__name__}: {text[0] if text else ''}")[:5000]
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------
 
 
 def _mlflow() -> Any:
     import mlflow
+    import mlflow.exceptions  # noqa: F401 - used as mlflow.exceptions.MlflowException
 
     return mlflow
+
+
+_pending: list[Any] = []  # async logging operations not yet confirmed
+
+
+def _keep(operation: Any) -> None:
+    if operation is not None:
+        _pending.append(operation)
+
+
+def _check_reachable(uri: str) -> None:
+    """Fail in a second, not after MLflow's minutes of retries, when no server answers."""
+    if urlsplit(uri).scheme not in ("http", "https"):
+        return
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=10)
+    except requests.RequestException as exc:
+        raise TrackingError(
+            f"tracking URI {canonical_uri(uri)!r} is not reachable ({type(exc).__name__}): expected a "
+            "running `mlflow server` there, or set tracking.enabled=false to train without tracking"
+        ) from None
 
 
 def setup(tracking: TrackingConfig) -> str:
     """Point MLflow at the configured store and experiment; returns the experiment id."""
     mlflow = _mlflow()
-    mlflow.set_tracking_uri(resolve_uri(tracking))
-    exp = mlflow.set_experiment(tracking.experiment)
+    uri = resolve_uri(tracking)
+    _check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.config.enable_async_logging(tracking.async_logging)
+    if tracking.system_metrics:
+        if importlib.util.find_spec("psutil") is None:
+            raise TrackingError(
+                "tracking.system_metrics=true is not allowed here: psutil is not installed; "
+                "expected `pip install psutil` or tracking.system_metrics=false"
+            )
+        if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
+            mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL)
+    try:
+        exp = mlflow.set_experiment(tracking.experiment)
+    except mlflow.exceptions.MlflowException as exc:
+        raise TrackingError(
+            f"tracking.experiment={tracking.experiment!r} cannot be used in {canonical_uri(uri)}: "
+            f"{one_line(exc)}"
+        ) from None
     return str(exp.experiment_id)
 
 
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:5000]
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a run is open, SIGTERM raises :class:`Terminated` instead of killing the process
+    outright (which would leave the run RUNNING). Other handlers are left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _close(mlflow: Any, status: str, error: Optional[str]) -> None:
+    """End the active run with ``status``; on failure paths never mask the original error."""
+    if error is not None:
+        with contextlib.suppress(Exception):
+            flush()
+        with contextlib.suppress(Exception):
+            mlflow.set_tag("error", error, synchronous=True)
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status=status)
+        return
+    try:
+        mlflow.end_run(status=status)
+    except mlflow.exceptions.MlflowException as exc:
+        raise TrackingError(f"cannot close the MLflow run: {one_line(exc)}") from None
 
 
 @contextlib.contextmanager
 def run(
     cfg: Config, *, run_id: Optional[str] = None, run_name: Optional[str] = None
 ) -> Iterator[Optional[Any]]:
-    """Open (or resume) the pipeline's MLflow run; always close it with the right status."""
+    """Open (or resume) the pipeline's MLflow run; always close it with the right status.
+
+    Everything logged asynchronously is flushed, and any logging failure surfaced, before
+    the run is marked FINISHED.
+    """
     if not cfg.tracking.enabled:
         yield None
         return
     mlflow = _mlflow()
     setup(cfg.tracking)
-    active = mlflow.start_run(run_id=run_id, run_name=run_name or cfg.tracking.run_name or None)
+    name = run_name or cfg.tracking.run_name or None
     try:
-        yield active
-    except KeyboardInterrupt:
-        mlflow.set_tag("error", "interrupted (KeyboardInterrupt)")
-        mlflow.end_run(status="KILLED")
-        raise
-    except BaseException as exc:
-        mlflow.set_tag("error", one_line(exc))
-        mlflow.end_run(status="FAILED")
-        raise
-    else:
-        mlflow.end_run(status="FINISHED")
+        active = mlflow.start_run(
+            run_id=run_id,
+            run_name=redact(name) if name else None,
+            log_system_metrics=cfg.tracking.system_metrics,
+        )
+    except mlflow.exceptions.MlflowException as exc:
+        what = f"run {run_id}" if run_id else "a run"
+        raise TrackingError(
+            f"cannot start {what} in {canonical_uri(resolve_uri(cfg.tracking))}: {one_line(exc)}"
+        ) from None
+    _pending.clear()
+    with _sigterm_as_interrupt():
+        try:
+            yield active
+            flush()
+        except KeyboardInterrupt as exc:
+            reason = str(exc) if isinstance(exc, Terminated) else "interrupted (KeyboardInterrupt)"
+            _close(mlflow, "KILLED", reason)
+            raise
+        except BaseException as exc:
+            _close(mlflow, "FAILED", one_line(exc))
+            raise
+        else:
+            _close(mlflow, "FINISHED", None)
+
+
+def flush() -> None:
+    """Wait for async logging to land; raise if any of it failed."""
+    mlflow = _mlflow()
+    mlflow.flush_async_logging()
+    pending, _pending[:] = list(_pending), []
+    for operation in pending:
+        try:
+            operation.wait()
+        except Exception as exc:  # noqa: BLE001 - any failure means data did not land
+            raise TrackingError(f"MLflow did not accept logged data: {one_line(exc)}") from None
+
+
+def resume_target(cfg: Config, record: Mapping[str, Any]) -> Optional[str]:
+    """The run id evaluate should add to, or None (after a one-line warning) when the run
+    named in ``reports/mlflow_run.json`` is not in the store tracking now points at."""
+    run_id = record.get("run_id")
+    if not cfg.tracking.enabled or not run_id:
+        return None
+    current = canonical_uri(resolve_uri(cfg.tracking))
+    recorded = record.get("tracking_uri")
+    if recorded and canonical_uri(str(recorded)) != current:
+        warn(
+            f"{RUN_FILE} names run {run_id} in {canonical_uri(str(recorded))}, but tracking now "
+            f"points at {current}; not logging evaluation to MLflow (rerun train to log there)"
+        )
+        return None
+    mlflow = _mlflow()
+    _check_reachable(resolve_uri(cfg.tracking))
+    try:
+        mlflow.MlflowClient(tracking_uri=resolve_uri(cfg.tracking)).get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        warn(
+            f"{RUN_FILE} names run {run_id}, which {current} does not hold; "
+            "not logging evaluation to MLflow (rerun train to log there)"
+        )
+        return None
+    return str(run_id)
+
+
+# --------------------------------------------------------------------------------------
+# What goes into the run
+# --------------------------------------------------------------------------------------
 
 
 def log_config(cfg_dict: Mapping[str, Any], yaml_text: str) -> None:
     mlflow = _mlflow()
     params, cut = param_values(cfg_dict)
-    mlflow.log_params(params)
+    _keep(mlflow.log_params(params))
     if cut:
-        mlflow.set_tag("params.truncated", ",".join(cut))
-    mlflow.log_text(yaml_text, "config/params.yaml")
+        _keep(mlflow.set_tag("params.truncated", ",".join(cut)))
+    mlflow.log_text(redact(yaml_text), "config/params.yaml")
 
 
 def log_tags(tags: Mapping[str, Any]) -> None:
-    _mlflow().set_tags({k: str(v) for k, v in tags.items() if v is not None and not is_secret(k)})
+    _keep(_mlflow().set_tags(tag_values(tags)))
 
 
 def log_metrics(metrics: Mapping[str, float], step: Optional[int] = None) -> None:
-    _mlflow().log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+    _keep(_mlflow().log_metrics({k: float(v) for k, v in metrics.items()}, step=step))
+
+
+def final_metrics(metrics: Mapping[str, float], curves: Any = ()) -> dict[str, float]:
+    """Final metrics as MLflow metrics. A name that is also a per-epoch curve (``val_loss``,
+    ``val_accuracy``) becomes ``final_<name>``: logged under its own name it would be one
+    more point on the curve, and hide behind the last epoch as the run's value."""
+    taken = set(curves)
+    return {(f"final_{k}" if k in taken else k): float(v) for k, v in metrics.items()}
 
 
 def log_artifact(path: Path, artifact_path: Optional[str] = None) -> None:
     _mlflow().log_artifact(str(path), artifact_path=artifact_path)
 
 
+def log_text_file(path: Path, artifact_path: str) -> None:
+    """A text file as an artifact, with secrets redacted (dvc.lock holds params, for one)."""
+    _mlflow().log_text(redact(path.read_text(encoding="utf-8")), f"{artifact_path}/{path.name}")
+
+
+def log_datasets(
+    meta: Mapping[str, Any], splits: Mapping[str, tuple[Any, Any]], prepared: Path = Path("data/prepared")
+) -> None:
+    """Each split as a run input: ``<source>-<split>``, digest from meta.json's fingerprint
+    (cut to MLflow's 36 characters; the whole one is the input's ``fingerprint`` tag), context
+    training/validation/test, the prepared ``.npz`` as its source."""
+    mlflow = _mlflow()
+    datasets, contexts, tags = [], [], []
+    for split, (x, y) in splits.items():
+        with warnings.catch_warnings():
+            # A relative path matches two equivalent local source types; MLflow warns and picks one.
+            warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
+            datasets.append(
+                mlflow.data.from_numpy(
+                    x,
+                    targets=y,
+                    source=str(prepared / f"{split}.npz"),
+                    name=f"{meta['source']}-{split}",
+                    digest=dataset_digest(meta["fingerprints"][split]),
+                )
+            )
+        contexts.append(DATASET_CONTEXTS.get(split, split))
+        tags.append({"fingerprint": str(meta["fingerprints"][split]), "samples": str(len(y))})
+    mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=tags)
+
+
 def epoch_logger() -> Any:
-    """A Keras callback sending every epoch's logs (loss, gaps, learning rate) to MLflow."""
+    """A Keras callback sending every epoch's logs (loss, gaps, learning rate) to MLflow.
+
+    With ``tracking.async_logging`` (the default) each epoch is queued and sent in batches by
+    MLflow's logging thread, so training never waits on the store.
+    """
     import keras
 
     mlflow = _mlflow()
@@ -157,42 +480,180 @@ def epoch_logger() -> Any:
     class MlflowEpochLogger(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
             if logs:
-                mlflow.log_metrics(
-                    {k: float(v) for k, v in logs.items()}, step=epoch + 1, synchronous=False
-                )
+                _keep(mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch + 1))
 
     return MlflowEpochLogger()
 
 
+class _KerasFlavor:
+    """``mlflow.keras`` for ``Model.log``, except that the model folder exists before the
+    input example is written into it (mlflow issue 16183, still open in 3.17: with
+    ``input_example``, ``mlflow.keras.log_model`` fails with FileNotFoundError)."""
+
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(path: str, **kwargs: Any) -> Any:
+        os.makedirs(path, exist_ok=True)
+        return _mlflow().keras.save_model(path=path, **kwargs)
+
+
+@contextlib.contextmanager
+def _quiet_keras() -> Iterator[None]:
+    import keras
+
+    was_on = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        yield
+    finally:
+        if was_on:
+            keras.config.enable_interactive_logging()
+
+
 def log_model(model: Any, x_sample: Any, registered_model: Optional[str]) -> Optional[str]:
-    """Log the Keras model with a signature; register it and alias it ``challenger``.
-
-    No ``input_example``: mlflow.keras.log_model crashes with one (mlflow issue 16183), and
-    the signature carries the shapes a caller needs. Returns the registered version.
-    """
+    """Log the Keras model (Keras flavor) with a signature and an input example; register it
+    and point the alias ``challenger`` at the new version. Returns the registered version."""
     mlflow = _mlflow()
-    from mlflow.models import infer_signature
+    from mlflow.models import Model, infer_signature
 
+    flush()  # Model.log copies the run's params onto the logged model: they must have landed
     signature = infer_signature(x_sample, model.predict(x_sample, verbose=0))
-    info = mlflow.keras.log_model(
-        model, name="model", signature=signature, registered_model_name=registered_model
-    )
+    with _quiet_keras():  # MLflow checks the input example with a verbose predict
+        info = Model.log(
+            artifact_path=None,
+            name="model",
+            flavor=_KerasFlavor(),
+            model=model,
+            signature=signature,
+            input_example=x_sample,
+            pip_requirements=model_requirements(),
+            registered_model_name=registered_model or None,
+        )
     version = getattr(info, "registered_model_version", None)
     if registered_model and version is not None:
         client = mlflow.MlflowClient()
-        client.set_registered_model_alias(registered_model, "challenger", str(version))
+        client.set_registered_model_alias(registered_model, ALIAS, str(version))
         return str(version)
     return None
 
 
 def set_version_tags(registered_model: str, version: str, tags: Mapping[str, Any]) -> None:
     client = _mlflow().MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(registered_model, version, key, str(value))
+    for key, value in tag_values(tags).items():
+        client.set_model_version_tag(registered_model, version, key, value)
 
 
-def flush() -> None:
-    """Wait for async logging to land before the process exits."""
+# --------------------------------------------------------------------------------------
+# Parent/child runs for sweeps and studies. Children are written with explicit run ids
+# (MlflowClient), not the fluent active run, so jobs in other processes can log safely.
+
+CHILD_METRIC_KEYS = (
+    "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
+    "gap_accuracy_val", "gap_accuracy_test", "gap_loss_val", "gap_loss_test",
+    "best_epoch", "onset_epoch", "epochs_run", "params", "params_untied", "train_seconds", "objective",
+)
+
+
+def _experiment_id(tracking_cfg: TrackingConfig) -> str:
+    return setup(tracking_cfg)
+
+
+def create_parent_run(tracking_cfg: TrackingConfig, name: str, tags: Mapping[str, Any]) -> str:
+    """An open parent run (RUNNING until :func:`finish_parent_run`) for a sweep or study."""
     mlflow = _mlflow()
-    with contextlib.suppress(Exception):
-        mlflow.flush_async_logging()
+    exp_id = _experiment_id(tracking_cfg)
+    run = mlflow.MlflowClient().create_run(exp_id, run_name=name, tags=tag_values(tags))
+    return str(run.info.run_id)
+
+
+def log_child_run(parent_id: Optional[str], tracking_cfg: TrackingConfig, job: Mapping[str, Any]) -> str:
+    """One finished job as a child run: flattened config, tags, per-epoch curves, final metrics."""
+    import time
+
+    mlflow = _mlflow()
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient()
+    exp_id = _experiment_id(tracking_cfg)
+    tags = {
+        "gapline.mode": job.get("kind", "job"),
+        "techniques": job.get("techniques", ""),
+        "data.fingerprint": job.get("fingerprint", ""),
+        "job.arm": job.get("arm", ""),
+        "job.seed": job.get("seed", ""),
+        "job.overrides": " ".join(job.get("overrides", [])),
+    }
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
+    run = client.create_run(exp_id, run_name=str(job.get("job", "job")), tags=tag_values(tags))
+    run_id = run.info.run_id
+    try:
+        params, cut = param_values(job.get("config", {}))
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            client.log_batch(run_id, params=items[i : i + 100])
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(k, float(job[k]), now, 0)
+            for k in CHILD_METRIC_KEYS
+            if isinstance(job.get(k), (int, float)) and job.get(k) == job.get(k)
+        ]
+        for key, values in (job.get("history") or {}).items():
+            metrics.extend(Metric(key, float(v), now, step + 1) for step, v in enumerate(values))
+        for i in range(0, len(metrics), 1000):
+            client.log_batch(run_id, metrics=metrics[i : i + 1000])
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException as exc:
+        client.set_tag(run_id, "error", one_line(exc))
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return str(run_id)
+
+
+def child_runs(parent_id: str) -> list[Any]:
+    mlflow = _mlflow()
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_id)
+    return client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+        max_results=10000,
+    )
+
+
+def finish_parent_run(parent_id: str, status: str = "FINISHED") -> str:
+    """Summarize the children (best objective first) into the parent and close it."""
+    mlflow = _mlflow()
+    client = mlflow.MlflowClient()
+    children = child_runs(parent_id)
+    rows = []
+    for child in children:
+        m = child.data.metrics
+        rows.append(
+            (
+                m.get("objective", float("nan")),
+                child.info.run_name,
+                m.get("test_accuracy", float("nan")),
+                m.get("gap_accuracy_val", float("nan")),
+                m.get("gap_accuracy_test", float("nan")),
+                child.info.run_id,
+            )
+        )
+    rows.sort(key=lambda r: (r[0] != r[0], r[0]))
+    lines = [
+        "| job | objective | test accuracy | gap (train−val) | gap (train−test) | run |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {r[1]} | {r[0]:.4f} | {r[2]:.4f} | {r[3]:+.4f} | {r[4]:+.4f} | {r[5]} |" for r in rows]
+    table = "\n".join(lines) + "\n"
+    client.log_text(parent_id, table, "sweep/summary.md")
+    if rows:
+        best = rows[0]
+        client.set_tag(parent_id, "sweep.best_run", best[5])
+        client.set_tag(parent_id, "sweep.best_job", best[1])
+        client.log_metric(parent_id, "best_objective", float(best[0]))
+        client.log_metric(parent_id, "best_test_accuracy", float(best[2]))
+    client.log_metric(parent_id, "jobs", float(len(rows)))
+    client.set_terminated(parent_id, status)
+    return table

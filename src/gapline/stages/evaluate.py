@@ -88,16 +88,26 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     ]
     print(as_markdown(verdict).strip())
 
+    # The run train opened; skipped with a one-line warning when it lives in another store
+    # than tracking points at now (or that store no longer holds it).
     record = read_json(tracking.RUN_FILE)
-    if cfg.tracking.enabled and record.get("run_id"):
-        with tracking.run(cfg, run_id=record["run_id"]):
-            tracking.log_metrics({k2: float(v) for k2, v in metrics.items()})
-            tracking.log_tags({"diagnosis": verdict["verdict"]})
+    run_id = tracking.resume_target(cfg, record)
+    if run_id is not None:
+        with tracking.run(cfg, run_id=run_id):
+            tracking.log_datasets(meta, {"test": splits["test"]})
+            # best/onset epoch, epochs run and the parameter count were logged by train
+            logged_by_train = ("best_epoch", "onset_epoch", "epochs_run", "params")
+            final = {k2: v for k2, v in metrics.items() if k2 not in logged_by_train}
+            tracking.log_metrics(tracking.final_metrics(final, curves=history))
+            # dvc.lock now holds this execution's prepare/augment/train entries (not evaluate's yet)
+            stages = tracking.dvc_stage_digests(Path("dvc.lock"), skip=("evaluate",))
+            tracking.log_tags({"diagnosis": verdict["verdict"], **stages})
             for png in pngs:
                 tracking.log_artifact(png, "plots")
-            for path in (METRICS_FILE, DIAGNOSIS_FILE, PLOTS / "per_class.json", Path("dvc.lock")):
-                if path.is_file():
-                    tracking.log_artifact(path, "reports")
+            for path in (METRICS_FILE, DIAGNOSIS_FILE, PLOTS / "per_class.json"):
+                tracking.log_artifact(path, "reports")
+            if Path("dvc.lock").is_file():
+                tracking.log_text_file(Path("dvc.lock"), "reports")
             if record.get("model_version"):
                 tracking.set_version_tags(
                     record["registered_model"],

@@ -37,6 +37,7 @@ def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any]) -> dict[str
         "data.fingerprint": meta["fingerprint"],
         "data.source": meta["source"],
         "data.source_digest": meta["source_digest"],
+        # dvc.lock as it was when train started; evaluate adds dvc.stage.* from the updated lock
         "dvc.lock.md5": tracking.file_md5(root / "dvc.lock"),
         "keras.backend": env["backend"],
         "device": env["device"],
@@ -64,6 +65,9 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
         if active is not None:
             tracking.log_config(cfg_dict, cfg_yaml)
             tracking.log_tags(run_tags(cfg, meta, env))
+            tracking.log_datasets(
+                meta, {"train": (train_split["x"], train_split["y"]), "val": (val["x"], val["y"])}
+            )
             callbacks.append(tracking.epoch_logger())
         result = train_model(
             cfg,
@@ -100,13 +104,13 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             )
             tracking.log_artifact(HISTORY_FILE, "reports")
             version = tracking.log_model(
-                result.model, val["x"][:5], cfg.tracking.registered_model or None
+                result.model, val["x"][:2], cfg.tracking.registered_model or None
             )
             tracking.flush()
             run_record = {
                 "run_id": active.info.run_id,
                 "experiment_id": active.info.experiment_id,
-                "tracking_uri": tracking.resolve_uri(cfg.tracking),
+                "tracking_uri": tracking.canonical_uri(tracking.resolve_uri(cfg.tracking)),
                 "registered_model": cfg.tracking.registered_model,
                 "model_version": version,
             }

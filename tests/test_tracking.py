@@ -1,0 +1,305 @@
+"""gapline.tracking against a real (temporary sqlite) MLflow store: params, secrets, run
+status on failure and interruption, async flushing, resuming. No mocks: every test reads
+back what MLflow stored."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gapline import tracking
+from gapline.config import Config, from_container
+from gapline.errors import GaplineError
+
+
+@pytest.fixture(scope="module")
+def store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One sqlite store for the module: creating one costs MLflow ~2 s of schema migrations."""
+    return f"sqlite:///{tmp_path_factory.mktemp('tracking-store') / 'mlflow.db'}"
+
+
+@pytest.fixture(autouse=True)
+def _shared_store_and_reset_mlflow_globals(store_uri: str, monkeypatch: pytest.MonkeyPatch):
+    """Every test logs to the module's store. tracking.setup sets process-wide MLflow state;
+    put MLflow's defaults back afterwards (conftest's monkeypatch restores the env)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri)
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        mlflow.set_tracking_uri(None)
+        mlflow.config.enable_async_logging(False)
+
+
+def _cfg(**tracking_overrides: Any) -> Config:
+    return from_container(
+        {"tracking": {"enabled": True, "experiment": "unit", "system_metrics": False, **tracking_overrides}}
+    )
+
+
+def _client():
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+
+
+# --------------------------------------------------------------------------------------
+# Pure helpers
+# --------------------------------------------------------------------------------------
+
+
+def test_param_values_flatten_and_cut_overlong_values() -> None:
+    params, cut = tracking.param_values(
+        {"a": {"b": 1, "c": [1, 2]}, "none": None, "long": "x" * 7000, "ok": "y" * 6000}
+    )
+    assert params["a.b"] == "1" and params["a.c"] == "[1, 2]" and params["none"] == ""
+    assert params["ok"] == "y" * 6000
+    assert len(params["long"]) == tracking.MAX_PARAM_LENGTH
+    assert params["long"].endswith("...[truncated; see config/params.yaml]")
+    assert cut == ["long"]
+
+
+def test_redact_secret_env_values_and_url_passwords() -> None:
+    env = {"GITHUB_TOKEN": "ghp_0123456789", "DB_PASSWORD": "hunter22pw", "SOME_KEY": "1", "HOME": "/root/home1"}
+    assert tracking.redact("x ghp_0123456789 y hunter22pw", env) == "x *** y ***"
+    assert tracking.redact("lr=1 /root/home1", env) == "lr=1 /root/home1"  # short or non-secret: kept
+    assert tracking.redact("https://alice:pa55@mlflow.example/x", env) == "https://alice:***@mlflow.example/x"
+    assert tracking.canonical_uri("https://alice:pa55@h:5000/") == "https://alice:***@h:5000"
+
+
+def test_tag_values_drop_secret_names_and_none() -> None:
+    tags = tracking.tag_values({"api_key": "abc", "MY_TOKEN": "x", "device": "CPU", "none": None, "long": "z" * 9000})
+    assert set(tags) == {"device", "long"}
+    assert len(tags["long"]) == tracking.MAX_TAG_LENGTH
+
+
+def test_canonical_uri_makes_local_stores_absolute(tmp_path: Path) -> None:
+    assert tracking.canonical_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert tracking.canonical_uri(f"sqlite:///{tmp_path}/x.db", Path("/elsewhere")) == f"sqlite:///{tmp_path}/x.db"
+    assert tracking.canonical_uri("mlruns", tmp_path) == f"file://{tmp_path}/mlruns"
+    assert tracking.canonical_uri("http://127.0.0.1:5000/") == "http://127.0.0.1:5000"
+    assert tracking.canonical_uri("databricks") == "databricks"
+
+
+def test_dataset_digest_fits_mlflow() -> None:
+    digest = tracking.dataset_digest("sha256:" + "ab" * 32)
+    assert digest == "ab" * 16 and len(digest) <= tracking.MAX_DIGEST_LENGTH
+
+
+def test_dvc_stage_digests(tmp_path: Path) -> None:
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\nstages:\n  train:\n    cmd: a\n  evaluate:\n    cmd: b\n")
+    first = tracking.dvc_stage_digests(lock, skip=("evaluate",))
+    assert set(first) == {"dvc.stage.train"}
+    lock.write_text("schema: '2.0'\nstages:\n  train:\n    cmd: changed\n")
+    assert tracking.dvc_stage_digests(lock) != first
+    assert tracking.dvc_stage_digests(tmp_path / "missing.lock") == {}
+
+
+# --------------------------------------------------------------------------------------
+# The run against a real store
+# --------------------------------------------------------------------------------------
+
+
+def test_disabled_tracking_yields_none_and_touches_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with tracking.run(_cfg(enabled=False)) as active:
+        assert active is None
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_overlong_param_is_cut_never_crashes_and_yaml_keeps_it(tmp_path: Path) -> None:
+    long_value = "v" * 7000
+    with tracking.run(_cfg()) as active:
+        tracking.log_config({"a": {"long": long_value, "n": 3}}, f"a:\n  long: {long_value}\n  n: 3\n")
+        run_id = active.info.run_id
+    run = _client().get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert len(run.data.params["a.long"]) == tracking.MAX_PARAM_LENGTH
+    assert run.data.params["a.n"] == "3"
+    assert run.data.tags["params.truncated"] == "a.long"
+    yaml_path = _client().download_artifacts(run_id, "config/params.yaml", str(tmp_path))
+    assert long_value in Path(yaml_path).read_text()
+
+
+def test_secret_env_values_never_reach_params_tags_or_run_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "s3cr3t-value-for-test"
+    monkeypatch.setenv("GAPLINE_TEST_API_TOKEN", secret)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "another-secret-pw")
+    with tracking.run(_cfg(run_name=f"run-{secret}")) as active:
+        tracking.log_config({"data": {"path": f"/data/{secret}"}}, f"data:\n  path: /data/{secret}\n")
+        tracking.log_tags({"note": f"uses {secret}", "GAPLINE_TEST_API_TOKEN": secret, "pw": "another-secret-pw"})
+        run_id = active.info.run_id
+    run = _client().get_run(run_id)
+    logged = [*run.data.params.items(), *run.data.tags.items()]
+    assert all(secret not in k + v and "another-secret-pw" not in k + v for k, v in logged)
+    assert run.data.params["data.path"] == "/data/***"
+    assert run.data.tags["note"] == "uses ***"
+    assert run.info.run_name == "run-***"
+    assert "GAPLINE_TEST_API_TOKEN" not in run.data.tags
+    text = Path(_client().download_artifacts(run_id, "config/params.yaml")).read_text()
+    assert secret not in text and "/data/***" in text
+
+
+def test_exception_ends_run_failed_with_one_line_error() -> None:
+    with pytest.raises(ValueError):
+        with tracking.run(_cfg()) as active:
+            run_id = active.info.run_id
+            raise ValueError("boom\nsecond line of detail")
+    run = _client().get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "ValueError: boom"
+
+
+def test_keyboard_interrupt_ends_run_killed() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.run(_cfg()) as active:
+            run_id = active.info.run_id
+            tracking.log_metrics({"loss": 1.0}, step=1)
+            raise KeyboardInterrupt
+    run = _client().get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["error"] == "interrupted (KeyboardInterrupt)"
+    assert run.data.metrics["loss"] == 1.0  # what was logged before the interrupt landed
+
+
+@pytest.mark.parametrize("async_logging", [True, False])
+def test_per_epoch_metrics_all_land_before_the_run_finishes(async_logging: bool) -> None:
+    with tracking.run(_cfg(async_logging=async_logging)) as active:
+        for epoch in range(1, 21):
+            tracking.log_metrics({"gap_accuracy": epoch / 100, "loss": 1 / epoch}, step=epoch)
+        run_id = active.info.run_id
+    history = _client().get_metric_history(run_id, "gap_accuracy")
+    assert [m.step for m in history] == list(range(1, 21))
+    assert _client().get_run(run_id).info.status == "FINISHED"
+
+
+def test_async_logging_failure_fails_the_run_instead_of_vanishing() -> None:
+    with pytest.raises(tracking.TrackingError) as err:
+        with tracking.run(_cfg(async_logging=True)) as active:
+            run_id = active.info.run_id
+            tracking.log_config({"a": 1}, "a: 1\n")
+            tracking.log_config({"a": 2}, "a: 2\n")  # MLflow refuses to change a param
+    assert "\n" not in str(err.value)
+    run = _client().get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"].startswith("TrackingError: MLflow did not accept logged data")
+
+
+def test_unreachable_server_is_a_one_line_error_not_minutes_of_retries() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.perf_counter()
+    with pytest.raises(GaplineError) as err:
+        with tracking.run(_cfg(uri=f"http://127.0.0.1:{port}")):
+            pass
+    assert time.perf_counter() - start < 15
+    message = str(err.value)
+    assert "\n" not in message and f"127.0.0.1:{port}" in message and "not reachable" in message
+
+
+def test_resume_target_only_resumes_runs_of_the_current_store(tmp_path: Path, capsys) -> None:
+    cfg = _cfg()
+    with tracking.run(cfg) as active:
+        run_id = active.info.run_id
+    capsys.readouterr()
+    here = tracking.canonical_uri(os.environ["MLFLOW_TRACKING_URI"])
+    assert tracking.resume_target(cfg, {"run_id": run_id, "tracking_uri": here}) == run_id
+    assert tracking.resume_target(cfg, {"run_id": run_id}) == run_id  # older records: no URI
+    assert tracking.resume_target(_cfg(enabled=False), {"run_id": run_id}) is None
+    assert tracking.resume_target(cfg, {"run_id": None}) is None
+    assert capsys.readouterr().err == ""
+
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert tracking.resume_target(cfg, {"run_id": run_id, "tracking_uri": other}) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: ") and run_id in err and other in err
+    assert not (tmp_path / "other.db").exists()
+
+    assert tracking.resume_target(cfg, {"run_id": "0" * 32, "tracking_uri": here}) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: ") and "does not hold" in err
+
+    with tracking.run(cfg, run_id=run_id):  # resuming adds to the same run and re-finishes it
+        tracking.log_metrics({"test_accuracy": 0.5})
+    run = _client().get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics["test_accuracy"] == 0.5
+
+
+@pytest.mark.slow
+def test_sigterm_ends_run_killed(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from gapline import tracking
+        from gapline.config import from_container
+        cfg = from_container({"tracking": {"enabled": True, "experiment": "unit", "system_metrics": False}})
+        with tracking.run(cfg) as active:
+            print(active.info.run_id, flush=True)
+            time.sleep(120)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        run_id = proc.stdout.readline().strip()
+        assert len(run_id) == 32, proc.stderr.read()
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    run = _client().get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["error"] == "terminated (SIGTERM)"
+
+
+@pytest.mark.slow
+def test_training_error_in_train_stage_ends_run_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_tiny_images
+) -> None:
+    """A config that makes training raise (a CNN on tabular features): the run ends FAILED
+    with the one-line error, and nothing is left RUNNING."""
+    from omegaconf import OmegaConf
+
+    from gapline.stages.augment import augment
+    from gapline.stages.prepare import prepare
+    from gapline.stages.train import train
+
+    x, y = make_tiny_images(60, size=4, classes=3, seed=0)
+    np.savez(tmp_path / "tabular.npz", x=x.reshape(len(x), -1), y=y)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    cfg = from_container(
+        {
+            "data": {"source": "npz", "path": str(tmp_path / "tabular.npz")},
+            "model": {"family": "cnn", "conv_filters": [4], "dense_units": 8},
+            "regularization": {"early_stopping": {"enabled": False}},
+            "train": {"epochs": 1, "batch_size": 16, "accelerator": "cpu", "seed": 1},
+            "tracking": {"enabled": True, "experiment": "unit-train-failure", "system_metrics": False},
+        }
+    )
+    prepare(cfg)
+    augment(cfg)
+    cfg_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
+    with pytest.raises(GaplineError) as err:
+        train(cfg, OmegaConf.to_yaml(OmegaConf.structured(cfg)), cfg_dict)
+    assert "\n" not in str(err.value) and "model.family='cnn'" in str(err.value)
+    runs = _client().search_runs([_client().get_experiment_by_name("unit-train-failure").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert runs[0].data.tags["error"] == f"ConfigError: {err.value}"
+    assert runs[0].data.params["model.family"] == "cnn"  # logged before training started
+    assert not (work / "models" / "model.keras").exists()
