@@ -22,6 +22,9 @@ def run_experiment(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0) 
     from .stages.prepare import split_source
     from .training import evaluate_splits, train_model
 
+    import keras
+
+    keras.backend.clear_session()  # jobs in one process must not accumulate graphs and names
     t = cfg.train
     runtime.configure(t.seed, t.deterministic, t.accelerator, t.precision, t.threads)
     splits, meta = split_source(cfg, ds)

@@ -79,10 +79,12 @@ def configure(
 
     keras.utils.set_random_seed(seed)
     name = backend()
-    if deterministic and name == "tensorflow":
+    if name == "tensorflow":
         import tensorflow as tf
 
-        tf.config.experimental.enable_op_determinism()
+        tf.get_logger().setLevel("ERROR")  # retracing notices between in-process jobs are noise
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
     gpus = devices()
     if accelerator == "gpu" and not gpus:
         raise ConfigError(

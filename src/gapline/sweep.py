@@ -91,8 +91,8 @@ class MlflowSweepCallback(_HydraCallback):
         from . import tracking
         from .config import from_container
 
-        raw = {k: v for k, v in OmegaConf.to_container(config, resolve=True).items() if k != "hydra"}
-        cfg = from_container(raw)
+        keys = [k for k in config.keys() if k != "hydra"]
+        cfg = from_container(OmegaConf.to_container(OmegaConf.masked_copy(config, keys), resolve=True))
         if not cfg.tracking.enabled:
             return
         sweep_args = list(config.hydra.overrides.task)
