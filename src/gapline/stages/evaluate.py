@@ -75,7 +75,15 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     y_pred = np.argmax(model.predict(x_test, batch_size=512, verbose=0), axis=1)
     matrix = confusion(y_test, y_pred, k)
     report = per_class_report(matrix, class_names)
-    verdict = diagnose(metrics, k, info["onset_epoch"], techniques(cfg))
+    verdict = diagnose(
+        metrics,
+        k,
+        info["onset_epoch"],
+        techniques(cfg),
+        batch_size=cfg.train.batch_size,
+        best_epoch=info["best_epoch"],
+        epochs_run=info["epochs_run"],
+    )
     history = read_history()
 
     write_json(METRICS_FILE, metrics)

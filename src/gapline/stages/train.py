@@ -98,6 +98,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
                     "best_epoch": onset.best_epoch,
                     "onset_epoch": onset.onset_epoch if onset.onset_epoch is not None else -1,
                     "param_count": result.params,
+                    "param_count_untied": result.extra.get("params_untied", result.params),
                     "train_wall_seconds": result.wall_seconds,
                     "samples_per_second": result.samples_per_second,
                 }

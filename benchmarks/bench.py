@@ -1,0 +1,240 @@
+"""gapline benchmarks: print the figures BENCHMARKS.md quotes, measured side by side in one run.
+
+    .venv/bin/python benchmarks/bench.py [--repeats 5] [--only overhead,speed,logging,startup,memory]
+
+Every figure is the median of ``--repeats`` runs, each in a fresh Python process (so no run
+profits from another's compiled graphs), timed inside the process after imports: interpreter
+and TensorFlow start-up are excluded where a figure says so. Ratios are computed from
+medians of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+BIN = Path(PY).parent
+
+# ---------------------------------------------------------------------------------------
+# Child programs (run with `python -c`), each printing one JSON line of measurements.
+
+BARE_KERAS = r"""
+import json, sys, time
+import numpy as np
+import gapline  # same TF environment defaults as the pipeline (oneDNN off, quiet logs)
+import keras
+from gapline.io import load_arrays
+epochs, batch, naive = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "naive"
+tr = load_arrays("data/augmented/train.npz"); va = load_arrays("data/prepared/val.npz")
+k = int(tr["y"].max()) + 1
+oh = lambda y: np.eye(k, dtype="float32")[y]
+keras.utils.set_random_seed(42)
+import tensorflow as tf; tf.config.experimental.enable_op_determinism()
+reg = keras.regularizers.L2(1e-4)
+model = keras.Sequential([
+    keras.Input(tr["x"].shape[1:]), keras.layers.Flatten(),
+    keras.layers.Dense(256, kernel_regularizer=reg), keras.layers.Activation("relu"), keras.layers.Dropout(0.2),
+    keras.layers.Dense(256, kernel_regularizer=reg), keras.layers.Activation("relu"), keras.layers.Dropout(0.2),
+    keras.layers.Dense(k, activation="softmax", kernel_regularizer=reg),
+])
+model.compile(keras.optimizers.Adam(1e-3), keras.losses.CategoricalCrossentropy(), metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+t = time.perf_counter()
+model.fit(tr["x"], oh(tr["y"]), validation_data=(va["x"], oh(va["y"])), epochs=epochs, batch_size=batch, verbose=0)
+wall = time.perf_counter() - t
+te = load_arrays("data/prepared/test.npz")
+acc = model.evaluate(te["x"], oh(te["y"]), verbose=0, return_dict=True)["accuracy"]
+print(json.dumps({"wall": wall, "test_accuracy": float(acc)}))
+"""
+
+PIPELINE_TRAIN = r"""
+import json, sys, time
+import yaml
+from gapline.params import load_params
+from gapline.stages import train as stage
+import gapline.training  # import TF and Keras before the clock starts
+text = open("params.yaml").read()
+cfg = load_params("params.yaml")
+t = time.perf_counter()
+out = stage.train(cfg, text, yaml.safe_load(text))
+wall = time.perf_counter() - t
+print(json.dumps({"wall": wall, "fit_wall": out["wall_seconds"], "epochs": out["epochs_run"]}))
+"""
+
+LOGGING_ONLY = r"""
+import json, sys, time, tempfile
+import mlflow
+mode, epochs = sys.argv[1], int(sys.argv[2])
+mlflow.set_tracking_uri("sqlite:///" + tempfile.mkdtemp() + "/m.db")
+mlflow.set_experiment("bench")
+if mode == "async":
+    mlflow.config.enable_async_logging(True)
+metrics = {k: 0.5 for k in ("loss", "accuracy", "val_loss", "val_accuracy", "train_eval_loss",
+                            "train_eval_accuracy", "gap_loss", "gap_accuracy", "learning_rate")}
+with mlflow.start_run():
+    t = time.perf_counter()
+    for e in range(epochs):
+        mlflow.log_metrics(metrics, step=e + 1, synchronous=(mode != "async"))
+    per_call = (time.perf_counter() - t) / epochs
+    t = time.perf_counter(); mlflow.flush_async_logging(); flush = time.perf_counter() - t
+print(json.dumps({"per_epoch_call": per_call, "flush": flush}))
+"""
+
+PEAK_RSS = r"""
+import json, resource, subprocess, sys
+proc = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"rc": proc.returncode, "peak_rss_mib": usage.ru_maxrss / 1024}))
+"""
+
+
+def env() -> dict[str, str]:
+    out = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    out.pop("MLFLOW_TRACKING_URI", None)
+    return out
+
+
+def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def child(code: str, args: list[str], cwd: Path) -> dict:
+    out = sh([PY, "-c", code, *args], cwd).stdout.strip().splitlines()
+    return json.loads(out[-1])
+
+
+def project(overrides: list[str]) -> Path:
+    """A throwaway copy of the repo's sources with params composed and data prepared."""
+    root = Path(tempfile.mkdtemp(prefix="gapline-bench-")) / "repo"
+    files = sh(["git", "ls-files"], REPO).stdout.split()
+    for rel in files:
+        src = REPO / rel
+        if src.is_file() and not rel.startswith(("reports/", "docs/")):
+            dst = root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    sh(["git", "init", "-q"], root)
+    sh(["gapline", "params", *overrides], root)
+    sh(["gapline", "prepare"], root)
+    sh(["gapline", "augment"], root)
+    return root
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def bench_overhead(repeats: int) -> None:
+    """Pipeline train stage (incl. MLflow, gap per epoch) vs a bare Keras script, same model."""
+    epochs = 100
+    root = project(["regularization=standard", "regularization.early_stopping.enabled=false", f"train.epochs={epochs}"])
+    pipe, bare = [], []
+    for _ in range(repeats):
+        pipe.append(child(PIPELINE_TRAIN, [], root)["wall"])
+        bare.append(child(BARE_KERAS, [str(epochs), "32", "naive"], root)["wall"])
+    p, b = median(pipe), median(bare)
+    print(f"[overhead] digits, 2x256 MLP + L2 + dropout, {epochs} epochs, batch 32, {repeats} runs each")
+    print(f"  bare Keras fit(validation_data=...)      median {b:6.2f} s")
+    print(f"  gapline train stage (gap/epoch + MLflow) median {p:6.2f} s")
+    print(f"  ratio gapline / bare Keras               {p / b:6.3f}")
+
+
+def bench_speed(repeats: int) -> None:
+    """Fast defaults vs naive Keras on the small-data case the issue names (201-234 digits)."""
+    epochs = 100
+    root = project(["regularization=dropout", "data.train_fraction=0.2", f"train.epochs={epochs}", "tracking.enabled=false"])
+    fast, naive, acc_fast, acc_naive = [], [], [], []
+    for _ in range(repeats):
+        r = child(PIPELINE_TRAIN, [], root)
+        fast.append(r["fit_wall"])
+        m = json.loads((root / "reports/train.json").read_text())
+        sh(["gapline", "evaluate"], root)
+        acc_fast.append(json.loads((root / "reports/metrics.json").read_text())["test_accuracy"])
+        r = child(BARE_KERAS, [str(epochs), "32", "naive"], root)
+        naive.append(r["wall"])
+        acc_naive.append(r["test_accuracy"])
+    f, n = median(fast), median(naive)
+    print(f"[speed] digits train_fraction=0.2 ({m['train_samples']} samples), 2x256 MLP, {epochs} epochs, batch 32")
+    print(f"  naive Keras fit(numpy, validation_data)  median {n:6.2f} s  test accuracy {median(acc_naive):.4f}")
+    print(f"  gapline fit (tf.data repeat, epoch-long steps_per_execution, cheap eval) median {f:6.2f} s  test accuracy {median(acc_fast):.4f}")
+    print(f"  speed-up                                 {n / f:6.2f}x  (gapline also measures the train-set gap every epoch)")
+
+
+def bench_logging(repeats: int) -> None:
+    """MLflow per-epoch logging: sync vs async, against the default pipeline's epoch time."""
+    epochs = 200
+    sync = median([child(LOGGING_ONLY, ["sync", str(epochs)], REPO)["per_epoch_call"] for _ in range(repeats)])
+    asyn = [child(LOGGING_ONLY, ["async", str(epochs)], REPO) for _ in range(repeats)]
+    a = median([r["per_epoch_call"] for r in asyn])
+    flush = median([r["flush"] for r in asyn])
+    root = project(["tracking.enabled=false"])
+    fit = child(PIPELINE_TRAIN, [], root)
+    epoch_s = fit["fit_wall"] / fit["epochs"]
+    print(f"[logging] 9 metrics per epoch into a local sqlite store, {epochs} epochs, {repeats} runs")
+    print(f"  synchronous log_metrics per epoch        median {sync * 1e3:6.2f} ms")
+    print(f"  asynchronous log_metrics per epoch       median {a * 1e3:6.2f} ms  (final flush {flush:.2f} s)")
+    print(f"  default pipeline epoch time              {epoch_s * 1e3:6.1f} ms  ({fit['epochs']} epochs)")
+    print(f"  async logging overhead per epoch         {100 * a / epoch_s:6.2f} %  (sync would be {100 * sync / epoch_s:.2f} %)")
+
+
+def bench_startup(repeats: int) -> None:
+    root = project(["experiment=debug"])
+    sh(["dvc", "repro"], root)
+
+    def timed(args: list[str]) -> float:
+        t = time.perf_counter()
+        sh(args, root)
+        return time.perf_counter() - t
+
+    noop = median([timed(["dvc", "repro"]) for _ in range(repeats)])
+    helps = median([timed(["gapline", "--help"]) for _ in range(repeats)])
+    check = median([timed(["gapline", "check"]) for _ in range(repeats)])
+    tf_loaded = sh([PY, "-c", "import sys, gapline.cli, gapline.params; print('tensorflow' in sys.modules)"], root).stdout.strip()
+    print(f"[startup] {repeats} runs each, wall clock including the interpreter")
+    print(f"  dvc repro with nothing to do             median {noop:6.2f} s")
+    print(f"  gapline --help                           median {helps:6.2f} s")
+    print(f"  gapline check (validate params.yaml)     median {check:6.2f} s")
+    print(f"  TensorFlow imported by the CLI/config?   {tf_loaded}")
+
+
+def bench_memory(repeats: int) -> None:
+    root = project([])
+    rss = [child(PEAK_RSS, ["gapline", "train"], root)["peak_rss_mib"] for _ in range(repeats)]
+    size = sum(p.stat().st_size for p in (root / "data").rglob("*.npz")) / 2**20
+    print(f"[memory] peak RSS of the default train stage, {repeats} runs")
+    print(f"  peak RSS                                 median {median(rss):6.0f} MiB  (prepared+augmented arrays on disk: {size:.1f} MiB)")
+
+
+BENCHES = {"overhead": bench_overhead, "speed": bench_speed, "logging": bench_logging,
+           "startup": bench_startup, "memory": bench_memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", default=",".join(BENCHES))
+    args = parser.parse_args()
+    import keras
+
+    print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"Keras {keras.__version__} ({keras.backend.backend()})")
+    for name in args.only.split(","):
+        BENCHES[name](args.repeats)
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
