@@ -25,6 +25,7 @@ ACCELERATORS = ("auto", "cpu", "gpu")
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 OBJECTIVES = ("val_loss", "val_loss_plus_gap", "val_error")
+RETRAIN_METRICS = ("test_accuracy", "val_accuracy")
 
 
 @dataclass
@@ -138,6 +139,8 @@ class TrainConfig:
     steps_per_execution: int = 0
     # XLA compilation of the train step; off by default (slower to start on small CPU runs).
     jit_compile: bool = False
+    # Save the training state after every epoch so a killed `train` stage resumes where it was.
+    resume: bool = True
 
 
 @dataclass
@@ -181,6 +184,26 @@ class SweepConfig:
 
 
 @dataclass
+class RetrainConfig:
+    """``gapline retrain``: when a newly trained challenger replaces the ``champion``.
+
+    Promotion needs ``challenger >= champion + margin`` on ``metric`` (higher is better),
+    ``challenger >= min_score`` and a gap (train accuracy minus the metric's split accuracy)
+    of at most ``max_gap``; every score is measured on the current splits.
+    """
+
+    metric: str = "test_accuracy"
+    margin: float = 0.0
+    max_gap: float = 0.05
+    # Absolute quality floor: the first champion must reach it, and no later one may fall below it.
+    min_score: float = 0.9
+    # Held (flock) while a retrain or promote runs; relative to the project root.
+    lock_file: str = ".gapline/retrain.lock"
+    # The decision, both scores and the reason, as JSON; relative to the project root.
+    report: str = "reports/retrain.json"
+
+
+@dataclass
 class MetaConfig:
     """Provenance of params.yaml: the digest of conf/ it was composed from."""
 
@@ -197,6 +220,7 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
 
 
@@ -368,6 +392,15 @@ def validate(cfg: Config) -> Config:
 
     _choice("sweep.objective", cfg.sweep.objective, OBJECTIVES)
     _range("sweep.gap_penalty", cfg.sweep.gap_penalty, 0.0, 1e6)
+
+    rt = cfg.retrain
+    _choice("retrain.metric", rt.metric, RETRAIN_METRICS)
+    _range("retrain.margin", rt.margin, 0.0, 1.0)
+    _range("retrain.max_gap", rt.max_gap, 0.0, 1.0)
+    _range("retrain.min_score", rt.min_score, 0.0, 1.0)
+    for key in ("lock_file", "report"):
+        if not getattr(rt, key).strip():
+            raise ConfigError(bad_value(f"retrain.{key}", getattr(rt, key), "a non-empty path"))
 
     k = cfg.tracking
     if k.enabled and not k.experiment:

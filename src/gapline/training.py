@@ -62,26 +62,34 @@ def compile_model(model: Any, cfg: Config, steps: int = 1) -> Any:
     return model
 
 
-def fit_data(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> dict[str, Any]:
+def fit_data(
+    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, epochs: int, start: int = 0
+) -> dict[str, Any]:
     """What ``fit`` should iterate, with the least per-epoch overhead the backend allows.
 
-    On TensorFlow, an in-memory, reshuffled-every-epoch, repeated ``tf.data`` pipeline with a
-    fixed ``steps_per_epoch``: Keras then keeps one iterator for the whole fit instead of
-    building one per epoch (about 5× faster on small data). Other backends get the arrays.
+    On TensorFlow: one in-memory ``tf.data`` pipeline for the whole fit (a fixed
+    ``steps_per_epoch`` lets Keras keep a single iterator instead of building one per epoch,
+    about 5× faster on small data), whose row order in epoch e is a permutation seeded by
+    (seed, e) — so a run resumed at epoch ``start`` sees exactly the batches an uninterrupted
+    run would. Other backends get the arrays (Keras shuffles them).
     """
     import keras
+
+    from .resume import epoch_orders
 
     steps = steps_per_epoch(len(x), batch_size)
     if keras.backend.backend() != "tensorflow":
         return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
     import tensorflow as tf
 
+    orders = epoch_orders(len(x), epochs, seed, start)
+    if len(orders) == 0:  # resumed after the last epoch: nothing left to iterate
+        orders = np.zeros((1, len(x)), dtype=np.int64)
+    xt, yt = tf.constant(x), tf.constant(y)
     ds = (
-        tf.data.Dataset.from_tensor_slices((x, y))
-        .cache()
-        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .repeat()
+        tf.data.Dataset.from_tensor_slices(orders)
+        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+        .map(lambda idx: (tf.gather(xt, idx), tf.gather(yt, idx)))
         .prefetch(2)
     )
     return {"x": ds, "steps_per_epoch": steps, "shuffle": False}
@@ -144,12 +152,16 @@ def train_model(
     gap_x: np.ndarray | None = None,
     gap_y: np.ndarray | None = None,
     verbose: int = 0,
+    backup: Any = None,
 ) -> TrainResult:
     """Build, compile and fit; the gap is measured on ``gap_x``/``gap_y`` (default: x_train).
 
     Pass the un-augmented training split as ``gap_x`` so the gap is not flattered or
-    penalised by augmented copies.
+    penalised by augmented copies. With a :class:`gapline.resume.Backup`, training resumes
+    after the last epoch it saved and saves after every epoch.
     """
+    from .resume import callback as resume_callback
+
     steps = steps_per_epoch(len(x_train), cfg.train.batch_size)
     model = compile_model(
         build_model(
@@ -166,6 +178,9 @@ def train_model(
     gx = x_train if gap_x is None else gap_x
     gy = y_train if gap_y is None else gap_y
     pick = subset_indices(len(gx), cfg.train.gap_eval_samples, cfg.train.seed)
+    stopping = R.callbacks(cfg.regularization)
+    first_epoch = backup.initial_epoch(cfg.train.epochs) if backup is not None else 0
+    restored: dict[str, list[float]] = {}
     cbs = [
         divergence_guard(cfg.train.learning_rate),
         GapCallback(
@@ -174,20 +189,27 @@ def train_model(
             val=(x_val, one_hot(y_val, num_classes)),
         ),
         _LearningRateLogger.make(),
-        *R.callbacks(cfg.regularization),
+        *stopping,
         *callbacks,
     ]
+    if backup is not None:  # last: it saves what every other callback has written
+        cbs.append(resume_callback(backup, stopping[0] if stopping else None, restored))
     start = time.perf_counter()
     hist = model.fit(
-        **fit_data(x_train, one_hot(y_train, num_classes), cfg.train.batch_size, cfg.train.seed),
+        **fit_data(
+            x_train, one_hot(y_train, num_classes), cfg.train.batch_size, cfg.train.seed, cfg.train.epochs, first_epoch
+        ),
         epochs=cfg.train.epochs,
+        initial_epoch=first_epoch,
         callbacks=cbs,
         verbose=verbose,
     )
     wall = time.perf_counter() - start
     from .models import effective_params
 
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    history = {k: list(restored.get(k, [])) + [float(v) for v in vals] for k, vals in hist.history.items()}
+    for key, values in restored.items():
+        history.setdefault(key, list(values))
     epochs_run = len(history.get("loss", []))
     counts = effective_params(model)
     return TrainResult(
@@ -195,9 +217,9 @@ def train_model(
         history=history,
         epochs_run=epochs_run,
         wall_seconds=wall,
-        samples_per_second=len(x_train) * epochs_run / wall if wall > 0 else 0.0,
+        samples_per_second=len(x_train) * (epochs_run - first_epoch) / wall if wall > 0 else 0.0,
         params=counts["params"],
-        extra={"params_untied": counts["params_untied"]},
+        extra={"params_untied": counts["params_untied"], "resumed_from": first_epoch},
     )
 
 

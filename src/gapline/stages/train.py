@@ -16,6 +16,20 @@ from ..io import load_arrays, write_json, write_text
 from ..model_io import save_model
 from ..regularization import technique_label
 from . import AUGMENTED, HISTORY_FILE, MODEL_FILE, TRAIN_INFO_FILE, split_file
+
+BACKUP_DIR = Path(".gapline/backup/train")
+ACTIVE_RUN_FILE = Path(".gapline/train_run.json")
+
+
+def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
+    """What a saved training state is only valid for: the same data and training settings."""
+    import dataclasses
+    import hashlib
+    import json
+
+    parts = {name: dataclasses.asdict(getattr(cfg, name)) for name in ("augment", "model", "regularization", "train")}
+    parts["data"] = meta["fingerprint"]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 from .prepare import read_meta
 
 
@@ -52,9 +66,18 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
     env = runtime.configure(
         cfg.train.seed, cfg.train.deterministic, cfg.train.accelerator, cfg.train.precision
     )
+    from ..resume import Backup
     from ..training import train_model
 
     meta = read_meta()
+    backup = Backup(BACKUP_DIR, backup_key(cfg, meta)) if cfg.train.resume else None
+    if ACTIVE_RUN_FILE.is_file():  # the last train was killed: never leave its run RUNNING
+        from ..io import read_json
+
+        closed = tracking.close_stale_run(read_json(ACTIVE_RUN_FILE)) if cfg.tracking.enabled else None
+        if closed:
+            print(f"closed MLflow run {closed} of a killed train stage as KILLED")
+        ACTIVE_RUN_FILE.unlink()
     fit = load_arrays(AUGMENTED / "train.npz")
     train_split = load_arrays(split_file("train"))
     val = load_arrays(split_file("val"))
@@ -69,6 +92,10 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
                 meta, {"train": (train_split["x"], train_split["y"]), "val": (val["x"], val["y"])}
             )
             callbacks.append(tracking.epoch_logger())
+            write_json(
+                ACTIVE_RUN_FILE,
+                {"run_id": active.info.run_id, "tracking_uri": tracking.canonical_uri(tracking.resolve_uri(cfg.tracking))},
+            )
         result = train_model(
             cfg,
             fit["x"],
@@ -79,7 +106,14 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             callbacks=callbacks,
             gap_x=train_split["x"],
             gap_y=train_split["y"],
+            backup=backup,
         )
+        resumed = int(result.extra.get("resumed_from", 0))
+        if resumed:
+            print(f"resumed from the state saved after epoch {resumed}")
+        if active is not None and resumed:  # the epochs before the kill, into this run too
+            for epoch in range(resumed):
+                tracking.log_metrics({k: v[epoch] for k, v in result.history.items()}, step=epoch + 1)
         save_model(result.model, MODEL_FILE)
         write_text(HISTORY_FILE, history_csv(result.history))
         onset = overfitting_onset(result.history["loss"], result.history["val_loss"])
@@ -117,4 +151,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             }
         write_json(TRAIN_INFO_FILE, info)
         write_json(tracking.RUN_FILE, run_record)
+        if backup is not None:
+            backup.clear()
+        ACTIVE_RUN_FILE.unlink(missing_ok=True)
     return {**info, "run": run_record, "wall_seconds": result.wall_seconds}
