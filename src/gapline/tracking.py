@@ -363,6 +363,24 @@ def run(
             _close(mlflow, "FINISHED", None)
 
 
+def close_stale_run(record: Mapping[str, Any]) -> Optional[str]:
+    """End a run that a killed process left RUNNING (status KILLED, reason in ``error``)."""
+    mlflow = _mlflow()
+    run_id = record.get("run_id")
+    if not run_id:
+        return None
+    client = mlflow.MlflowClient(tracking_uri=record.get("tracking_uri") or None)
+    try:
+        run = client.get_run(run_id)
+    except Exception:  # the store moved or the run is gone: nothing left to close
+        return None
+    if run.info.status != "RUNNING":
+        return None
+    client.set_tag(run_id, "error", "the process died before the run ended (found RUNNING when train started again)")
+    client.set_terminated(run_id, "KILLED")
+    return str(run_id)
+
+
 def flush() -> None:
     """Wait for async logging to land; raise if any of it failed."""
     mlflow = _mlflow()
@@ -657,3 +675,133 @@ def finish_parent_run(parent_id: str, status: str = "FINISHED") -> str:
     client.log_metric(parent_id, "jobs", float(len(rows)))
     client.set_terminated(parent_id, status)
     return table
+
+
+# ======================================================================================
+# Model registry for scheduled retraining (`gapline retrain`, `gapline promote`) and the
+# MLflow-project run (`gapline mlproject`). Everything above this line is unchanged; the
+# registry calls below are the only ones retraining makes.
+# ======================================================================================
+
+CHAMPION = "champion"
+PREVIOUS_CHAMPION = "previous-champion"
+
+
+def _is_missing(exc: BaseException) -> bool:
+    return getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+
+
+def registry(tracking_cfg: TrackingConfig) -> Any:
+    """A client for the configured store and its model registry; opens no run."""
+    mlflow = _mlflow()
+    uri = resolve_uri(tracking_cfg)
+    _check_reachable(uri)
+    # Resolving ``models:/<name>/<version>`` always goes through the process-wide URI.
+    mlflow.set_tracking_uri(uri)
+    try:
+        return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    except mlflow.exceptions.MlflowException as exc:
+        raise TrackingError(f"cannot open the MLflow store {canonical_uri(uri)}: {one_line(exc)}") from None
+
+
+def registry_aliases(client: Any, name: str) -> dict[str, str]:
+    """``{alias: version}`` of registered model ``name``; empty when it is not registered yet."""
+    mlflow = _mlflow()
+    try:
+        model = client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException as exc:
+        if _is_missing(exc):
+            return {}
+        raise TrackingError(f"cannot read registered model {name!r}: {one_line(exc)}") from None
+    return {str(alias): str(version) for alias, version in (model.aliases or {}).items()}
+
+
+def registry_version(client: Any, name: str, version: str) -> Optional[Any]:
+    """The ModelVersion ``name``/``version``, or None when the registry does not hold it."""
+    mlflow = _mlflow()
+    try:
+        return client.get_model_version(name, str(version))
+    except mlflow.exceptions.MlflowException as exc:
+        if _is_missing(exc) or getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":
+            return None
+        raise TrackingError(f"cannot read model version {name} v{version}: {one_line(exc)}") from None
+
+
+def tag_version(client: Any, name: str, version: str, tags: Mapping[str, Any]) -> None:
+    """Version tags through an explicit client (redacted and cut like run tags)."""
+    mlflow = _mlflow()
+    try:
+        for key, value in tag_values(tags).items():
+            client.set_model_version_tag(name, str(version), key, value)
+    except mlflow.exceptions.MlflowException as exc:
+        raise TrackingError(f"cannot tag model version {name} v{version}: {one_line(exc)}") from None
+
+
+def move_champion(client: Any, name: str, version: str) -> dict[str, Optional[str]]:
+    """Point ``champion`` at ``version`` and ``previous-champion`` at the champion it replaces.
+
+    The last registry write of a promotion. If either alias cannot be set, both are put back
+    as they were before raising, so a failed promotion leaves the aliases untouched.
+    """
+    mlflow = _mlflow()
+    before = registry_aliases(client, name)
+    old = before.get(CHAMPION)
+    version = str(version)
+    if old == version:
+        return {"champion": version, "previous_champion": before.get(PREVIOUS_CHAMPION)}
+    try:
+        if old is not None:
+            client.set_registered_model_alias(name, PREVIOUS_CHAMPION, old)
+        client.set_registered_model_alias(name, CHAMPION, version)
+    except BaseException as exc:
+        for alias in (CHAMPION, PREVIOUS_CHAMPION):
+            with contextlib.suppress(Exception):
+                if before.get(alias) is not None:
+                    client.set_registered_model_alias(name, alias, before[alias])
+                else:
+                    client.delete_registered_model_alias(name, alias)
+        if isinstance(exc, mlflow.exceptions.MlflowException):
+            raise TrackingError(f"cannot move alias {CHAMPION!r} of {name!r}: {one_line(exc)}") from None
+        raise
+    return {"champion": version, "previous_champion": old if old is not None else before.get(PREVIOUS_CHAMPION)}
+
+
+def load_registered_keras(name: str, version: str) -> Any:
+    """The Keras model of registered version ``name``/``version`` (gapline's layers registered).
+
+    Call :func:`registry` first: the ``models:/`` URI resolves through the process-wide store.
+    """
+    import tempfile
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow = _mlflow()
+    import mlflow.keras  # noqa: F401 - the flavor module is not imported by ``import mlflow``
+
+    from . import layers  # noqa: F401 - registers gapline's serializable layers
+
+    with tempfile.TemporaryDirectory(prefix="gapline-model-") as tmp:
+        try:
+            with _quiet_keras():
+                return mlflow.keras.load_model(f"models:/{name}/{version}", dst_path=tmp)
+        except Exception as exc:  # noqa: BLE001 - missing artifacts surface as several types
+            raise TrackingError(f"cannot load model {name} v{version} from the registry: {one_line(exc)}") from None
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Params of the active run (strings, secrets redacted)."""
+    _keep(_mlflow().log_params({k: redact("" if v is None else str(v)) for k, v in params.items()}))
+
+
+def project_run_experiment() -> Optional[str]:
+    """Under ``mlflow run`` (``$MLFLOW_RUN_ID`` set): the name of the experiment holding that
+    run, so gapline can log into it instead of failing on an experiment mismatch; else None."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id:
+        return None
+    mlflow = _mlflow()
+    try:
+        client = mlflow.MlflowClient()
+        experiment_id = client.get_run(run_id).info.experiment_id
+        return str(client.get_experiment(experiment_id).name)
+    except mlflow.exceptions.MlflowException as exc:
+        raise TrackingError(f"cannot read the MLflow project run {run_id}: {one_line(exc)}") from None
