@@ -1,0 +1,207 @@
+"""Every row of the README's "what happens when…" table: one clear line, a non-zero exit,
+nothing half-written for DVC to cache."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from gapline import cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _fails(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    code = cli.main(list(argv))
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def _prepare_fails(capsys, *overrides: str) -> str:
+    assert cli.main(["params", *overrides]) == 0
+    capsys.readouterr()
+    line = _fails(capsys, "prepare")
+    assert not Path("data/prepared/train.npz").exists()  # nothing half-written
+    return line
+
+
+# -- config -------------------------------------------------------------------------------
+
+CONFIG_ROWS = [
+    (["regularization=foo"], ["regularization/foo", "l2"]),
+    (["train.epochz=3"], ["train.epochz", "epochs"]),
+    (["train.epochs=abc"], ["train.epochs", "abc"]),
+    (["train.learning_rate=-0.1"], ["train.learning_rate", "-0.1"]),
+    (["regularization.dropout=1.0"], ["regularization.dropout", "[0, 1)"]),
+    (["train.epochs=0"], ["train.epochs", ">= 1"]),
+    (["train.batch_size=0"], ["train.batch_size", ">= 1"]),
+    (["data.train_fraction=0"], ["data.train_fraction", "(0, 1]"]),
+    (["regularization.l2=-1"], ["regularization.l2", "-1"]),
+]
+
+
+@pytest.mark.parametrize("overrides,mentions", CONFIG_ROWS)
+def test_bad_config_is_one_line_and_writes_nothing(project: Path, capsys, overrides, mentions) -> None:
+    line = _fails(capsys, "params", *overrides)
+    for text in mentions:
+        assert text in line
+    assert not (project / "params.yaml").exists()
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def _images(root: Path, counts: dict[str, int], size=(8, 8), mode="L") -> Path:
+    rng = np.random.default_rng(0)
+    for label, n in counts.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            arr = rng.integers(0, 255, (*size, 3) if mode == "RGB" else size, dtype=np.uint8)
+            Image.fromarray(arr, mode).save(root / label / f"{i}.png")
+    return root
+
+
+def _npz(path: Path, x: np.ndarray, y: np.ndarray) -> Path:
+    np.savez(path, x=x, y=y)
+    return path
+
+
+DataMaker = Callable[[Path], list[str]]
+
+
+def _missing(p: Path) -> list[str]:
+    return ["data=npz", f"data.path={p / 'nope.npz'}"]
+
+
+def _empty_folder(p: Path) -> list[str]:
+    (p / "imgs").mkdir()
+    return ["data=image_folder", f"data.path={p / 'imgs'}"]
+
+
+def _tiny_class(p: Path) -> list[str]:
+    _images(p / "imgs", {"a": 10, "b": 2})
+    return ["data=image_folder", f"data.path={p / 'imgs'}", "data.image_size=[8,8]"]
+
+
+def _corrupt(p: Path) -> list[str]:
+    _images(p / "imgs", {"a": 6, "b": 6})
+    (p / "imgs" / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    return ["data=image_folder", f"data.path={p / 'imgs'}", "data.image_size=[8,8]", "data.on_corrupt=fail"]
+
+
+def _mismatch(p: Path) -> list[str]:
+    return ["data=npz", f"data.path={_npz(p / 'd.npz', np.zeros((10, 4)), np.zeros(9))}"]
+
+
+def _missing_key(p: Path) -> list[str]:
+    np.savez(p / "d.npz", features=np.zeros((10, 4)), y=np.zeros(10))
+    return ["data=npz", f"data.path={p / 'd.npz'}"]
+
+
+def _csv_no_label(p: Path) -> list[str]:
+    (p / "d.csv").write_text("a,b\n1,2\n3,4\n")
+    return ["data=csv", f"data.path={p / 'd.csv'}"]
+
+
+def _csv_text(p: Path) -> list[str]:
+    (p / "d.csv").write_text("a,label\n1,x\nhello,y\n3,x\n")
+    return ["data=csv", f"data.path={p / 'd.csv'}"]
+
+
+def _nan(p: Path) -> list[str]:
+    x = np.random.default_rng(0).random((30, 4))
+    x[3, 1] = np.nan
+    return ["data=npz", f"data.path={_npz(p / 'd.npz', x, np.arange(30) % 3)}"]
+
+
+def _single_class(p: Path) -> list[str]:
+    return ["data=npz", f"data.path={_npz(p / 'd.npz', np.ones((30, 4)), np.zeros(30))}"]
+
+
+DATA_ROWS: list[tuple[str, DataMaker, list[str]]] = [
+    ("data path missing", _missing, ["nope.npz", "does not exist"]),
+    ("empty image folder", _empty_folder, ["imgs"]),
+    ("a class with too few images", _tiny_class, ["'b'", "2"]),
+    ("corrupt image (on_corrupt=fail)", _corrupt, ["broken.png"]),
+    ("npz x/y lengths differ", _mismatch, ["10", "9"]),
+    ("npz without x", _missing_key, ["'x'", "features"]),
+    ("CSV without the label column", _csv_no_label, ["data.label_column='label'", "['a', 'b']"]),
+    ("CSV with a non-numeric feature", _csv_text, ["'a'", "hello"]),
+    ("NaN in the data", _nan, ["NaN"]),
+    ("a single class", _single_class, ["single-class"]),
+]
+
+
+@pytest.mark.parametrize("name,make,mentions", DATA_ROWS, ids=[r[0] for r in DATA_ROWS])
+def test_bad_data_is_one_line_and_leaves_no_output(project: Path, capsys, name, make, mentions) -> None:
+    line = _prepare_fails(capsys, *make(project))
+    for text in mentions:
+        assert text in line, line
+
+
+def test_corrupt_image_skipped_and_counted_when_configured(project: Path, capsys) -> None:
+    args = _corrupt(project)[:-1] + ["data.on_corrupt=skip"]
+    assert cli.main(["params", *args]) == 0
+    assert cli.main(["prepare"]) == 0
+    import json
+
+    meta = json.loads(Path("data/prepared/meta.json").read_text())
+    assert meta["skipped_corrupt"] == 1
+    assert sum(meta["counts"].values()) == 12
+
+
+def test_mixed_sizes_and_channels_are_resized(project: Path, capsys) -> None:
+    _images(project / "imgs", {"a": 4}, size=(8, 8), mode="L")
+    _images(project / "imgs", {"b": 4}, size=(12, 10), mode="RGB")
+    assert cli.main(["params", "data=image_folder", f"data.path={project / 'imgs'}", "data.image_size=[6,6]"]) == 0
+    assert cli.main(["prepare"]) == 0
+    x = np.load("data/prepared/train.npz")["x"]
+    assert x.shape[1:] == (6, 6, 1)
+
+
+# -- fuzzing the config surface ----------------------------------------------------------
+
+KEYS = [
+    "train.epochs", "train.batch_size", "train.learning_rate", "regularization.dropout",
+    "regularization.l2", "regularization.l1", "data.train_fraction", "data.val_fraction",
+    "augment.copies", "augment.rotation", "model.hidden_units", "model.family", "train.optimizer",
+    "regularization.early_stopping.patience", "bogus.key", "train.bogus",
+]
+VALUES = st.one_of(
+    st.integers(-5, 1000).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(lambda f: repr(float(f))),
+    st.sampled_from(["abc", "''", "[]", "[1,2]", "[0]", "null", "true", "mlp", "cnn", "adam", "1e309", "-0.0"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(KEYS), VALUES), min_size=1, max_size=3))
+def test_fuzzed_overrides_give_a_valid_config_or_one_clean_line(project: Path, capsys, pairs) -> None:
+    """Never a traceback: either params.yaml is written and loads, or one `error:` line."""
+    overrides = [f"{k}={v}" for k, v in pairs]
+    code = cli.main(["params", *overrides])
+    captured = capsys.readouterr()
+    if code == 0:
+        from gapline.params import load_params
+
+        load_params("params.yaml")
+    else:
+        lines = [line for line in captured.err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
