@@ -205,3 +205,39 @@ def test_fuzzed_overrides_give_a_valid_config_or_one_clean_line(project: Path, c
     else:
         lines = [line for line in captured.err.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+
+
+# -- an unreachable tracking server -------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_fails_before_training_or_falls_back(tmp_path: Path, monkeypatch, capsys) -> None:
+    from mlflow import MlflowClient
+
+    from gapline import tracking
+    from gapline.config import from_container
+
+    monkeypatch.chdir(tmp_path)
+    dead = f"http://127.0.0.1:{_free_port()}"
+    cfg = from_container({"tracking": {"uri": dead, "system_metrics": False}})
+    with pytest.raises(tracking.TrackingError) as info:
+        with tracking.run(cfg):
+            pytest.fail("the body must not run: training would start without tracking")
+    assert dead in str(info.value) and "\n" not in str(info.value)
+
+    monkeypatch.setattr(tracking, "_fallback", {})
+    cfg = from_container({"tracking": {"uri": dead, "system_metrics": False, "on_unreachable": "local"}})
+    with tracking.run(cfg) as active:
+        run_id = active.info.run_id
+    assert "not reachable" in capsys.readouterr().err
+    run = MlflowClient(tracking_uri="sqlite:///mlflow.db").get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert dead in run.data.tags["tracking.fallback"]
+    assert tracking.resolve_uri(cfg.tracking) == tracking.DEFAULT_URI

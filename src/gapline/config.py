@@ -156,6 +156,9 @@ class TrackingConfig:
     system_metrics: bool = True
     # Per-epoch metrics are queued and sent in batches so logging never stalls training.
     async_logging: bool = True
+    # A tracking server that does not answer: stop before training (fail), or log to the
+    # embedded store instead (local) with a warning recorded in the run.
+    on_unreachable: str = "fail"
 
 
 @dataclass
@@ -403,6 +406,7 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(bad_value(f"retrain.{key}", getattr(rt, key), "a non-empty path"))
 
     k = cfg.tracking
+    _choice("tracking.on_unreachable", k.on_unreachable, ("fail", "local"))
     if k.enabled and not k.experiment:
         raise ConfigError(bad_value("tracking.experiment", k.experiment, "a non-empty experiment name"))
     if k.enabled and not k.registered_model:

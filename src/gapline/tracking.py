@@ -57,9 +57,14 @@ class Terminated(KeyboardInterrupt):
 # --------------------------------------------------------------------------------------
 
 
+# Set by setup() when tracking.on_unreachable=local replaced an unreachable server.
+_fallback: dict[str, str] = {}
+
+
 def resolve_uri(tracking: TrackingConfig) -> str:
     """Config first, then ``$MLFLOW_TRACKING_URI``, then the embedded sqlite store."""
-    return tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    configured = tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    return _fallback.get(configured, configured)
 
 
 def canonical_uri(uri: str, cwd: Optional[Path] = None) -> str:
@@ -262,7 +267,16 @@ def setup(tracking: TrackingConfig) -> str:
     """Point MLflow at the configured store and experiment; returns the experiment id."""
     mlflow = _mlflow()
     uri = resolve_uri(tracking)
-    _check_reachable(uri)
+    try:
+        _check_reachable(uri)
+    except TrackingError as exc:
+        if tracking.on_unreachable != "local":
+            raise
+        message = f"{exc}; logging to the embedded store {DEFAULT_URI} instead (tracking.on_unreachable=local)"
+        warn(message)
+        _fallback[uri] = DEFAULT_URI
+        _fallback["message"] = message
+        uri = DEFAULT_URI
     mlflow.set_tracking_uri(uri)
     mlflow.config.enable_async_logging(tracking.async_logging)
     if tracking.system_metrics:
@@ -348,6 +362,8 @@ def run(
             f"cannot start {what} in {canonical_uri(resolve_uri(cfg.tracking))}: {one_line(exc)}"
         ) from None
     _pending.clear()
+    if "message" in _fallback:  # the run must say it is not where the config pointed
+        mlflow.set_tag("tracking.fallback", redact(_fallback["message"])[:5000])
     with _sigterm_as_interrupt():
         try:
             yield active
