@@ -289,6 +289,10 @@ def setup(tracking: TrackingConfig) -> str:
             mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL)
     try:
         exp = mlflow.set_experiment(tracking.experiment)
+        # MLflow 3.17: a process that loses the race to create the experiment gets it back
+        # from set_experiment *without* making it active, and its run lands in "Default".
+        # Activating it by id is race-free.
+        exp = mlflow.set_experiment(experiment_id=exp.experiment_id)
     except mlflow.exceptions.MlflowException as exc:
         raise TrackingError(
             f"tracking.experiment={tracking.experiment!r} cannot be used in {canonical_uri(uri)}: "
