@@ -168,7 +168,11 @@ def summarize(results: Iterable[dict[str, Any]], classical: Sequence[dict[str, A
     for arm, runs in by_arm.items():
         row: dict[str, Any] = {"technique": arm, "runs": len(runs), "techniques": runs[0].get("techniques", "")}
         for key in ROW_KEYS:
-            mean, std = _mean_std([r.get(key) for r in runs])
+            values = [r.get(key) for r in runs]
+            if key == "onset_epoch":  # -1 means "no onset", not an epoch to average
+                onsets = [v for v in values if v is not None and v >= 0]
+                values = onsets or [-1]
+            mean, std = _mean_std(values)
             row[f"{key}_mean"], row[f"{key}_std"] = mean, std
         table.append(row)
     for c in classical:

@@ -110,15 +110,37 @@ class MlflowSweepCallback(_HydraCallback):
             print(table, end="", flush=True)
 
 
+def expand(overrides: Sequence[str]) -> list[list[str]]:
+    """Every job's overrides of a sweep (``a=1,2 b=x`` → ``[a=1 b=x], [a=2 b=x]``)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [list(job) for batch in batches for job in batch]
+
+
+def check_jobs(overrides: Sequence[str], multirun: bool, root: Path) -> None:
+    """Compose and validate every job before Hydra starts one, so a bad value is one line
+    and no sweep (or MLflow parent run) is opened for a sweep that cannot finish."""
+    from .params import compose_config
+
+    jobs = expand(overrides) if multirun else [list(overrides)]
+    for job in jobs:
+        compose_config(job, root)
+
+
 def hydra_train(overrides: Sequence[str], multirun: bool, root: Path) -> int:
     """Run the Hydra app over conf/ with these overrides (``-m``: a sweep)."""
     import hydra
 
+    from . import tracking
     from .config import register_schema
     from .params import CONF_DIR, CONFIG_NAME, register_resolver
 
     register_schema()
     register_resolver()
+    check_jobs(overrides, multirun, root)
 
     @hydra.main(version_base=None, config_path=None, config_name=CONFIG_NAME)
     def app(cfg: Any) -> Optional[float]:
@@ -140,4 +162,7 @@ def hydra_train(overrides: Sequence[str], multirun: bool, root: Path) -> int:
     finally:
         sys.argv = saved
         os.chdir(cwd)
+        parent = os.environ.pop(PARENT_ENV, None)
+        if parent:  # a job failed, so Hydra never called on_multirun_end: never leave it RUNNING
+            tracking.finish_parent_run(parent, "FAILED")
     return 0

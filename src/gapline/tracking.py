@@ -61,10 +61,40 @@ class Terminated(KeyboardInterrupt):
 _fallback: dict[str, str] = {}
 
 
+def project_root() -> Path:
+    """Where the embedded store lives: the DVC project root. Queued and ``--temp`` DVC
+    experiments run in a throwaway copy but get ``$DVC_ROOT`` pointing at the real project,
+    so their runs land in the project's store instead of vanishing with the copy."""
+    return Path(os.environ.get("DVC_ROOT") or os.getcwd())
+
+
+def default_uri() -> str:
+    return "sqlite:///" + str(project_root() / "mlflow.db") if os.environ.get("DVC_ROOT") else DEFAULT_URI
+
+
 def resolve_uri(tracking: TrackingConfig) -> str:
     """Config first, then ``$MLFLOW_TRACKING_URI``, then the embedded sqlite store."""
-    configured = tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    configured = tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
     return _fallback.get(configured, configured)
+
+
+@contextlib.contextmanager
+def _store_init_lock(uri: str) -> Iterator[None]:
+    """Serialize first contact with a local sqlite store: two processes creating its schema
+    at once make MLflow's alembic migration fail ("expected to match one row")."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    db = Path(canonical_uri(uri)[len("sqlite:///") :])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def canonical_uri(uri: str, cwd: Optional[Path] = None) -> str:
@@ -272,11 +302,12 @@ def setup(tracking: TrackingConfig) -> str:
     except TrackingError as exc:
         if tracking.on_unreachable != "local":
             raise
-        message = f"{exc}; logging to the embedded store {DEFAULT_URI} instead (tracking.on_unreachable=local)"
+        local = default_uri()
+        message = f"{exc}; logging to the embedded store {local} instead (tracking.on_unreachable=local)"
         warn(message)
-        _fallback[uri] = DEFAULT_URI
+        _fallback[uri] = local
         _fallback["message"] = message
-        uri = DEFAULT_URI
+        uri = local
     mlflow.set_tracking_uri(uri)
     mlflow.config.enable_async_logging(tracking.async_logging)
     if tracking.system_metrics:
@@ -288,6 +319,12 @@ def setup(tracking: TrackingConfig) -> str:
         if not os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):
             mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL)
     try:
+        with _store_init_lock(uri):
+            if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(tracking.experiment) is None:
+                # Artifacts next to the store (not under whatever folder this process runs in).
+                root = Path(canonical_uri(uri)[len("sqlite:///") :]).parent
+                with contextlib.suppress(mlflow.exceptions.MlflowException):  # lost a creation race
+                    mlflow.create_experiment(tracking.experiment, artifact_location=(root / "mlruns").as_uri())
         exp = mlflow.set_experiment(tracking.experiment)
         # MLflow 3.17: a process that loses the race to create the experiment gets it back
         # from set_experiment *without* making it active, and its run lands in "Default".
@@ -632,11 +669,11 @@ def log_child_run(parent_id: Optional[str], tracking_cfg: TrackingConfig, job: M
         for i in range(0, len(items), 100):
             client.log_batch(run_id, params=items[i : i + 100])
         now = int(time.time() * 1000)
-        metrics = [
-            Metric(k, float(job[k]), now, 0)
-            for k in CHILD_METRIC_KEYS
-            if isinstance(job.get(k), (int, float)) and job.get(k) == job.get(k)
-        ]
+        finals = final_metrics(
+            {k: job[k] for k in CHILD_METRIC_KEYS if isinstance(job.get(k), (int, float)) and job.get(k) == job.get(k)},
+            curves=(job.get("history") or {}).keys(),
+        )
+        metrics = [Metric(k, v, now, 0) for k, v in finals.items()]
         for key, values in (job.get("history") or {}).items():
             metrics.extend(Metric(key, float(v), now, step + 1) for step, v in enumerate(values))
         for i in range(0, len(metrics), 1000):

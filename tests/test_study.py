@@ -1,0 +1,356 @@
+"""The regularization study: planning, cache keys and the summary table (pure functions), and
+one real study at debug scale through the ``gapline study`` command (slow)."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gapline.config import from_container
+from gapline.errors import ConfigError
+from gapline.study import ROW_KEYS, Job, job_key, plan, resolve, summarize, table_csv, table_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+ARMS = {
+    "baseline": ["regularization=none"],
+    "l2": ["regularization=l2"],
+    "dropout": ["regularization=dropout"],
+}
+
+
+def _cfg(**study: Any) -> Any:
+    raw = {"train": {"seed": 5}, "study": {"arms": ARMS, "seeds": 2, "fractions": [], **study}}
+    return from_container(raw)
+
+
+# --------------------------------------------------------------------------------------
+# plan
+# --------------------------------------------------------------------------------------
+
+
+def test_plan_is_arms_times_seeds_then_curve_points_in_a_stable_order() -> None:
+    cfg = _cfg(fractions=[0.25, 1.0], learning_curve_arm="l2")
+    jobs = plan(cfg, ["experiment=debug"])
+    assert [j.name for j in jobs] == [
+        "baseline-s5", "baseline-s6", "l2-s5", "l2-s6", "dropout-s5", "dropout-s6",
+        "curve-l2-f0.25-s5", "curve-l2-f1-s5",
+    ]
+    assert jobs[0] == Job("baseline", 5, ("experiment=debug", "regularization=none", "train.seed=5"))
+    curve = jobs[-2]
+    assert (curve.kind, curve.fraction, curve.seed) == ("curve", 0.25, 5)
+    # base overrides first, then the arm's, then the seed and the fraction (later ones win)
+    assert curve.overrides == ("experiment=debug", "regularization=l2", "train.seed=5", "data.train_fraction=0.25")
+    assert all(j.kind == "arm" and j.fraction is None for j in jobs[:6])
+    assert plan(cfg, ["experiment=debug"]) == jobs  # same input, same plan
+
+
+def test_plan_include_picks_and_orders_the_arms() -> None:
+    jobs = plan(_cfg(include=["dropout", "baseline"], seeds=1), [])
+    assert [j.name for j in jobs] == ["dropout-s5", "baseline-s5"]
+    assert len(plan(_cfg(seeds=3), [])) == 3 * 3
+
+
+def test_plan_rejects_unknown_arms_and_an_empty_study() -> None:
+    with pytest.raises(ConfigError, match=r"study\.include"):
+        _cfg(include=["nope"])
+    with pytest.raises(ConfigError, match=r"study\.learning_curve_arm"):
+        _cfg(learning_curve_arm="nope", fractions=[0.5])
+    with pytest.raises(ConfigError, match=r"study\.arms"):
+        plan(from_container({"study": {"arms": {}, "fractions": []}}), [])
+
+
+# --------------------------------------------------------------------------------------
+# job_key: the cache key of a job
+# --------------------------------------------------------------------------------------
+
+
+def test_job_key_is_stable_and_sensitive_to_the_training_config_only(conf_project: Path) -> None:
+    job = Job("baseline", 42, ("experiment=study_debug", "regularization=none", "train.seed=42"))
+    _, cfg_dict = resolve(job, conf_project)
+    key = job_key(job, cfg_dict)
+    assert re.fullmatch(r"baseline-s42-[0-9a-f]{12}", key)
+    assert job_key(job, resolve(job, conf_project)[1]) == key  # composed again: same key
+
+    def changed(section: str, name: str, value: Any) -> str:
+        other = {**cfg_dict, section: {**cfg_dict[section], name: value}}
+        return job_key(job, other)
+
+    assert changed("train", "learning_rate", 0.5) != key
+    assert changed("regularization", "l2", 0.123) != key
+    assert changed("data", "train_fraction", 0.9) != key
+    assert changed("tracking", "experiment", "elsewhere") == key
+    assert changed("tracking", "uri", "sqlite:////elsewhere.db") == key
+    assert changed("study", "seeds", 7) == key
+    assert changed("meta", "conf_digest", "0123456789abcdef") == key
+    # the same config under another job name is another job
+    assert job_key(Job("renamed", 42, job.overrides), cfg_dict) != key
+
+
+def test_job_key_survives_unrelated_conf_edits_and_follows_relevant_ones(conf_project: Path) -> None:
+    job = Job("baseline", 42, ("experiment=study_debug", "regularization=none", "train.seed=42"))
+    key = job_key(job, resolve(job, conf_project)[1])
+    study = conf_project / "conf/study/default.yaml"
+    study.write_text(study.read_text().replace("seeds: 3", "seeds: 4") + "# an edit elsewhere\n")
+    assert job_key(job, resolve(job, conf_project)[1]) == key
+    debug = conf_project / "conf/experiment/study_debug.yaml"
+    debug.write_text(debug.read_text().replace("learning_rate: 0.01", "learning_rate: 0.02"))
+    assert job_key(job, resolve(job, conf_project)[1]) != key
+
+
+# --------------------------------------------------------------------------------------
+# summarize / table_markdown / table_csv
+# --------------------------------------------------------------------------------------
+
+
+def _result(arm: str, seed: int, test: float, kind: str = "arm", onset: int = 4, **extra: Any) -> dict[str, Any]:
+    return {
+        "job": f"{arm}-s{seed}", "arm": arm, "kind": kind, "seed": seed, "techniques": arm,
+        "test_accuracy": test, "val_accuracy": test + 0.01, "train_accuracy": test + 0.05,
+        "gap_accuracy_test": 0.05, "gap_accuracy_val": 0.04, "gap_loss_test": 0.2,
+        "onset_epoch": onset, "best_epoch": 3, "epochs_run": 10, "params": 1000, "train_seconds": 2.0,
+        **extra,
+    }
+
+
+CLASSICAL = [
+    {"arm": "svc_rbf (classical)", "kind": "classical", "test_accuracy": 0.85, "val_accuracy": 0.86,
+     "train_accuracy": 0.99, "gap_accuracy_test": 0.14, "gap_accuracy_val": 0.13, "train_seconds": 0.01},
+]
+
+
+def test_summarize_mean_std_per_arm_sorted_by_test_accuracy_with_classical_rows() -> None:
+    results = [
+        _result("baseline", 1, 0.80), _result("baseline", 2, 0.86),
+        _result("l2", 1, 0.95), _result("l2", 2, 0.95), _result("l2", 3, 0.95),
+        _result("baseline", 1, 0.99, kind="curve", fraction=1.0),  # learning curve: not a row
+    ]
+    table = summarize(results, CLASSICAL)
+    assert [r["technique"] for r in table] == ["l2", "svc_rbf (classical)", "baseline"]
+    base = table[2]
+    assert base["runs"] == 2 and base["techniques"] == "baseline"
+    assert base["test_accuracy_mean"] == pytest.approx(0.83)
+    assert base["test_accuracy_std"] == pytest.approx(math.sqrt(0.0018))  # sample std (ddof=1)
+    assert table[0]["runs"] == 3 and table[0]["test_accuracy_std"] == pytest.approx(0.0, abs=1e-12)
+    classical = table[1]
+    assert classical["runs"] == 1 and classical["techniques"] == "classical"
+    assert classical["test_accuracy_mean"] == 0.85 and classical["test_accuracy_std"] == 0.0
+    assert math.isnan(classical["gap_loss_test_mean"]) and math.isnan(classical["params_mean"])
+    for row in table:
+        assert {f"{k}_{s}" for k in ROW_KEYS for s in ("mean", "std")} <= set(row)
+
+
+def test_summarize_ties_break_by_name_and_a_single_seed_has_zero_std() -> None:
+    table = summarize([_result("zeta", 1, 0.9), _result("alpha", 1, 0.9)])
+    assert [r["technique"] for r in table] == ["alpha", "zeta"]
+    assert table[0]["test_accuracy_std"] == 0.0
+    assert summarize([]) == []
+
+
+def test_summarize_does_not_average_the_no_onset_sentinel() -> None:
+    row = summarize([_result("a", 1, 0.9, onset=10), _result("a", 2, 0.9, onset=-1)])[0]
+    mean = row["onset_epoch_mean"]
+    assert math.isnan(mean) or mean >= 10
+
+
+def test_table_markdown_columns_none_onset_and_dashes_for_missing_values() -> None:
+    results = [_result("baseline", 1, 0.80, onset=-1), _result("baseline", 2, 0.86, onset=-1), _result("l2", 1, 0.95)]
+    text = table_markdown(summarize(results, CLASSICAL))
+    lines = text.splitlines()
+    assert lines[0] == (
+        "| technique | test accuracy % | accuracy gap (train−test) pts | loss gap (test−train) "
+        "| onset epoch | params | train time s |"
+    )
+    assert lines[1] == "|---|---|---|---|---|---|---|"
+    rows = {line.split(" | ")[0].lstrip("| "): [c.strip() for c in line.strip("|").split("|")] for line in lines[2:]}
+    assert list(rows) == ["l2", "svc_rbf (classical)", "baseline"]
+    assert rows["l2"] == ["l2", "95.0 ± 0.0", "5.0 ± 0.0", "0.200", "4", "1,000", "2.0"]
+    assert rows["baseline"][1] == "83.0 ± 4.2"
+    assert rows["baseline"][4] == "none"  # onset -1: the gap never started to grow
+    assert rows["svc_rbf (classical)"] == ["svc_rbf (classical)", "85.0 ± 0.0", "14.0 ± 0.0", "–", "–", "–", "0.0"]
+    assert all(len(cells) == 7 for cells in rows.values())
+
+
+def test_table_csv_has_one_row_per_technique_and_every_column() -> None:
+    import csv
+    import io
+
+    table = summarize([_result("baseline", 1, 0.8), _result("baseline", 2, 0.86)], CLASSICAL)
+    rows = list(csv.DictReader(io.StringIO(table_csv(table))))
+    assert [r["technique"] for r in rows] == ["svc_rbf (classical)", "baseline"]
+    assert set(rows[0]) == {"technique", "runs", "techniques", *(f"{k}_{s}" for k in ROW_KEYS for s in ("mean", "std"))}
+    assert float(rows[1]["test_accuracy_mean"]) == pytest.approx(0.83)
+    assert rows[0]["gap_loss_test_mean"] == "nan"
+
+
+# --------------------------------------------------------------------------------------
+# A real study at debug scale (slow): `gapline study experiment=study_debug`
+# --------------------------------------------------------------------------------------
+
+STUDY = ["gapline", "study", "experiment=study_debug"]
+SUMMARY = re.compile(r"(\d+) jobs? trained, (\d+) reused")
+N_JOBS = 3 * 2 + 2  # arms × seeds + learning-curve points
+
+
+def _tracked_files() -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    return [line for line in out.splitlines() if line]
+
+
+def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{cwd / 'mlflow.db'}"
+    env.pop("DVC_EXP_NAME", None)
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A fresh copy of the repo (sources only) and one full study run in it."""
+    root = tmp_path_factory.mktemp("study") / "repo"
+    for rel in _tracked_files():
+        src = REPO / rel
+        if src.is_file():
+            dst = root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    for rel in ("dvc.lock", "reports", "mlflow.db", "mlruns", "multirun"):
+        p = root / rel
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    _run(["git", "init", "-q"], root)
+    _run([*git, "add", "-A"], root)
+    _run([*git, "commit", "-qm", "init"], root)
+    return {"root": root, "first": _run(STUDY, root)}
+
+
+def _client(root: Path) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+
+
+def _parents(root: Path) -> list[Any]:
+    client = _client(root)
+    exp = client.get_experiment_by_name("gapline-study-debug")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`gapline.mode` = 'study'", order_by=["start_time ASC"])
+    return runs
+
+
+@pytest.mark.slow
+def test_study_writes_the_table_the_chart_and_the_learning_curve(study: dict[str, Any]) -> None:
+    root, proc = study["root"], study["first"]
+    out = root / "reports/study"
+    for name in ("study.md", "study.csv", "study.png", "learning_curve.csv", "learning_curve.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    md = (out / "study.md").read_text()
+    techniques = [line.split("|")[1].strip() for line in md.splitlines()[2:]]
+    assert sorted(techniques) == sorted(
+        ["baseline", "l2", "dropout", "svc_rbf (classical)", "logistic_regression (classical)"]
+    )
+    assert md in proc.stdout  # the table is also printed
+    import csv
+
+    with (out / "study.csv").open() as fh:
+        rows = {r["technique"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == set(techniques)
+    assert rows["baseline"]["runs"] == "2" and rows["svc_rbf (classical)"]["techniques"] == "classical"
+    accs = [float(rows[t]["test_accuracy_mean"]) for t in techniques]
+    assert accs == sorted(accs, reverse=True)
+    with (out / "learning_curve.csv").open() as fh:
+        curve = list(csv.DictReader(fh))
+    assert [float(r["train_fraction"]) for r in curve] == [0.5, 1.0]
+    assert int(curve[0]["train_samples"]) < int(curve[1]["train_samples"])
+    assert len(list((out / "jobs").glob("*.json"))) == N_JOBS
+    assert SUMMARY.search(proc.stdout).groups() == (str(N_JOBS), "0")
+
+
+@pytest.mark.slow
+def test_study_shows_a_progress_bar_with_an_eta(study: dict[str, Any]) -> None:
+    err = study["first"].stderr
+    assert re.search(rf"study:\s+\d+%.*\| *[1-9]\d*/{N_JOBS} \[\d\d:\d\d<\d\d:\d\d", err), err[-2000:]
+    assert f"{N_JOBS}/{N_JOBS} [" in err
+
+
+@pytest.mark.slow
+def test_study_logs_one_parent_run_with_a_child_per_job(study: dict[str, Any]) -> None:
+    root = study["root"]
+    client = _client(root)
+    parents = _parents(root)
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["gapline.mode"] == "study"
+    assert parent.data.metrics["study.jobs_trained"] == N_JOBS
+    assert parent.data.metrics["study.jobs_reused"] == 0
+    assert "baseline.test_accuracy_mean" in parent.data.metrics
+    assert "svc_rbf.test_accuracy_mean" in parent.data.metrics
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id, "study")}
+    assert {f"study/{n}" for n in ("study.md", "study.csv", "study.png", "learning_curve.csv", "learning_curve.png")} <= arts
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert len(children) == N_JOBS
+    names = sorted(c.info.run_name for c in children)
+    assert names == sorted(
+        [f"{a}-s{s}" for a in ("baseline", "l2", "dropout") for s in (42, 43)]
+        + ["curve-baseline-f0.5-s42", "curve-baseline-f1-s42"]
+    )
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["gapline.mode"] in ("arm", "curve")
+        assert child.data.params["train.epochs"] == "3"
+        assert 0.0 <= child.data.metrics["test_accuracy"] <= 1.0
+        assert "gap_accuracy_val" in child.data.metrics
+    l2 = next(c for c in children if c.info.run_name == "l2-s43")
+    assert l2.data.params["regularization.l2"] == "0.001" and l2.data.params["train.seed"] == "43"
+    gaps = client.get_metric_history(l2.info.run_id, "gap_accuracy")
+    assert sorted(g.step for g in gaps) == [1, 2, 3]
+
+
+def _without_times(md: str) -> list[list[str]]:
+    return [line.strip("|").split("|")[:-1] for line in md.splitlines()]
+
+
+@pytest.mark.slow
+def test_study_rerun_reuses_every_cached_job(study: dict[str, Any]) -> None:
+    root = study["root"]
+    before = _without_times((root / "reports/study/study.md").read_text())
+    proc = _run(STUDY, root)
+    assert SUMMARY.search(proc.stdout).groups() == ("0", str(N_JOBS))
+    assert f"0 jobs trained, {N_JOBS} reused" in proc.stdout
+    # the same numbers (train times aside: the classical baselines are timed again)
+    assert _without_times((root / "reports/study/study.md").read_text()) == before
+    parents = _parents(root)
+    assert len(parents) == 2
+    assert parents[-1].data.metrics["study.jobs_reused"] == N_JOBS
+
+
+@pytest.mark.slow
+def test_study_after_losing_one_cached_job_trains_exactly_that_one(study: dict[str, Any]) -> None:
+    root = study["root"]
+    jobs = root / "reports/study/jobs"
+    [victim] = list(jobs.glob("l2-s43-*.json"))
+    victim.unlink()
+    proc = _run(STUDY, root)
+    assert SUMMARY.search(proc.stdout).groups() == ("1", str(N_JOBS - 1))
+    assert victim.is_file()  # cached again under the same key
+    assert len(list(jobs.glob("*.json"))) == N_JOBS

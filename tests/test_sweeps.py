@@ -1,0 +1,354 @@
+"""Sweeps end to end, in a throwaway copy of the repo: Hydra multirun (basic launcher, joblib
+launcher, Optuna sweeper) with one MLflow parent run and a child run per job, bad sweep input,
+and DVC's experiment queue."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow
+
+DEBUG_EXPERIMENT = "gapline-debug"  # tracking.experiment of experiment=debug
+
+
+def _tracked_files() -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    return [line for line in out.splitlines() if line]
+
+
+def _run(
+    args: list[str], cwd: Path, uri: Optional[str], check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run a command with this venv first on PATH; ``uri=None``: no $MLFLOW_TRACKING_URI at all."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("DVC_EXP_NAME", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    if uri is not None:
+        env["MLFLOW_TRACKING_URI"] = uri
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def _copy_project(root: Path) -> Path:
+    """A fresh copy of the repo (sources only, no outputs, no stores, no DVC cache) under git."""
+    for rel in _tracked_files():
+        src = REPO / rel
+        if src.is_file():
+            dst = root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    for rel in ("dvc.lock", "reports", "mlflow.db", "mlruns", "multirun", ".dvc/tmp", ".dvc/cache"):
+        p = root / rel
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    _run(["git", "init", "-q"], root, None)
+    _run([*git, "add", "-A"], root, None)
+    _run([*git, "commit", "-qm", "init"], root, None)
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _copy_project(tmp_path_factory.mktemp("sweeps") / "repo")
+
+
+def _uri(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _client(uri: str) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _all_runs(uri: str) -> list[Any]:
+    client = _client(uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids, max_results=1000) if ids else []
+
+
+def _sweep(uri: str, n_children: int) -> tuple[Any, list[Any]]:
+    """The store's only sweep parent run and its children."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(DEBUG_EXPERIMENT)
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1, [(r.info.run_name, r.info.status) for r in parents]
+    parent = parents[0]
+    assert parent.data.tags["gapline.mode"] == "sweep"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == n_children == len(runs) - 1
+    return parent, children
+
+
+def _summary(uri: str, run_id: str, tmp: Path) -> str:
+    path = _client(uri).download_artifacts(run_id, "sweep/summary.md", str(tmp))
+    return Path(path).read_text(encoding="utf-8")
+
+
+def _final(client: Any, run: Any, key: str) -> float:
+    """A child's final (post-training) metric ``key``: ``final_<key>`` where the name is also a
+    per-epoch curve, else the value log_child_run logs at step 0, else the run's value."""
+    metrics = run.data.metrics
+    if f"final_{key}" in metrics:
+        return float(metrics[f"final_{key}"])
+    at_zero = [m.value for m in client.get_metric_history(run.info.run_id, key) if m.step == 0]
+    return float(at_zero[-1]) if at_zero else float(metrics[key])
+
+
+# --------------------------------------------------------------------------------------
+# Hydra multirun, basic launcher: 2 × 2 grid
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grid(project: Path) -> dict[str, Any]:
+    uri = _uri(project / "grid.db")
+    proc = _run(["gapline", "train", "-m", "experiment=debug", "regularization=none,l2", "train.seed=0,1"], project, uri)
+    return {"uri": uri, "proc": proc}
+
+
+def test_grid_sweep_logs_four_children_under_one_parent(grid: dict[str, Any]) -> None:
+    uri = grid["uri"]
+    client = _client(uri)
+    parent, children = _sweep(uri, 4)
+    assert f"MLflow parent run {parent.info.run_id}" in grid["proc"].stdout
+    combos = sorted((c.data.params["regularization.l2"], c.data.params["train.seed"]) for c in children)
+    assert combos == [("0.0", "0"), ("0.0", "1"), ("0.001", "0"), ("0.001", "1")]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.info.experiment_id == parent.info.experiment_id
+        assert child.data.params["train.epochs"] == "3"  # experiment=debug
+        m = child.data.metrics
+        assert 0.0 <= m["test_accuracy"] <= 1.0
+        assert m["gap_accuracy_val"] == pytest.approx(_final(client, child, "train_accuracy") - _final(client, child, "val_accuracy"), abs=1e-5)
+        assert m["objective"] == pytest.approx(_final(client, child, "val_loss"), rel=1e-6)  # sweep.objective=val_loss
+        gaps = client.get_metric_history(child.info.run_id, "gap_accuracy")
+        assert sorted(g.step for g in gaps) == [1, 2, 3]
+        assert child.data.tags["gapline.mode"] == "sweep"
+        assert child.data.tags["job.overrides"] == child.info.run_name
+
+
+def test_grid_sweep_parent_summarizes_and_tags_the_best_child(grid: dict[str, Any], tmp_path: Path) -> None:
+    uri = grid["uri"]
+    parent, children = _sweep(uri, 4)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["jobs"] == 4
+    best = min(children, key=lambda c: c.data.metrics["objective"])
+    assert parent.data.tags["sweep.best_run"] == best.info.run_id
+    assert parent.data.tags["sweep.best_job"] == best.info.run_name
+    assert parent.data.metrics["best_objective"] == pytest.approx(best.data.metrics["objective"])
+    assert parent.data.tags["sweep.overrides"] == "experiment=debug regularization=none,l2 train.seed=0,1"
+    summary = _summary(uri, parent.info.run_id, tmp_path)
+    rows = [line for line in summary.splitlines()[2:] if line.startswith("|")]
+    assert len(rows) == 4
+    for child in children:
+        assert any(child.info.run_id in r and child.info.run_name in r for r in rows)
+    assert best.info.run_id in rows[0]  # best objective first
+    objectives = [float(r.split("|")[2]) for r in rows]
+    assert objectives == sorted(objectives)
+    assert summary in grid["proc"].stdout  # also printed at the end of the sweep
+
+
+def test_grid_sweep_child_curves_are_not_mixed_with_final_metrics(grid: dict[str, Any]) -> None:
+    uri = grid["uri"]
+    client = _client(uri)
+    _, children = _sweep(uri, 4)
+    for child in children:
+        for key in ("val_loss", "val_accuracy"):
+            steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, key))
+            assert steps == [1, 2, 3], (key, steps)
+
+
+# --------------------------------------------------------------------------------------
+# Optuna sweeper
+# --------------------------------------------------------------------------------------
+
+
+def test_optuna_preset_runs_three_trials_and_reports_the_best(project: Path) -> None:
+    uri = _uri(project / "optuna.db")
+    proc = _run(
+        ["gapline", "train", "-m", "experiment=debug", "hparams_search=optuna", "hydra.sweeper.n_trials=3"], project, uri
+    )
+    assert "Best parameters" in proc.stdout
+    client = _client(uri)
+    parent, children = _sweep(uri, 3)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["jobs"] == 3
+    searched = ("train.learning_rate", "regularization.dropout", "regularization.l2")
+    points = {tuple(float(c.data.params[k]) for k in searched) for c in children}
+    assert len(points) == 3  # three different trials
+    for lr, dropout, l2 in points:
+        assert 0.0003 <= lr <= 0.01 and 0.0 <= dropout <= 0.6 and 1e-6 <= l2 <= 0.01
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.params["sweep.objective"] == "val_loss_plus_gap"
+        penalty = float(child.data.params["sweep.gap_penalty"])
+        m = child.data.metrics
+        expected = _final(client, child, "val_loss") + penalty * max(0.0, m["gap_loss_val"])
+        assert m["objective"] == pytest.approx(expected, rel=1e-5)
+    best = min(children, key=lambda c: c.data.metrics["objective"])
+    assert parent.data.metrics["best_objective"] == pytest.approx(best.data.metrics["objective"], rel=1e-9)
+    assert parent.data.tags["sweep.best_run"] == best.info.run_id
+    reported = re.search(r"Best value: ([0-9.eE+-]+)", proc.stdout)
+    assert reported and float(reported.group(1)) == pytest.approx(best.data.metrics["objective"], rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# joblib launcher
+# --------------------------------------------------------------------------------------
+
+
+def test_joblib_launcher_runs_two_jobs_in_parallel_processes(project: Path) -> None:
+    uri = _uri(project / "joblib.db")
+    proc = _run(["gapline", "train", "-m", "experiment=debug", "launcher=joblib", "regularization=none,l2"], project, uri)
+    assert "Joblib.Parallel(n_jobs=2" in proc.stdout
+    parent, children = _sweep(uri, 2)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["jobs"] == 2
+    assert sorted(c.data.params["regularization.l2"] for c in children) == ["0.0", "0.001"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.params["train.threads"] == "1"  # the preset's one thread per job
+        assert "test_accuracy" in child.data.metrics
+
+
+# --------------------------------------------------------------------------------------
+# Bad sweep input
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_sweep(project: Path) -> dict[str, Any]:
+    uri = _uri(project / "bad.db")
+    proc = _run(["gapline", "train", "-m", "experiment=debug", "regularization.dropout=1.5"], project, uri, check=False)
+    return {"uri": uri, "proc": proc}
+
+
+def test_bad_sweep_value_is_one_error_line_and_leaves_no_running_run(bad_sweep: dict[str, Any]) -> None:
+    proc = bad_sweep["proc"]
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: regularization.dropout=1.5 is not allowed: expected a number in [0, 1)"]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not [r for r in _all_runs(bad_sweep["uri"]) if r.info.status == "RUNNING"]
+
+
+def test_bad_sweep_value_is_reported_once(bad_sweep: dict[str, Any]) -> None:
+    proc = bad_sweep["proc"]
+    mentions = [line for line in (proc.stdout + proc.stderr).splitlines() if "regularization.dropout=1.5 is not" in line]
+    assert len(mentions) == 1, mentions
+
+
+def test_sweep_failing_midway_closes_its_parent_run(project: Path) -> None:
+    uri = _uri(project / "midway.db")
+    # the invalid value first, so that the sweep fails before it trains anything
+    proc = _run(["gapline", "train", "-m", "experiment=debug", "regularization.dropout=1.5,0.1"], project, uri, check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "regularization.dropout=1.5" in errors[0]
+    runs = _all_runs(uri)
+    assert not [(r.info.run_name, r.info.status) for r in runs if r.info.status == "RUNNING"]
+
+
+# --------------------------------------------------------------------------------------
+# DVC experiments: queued, then run two at a time
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dvc_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _copy_project(tmp_path_factory.mktemp("dvc_queue") / "repo")
+
+
+def _queue_status(root: Path, uri: str) -> dict[str, str]:
+    out = _run(["dvc", "queue", "status"], root, uri).stdout
+    status = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and re.fullmatch(r"[0-9a-f]{7}", parts[0]):
+            status[parts[1]] = parts[-1]
+    return status
+
+
+def test_dvc_queue_runs_two_experiments_with_gap_metrics(dvc_project: Path) -> None:
+    root = dvc_project
+    # Queued experiments run in temp copies under .dvc/tmp/exps, so the store is an absolute path.
+    store = root.parent / "queue-mlflow.db"
+    uri = _uri(store)
+    # Create the store's tables up front: two MLflow clients initializing one fresh sqlite file
+    # at the same moment race on its schema migration (alembic: "expected to match one row").
+    _client(uri).search_experiments()
+    queued = _run(["dvc", "exp", "run", "--queue", "-S", "experiment=debug", "-S", "regularization=none,l2"], root, uri)
+    assert queued.stdout.count("Queued experiment") == 2
+    try:
+        _run(["dvc", "queue", "start", "-j", "2"], root, uri)  # returns at once: workers run it
+        deadline = time.monotonic() + 420
+        while True:
+            status = _queue_status(root, uri)
+            if len(status) == 2 and not {"Queued", "Running"} & set(status.values()):
+                break
+            assert time.monotonic() < deadline, status
+            time.sleep(3)
+    finally:
+        _run(["dvc", "queue", "stop"], root, uri, check=False, timeout=120)
+    if set(status.values()) != {"Success"}:
+        logs = "\n".join(_run(["dvc", "queue", "logs", n], root, uri, check=False).stdout[-3000:] for n in status)
+        raise AssertionError(f"queued experiments did not all succeed: {status}\n{logs}")
+
+    shown = json.loads(_run(["dvc", "exp", "show", "--json"], root, uri).stdout)
+    exps = {}
+    for baseline in shown:
+        for exp in baseline.get("experiments") or []:
+            rev = exp["revs"][0]
+            exps[rev["name"]] = rev["data"]
+    assert set(exps) == set(status)
+    l2s = []
+    for data in exps.values():
+        params = data["params"]["params.yaml"]["data"]
+        metrics = data["metrics"]["reports/metrics.json"]["data"]
+        assert params["train"]["epochs"] == 3  # experiment=debug composed by DVC's Hydra
+        l2s.append(params["regularization"]["l2"])
+        for key in ("gap_accuracy_val", "gap_accuracy_test", "gap_loss_val", "test_accuracy"):
+            assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), key
+        assert metrics["gap_accuracy_val"] == pytest.approx(metrics["train_accuracy"] - metrics["val_accuracy"], abs=2e-6)
+    assert sorted(l2s) == [0.0, 0.001]
+
+    runs = _all_runs(uri)
+    assert len(runs) == 2  # one MLflow run per experiment, in the shared store
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert sorted(r.data.params["regularization.l2"] for r in runs) == ["0.0", "0.001"]
+    assert all("gap_accuracy_val" in r.data.metrics for r in runs)
+
+
+def test_dvc_temp_experiment_logs_to_the_projects_default_store(dvc_project: Path) -> None:
+    root = dvc_project
+    # up to the train stage, which opens and closes the run (evaluate only adds to it)
+    _run(["dvc", "exp", "run", "--temp", "-S", "experiment=debug", "-S", "train.seed=3", "train"], root, None)
+    store = root / "mlflow.db"
+    assert store.is_file(), "no MLflow store in the project after the experiment"
+    runs = [r for r in _all_runs(_uri(store)) if r.data.params.get("train.seed") == "3"]
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
