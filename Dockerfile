@@ -1,34 +1,62 @@
 # syntax=docker/dockerfile:1
-# CPU image by default; for a GPU base pass e.g.
-#   --build-arg BASE_IMAGE=nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04 (with Python 3.11 on it)
+# gapline: the `gapline` CLI (pipeline stages, retrain, promote, study) in a CPU image.
+#
+#   docker build -t gapline .
+#   docker run --rm gapline retrain --help
+#
+# GPU: `--build-arg ACCELERATOR=gpu` swaps tensorflow-cpu for TensorFlow with its CUDA
+# libraries (pip wheels; run with `--gpus all`). BASE_IMAGE may name any Debian-based image
+# with Python 3.11 on the PATH as `python` (for a CUDA base, also pass a GIT_VERSION its apt
+# has). Every Python package is pinned by deploy/constraints.txt. See docs/retraining.md.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ARG ACCELERATOR=cpu
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
+COPY deploy/constraints.txt ./deploy/constraints.txt
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip install .
+RUN python -m venv /opt/venv \
+    && pip install --no-cache-dir -c deploy/constraints.txt . \
+    && if [ "$ACCELERATOR" = "gpu" ]; then \
+         pip uninstall -y tensorflow-cpu \
+         && pip install --no-cache-dir -c deploy/constraints.txt \
+              "tensorflow[and-cuda]==2.21.0" "nvidia-ml-py==13.615.71"; \
+       fi \
+    && gapline --help >/dev/null
 
 FROM ${BASE_IMAGE} AS runtime
-# git: DVC needs it to run the pipeline inside the project folder.
+# git: DVC runs the pipeline in a git work tree, and runs are tagged with its commit.
+ARG GIT_VERSION=1:2.39.*
+ARG GAPLINE_UID=10001
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git \
+    && apt-get install -y --no-install-recommends "git=${GIT_VERSION}" \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --create-home --uid 10001 gapline
+    && git config --system safe.directory '*' \
+    && groupadd --gid "${GAPLINE_UID}" gapline \
+    && useradd --uid "${GAPLINE_UID}" --gid "${GAPLINE_UID}" --create-home --shell /usr/sbin/nologin gapline \
+    && install -d -o "${GAPLINE_UID}" -g "${GAPLINE_UID}" /home/gapline/project
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
-    MLFLOW_TRACKING_URI=sqlite:////home/gapline/project/mlflow.db \
-    PYTHONUNBUFFERED=1
+    HOME=/home/gapline \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MLFLOW_TRACKING_URI=sqlite:////home/gapline/project/mlflow.db
 WORKDIR /home/gapline/project
-COPY --chown=gapline:gapline conf ./conf
-COPY --chown=gapline:gapline src ./src
-COPY --chown=gapline:gapline .dvc/config ./.dvc/config
-COPY --chown=gapline:gapline dvc.yaml params.yaml pyproject.toml ./
-COPY --chown=gapline:gapline data/raw/README.md ./data/raw/README.md
-USER gapline
-RUN git init -q . && git config user.email gapline@localhost && git config user.name gapline
+# The baked-in project: conf/, the pipeline, and the sources its DVC stages depend on.
+# Mount a project of your own over /home/gapline/project to use that one instead.
+COPY --chown=${GAPLINE_UID}:${GAPLINE_UID} conf ./conf
+COPY --chown=${GAPLINE_UID}:${GAPLINE_UID} src ./src
+COPY --chown=${GAPLINE_UID}:${GAPLINE_UID} .dvc/config ./.dvc/config
+COPY --chown=${GAPLINE_UID}:${GAPLINE_UID} .dvcignore dvc.yaml pyproject.toml ./
+COPY --chown=${GAPLINE_UID}:${GAPLINE_UID} data/raw/README.md ./data/raw/README.md
+USER ${GAPLINE_UID}:${GAPLINE_UID}
+# A git work tree for DVC, and params.yaml composed from this image's conf/.
+RUN git init -q . \
+    && gapline params \
+    && mkdir -p .gapline reports models
 ENTRYPOINT ["gapline"]
 CMD ["--help"]

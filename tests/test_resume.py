@@ -133,3 +133,21 @@ def test_sigkill_mid_training_then_rerun_matches_uninterrupted(tmp_path: Path) -
     assert client.get_run(new_id).info.status == "FINISHED"
     steps = sorted(m.step for m in client.get_metric_history(new_id, "gap_accuracy"))
     assert steps == list(range(1, 151))  # the resumed run holds every epoch, before and after the kill
+
+
+def test_state_saved_after_early_stopping_resumes_to_nothing_left(tmp_path: Path) -> None:
+    """Killed after early stopping fired but before the model was saved: nothing to retrain."""
+    assert epoch_orders(10, 5, seed=0, start=5).shape == (0, 10)
+    cfg = from_container(
+        {"train": {"epochs": 30, "batch_size": 16}, "model": {"hidden_units": [16]},
+         "regularization": {"early_stopping": {"enabled": True, "patience": 1, "min_delta": 10.0}}}
+    )
+    rng = np.random.default_rng(1)
+    x = rng.random((60, 4, 4, 1)).astype("float32")
+    y = rng.integers(0, 3, 60)
+    first = _fit(cfg, x, y, backup=Backup(tmp_path / "b", "k"))
+    assert first.epochs_run < 30  # it stopped early; its state is still on disk (the stage clears it)
+    again = _fit(cfg, x, y, backup=Backup(tmp_path / "b", "k"))
+    assert again.extra["resumed_from"] == 30 and again.history == first.history
+    for a, b in zip(first.model.get_weights(), again.model.get_weights()):
+        assert np.array_equal(a, b)

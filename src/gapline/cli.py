@@ -7,6 +7,7 @@ Heavy imports (TensorFlow, MLflow) happen inside the commands that need them, so
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -164,6 +165,114 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+_FORCE_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False, "": False}
+
+
+def _retrain_words(args: argparse.Namespace) -> tuple[list[str], bool]:
+    """Overrides and --force. ``--force`` takes an optional true/false (how MLproject passes
+    it); any other word after it is an override that argparse took for its value."""
+    overrides = split_overrides(args.overrides)
+    if args.force is None:
+        return overrides, False
+    word = str(args.force).strip().lower()
+    if word in _FORCE_WORDS:
+        return overrides, _FORCE_WORDS[word]
+    return split_overrides([args.force]) + overrides, True
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    """Retrain when data, config or code changed; promote the challenger only if it wins."""
+    from .errors import ConfigError, DataError
+    from .retrain import EXIT_FAILED, EXIT_LOCKED, LockHeld, retrain
+
+    overrides, force = _retrain_words(args)
+    try:
+        return retrain(overrides, force=force, params=args.params).exit_code
+    except LockHeld as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except (ConfigError, DataError):
+        raise  # bad input: exit 2
+    except GaplineError as exc:  # the pipeline, the evaluation or the tracking store
+        print(f"error: retrain failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - a scheduler needs the distinct exit code, not a crash
+        import traceback
+
+        traceback.print_exc()
+        print(f"error: retrain failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Point the champion alias at a version (or roll back to previous-champion)."""
+    from .retrain import EXIT_FAILED, EXIT_LOCKED, LockHeld, promote
+    from .tracking import TrackingError
+
+    try:
+        return promote(
+            args.version, rollback=args.rollback, reason=args.reason,
+            overrides=split_overrides(args.overrides), params=args.params,
+        ).exit_code
+    except LockHeld as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except TrackingError as exc:
+        print(f"error: promote failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+MLPROJECT_COMMANDS = ("repro", "study", "retrain")
+
+
+def cmd_mlproject(args: argparse.Namespace) -> int:
+    """Run a gapline command as an MLflow project entry point (MLproject calls this).
+
+    ``mlflow run`` opens a run in the experiment it was given and passes it down as
+    ``$MLFLOW_RUN_ID``; gapline's stages adopt that run, so they are told to log into that
+    experiment (``tracking.experiment=<its name>``), whatever the config says. ``retrain``'s
+    exit 3 (challenger kept out) becomes 0 here: to MLflow any non-zero exit is a failed run.
+    """
+    import re
+
+    from . import tracking
+
+    words = list(args.args)
+    if words[:1] == ["--"]:
+        words = words[1:]
+    extra: list[str] = []
+    experiment = tracking.project_run_experiment()
+    if experiment is not None:
+        if re.fullmatch(r"[A-Za-z0-9_./:@-]+", experiment):
+            extra = [f"tracking.experiment={experiment}"]
+        else:
+            tracking.warn(
+                f"MLflow experiment {experiment!r} cannot be passed as a Hydra override; gapline logs to "
+                "its own run in tracking.experiment instead of the project run"
+            )
+            os.environ.pop("MLFLOW_RUN_ID", None)
+    rc = main([args.entry, *extra, *words])
+    if args.entry == "retrain" and rc == 3:
+        # `mlflow run` knows only success and failure: a kept-out challenger is a successful
+        # run whose decision is in its `retrain.decision` tag and in the report.
+        print("mlproject: challenger kept out (exit 3), reported to MLflow as a successful run")
+        return 0
+    return rc
+
+
+RETRAIN_EPILOG = """\
+exit codes (for schedulers):
+  0   promoted, or up to date ("up to date: nothing to retrain")
+  3   challenger kept out: the champion is unchanged
+  75  another retrain (or promote) holds the lock; nothing was run
+  1   failure (pipeline, evaluation or tracking store); aliases untouched
+  2   bad input (invalid config, override or option); nothing was run
+
+The decision, both scores and the reason are written to retrain.report (default
+reports/retrain.json) and to an MLflow run named "retrain". See docs/retraining.md.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gapline",
@@ -203,6 +312,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="Hydra overrides applied to conf/ for every point")
     p.add_argument("--fractions", nargs="+", type=float, default=[0.1, 0.2, 0.4, 0.7, 1.0])
     p.add_argument("--out", default="reports/learning_curve", help="output folder (default: %(default)s)")
+    p = add(
+        "retrain",
+        cmd_retrain,
+        "retrain when data, config or code changed since the champion; promote the challenger "
+        "to alias `champion` only if it beats it (locked; safe to schedule)",
+    )
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.description = (
+        "Retrain when data, config or code changed since the champion (or with --force): run the\n"
+        "DVC pipeline, score challenger and champion on the same current test split, and promote\n"
+        "the challenger to alias `champion` only if it wins by retrain.margin on retrain.metric,\n"
+        "reaches retrain.min_score and keeps its gap within retrain.max_gap. Locked: safe to schedule."
+    )
+    p.epilog = RETRAIN_EPILOG
+    p.add_argument("overrides", nargs="*", help="Hydra overrides: recompose params.yaml first (none: keep it)")
+    p.add_argument(
+        "--force", nargs="?", const="true", default=None, metavar="BOOL",
+        help="retrain even if nothing changed (`--force`, or `--force true|false`)",
+    )
+    p = add(
+        "promote",
+        cmd_promote,
+        "point alias `champion` at a model version (the old one becomes `previous-champion`); "
+        "`--rollback` restores `previous-champion`",
+    )
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--version", help="registered model version to make the champion")
+    group.add_argument("--rollback", action="store_true", help="make `previous-champion` the champion again")
+    p.add_argument("--reason", default="", help="why (recorded in MLflow)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides (e.g. tracking.registered_model=...); none: params.yaml")
+    p = add(
+        "mlproject",
+        cmd_mlproject,
+        "run a command as an MLflow project entry point, logging into the `mlflow run` run (used by MLproject)",
+        params=False,
+    )
+    p.add_argument("entry", choices=MLPROJECT_COMMANDS, help="the gapline command to run")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="its arguments")
     return parser
 
 

@@ -72,17 +72,30 @@ def compose(overrides: Sequence[str] = (), root: str | os.PathLike[str] | None =
     project = Path(root).resolve() if root else find_root()
     register_schema()
     register_resolver()
+    check_group_choices(overrides, project / CONF_DIR)
     cwd = os.getcwd()
     try:
         os.chdir(project)  # the digest resolver looks for conf/ from the working directory
         with initialize_config_dir(str(project / CONF_DIR), version_base=None):
             cfg = hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
         OmegaConf.resolve(cfg)
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        # ValueError: Hydra's defaults list refuses e.g. `experiment=null` that way
         raise ConfigError(hydra_error_line(exc)) from None
     finally:
         os.chdir(cwd)
     return cfg
+
+
+def check_group_choices(overrides: Sequence[str], conf_dir: Path) -> None:
+    """``group=null`` is not a choice (Hydra answers with a bare ValueError): name the group."""
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        group = conf_dir / key.lstrip("+~")
+        if sep and value.strip() in ("null", "None", "") and group.is_dir():
+            options = sorted(p.stem for p in group.glob("*.yaml"))
+            shown = value.strip() or "''"
+            raise ConfigError(f"{key}={shown} is not allowed: expected one of {', '.join(options)}")
 
 
 def hydra_error_line(exc: BaseException) -> str:

@@ -27,6 +27,8 @@ ARRAYS_FILE = "variables.npz"
 
 def epoch_orders(n: int, epochs: int, seed: int, start: int = 0) -> np.ndarray:
     """Row order of every epoch from ``start`` on: epoch e is a permutation seeded by (seed, e)."""
+    if start >= epochs:
+        return np.zeros((0, n), dtype=np.int64)
     return np.stack([np.random.default_rng([seed, e]).permutation(n) for e in range(start, epochs)])
 
 

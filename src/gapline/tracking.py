@@ -390,7 +390,7 @@ def run(
         return
     mlflow = _mlflow()
     setup(cfg.tracking)
-    name = run_name or cfg.tracking.run_name or None
+    name = run_name or cfg.tracking.run_name or (None if run_id else default_run_name())
     try:
         active = mlflow.start_run(
             run_id=run_id,
@@ -418,6 +418,15 @@ def run(
             raise
         else:
             _close(mlflow, "FINISHED", None)
+
+
+def default_run_name(prefix: str = "run") -> str:
+    """A unique name. MLflow's own generator draws from Python's ``random``, which
+    ``keras.utils.set_random_seed`` has just seeded: every run would get the same name."""
+    import secrets
+    import time
+
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 def close_stale_run(record: Mapping[str, Any]) -> Optional[str]:

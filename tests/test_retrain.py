@@ -1,0 +1,547 @@
+"""`gapline retrain` and `gapline promote`: the decision rule, change detection and the lock
+(fast), then the whole story through real DVC and a real MLflow store in a throwaway copy of
+the repo (slow): first promotion, no-op rerun, a worse challenger kept out, a failure that
+leaves the aliases alone, a better challenger promoted, rollback, and two overlapping runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gapline import retrain as R
+from gapline.cli import build_parser, _retrain_words
+from gapline.config import Config, RetrainConfig, from_container
+from gapline.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _env(project: Path) -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{project / 'mlflow.db'}"
+    for name in ("DVC_EXP_NAME", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+        env.pop(name, None)
+    return env
+
+
+def _gapline(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "gapline"), *args], cwd=cwd, env=_env(cwd), capture_output=True, text=True, timeout=timeout
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------
+
+
+def test_retrain_defaults_compose_from_conf(conf_project: Path) -> None:
+    from gapline.params import compose_config
+
+    cfg = compose_config([], conf_project)
+    assert cfg.retrain == RetrainConfig()
+    assert cfg.retrain.metric == "test_accuracy"
+    assert cfg.retrain.lock_file == ".gapline/retrain.lock"
+    tuned = compose_config(["retrain.metric=val_accuracy", "retrain.margin=0.01"], conf_project)
+    assert (tuned.retrain.metric, tuned.retrain.margin) == ("val_accuracy", 0.01)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("metric", "f1", "one of test_accuracy, val_accuracy"),
+        ("margin", -0.1, "a number in [0, 1]"),
+        ("max_gap", 1.5, "a number in [0, 1]"),
+        ("min_score", 2.0, "a number in [0, 1]"),
+        ("lock_file", " ", "a non-empty path"),
+        ("report", "", "a non-empty path"),
+    ],
+)
+def test_retrain_config_is_validated_in_one_line(key: str, value: object, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        from_container({"retrain": {key: value}})
+    message = str(err.value)
+    assert f"retrain.{key}=" in message and expected in message
+    assert "\n" not in message
+
+
+# --------------------------------------------------------------------------------------
+# The decision rule
+# --------------------------------------------------------------------------------------
+
+
+def _rc(**kw: object) -> RetrainConfig:
+    return dataclasses.replace(RetrainConfig(min_score=0.8, max_gap=0.05), **kw)
+
+
+def _scored(version: str, score: float | None, gap: float | None = 0.01) -> R.Scored:
+    return R.Scored(version=version, score=score, gap=gap)
+
+
+def test_first_champion_needs_only_the_floor_and_the_gap_bound() -> None:
+    ok, reason = R.decide(_rc(), _scored("1", 0.85), None)
+    assert ok and "no champion yet" in reason
+    ok, reason = R.decide(_rc(), _scored("1", 0.79), None)
+    assert not ok and "below retrain.min_score=0.8" in reason
+
+
+def test_challenger_must_reach_champion_plus_margin_ties_promote() -> None:
+    assert R.decide(_rc(), _scored("2", 0.90), _scored("1", 0.90))[0]  # >=: a tie promotes
+    assert not R.decide(_rc(margin=0.01), _scored("2", 0.90), _scored("1", 0.90))[0]
+    # 0.85 + 0.05 is 0.9000000000000001 in floats; the rule compares with a tolerance
+    assert R.decide(_rc(margin=0.05), _scored("2", 0.9), _scored("1", 0.85))[0]
+    ok, reason = R.decide(_rc(margin=0.02), _scored("2", 0.91), _scored("1", 0.90))
+    assert not ok
+    assert "0.9100 < champion v1's 0.9000 + margin 0.02" in reason
+
+
+def test_gap_bound_and_floor_apply_even_to_a_winner() -> None:
+    ok, reason = R.decide(_rc(), _scored("2", 0.99, gap=0.08), _scored("1", 0.85))
+    assert not ok and "gap +0.0800 exceeds retrain.max_gap=0.05" in reason
+    ok, reason = R.decide(_rc(min_score=0.95), _scored("2", 0.9), _scored("1", 0.5))
+    assert not ok and "below retrain.min_score=0.95" in reason
+    ok, reason = R.decide(_rc(min_score=0.95), _scored("2", 0.5, gap=0.3), _scored("1", 0.9))
+    assert not ok and reason.count(";") == 2  # every failed check is named
+
+
+def test_unscorable_champion_falls_back_to_the_floor() -> None:
+    champion = R.Scored("1", None, None, error="ValueError: expected shape (None, 64)")
+    ok, reason = R.decide(_rc(), _scored("2", 0.85), champion)
+    assert ok and "cannot be scored" in reason
+
+
+def test_gap_follows_the_metric_split() -> None:
+    assert R.gap_key("test_accuracy") == "gap_accuracy_test"
+    assert R.gap_key("val_accuracy") == "gap_accuracy_val"
+
+
+# --------------------------------------------------------------------------------------
+# Change detection
+# --------------------------------------------------------------------------------------
+
+
+def test_config_digest_covers_only_what_builds_the_model() -> None:
+    base = Config()
+    digest = R.config_digest(base)
+    elsewhere = dataclasses.replace(
+        base,
+        tracking=dataclasses.replace(base.tracking, experiment="other"),
+        retrain=dataclasses.replace(base.retrain, margin=0.5),
+        meta=dataclasses.replace(base.meta, conf_digest="x"),
+    )
+    assert R.config_digest(elsewhere) == digest
+    assert R.config_digest(dataclasses.replace(base, train=dataclasses.replace(base.train, epochs=7))) != digest
+    assert R.config_digest(dataclasses.replace(base, data=dataclasses.replace(base.data, seed=1))) != digest
+
+
+def test_code_digest_follows_sources_not_bytecode(tmp_path: Path) -> None:
+    pkg = tmp_path / "src" / "gapline"
+    (pkg / "__pycache__").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("x = 1\n")
+    assert R.code_dir(tmp_path) == pkg
+    before = R.code_digest(pkg)
+    (pkg / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0")
+    assert R.code_digest(pkg) == before
+    (pkg / "training.py").write_text("y = 2\n")
+    assert R.code_digest(pkg) != before
+
+
+def test_what_changed_names_each_difference() -> None:
+    state = R.State("sha256:aa", "cfg1", "code1", "0.1.0", "abc")
+    tags = state.tags()
+    assert R.what_changed(tags, state) == {}
+    assert R.what_changed({**tags, "git.commit": "other"}, state) == {}  # commits alone do not count
+    assert set(R.what_changed({**tags, R.TAG_DATA: "sha256:bb"}, state)) == {"data"}
+    assert set(R.what_changed({**tags, R.TAG_CONFIG: "cfg0"}, state)) == {"config"}
+    assert set(R.what_changed({**tags, R.TAG_VERSION: "0.0.9"}, state)) == {"code"}
+    assert set(R.what_changed(None, state)) == {"champion"}
+    assert set(R.what_changed({"test_accuracy": "0.9"}, state)) == {"champion"}  # no recorded state
+
+
+# --------------------------------------------------------------------------------------
+# The lock and the CLI
+# --------------------------------------------------------------------------------------
+
+
+def test_lock_is_exclusive_and_names_its_holder(tmp_path: Path) -> None:
+    path = tmp_path / ".gapline" / "retrain.lock"
+    with R.exclusive_lock(path) as info:
+        assert R.lock_holder(path)["pid"] == os.getpid() == info["pid"]
+        with pytest.raises(R.LockHeld) as err:
+            with R.exclusive_lock(path):
+                pass  # pragma: no cover
+        message = str(err.value)
+        assert f"pid {os.getpid()}" in message and info["started"] in message and str(path) in message
+    assert R.lock_holder(path) == {}  # released and cleared
+    with R.exclusive_lock(path):
+        pass
+
+
+def test_force_flag_and_overrides_parse_in_any_order() -> None:
+    parser = build_parser()
+
+    def words(*argv: str) -> tuple[list[str], bool]:
+        return _retrain_words(parser.parse_args(["retrain", *argv]))
+
+    assert words() == ([], False)
+    assert words("--force") == ([], True)
+    assert words("a=1", "b=2", "--force") == (["a=1", "b=2"], True)
+    assert words("--force", "a=1", "b=2") == (["a=1", "b=2"], True)
+    # how MLproject passes them: an empty `overrides` is an empty word, --force takes a value
+    assert words("", "retrain.margin=0.1", "--force", "false") == (["retrain.margin=0.1"], False)
+    assert words("--force", "true") == ([], True)
+
+
+def test_retrain_help_documents_exit_codes() -> None:
+    text = build_parser()._subparsers._group_actions[0].choices["retrain"].format_help()
+    for code in R.EXIT_CODES:
+        assert f"  {code} " in text
+    assert "up to date: nothing to retrain" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["retrain", "retrain.metric=f1"], "retrain.metric='f1' is not allowed"),
+        (["retrain", "tracking=off"], "tracking.enabled=false is not allowed for retrain"),
+        (["promote", "--version", "1", "tracking=off"], "tracking.enabled=false is not allowed for promote"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(conf_project: Path, args: list[str], expected: str) -> None:
+    proc = _gapline(args, conf_project, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert expected in proc.stderr
+    assert not (conf_project / "params.yaml").exists()  # nothing was run or written
+
+
+def test_held_lock_exits_75_before_anything_runs(conf_project: Path) -> None:
+    lock = conf_project / ".gapline" / "retrain.lock"
+    with R.exclusive_lock(lock) as info:
+        for args in (["retrain", "experiment=debug"], ["promote", "--rollback", "experiment=debug"]):
+            proc = _gapline(args, conf_project, timeout=120)
+            assert proc.returncode == R.EXIT_LOCKED == 75, proc.stderr
+            assert f"pid {info['pid']}" in proc.stderr and info["started"] in proc.stderr
+    assert not (conf_project / "params.yaml").exists()
+    assert not (conf_project / "mlflow.db").exists()
+
+
+# --------------------------------------------------------------------------------------
+# The whole story, through DVC and a real MLflow store (slow)
+# --------------------------------------------------------------------------------------
+
+NAME = "gapline"
+# experiment=debug trains for seconds; its 3 epochs reach ~0.85 test accuracy.
+BASE = ["experiment=debug", "retrain.min_score=0.5", "retrain.max_gap=0.2"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh copy of the repo (sources only, no outputs, no stores) under git."""
+    root = tmp_path_factory.mktemp("retrain") / "repo"
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    for rel in files:
+        src = REPO / rel
+        if src.is_file():
+            dst = root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    for rel in ("dvc.lock", "reports", ".gapline"):
+        p = root / rel
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for cmd in (["git", "init", "-q"], [*git, "add", "-A"], [*git, "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=root, check=True, capture_output=True)
+    return root
+
+
+def _client(project: Path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _aliases(project: Path) -> dict[str, str]:
+    return {k: str(v) for k, v in _client(project).get_registered_model(NAME).aliases.items()}
+
+
+def _report(project: Path) -> dict:
+    return json.loads((project / "reports/retrain.json").read_text())
+
+
+def _runs(project: Path) -> list:
+    client = _client(project)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids, max_results=1000)
+
+
+def _versions(project: Path) -> list[str]:
+    return sorted((v.version for v in _client(project).search_model_versions(f"name='{NAME}'")), key=int)
+
+
+def _retrain(project: Path, *extra: str) -> subprocess.CompletedProcess:
+    return _gapline(["retrain", *BASE, *extra], project)
+
+
+def _check(proc: subprocess.CompletedProcess, code: int) -> None:
+    assert proc.returncode == code, f"exit {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+
+
+def _no_run_left_running(project: Path) -> None:
+    assert {r.info.status for r in _runs(project)} <= {"FINISHED", "FAILED"}
+
+
+def _retrain_run(project: Path, run_id: str):
+    run = _client(project).get_run(run_id)
+    assert run.info.run_name == "retrain"
+    return run
+
+
+state: dict[str, str] = {}
+
+
+@pytest.mark.slow
+def test_first_retrain_promotes_when_the_floor_is_met(project: Path) -> None:
+    proc = _retrain(project)
+    _check(proc, 0)
+    report = _report(project)
+    assert report["decision"] == "promoted" and report["exit_code"] == 0
+    assert report["champion"] is None and report["changed"] == ["champion"]
+    first = report["challenger_version"]
+    assert _aliases(project) == {"challenger": first, "champion": first}
+    assert report["challenger"]["score"] >= 0.5
+    assert report["challenger"]["gap"] == pytest.approx(
+        report["challenger"]["metrics"]["train_accuracy"] - report["challenger"]["metrics"]["test_accuracy"], abs=2e-6
+    )
+    # The version records what it was trained from, for the next retrain to compare.
+    meta = json.loads((project / "data/prepared/meta.json").read_text())
+    tags = _client(project).get_model_version(NAME, first).tags
+    assert tags[R.TAG_DATA] == meta["fingerprint"]
+    assert tags[R.TAG_CONFIG] and tags[R.TAG_CODE] and tags["retrain.decision"] == "promoted"
+    run = _retrain_run(project, report["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["retrain.decision"] == "promoted"
+    assert run.data.params["retrain.metric"] == "test_accuracy"
+    assert run.data.metrics["challenger_score"] == pytest.approx(report["challenger"]["score"])
+    assert "champion_score" not in run.data.metrics
+    assert "promoted" in proc.stdout and f"@champion -> v{first}" in proc.stdout
+    _no_run_left_running(project)
+    state["first"] = first
+
+
+@pytest.mark.slow
+def test_unchanged_rerun_is_a_noop(project: Path) -> None:
+    runs, versions = len(_runs(project)), _versions(project)
+    for args in (BASE, []):  # with the same overrides, and with params.yaml as it is
+        proc = _gapline(["retrain", *args], project)
+        _check(proc, 0)
+        assert "up to date: nothing to retrain" in proc.stdout
+        assert "Running stage" not in proc.stdout + proc.stderr  # DVC was not even started
+    assert len(_runs(project)) == runs and _versions(project) == versions  # nothing logged
+    assert _report(project)["decision"] == "up-to-date"
+    assert _aliases(project)["champion"] == state["first"]
+
+
+@pytest.mark.slow
+def test_code_change_that_no_stage_depends_on_reproduces_the_champion(project: Path) -> None:
+    """The code digest changes, DVC has nothing to rerun, the challenger is the champion: up
+    to date, no new version, and the champion's recorded state catches up."""
+    cli = project / "src" / "gapline" / "cli.py"
+    cli.write_text(cli.read_text() + "\n# a comment no stage depends on\n")
+    versions = _versions(project)
+    proc = _retrain(project)
+    _check(proc, 0)
+    assert "reproduced champion" in proc.stdout
+    assert "Running stage" not in proc.stdout
+    report = _report(project)
+    assert report["decision"] == "up-to-date" and report["changed"] == ["code"]
+    assert _versions(project) == versions and _aliases(project)["champion"] == state["first"]
+    assert _client(project).get_model_version(NAME, state["first"]).tags[R.TAG_CODE] == report["state"][R.TAG_CODE]
+    again = _retrain(project)
+    _check(again, 0)
+    assert "up to date: nothing to retrain" in again.stdout and "Running stage" not in again.stdout
+
+
+@pytest.mark.slow
+def test_worse_challenger_is_kept_out_and_the_champion_stays(project: Path) -> None:
+    proc = _retrain(project, "train.epochs=1")
+    _check(proc, R.EXIT_KEPT)
+    report = _report(project)
+    worse = report["challenger_version"]
+    assert report["decision"] == "kept" and report["changed"] == ["config"]
+    assert report["champion"]["version"] == state["first"]
+    assert report["challenger"]["score"] < report["champion"]["score"]
+    assert report["challenger"]["gap"] is not None and report["champion"]["gap"] is not None
+    assert "kept out" in report["reason"] and "kept out" in proc.stdout
+    # both were scored on the same, current test split: the champion's score is what its own
+    # evaluate stage measured on that split
+    champion_tags = _client(project).get_model_version(NAME, state["first"]).tags
+    assert report["champion"]["score"] == pytest.approx(float(champion_tags["test_accuracy"]), abs=1e-6)
+    assert _aliases(project) == {"challenger": worse, "champion": state["first"]}
+    run = _retrain_run(project, report["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["retrain.decision"] == "kept"
+    assert run.data.metrics["champion_score"] == pytest.approx(report["champion"]["score"])
+    assert run.data.metrics["challenger_score"] == pytest.approx(report["challenger"]["score"])
+    assert _client(project).get_model_version(NAME, worse).tags["retrain.decision"] == "kept"
+    _no_run_left_running(project)
+
+
+@pytest.mark.slow
+def test_a_failed_retrain_never_moves_the_aliases(project: Path) -> None:
+    client = _client(project)
+    before = _aliases(project)
+    # The champion's model files vanish: the challenger trains, then cannot be compared.
+    source = client.get_model_version(NAME, state["first"]).source
+    artifacts = Path(client.get_logged_model(source.removeprefix("models:/")).artifact_location.removeprefix("file://"))
+    hidden = artifacts.with_name(artifacts.name + ".hidden")
+    artifacts.rename(hidden)
+    try:
+        proc = _retrain(project, "train.epochs=8")
+    finally:
+        hidden.rename(artifacts)
+    _check(proc, R.EXIT_FAILED)
+    assert "retrain failed" in proc.stderr and f"cannot load model {NAME} v{state['first']}" in proc.stderr
+    report = _report(project)
+    assert report["decision"] == "failed" and report["exit_code"] == 1
+    after = _aliases(project)
+    assert after["champion"] == before["champion"] and "previous-champion" not in after
+    run = client.get_run(report["mlflow_run_id"])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["retrain.decision"] == "failed" and "cannot load model" in run.data.tags["error"]
+    assert client.get_model_version(NAME, report["challenger_version"]).tags["retrain.decision"] == "failed"
+    _no_run_left_running(project)
+    state["better"] = report["challenger_version"]
+
+
+@pytest.mark.slow
+def test_better_challenger_is_promoted_and_the_old_champion_kept_as_previous(project: Path) -> None:
+    proc = _retrain(project, "train.epochs=8")  # DVC reuses the training of the failed run
+    _check(proc, 0)
+    assert "Running stage 'train'" not in proc.stdout
+    report = _report(project)
+    assert report["decision"] == "promoted" and report["challenger_version"] == state["better"]
+    assert report["challenger"]["score"] >= report["champion"]["score"]
+    assert _aliases(project)["champion"] == state["better"]
+    assert _aliases(project)["previous-champion"] == state["first"]
+    assert report["previous_champion_after"] == state["first"]
+    assert _client(project).get_model_version(NAME, state["better"]).tags["retrain.decision"] == "promoted"
+
+
+@pytest.mark.slow
+def test_rollback_restores_the_previous_champion(project: Path) -> None:
+    proc = _gapline(["promote", "--rollback", "--reason", "bad in production"], project)
+    _check(proc, 0)
+    assert _aliases(project)["champion"] == state["first"]
+    assert _aliases(project)["previous-champion"] == state["better"]
+    runs = [r for r in _runs(project) if r.info.run_name == "promote"]
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.tags["promote.to"] == state["first"]
+    assert runs[0].data.tags["promote.from"] == state["better"]
+    assert runs[0].data.tags["promote.reason"] == "bad in production"
+
+    bad = _gapline(["promote", "--version", "999"], project)
+    _check(bad, 2)
+    assert "--version='999' is not allowed" in bad.stderr
+
+    _check(_gapline(["promote", "--version", state["better"]], project), 0)  # and forward again
+    assert _aliases(project)["champion"] == state["better"]
+    assert _aliases(project)["previous-champion"] == state["first"]
+    _no_run_left_running(project)
+
+
+@pytest.mark.slow
+def test_overlapping_retrains_one_refuses_with_75(project: Path) -> None:
+    versions = _versions(project)
+    lock = project / ".gapline" / "retrain.lock"
+    log = project.parent / "first-retrain.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(
+            [str(BIN / "gapline"), "retrain", "--force"], cwd=project, env=_env(project),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.time() + 120
+        while R.lock_holder(lock).get("pid") != first.pid:
+            assert first.poll() is None, log.read_text()
+            assert time.time() < deadline, "the first retrain never took the lock"
+            time.sleep(0.2)
+        second = _retrain(project)
+        _check(second, R.EXIT_LOCKED)
+        assert f"another gapline retrain is running (pid {first.pid}" in second.stderr
+        assert "started" in second.stderr
+        first.wait(timeout=600)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, 15)
+            first.wait(timeout=60)
+    # --force retrained although nothing changed: a new version, as good as the champion
+    assert first.returncode == 0, log.read_text()
+    assert len(_versions(project)) == len(versions) + 1
+    assert _report(project)["forced"] is True
+    assert R.lock_holder(lock) == {}
+    _no_run_left_running(project)
+
+
+@pytest.mark.slow
+def test_terminated_retrain_stops_the_pipeline_and_moves_nothing(project: Path) -> None:
+    """SIGTERM to retrain (a scheduler's timeout) reaches the pipeline too: no dvc or stage
+    process outlives it, its run ends KILLED (never RUNNING), the aliases stay, the lock is free."""
+    import signal
+
+    import psutil
+
+    def pipeline_processes() -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter(["cmdline", "cwd"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if p.info["cwd"] == str(project) and ("dvc" in cmd or "gapline" in cmd) and p.pid != os.getpid():
+                found.append(p)
+        return found
+
+    before = _aliases(project)
+    log = project.parent / "terminated-retrain.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "gapline"), "retrain", *BASE, "train.epochs=5"], cwd=project, env=_env(project),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.time() + 300
+        while "Running stage 'train'" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.time() < deadline, "the pipeline never reached the train stage"
+            time.sleep(0.1)
+        assert pipeline_processes()
+        os.kill(proc.pid, signal.SIGTERM)  # retrain only; it passes it on to the pipeline
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+    assert proc.returncode == 130, log.read_text()
+    deadline = time.time() + 30
+    while pipeline_processes() and time.time() < deadline:
+        time.sleep(0.5)
+    assert pipeline_processes() == []
+    report = _report(project)
+    assert report["decision"] == "failed" and "terminated" in report["reason"]
+    assert _client(project).get_run(report["mlflow_run_id"]).info.status == "KILLED"
+    assert "RUNNING" not in {r.info.status for r in _runs(project) if r.info.run_name == "retrain"}
+    assert _aliases(project)["champion"] == before["champion"]
+    assert _aliases(project).get("previous-champion") == before.get("previous-champion")
+    assert R.lock_holder(project / ".gapline" / "retrain.lock") == {}
