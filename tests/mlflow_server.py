@@ -157,15 +157,23 @@ def run(args: list[str], cwd: Path, env: Optional[dict[str, str]] = None, check:
     return proc
 
 
-def copy_project(root: Path) -> Path:
-    """A fresh copy of the repo (sources only, no outputs, no DVC cache) under git."""
+# Outputs and local state a fresh clone does not have.
+NOT_IN_A_FRESH_CLONE = (
+    "dvc.lock", "reports", "mlflow.db", "mlruns", "multirun", "outputs", ".gapline", ".dvc/tmp", ".dvc/cache",
+)
+
+
+def copy_project(root: Path, drop: tuple[str, ...] = ()) -> Path:
+    """A fresh copy of the repo under git: its sources as they are in the working tree, no
+    outputs, no stores, no DVC cache (plus whatever ``drop`` names). Every test that runs
+    the real pipeline works in one of these, never in the repo itself."""
     for rel in tracked_files():
         src = REPO / rel
         if src.is_file():
             dst = root / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
-    for rel in ("dvc.lock", "reports", "mlflow.db", "mlruns"):
+    for rel in (*NOT_IN_A_FRESH_CLONE, *drop):
         p = root / rel
         if p.is_dir():
             shutil.rmtree(p)

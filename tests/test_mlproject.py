@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -106,26 +105,9 @@ def test_mlproject_command_dispatches_to_gapline(conf_project: Path) -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("mlproject") / "repo"
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    for rel in files:
-        src = REPO / rel
-        if src.is_file():
-            dst = root / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-    for rel in ("dvc.lock", "reports", "params.yaml"):
-        p = root / rel
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    for cmd in (["git", "init", "-q"], [*git, "add", "-A"], [*git, "commit", "-qm", "init"]):
-        subprocess.run(cmd, cwd=root, check=True, capture_output=True)
-    return root
+    from mlflow_server import copy_project
+
+    return copy_project(tmp_path_factory.mktemp("mlproject") / "repo", drop=("params.yaml",))
 
 
 def _mlflow_run(project: Path, *args: str) -> subprocess.CompletedProcess:

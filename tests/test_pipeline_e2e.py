@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +14,6 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
-
-
-def _tracked_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
-    return [line for line in out.splitlines() if line]
 
 
 def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -42,22 +34,9 @@ def _stages_run(proc: subprocess.CompletedProcess) -> set[str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh copy of the repo (sources only, no outputs, no DVC cache) under git."""
-    root = tmp_path_factory.mktemp("e2e") / "repo"
-    for rel in _tracked_files():
-        src = REPO / rel
-        if src.is_file():
-            dst = root / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-    for rel in ("dvc.lock", "reports"):  # start from nothing, as a first run would
-        p = root / rel
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-    _run(["git", "init", "-q"], root)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], root)
+    from mlflow_server import copy_project
+
+    root = copy_project(tmp_path_factory.mktemp("e2e") / "repo")
     _run(["gapline", "params", "experiment=debug"], root)
     return root
 

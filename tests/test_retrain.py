@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -247,26 +246,9 @@ BASE = ["experiment=debug", "retrain.min_score=0.5", "retrain.max_gap=0.2"]
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh copy of the repo (sources only, no outputs, no stores) under git."""
-    root = tmp_path_factory.mktemp("retrain") / "repo"
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    for rel in files:
-        src = REPO / rel
-        if src.is_file():
-            dst = root / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-    for rel in ("dvc.lock", "reports", ".gapline"):
-        p = root / rel
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    for cmd in (["git", "init", "-q"], [*git, "add", "-A"], [*git, "commit", "-qm", "init"]):
-        subprocess.run(cmd, cwd=root, check=True, capture_output=True)
-    return root
+    from mlflow_server import copy_project
+
+    return copy_project(tmp_path_factory.mktemp("retrain") / "repo")
 
 
 def _client(project: Path):

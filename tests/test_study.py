@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -201,13 +200,6 @@ SUMMARY = re.compile(r"(\d+) jobs? trained, (\d+) reused")
 N_JOBS = 3 * 2 + 2  # arms × seeds + learning-curve points
 
 
-def _tracked_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
-    return [line for line in out.splitlines() if line]
-
-
 def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{cwd / 'mlflow.db'}"
@@ -221,23 +213,9 @@ def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.Completed
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A fresh copy of the repo (sources only) and one full study run in it."""
-    root = tmp_path_factory.mktemp("study") / "repo"
-    for rel in _tracked_files():
-        src = REPO / rel
-        if src.is_file():
-            dst = root / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-    for rel in ("dvc.lock", "reports", "mlflow.db", "mlruns", "multirun"):
-        p = root / rel
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    _run(["git", "init", "-q"], root)
-    _run([*git, "add", "-A"], root)
-    _run([*git, "commit", "-qm", "init"], root)
+    from mlflow_server import copy_project
+
+    root = copy_project(tmp_path_factory.mktemp("study") / "repo")
     return {"root": root, "first": _run(STUDY, root)}
 
 

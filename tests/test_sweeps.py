@@ -8,7 +8,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -23,13 +22,6 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
 DEBUG_EXPERIMENT = "gapline-debug"  # tracking.experiment of experiment=debug
-
-
-def _tracked_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout
-    return [line for line in out.splitlines() if line]
 
 
 def _run(
@@ -48,24 +40,9 @@ def _run(
 
 
 def _copy_project(root: Path) -> Path:
-    """A fresh copy of the repo (sources only, no outputs, no stores, no DVC cache) under git."""
-    for rel in _tracked_files():
-        src = REPO / rel
-        if src.is_file():
-            dst = root / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-    for rel in ("dvc.lock", "reports", "mlflow.db", "mlruns", "multirun", ".dvc/tmp", ".dvc/cache"):
-        p = root / rel
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    _run(["git", "init", "-q"], root, None)
-    _run([*git, "add", "-A"], root, None)
-    _run([*git, "commit", "-qm", "init"], root, None)
-    return root
+    from mlflow_server import copy_project
+
+    return copy_project(root)
 
 
 @pytest.fixture(scope="module")

@@ -67,8 +67,6 @@ def compose(overrides: Sequence[str] = (), root: str | os.PathLike[str] | None =
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from .config import omegaconf_error_line
-
     project = Path(root).resolve() if root else find_root()
     register_schema()
     register_resolver()

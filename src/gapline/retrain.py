@@ -533,7 +533,6 @@ def _retrain_run(
     from . import tracking
 
     name = cfg.tracking.registered_model
-    rc = cfg.retrain
     started = time.time()
     report: dict[str, Any] = {"decision": "failed", "exit_code": EXIT_FAILED, **base, "started": _now()}
     # The retrain run mostly waits on the pipeline: no system metrics of its own.
