@@ -16,22 +16,13 @@ import pytest
 from gapline.config import Config, from_container
 from gapline.errors import ConfigError
 
+from conftest import TINY_CONFIG
+
 # --------------------------------------------------------------------------------------
 # Tiny data and configs
 
-BASE: dict[str, Any] = {
-    "model": {"family": "mlp", "hidden_units": [8], "conv_filters": [4], "dense_units": 8},
-    "regularization": {"early_stopping": {"enabled": False}},
-    "train": {
-        "epochs": 1,
-        "batch_size": 16,
-        "learning_rate": 0.01,
-        "seed": 7,
-        "accelerator": "cpu",
-        "gap_eval_samples": 0,
-    },
-    "tracking": {"enabled": False},
-}
+# The shared tiny config (tests/conftest.py), trained for one epoch here.
+BASE: dict[str, Any] = {**TINY_CONFIG, "train": {**TINY_CONFIG["train"], "epochs": 1}}
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ The same seed and input always give the same output, byte for byte.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -59,16 +60,22 @@ def augment_tabular(x: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator)
     return (x + rng.normal(0.0, cfg.noise_std, size=x.shape) * std).astype(x.dtype)
 
 
+def refuse_geometric(cfg: Any, prefix: str) -> None:
+    """Shifts, rotations, zoom and flips have no meaning for tabular rows: one clear line.
+
+    Shared by offline (``augment.*``) and online (``augment.online.*``) augmentation.
+    """
+    for key in ("shift", "rotation", "zoom"):
+        if getattr(cfg, key):
+            raise ConfigError(bad_value(f"{prefix}.{key}", getattr(cfg, key), "0 for tabular data (not applicable)"))
+    if cfg.flip_horizontal:
+        raise ConfigError(bad_value(f"{prefix}.flip_horizontal", True, "false for tabular data (not applicable)"))
+
+
 def check_applicable(cfg: AugmentConfig, kind: str) -> None:
     if cfg.copies == 0 or kind == "image":
         return
-    for key in ("shift", "rotation", "zoom"):
-        if getattr(cfg, key):
-            raise ConfigError(
-                bad_value(f"augment.{key}", getattr(cfg, key), "0 for tabular data (not applicable)")
-            )
-    if cfg.flip_horizontal:
-        raise ConfigError(bad_value("augment.flip_horizontal", True, "false for tabular data (not applicable)"))
+    refuse_geometric(cfg, "augment")
     if not cfg.noise_std:
         raise ConfigError(
             bad_value("augment.noise_std", cfg.noise_std, "> 0 for tabular data, the only augmentation that applies")

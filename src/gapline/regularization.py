@@ -134,13 +134,9 @@ def online_augmentation(online: OnlineAugmentConfig, input_rank: int, seed: int)
         return []
     image = input_rank == 3
     if not image:
-        for key in ("shift", "rotation", "zoom"):
-            if getattr(online, key):
-                raise ConfigError(
-                    bad_value(f"augment.online.{key}", getattr(online, key), "0 for tabular data (not applicable)")
-                )
-        if online.flip_horizontal:
-            raise ConfigError(bad_value("augment.online.flip_horizontal", True, "false for tabular data (not applicable)"))
+        from .augment import refuse_geometric
+
+        refuse_geometric(online, "augment.online")
     layers: list[Any] = []
     if image and online.flip_horizontal:
         layers.append(keras.layers.RandomFlip("horizontal", seed=seed, name="aug_flip"))
