@@ -157,6 +157,11 @@ def run(args: list[str], cwd: Path, env: Optional[dict[str, str]] = None, check:
     return proc
 
 
+def run_local(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """:func:`run` against the project's own embedded store (``<cwd>/mlflow.db``)."""
+    return run(args, cwd, {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}, check)
+
+
 # Outputs and local state a fresh clone does not have.
 NOT_IN_A_FRESH_CLONE = (
     "dvc.lock", "reports", "mlflow.db", "mlruns", "multirun", "outputs", ".gapline", ".dvc/tmp", ".dvc/cache",

@@ -4,10 +4,8 @@ one real study at debug scale through the ``gapline study`` command (slow)."""
 from __future__ import annotations
 
 import math
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,6 @@ from gapline.errors import ConfigError
 from gapline.study import ROW_KEYS, Job, job_key, plan, resolve, summarize, table_csv, table_markdown
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 ARMS = {
     "baseline": ["regularization=none"],
@@ -201,13 +198,9 @@ N_JOBS = 3 * 2 + 2  # arms × seeds + learning-curve points
 
 
 def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{cwd / 'mlflow.db'}"
-    env.pop("DVC_EXP_NAME", None)
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    from mlflow_server import run_local
+
+    return run_local(args, cwd, check)
 
 
 @pytest.fixture(scope="module")
