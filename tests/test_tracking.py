@@ -209,6 +209,71 @@ def test_unreachable_server_is_a_one_line_error_not_minutes_of_retries() -> None
     assert "\n" not in message and f"127.0.0.1:{port}" in message and "not reachable" in message
 
 
+def test_dataset_inputs_survive_a_concurrent_training_logging_the_same_data() -> None:
+    """MLflow's SQL store looks a dataset up, then inserts it: another training logging the same
+    split between those two steps made the insert fail on the unique constraint (seen in CI
+    with two trainings against one server). Replay that interleaving in the real store."""
+    import mlflow
+    from mlflow.store.tracking import sqlalchemy_store
+
+    meta = {"source": "digits", "fingerprints": {"train": "a" * 64, "val": "b" * 64}}
+    splits = {s: (np.zeros((4, 2), "float32"), np.arange(4)) for s in ("train", "val")}
+    with tracking.run(_cfg(async_logging=False)):
+        other = mlflow.active_run().info.run_id  # the other training; its inputs land mid-way
+    real_uuid4, raced = sqlalchemy_store.uuid.uuid4, []
+
+    def uuid4_after_the_other_training_logs():  # called once our lookup found no dataset
+        if not raced:
+            raced.append(True)
+            _client().log_inputs(other, _dataset_inputs(meta, splits))
+        return real_uuid4()
+
+    with tracking.run(_cfg(async_logging=False)) as active:
+        with pytest.MonkeyPatch.context() as patch:  # from after the run's own uuid on
+            patch.setattr(sqlalchemy_store.uuid, "uuid4", uuid4_after_the_other_training_logs)
+            tracking.log_datasets(meta, splits)
+        run_id = active.info.run_id
+    assert raced, "the interleaving was not replayed"
+    runs = [_client().get_run(r) for r in (run_id, other)]
+    assert runs[0].info.status == "FINISHED"
+    for run in runs:
+        inputs = run.inputs.dataset_inputs
+        assert sorted(i.dataset.name for i in inputs) == ["digits-train", "digits-val"]
+    shared = [{i.dataset.name: i.dataset.digest for i in r.inputs.dataset_inputs} for r in runs]
+    assert shared[0] == shared[1]
+
+
+def test_only_unique_constraint_conflicts_are_tried_again() -> None:
+    calls: list[str] = []
+
+    def fails_with(message: str):
+        def operation():
+            calls.append(message)
+            raise RuntimeError(message)
+        return operation
+
+    with pytest.raises(RuntimeError):
+        tracking.retry_on_conflict(fails_with("RESOURCE_DOES_NOT_EXIST: run 123"))
+    assert len(calls) == 1
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        tracking.retry_on_conflict(fails_with("duplicate key value violates unique constraint"), attempts=3)
+    assert len(calls) == 3
+
+
+def _dataset_inputs(meta: dict, splits: dict) -> list:
+    import mlflow
+    from mlflow.entities import DatasetInput
+
+    return [
+        DatasetInput(
+            mlflow.data.from_numpy(x, targets=y, name=f"{meta['source']}-{s}",
+                                   digest=tracking.dataset_digest(meta["fingerprints"][s]))._to_mlflow_entity()
+        )
+        for s, (x, y) in splits.items()
+    ]
+
+
 def test_resume_target_only_resumes_runs_of_the_current_store(tmp_path: Path, capsys) -> None:
     cfg = _cfg()
     with tracking.run(cfg) as active:

@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
@@ -41,6 +42,10 @@ REDACTED = "***"
 # otherwise. MLflow's own default (10 s) publishes nothing for runs shorter than that.
 SYSTEM_METRICS_INTERVAL = 2
 DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
+# How a store reports that a concurrent writer inserted the same unique row first
+# (SQLite, PostgreSQL, MySQL), as raised locally or relayed by a server's REST answer.
+CONFLICT = re.compile(r"UNIQUE constraint failed|IntegrityError|duplicate key value|Duplicate entry")
+CONFLICT_ATTEMPTS = 4
 ALIAS = "challenger"
 
 
@@ -548,7 +553,25 @@ def log_datasets(
             )
         contexts.append(DATASET_CONTEXTS.get(split, split))
         tags.append({"fingerprint": str(meta["fingerprints"][split]), "samples": str(len(y))})
-    mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=tags)
+    retry_on_conflict(lambda: mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=tags))
+
+
+def retry_on_conflict(operation: Any, attempts: int = CONFLICT_ATTEMPTS) -> Any:
+    """``operation()``, tried again when it lost a get-or-create race in the store.
+
+    MLflow's SQL store looks a dataset up by (experiment, name, digest) and inserts it when
+    absent, without a lock: two trainings on the same data that log their inputs in the same
+    instant both find nothing, and the second insert fails on the unique constraint. The
+    failed transaction is rolled back whole, and the next attempt finds the winner's row and
+    links to it, so trying again is safe and gives both runs the same dataset entry.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return operation()
+        except Exception as exc:  # MlflowException, RestException, SQLAlchemy's IntegrityError
+            if attempt == attempts or not CONFLICT.search(str(exc)):
+                raise
+            time.sleep(0.05 * attempt)
 
 
 def epoch_logger() -> Any:
