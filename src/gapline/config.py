@@ -24,6 +24,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 ACCELERATORS = ("auto", "cpu", "gpu")
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+DISTRIBUTIONS = ("none", "mirrored")
 OBJECTIVES = ("val_loss", "val_loss_plus_gap", "val_error")
 RETRAIN_METRICS = ("test_accuracy", "val_accuracy")
 
@@ -141,6 +142,12 @@ class TrainConfig:
     jit_compile: bool = False
     # Save the training state after every epoch so a killed `train` stage resumes where it was.
     resume: bool = True
+    # Data parallelism on one machine: none, or mirrored (tf.distribute.MirroredStrategy:
+    # one replica per GPU, each batch split between them, gradients all-reduced).
+    distribute: str = "none"
+    # With distribute=mirrored and no GPU: split the CPU into this many logical devices, so
+    # the data-parallel path runs (and is tested) without GPUs. 0 = one replica per GPU.
+    cpu_replicas: int = 0
 
 
 @dataclass
@@ -379,6 +386,14 @@ def validate(cfg: Config) -> Config:
     _int_min("train.gap_eval_samples", t.gap_eval_samples, 0)
     _int_min("train.threads", t.threads, 0)
     _int_min("train.steps_per_execution", t.steps_per_execution, 0)
+    _choice("train.distribute", t.distribute, DISTRIBUTIONS)
+    _int_min("train.cpu_replicas", t.cpu_replicas, 0)
+    if t.distribute == "mirrored" and t.steps_per_execution > 1:
+        # Keras 3.15 + MirroredStrategy: a multi-step compiled call fails with "You must feed
+        # a value for placeholder tensor" on the first epoch.
+        raise ConfigError(
+            bad_value("train.steps_per_execution", t.steps_per_execution, "0 or 1 with train.distribute=mirrored")
+        )
 
     st = cfg.study
     _int_min("study.seeds", st.seeds, 1)

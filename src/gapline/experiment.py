@@ -25,8 +25,7 @@ def run_experiment(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0) 
     import keras
 
     keras.backend.clear_session()  # jobs in one process must not accumulate graphs and names
-    t = cfg.train
-    runtime.configure(t.seed, t.deterministic, t.accelerator, t.precision, t.threads)
+    runtime.configure_for(cfg.train)
     splits, meta = split_source(cfg, ds)
     x_fit, y_fit = augment_dataset(splits["train"]["x"], splits["train"]["y"], cfg.augment, meta["kind"])
     k = len(meta["class_names"])

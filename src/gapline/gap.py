@@ -48,10 +48,14 @@ def inference_metrics(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int 
     """
     from keras import ops
 
+    # Under MirroredStrategy predict_on_batch hands every replica the whole batch and
+    # concatenates their answers (N copies of each row); predict splits the batch instead.
+    strategy = getattr(model, "distribute_strategy", None)
+    mirrored = getattr(strategy, "num_replicas_in_sync", 1) > 1
     total, correct = 0.0, 0
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        probs = model.predict_on_batch(xb)
+        probs = model.predict(xb, batch_size=len(xb), verbose=0) if mirrored else model.predict_on_batch(xb)
         total += float(ops.convert_to_numpy(model.loss(yb, probs))) * len(xb)
         correct += int(np.sum(np.argmax(probs, axis=-1) == np.argmax(yb, axis=-1)))
     penalty = sum(float(ops.convert_to_numpy(v)) for v in model.losses)

@@ -6,10 +6,12 @@ Seeds, op determinism, device choice and precision all live here so that every e
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from typing import Any, ContextManager
 
-from .errors import ConfigError
+from .config import TrainConfig
+from .errors import ConfigError, bad_value
 
 
 
@@ -68,14 +70,66 @@ def set_threads(threads: int) -> None:
             pass  # already initialized in this process (a reused worker): keep its setting
 
 
+def split_cpu(replicas: int) -> None:
+    """Show TensorFlow the CPU as ``replicas`` logical devices, so MirroredStrategy has
+    something to mirror on a machine without GPUs. Only possible before TensorFlow
+    initializes its devices: once per process, and the same count every time."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu) or []
+    if len(current) == replicas:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    except RuntimeError:
+        raise ConfigError(
+            bad_value(
+                "train.cpu_replicas",
+                replicas,
+                f"{len(current) or 1} in this process: TensorFlow's devices are already initialized",
+            )
+        ) from None
+
+
+_strategy: Any = None
+
+
+def distribution_scope(t: TrainConfig) -> ContextManager[Any]:
+    """Where models are built and compiled: the process's MirroredStrategy scope for
+    ``train.distribute=mirrored`` (one replica per GPU, else per logical CPU), else nothing."""
+    global _strategy
+    if t.distribute == "none":
+        return contextlib.nullcontext()
+    if backend() != "tensorflow":
+        raise ConfigError(
+            bad_value("train.distribute", t.distribute, f"none with the {backend()} backend (mirrored is TensorFlow's)")
+        )
+    import tensorflow as tf
+
+    if _strategy is None:
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
+        _strategy = tf.distribute.MirroredStrategy(devices)
+    return _strategy.scope()
+
+
+def configure_for(t: TrainConfig) -> dict[str, Any]:
+    """:func:`configure` with everything ``train.*`` asks for."""
+    replicas = t.cpu_replicas if t.distribute == "mirrored" else 0
+    return configure(t.seed, t.deterministic, t.accelerator, t.precision, t.threads, replicas)
+
+
 def configure(
-    seed: int, deterministic: bool, accelerator: str, precision: str, threads: int = 0
+    seed: int, deterministic: bool, accelerator: str, precision: str, threads: int = 0, cpu_replicas: int = 0
 ) -> dict[str, Any]:
     """Seed every RNG, make kernels deterministic where asked, and check the device request."""
     prepare_environment(accelerator)
     import keras
 
     set_threads(threads)
+    if cpu_replicas > 1 and backend() == "tensorflow":
+        split_cpu(cpu_replicas)
 
     keras.utils.set_random_seed(seed)
     name = backend()

@@ -51,7 +51,9 @@ def steps_per_epoch(samples: int, batch_size: int) -> int:
 def compile_model(model: Any, cfg: Config, steps: int = 1) -> Any:
     import keras
 
-    spe = cfg.train.steps_per_execution or min(steps, 64)
+    # Mirrored training runs one step per call: Keras 3.15 cannot run a multi-step call
+    # under MirroredStrategy (config.validate refuses an explicit value above 1).
+    spe = 1 if cfg.train.distribute == "mirrored" else cfg.train.steps_per_execution or min(steps, 64)
     model.compile(
         optimizer=make_optimizer(cfg.train.optimizer, cfg.train.learning_rate),
         loss=R.loss(cfg.regularization),
@@ -162,19 +164,22 @@ def train_model(
     """
     from .resume import callback as resume_callback
 
+    from .runtime import distribution_scope
+
     steps = steps_per_epoch(len(x_train), cfg.train.batch_size)
-    model = compile_model(
-        build_model(
-            tuple(x_train.shape[1:]),
-            num_classes,
-            cfg.model,
-            cfg.regularization,
-            cfg.augment.online,
-            cfg.train.seed,
-        ),
-        cfg,
-        steps,
-    )
+    with distribution_scope(cfg.train):
+        model = compile_model(
+            build_model(
+                tuple(x_train.shape[1:]),
+                num_classes,
+                cfg.model,
+                cfg.regularization,
+                cfg.augment.online,
+                cfg.train.seed,
+            ),
+            cfg,
+            steps,
+        )
     gx = x_train if gap_x is None else gap_x
     gy = y_train if gap_y is None else gap_y
     pick = subset_indices(len(gx), cfg.train.gap_eval_samples, cfg.train.seed)
@@ -219,21 +224,30 @@ def train_model(
         wall_seconds=wall,
         samples_per_second=len(x_train) * (epochs_run - first_epoch) / wall if wall > 0 else 0.0,
         params=counts["params"],
-        extra={"params_untied": counts["params_untied"], "resumed_from": first_epoch},
+        extra={"params_untied": counts["params_untied"], "resumed_from": first_epoch, "replicas": replicas(model)},
     )
+
+
+def replicas(model: Any) -> int:
+    """How many copies of the model train in step (1 unless under a distribution strategy)."""
+    return int(getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1))
 
 
 def evaluate_splits(
     model: Any, splits: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: int
 ) -> dict[str, float]:
     """Loss and accuracy per split in inference mode, plus the gaps against val and test."""
-    from .gap import gap_accuracy, gap_loss
+    from .gap import gap_accuracy, gap_loss, inference_metrics
 
     out: dict[str, float] = {}
     for name, (x, y) in splits.items():
-        res = model.evaluate(x, one_hot(y, num_classes), batch_size=EVAL_BATCH, verbose=0, return_dict=True)
-        out[f"{name}_loss"] = float(res["loss"])
-        out[f"{name}_accuracy"] = float(res["accuracy"])
+        if replicas(model) > 1:  # Keras 3.15's evaluate fails on a batch that splits unevenly
+            loss, accuracy = inference_metrics(model, x, one_hot(y, num_classes), EVAL_BATCH)
+        else:
+            res = model.evaluate(x, one_hot(y, num_classes), batch_size=EVAL_BATCH, verbose=0, return_dict=True)
+            loss, accuracy = res["loss"], res["accuracy"]
+        out[f"{name}_loss"] = float(loss)
+        out[f"{name}_accuracy"] = float(accuracy)
     for other in ("val", "test"):
         if "train_loss" in out and f"{other}_loss" in out:
             out[f"gap_accuracy_{other}"] = gap_accuracy(out["train_accuracy"], out[f"{other}_accuracy"])

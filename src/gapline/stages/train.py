@@ -63,9 +63,7 @@ def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any]) -> dict[str
 
 def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any]:
     """Train, save the model and history, and log it all to one MLflow run."""
-    env = runtime.configure(
-        cfg.train.seed, cfg.train.deterministic, cfg.train.accelerator, cfg.train.precision
-    )
+    env = runtime.configure_for(cfg.train)
     from ..resume import Backup
     from ..training import train_model
 
