@@ -1,6 +1,6 @@
 """gapline benchmarks: print the figures BENCHMARKS.md quotes, measured side by side in one run.
 
-    .venv/bin/python benchmarks/bench.py [--repeats 5] [--only overhead,speed,logging,startup,memory]
+    .venv/bin/python benchmarks/bench.py [--repeats 5] [--only overhead,speed,logging,startup,memory,large]
 
 Every figure is the median of ``--repeats`` runs, each in a fresh Python process (so no run
 profits from another's compiled graphs), timed inside the process after imports: interpreter
@@ -68,7 +68,8 @@ cfg = load_params("params.yaml")
 t = time.perf_counter()
 out = stage.train(cfg, text, yaml.safe_load(text))
 wall = time.perf_counter() - t
-print(json.dumps({"wall": wall, "fit_wall": out["wall_seconds"], "epochs": out["epochs_run"]}))
+print(json.dumps({"wall": wall, "fit_wall": out["wall_seconds"], "epochs": out["epochs_run"],
+                  "samples_per_second": out["train_samples"] * out["epochs_run"] / out["wall_seconds"]}))
 """
 
 LOGGING_ONLY = r"""
@@ -88,6 +89,74 @@ with mlflow.start_run():
     per_call = (time.perf_counter() - t) / epochs
     t = time.perf_counter(); mlflow.flush_async_logging(); flush = time.perf_counter() - t
 print(json.dumps({"per_epoch_call": per_call, "flush": flush}))
+"""
+
+MAKE_LARGE = r"""
+import sys
+import numpy as np
+# A generated image set users can recreate anywhere: each class is a fixed random 32x32x3
+# pattern, each sample 30 % that pattern and 70 % uniform noise (learnable, not trivial).
+n, size, classes, path = int(sys.argv[1]), int(sys.argv[2]), 10, sys.argv[3]
+rng = np.random.default_rng(0)
+templates = rng.uniform(0, 1, (classes, size, size, 3)).astype("float32")
+y = (np.arange(n) % classes).astype("int64")
+rng.shuffle(y)
+x = np.empty((n, size, size, 3), dtype="float32")
+for start in range(0, n, 5000):
+    idx = slice(start, start + 5000)
+    x[idx] = 0.3 * templates[y[idx]] + 0.7 * rng.uniform(0, 1, (len(y[idx]), size, size, 3)).astype("float32")
+np.savez(path, x=x, y=y)
+"""
+
+# The same model gapline builds, compiled and fitted the way the Keras guides do it:
+# default steps_per_execution (1), fit over numpy arrays with validation_data.
+NAIVE_FIT = r"""
+import json, sys, time
+import numpy as np
+import gapline.training  # TF and Keras imported before the clock starts
+import keras
+from gapline import runtime
+from gapline.io import load_arrays
+from gapline.models import build_model
+from gapline.params import load_params
+cfg = load_params("params.yaml")
+runtime.configure_for(cfg.train)
+tr = load_arrays("data/augmented/train.npz"); va = load_arrays("data/prepared/val.npz")
+k = int(tr["y"].max()) + 1
+oh = lambda y: np.eye(k, dtype="float32")[y]
+model = build_model(tuple(tr["x"].shape[1:]), k, cfg.model, cfg.regularization, cfg.augment.online, cfg.train.seed)
+model.compile(keras.optimizers.Adam(cfg.train.learning_rate), keras.losses.CategoricalCrossentropy(),
+              metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+t = time.perf_counter()
+model.fit(tr["x"], oh(tr["y"]), validation_data=(va["x"], oh(va["y"])), epochs=cfg.train.epochs,
+          batch_size=cfg.train.batch_size, verbose=0)
+wall = time.perf_counter() - t
+te = load_arrays("data/prepared/test.npz")
+acc = model.evaluate(te["x"], oh(te["y"]), verbose=0, return_dict=True)["accuracy"]
+print(json.dumps({"wall": wall, "samples_per_second": len(tr["y"]) * cfg.train.epochs / wall, "test_accuracy": float(acc)}))
+"""
+
+TRAIN_FLOPS = r"""
+import json
+import gapline.training
+from gapline.io import load_arrays
+from gapline.models import build_model
+from gapline.params import load_params
+cfg = load_params("params.yaml")
+x = load_arrays("data/prepared/val.npz")["x"]
+model = build_model(tuple(x.shape[1:]), 10, cfg.model, cfg.regularization, cfg.augment.online, cfg.train.seed)
+forward = 0
+for layer in model.layers:  # multiply-adds of the layers that do the arithmetic, x2 for FLOPs
+    kind = type(layer).__name__
+    if "Conv2D" in kind:
+        kh, kw, cin, cout = layer.kernel.shape
+        _, h, w, _ = layer.output.shape
+        forward += 2 * kh * kw * cin * cout * h * w
+    elif "Dense" in kind:
+        cin, cout = layer.kernel.shape
+        forward += 2 * cin * cout
+# Training a sample costs about 3x its forward pass (forward, input and weight gradients).
+print(json.dumps({"forward": forward, "train": 3 * forward}))
 """
 
 PEAK_RSS = r"""
@@ -218,8 +287,46 @@ def bench_memory(repeats: int) -> None:
     print(f"  peak RSS                                 median {median(rss):6.0f} MiB  (prepared+augmented arrays on disk: {size:.1f} MiB)")
 
 
+def bench_large(repeats: int, samples: int = 50_000, epochs: int = 2) -> None:
+    """Throughput on a larger generated image set (MLP and CNN), gapline defaults vs naive
+    Keras, and the memory the train stage needs for it."""
+    data = Path(tempfile.mkdtemp(prefix="gapline-large-")) / "large.npz"
+    sh([PY, "-c", MAKE_LARGE, str(samples), "32", str(data)], REPO)
+    common = ["data=npz", f"data.path={data}", "augment=none", "regularization=none", f"train.epochs={epochs}",
+              "tracking.enabled=false", "train.resume=false"]
+    root = project(common)
+    train_x = (root / "data/augmented/train.npz").stat().st_size / 2**20
+    print(f"[large] {samples:,} generated 32x32x3 images, 10 classes ({train_x:.0f} MiB of training arrays), "
+          f"{epochs} epochs, batch 32, {repeats} runs each")
+    for family in ("mlp", "cnn"):
+        sh(["gapline", "params", *common, f"model={family}"], root)
+        fast, naive, acc_fast, acc_naive = [], [], [], []
+        for _ in range(repeats):
+            r = child(PIPELINE_TRAIN, [], root)
+            fast.append(r["samples_per_second"])
+            sh(["gapline", "evaluate"], root)
+            acc_fast.append(json.loads((root / "reports/metrics.json").read_text())["test_accuracy"])
+            r = child(NAIVE_FIT, [], root)
+            naive.append(r["samples_per_second"])
+            acc_naive.append(r["test_accuracy"])
+        f, n = median(fast), median(naive)
+        flops = child(TRAIN_FLOPS, [], root)["train"]
+        print(f"  {family}: naive Keras fit(numpy)     median {n:8.0f} samples/s  test accuracy {median(acc_naive):.4f}")
+        print(f"  {family}: gapline defaults          median {f:8.0f} samples/s  test accuracy {median(acc_fast):.4f}")
+        print(f"  {family}: speed-up {f / n:5.2f}x; {flops / 1e6:.1f} MFLOP per training sample, "
+              f"gapline achieves {f * flops / 1e9:.1f} GFLOP/s")
+    sh(["gapline", "params", *common, "model=mlp", "train.epochs=1"], root)
+    large = median([child(PEAK_RSS, ["gapline", "train"], root)["peak_rss_mib"] for _ in range(repeats)])
+    small_root = project(["model=mlp", "augment=none", "regularization=none", "train.epochs=1",
+                          "tracking.enabled=false", "train.resume=false"])
+    small = median([child(PEAK_RSS, ["gapline", "train"], small_root)["peak_rss_mib"] for _ in range(repeats)])
+    print(f"  peak RSS of the train stage (MLP, 1 epoch): large set {large:.0f} MiB, digits {small:.0f} MiB; "
+          f"the difference is {(large - small) / train_x:.2f}x the training arrays (bound: 2 copies)")
+    shutil.rmtree(data.parent, ignore_errors=True)
+
+
 BENCHES = {"overhead": bench_overhead, "speed": bench_speed, "logging": bench_logging,
-           "startup": bench_startup, "memory": bench_memory}
+           "startup": bench_startup, "memory": bench_memory, "large": bench_large}
 
 
 def main() -> None:

@@ -75,6 +75,30 @@ def test_redact_secret_env_values_and_url_passwords() -> None:
     assert tracking.canonical_uri("https://alice:pa55@h:5000/") == "https://alice:***@h:5000"
 
 
+def test_redact_survives_a_variable_vanishing_while_the_environment_is_read() -> None:
+    """Another thread (MLflow telemetry, in a Ray worker) unset a variable between listing the
+    environment's keys and reading its value: that was a KeyError in the first child run."""
+
+    from collections.abc import Mapping
+
+    class Vanishing(Mapping):  # like os.environ: items() lists the keys, then reads each one
+        data = {"API_TOKEN": "s3cr3t-value-123", "PATH": "/bin"}
+
+        def __iter__(self):
+            return iter([*self.data, "_GONE_BEFORE_IT_IS_READ"])
+
+        def __getitem__(self, key):
+            return self.data[key]
+
+        def __len__(self):
+            return len(self.data) + 1
+
+    with pytest.MonkeyPatch.context() as patch:  # os.environ itself: put back at once
+        patch.setattr(tracking.os, "environ", Vanishing())
+        redacted = tracking.redact("token=s3cr3t-value-123")
+    assert redacted == "token=***"
+
+
 def test_tag_values_drop_secret_names_and_none() -> None:
     tags = tracking.tag_values({"api_key": "abc", "MY_TOKEN": "x", "device": "CPU", "none": None, "long": "z" * 9000})
     assert set(tags) == {"device", "long"}

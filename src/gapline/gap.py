@@ -39,6 +39,16 @@ def subset_indices(n: int, limit: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=limit, replace=False))
 
 
+def gap_subset(x: np.ndarray, y: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training samples the gap is measured on (all of them when ``limit`` is 0 or more
+    than there are). Taking the subset of a subset returns it unchanged, so a caller may cut
+    the split early and drop the rest from memory."""
+    pick = subset_indices(len(x), limit, seed)
+    if len(pick) == len(x):
+        return x, y
+    return x[pick], y[pick]
+
+
 def inference_metrics(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 4096) -> tuple[float, float]:
     """Loss and accuracy in inference mode, as ``model.evaluate`` reports them, but cheaply.
 

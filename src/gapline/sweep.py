@@ -37,6 +37,14 @@ def job_overrides() -> list[str]:
         return []
 
 
+def ray_node() -> str:
+    """The Ray node running this job (launcher=ray), or "" outside a Ray worker."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return ""
+    return str(ray.get_runtime_context().get_node_id())
+
+
 def sweep_job(raw: Any) -> float:
     """One sweep job: train + evaluate in memory, log a child run, return the objective."""
     from omegaconf import OmegaConf
@@ -58,6 +66,7 @@ def sweep_job(raw: Any) -> float:
         "overrides": overrides,
         "config": _asdict(cfg),
         "objective": value,
+        "ray_node": ray_node(),
     }
     parent = os.environ.get(PARENT_ENV)
     if cfg.tracking.enabled:

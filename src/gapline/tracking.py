@@ -143,9 +143,23 @@ def is_secret(name: str) -> bool:
 
 def secret_values(environ: Optional[Mapping[str, str]] = None) -> list[str]:
     """Values of the environment's secret-named variables, longest first."""
-    env = os.environ if environ is None else environ
+    env = environment() if environ is None else environ
     found = {v for k, v in env.items() if is_secret(k) and len(v) >= MIN_SECRET_LENGTH}
     return sorted(found, key=len, reverse=True)
+
+
+def environment() -> dict[str, str]:
+    """A snapshot of ``os.environ`` that another thread may be changing meanwhile.
+
+    Iterating ``os.environ.items()`` looks each key up again, so a variable removed in between
+    raises KeyError: MLflow's telemetry thread unsets ``_MLFLOW_TELEMETRY_SESSION_ID`` while
+    a Ray worker logs its first child run. Listing the keys is one atomic copy."""
+    out = {}
+    for key in list(os.environ):
+        value = os.environ.get(key)
+        if value is not None:
+            out[key] = value
+    return out
 
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/:@\s]+:)[^@/\s]+@")
@@ -690,6 +704,7 @@ def log_child_run(parent_id: Optional[str], tracking_cfg: TrackingConfig, job: M
         "job.arm": job.get("arm", ""),
         "job.seed": job.get("seed", ""),
         "job.overrides": " ".join(job.get("overrides", [])),
+        "gapline.ray_node": job.get("ray_node") or None,  # tag_values drops None
     }
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id

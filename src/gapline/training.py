@@ -11,7 +11,7 @@ import numpy as np
 from . import regularization as R
 from .config import Config
 from .errors import GaplineError
-from .gap import GapCallback, subset_indices
+from .gap import GapCallback, gap_subset
 from .models import build_model
 
 EVAL_BATCH = 512
@@ -180,17 +180,20 @@ def train_model(
             cfg,
             steps,
         )
-    gx = x_train if gap_x is None else gap_x
-    gy = y_train if gap_y is None else gap_y
-    pick = subset_indices(len(gx), cfg.train.gap_eval_samples, cfg.train.seed)
+    gx, gy = gap_subset(
+        x_train if gap_x is None else gap_x,
+        y_train if gap_y is None else gap_y,
+        cfg.train.gap_eval_samples,
+        cfg.train.seed,
+    )
     stopping = R.callbacks(cfg.regularization)
     first_epoch = backup.initial_epoch(cfg.train.epochs) if backup is not None else 0
     restored: dict[str, list[float]] = {}
     cbs = [
         divergence_guard(cfg.train.learning_rate),
         GapCallback(
-            gx[pick],
-            one_hot(gy[pick], num_classes),
+            gx,
+            one_hot(gy, num_classes),
             val=(x_val, one_hot(y_val, num_classes)),
         ),
         _LearningRateLogger.make(),

@@ -76,8 +76,12 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
         if closed:
             print(f"closed MLflow run {closed} of a killed train stage as KILLED")
         ACTIVE_RUN_FILE.unlink()
+    # At most two copies of the training set in memory: these arrays and the tensor fit
+    # iterates. The augment stage writes the originals first, so the un-augmented split (for
+    # the gap and the dataset record) is a view of its first rows, not a second load.
     fit = load_arrays(AUGMENTED / "train.npz")
-    train_split = load_arrays(split_file("train"))
+    originals = len(fit["y"]) // (cfg.augment.copies + 1)
+    train_split = {"x": fit["x"][:originals], "y": fit["y"][:originals]}
     val = load_arrays(split_file("val"))
     num_classes = len(meta["class_names"])
 
