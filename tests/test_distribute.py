@@ -1,12 +1,16 @@
-"""Data parallelism on one machine: tf.distribute.MirroredStrategy, exercised on the CPU split
+"""Data parallelism. On one machine: tf.distribute.MirroredStrategy, exercised on the CPU split
 into two logical devices (the same code path as two GPUs: replicas, split batches, all-reduce).
+Across processes: keras.distribution.DataParallel on JAX, two `gapline train` processes on
+127.0.0.1 (the same code path as two machines: a coordinator, gloo all-reduce over TCP).
 
-TensorFlow fixes its devices when it first initializes, so each training runs in a fresh
-interpreter."""
+TensorFlow and JAX fix their devices when they first initialize, so each training runs in a
+fresh interpreter."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +20,7 @@ import pytest
 
 from gapline.config import from_container
 from gapline.errors import ConfigError
+from mlflow_server import BIN, copy_project, free_port, run
 
 TESTS = Path(__file__).resolve().parent
 
@@ -83,5 +88,61 @@ def test_mirrored_refuses_multi_step_calls_with_one_line() -> None:
 
 def test_unknown_distribution_is_refused_with_the_allowed_ones() -> None:
     with pytest.raises(ConfigError) as err:
-        from_container({"train": {"distribute": "multi_worker"}})
-    assert "train.distribute" in str(err.value) and "mirrored" in str(err.value)
+        from_container({"train": {"distribute": "parameter_server"}})
+    assert "train.distribute" in str(err.value) and "mirrored" in str(err.value) and "multi_worker" in str(err.value)
+
+
+def _project(tmp_path: Path, overrides: list[str]) -> tuple[Path, dict[str, str]]:
+    project = copy_project(tmp_path / "repo")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    run(["gapline", "params", "experiment=debug", *overrides], project, env)
+    run(["gapline", "prepare"], project, env)
+    run(["gapline", "augment"], project, env)
+    return project, env
+
+
+def test_multi_worker_two_processes_train_one_model_and_only_the_chief_logs(tmp_path: Path) -> None:
+    pytest.importorskip("jax")
+    project, env = _project(tmp_path, ["train.distribute=multi_worker", "train.batch_size=32"])
+    env = {
+        **os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "KERAS_BACKEND": "jax",
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{free_port()}", "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+    }
+    procs = [
+        subprocess.Popen(["gapline", "train"], cwd=project, env={**env, "KERAS_DISTRIBUTION_PROCESS_ID": str(i)},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in (1, 0)
+    ]
+    worker, chief = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], f"{chief[-3000:]}\n=====\n{worker[-3000:]}"
+    # Every step all-reduced the two processes' gradients: both hold the same weights.
+    ours = re.search(r"process 1 of 2: trained (\d+) epochs; weights (\w+)", worker)
+    theirs = re.search(r"trained (\d+) epochs in .*; weights (\w+)", chief)
+    assert ours and theirs and ours.groups() == theirs.groups(), (chief[-2000:], worker[-2000:])
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1, "only the chief opens an MLflow run"
+    logged = runs[0]
+    assert logged.info.status == "FINISHED"
+    assert logged.data.tags["processes"] == "2" and logged.data.tags["keras.backend"] == "jax"
+    assert logged.data.params["train.distribute"] == "multi_worker"
+    assert len(client.get_metric_history(logged.info.run_id, "gap_accuracy")) == int(ours.group(1))
+    # The chief's model is an ordinary one-process model: the evaluate stage uses it as is.
+    run(["gapline", "evaluate"], project, {**env, "KERAS_DISTRIBUTION_PROCESS_ID": "0"})
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert metrics["test_accuracy"] > 0.5
+
+
+def test_multi_worker_on_tensorflow_is_one_line_before_any_run(tmp_path: Path) -> None:
+    project, env = _project(tmp_path, ["train.distribute=multi_worker"])
+    proc = run(["gapline", "train"], project, {**env, "KERAS_BACKEND": "tensorflow"}, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "train.distribute" in proc.stderr and "KERAS_BACKEND=jax" in proc.stderr
+    from mlflow import MlflowClient
+
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -95,10 +95,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _load(args)
     text = Path(args.params).read_text(encoding="utf-8")
     out = train(cfg, text, yaml.safe_load(text))
+    if "process" in out:  # a multi_worker process other than the chief: it printed its line
+        return 0
     print(
         f"trained {out['epochs_run']} epochs in {out['wall_seconds']:.1f}s "
         f"(best epoch {out['best_epoch']}, onset {out['onset_epoch']})"
         + (f"; MLflow run {out['run']['run_id']}" if out["run"].get("run_id") else "")
+        + (f"; weights {out['weights']}" if "weights" in out else "")
     )
     return 0
 

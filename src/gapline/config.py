@@ -24,7 +24,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 ACCELERATORS = ("auto", "cpu", "gpu")
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-DISTRIBUTIONS = ("none", "mirrored")
+DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 OBJECTIVES = ("val_loss", "val_loss_plus_gap", "val_error")
 RETRAIN_METRICS = ("test_accuracy", "val_accuracy")
 
@@ -142,8 +142,10 @@ class TrainConfig:
     jit_compile: bool = False
     # Save the training state after every epoch so a killed `train` stage resumes where it was.
     resume: bool = True
-    # Data parallelism on one machine: none, or mirrored (tf.distribute.MirroredStrategy:
-    # one replica per GPU, each batch split between them, gradients all-reduced).
+    # Data parallelism: none; mirrored (one machine: tf.distribute.MirroredStrategy, one
+    # replica per GPU, each batch split between them, gradients all-reduced); multi_worker
+    # (several processes or machines: keras.distribution.DataParallel on the JAX backend,
+    # one `gapline train` per process, topology from KERAS_DISTRIBUTION_* variables).
     distribute: str = "none"
     # With distribute=mirrored and no GPU: split the CPU into this many logical devices, so
     # the data-parallel path runs (and is tested) without GPUs. 0 = one replica per GPU.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, ContextManager
+from typing import Any, ContextManager, Optional
 
 from .config import TrainConfig
 from .errors import ConfigError, bad_value
@@ -93,13 +93,60 @@ def split_cpu(replicas: int) -> None:
 
 
 _strategy: Any = None
+_process: Optional[tuple[int, int]] = None
+PROCESS_VARIABLES = (
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES",  # the coordinator (process 0) as host:port
+    "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "KERAS_DISTRIBUTION_PROCESS_ID",
+)
+
+
+def join_processes() -> tuple[int, int]:
+    """Join the multi-process cluster that ``KERAS_DISTRIBUTION_*`` describes and make every
+    model data-parallel over all processes' devices (``train.distribute=multi_worker``).
+
+    JAX only: TensorFlow's MultiWorkerMirroredStrategy does not work with Keras 3's ``fit``
+    (keras-team/keras#20585). Must run before the first JAX computation."""
+    global _process
+    if _process is not None:
+        return _process
+    if backend() != "jax":
+        raise ConfigError(
+            bad_value(
+                "train.distribute",
+                "multi_worker",
+                f"none or mirrored with the {backend()} backend (multi_worker needs KERAS_BACKEND=jax: "
+                "tf.distribute.MultiWorkerMirroredStrategy does not work with Keras 3 fit)",
+            )
+        )
+    missing = [name for name in PROCESS_VARIABLES if not os.environ.get(name)]
+    if missing:
+        raise ConfigError(
+            f"train.distribute='multi_worker' needs {', '.join(missing)} in the environment; expected the "
+            "coordinator's host:port, the number of processes and this process's id (0 = chief)"
+        )
+    import jax
+    import keras
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes talk over TCP
+    keras.distribution.initialize()
+    # Each process feeds its own shard (training.fit_data), so Keras must not shard again.
+    keras.distribution.set_distribution(keras.distribution.DataParallel(auto_shard_dataset=False))
+    _process = (int(jax.process_index()), int(jax.process_count()))
+    return _process
+
+
+def process() -> tuple[int, int]:
+    """(this process's index, number of processes): (0, 1) unless multi_worker joined more."""
+    return _process or (0, 1)
 
 
 def distribution_scope(t: TrainConfig) -> ContextManager[Any]:
     """Where models are built and compiled: the process's MirroredStrategy scope for
-    ``train.distribute=mirrored`` (one replica per GPU, else per logical CPU), else nothing."""
+    ``train.distribute=mirrored`` (one replica per GPU, else per logical CPU). Nothing
+    otherwise: multi_worker set a process-wide Keras distribution in :func:`configure`."""
     global _strategy
-    if t.distribute == "none":
+    if t.distribute != "mirrored":
         return contextlib.nullcontext()
     if backend() != "tensorflow":
         raise ConfigError(
@@ -117,11 +164,19 @@ def distribution_scope(t: TrainConfig) -> ContextManager[Any]:
 def configure_for(t: TrainConfig) -> dict[str, Any]:
     """:func:`configure` with everything ``train.*`` asks for."""
     replicas = t.cpu_replicas if t.distribute == "mirrored" else 0
-    return configure(t.seed, t.deterministic, t.accelerator, t.precision, t.threads, replicas)
+    return configure(
+        t.seed, t.deterministic, t.accelerator, t.precision, t.threads, replicas, t.distribute == "multi_worker"
+    )
 
 
 def configure(
-    seed: int, deterministic: bool, accelerator: str, precision: str, threads: int = 0, cpu_replicas: int = 0
+    seed: int,
+    deterministic: bool,
+    accelerator: str,
+    precision: str,
+    threads: int = 0,
+    cpu_replicas: int = 0,
+    multi_worker: bool = False,
 ) -> dict[str, Any]:
     """Seed every RNG, make kernels deterministic where asked, and check the device request."""
     prepare_environment(accelerator)
@@ -130,6 +185,8 @@ def configure(
     set_threads(threads)
     if cpu_replicas > 1 and backend() == "tensorflow":
         split_cpu(cpu_replicas)
+    if multi_worker:
+        join_processes()
 
     keras.utils.set_random_seed(seed)
     name = backend()

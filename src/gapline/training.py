@@ -10,7 +10,7 @@ import numpy as np
 
 from . import regularization as R
 from .config import Config
-from .errors import GaplineError
+from .errors import ConfigError, GaplineError, bad_value
 from .gap import GapCallback, gap_subset
 from .models import build_model
 
@@ -79,6 +79,16 @@ def fit_data(
 
     from .resume import epoch_orders
 
+    from .runtime import process
+
+    index, processes = process()
+    if processes > 1:
+        # multi_worker: each process fits its own equal share (equal, so every process runs
+        # the same number of steps; each step's global batch is the shares' batches together).
+        if batch_size % processes:
+            raise ConfigError(bad_value("train.batch_size", batch_size, f"a multiple of the {processes} processes"))
+        usable = len(x) // processes * processes
+        x, y, batch_size = x[index:usable:processes], y[index:usable:processes], batch_size // processes
     steps = steps_per_epoch(len(x), batch_size)
     if keras.backend.backend() != "tensorflow":
         return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
@@ -213,6 +223,10 @@ def train_model(
         verbose=verbose,
     )
     wall = time.perf_counter() - start
+    from .runtime import process
+
+    if process()[1] > 1:
+        model = compile_model(local_copy(model), cfg, steps)
     from .models import effective_params
 
     history = {k: list(restored.get(k, [])) + [float(v) for v in vals] for k, vals in hist.history.items()}
@@ -229,6 +243,23 @@ def train_model(
         params=counts["params"],
         extra={"params_untied": counts["params_untied"], "resumed_from": first_epoch, "replicas": replicas(model)},
     )
+
+
+def local_copy(model: Any) -> Any:
+    """The trained model as an ordinary one-process model (multi_worker).
+
+    Under a multi-process distribution every new variable and every computation waits for
+    all processes to do the same; what only the chief does after fit (saving creates an
+    optimizer to inspect it, MLflow infers a signature by predicting) would wait forever.
+    So the multi-process part ends with fit: the distribution is switched off and the
+    weights are copied into the same architecture, local to this process."""
+    import keras
+
+    weights = model.get_weights()
+    keras.distribution.set_distribution(None)
+    copy = keras.models.clone_model(model)
+    copy.set_weights(weights)
+    return copy
 
 
 def replicas(model: Any) -> int:

@@ -58,7 +58,37 @@ def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any]) -> dict[str
         "gapline.version": gapline.__version__,
         "techniques": technique_label(cfg),
         "stage": "train",
+        "processes": runtime.process()[1],
     }
+
+
+def weights_digest(model: Any) -> str:
+    """Short digest of the weights: every multi_worker process prints it, and all must agree."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def train_worker(cfg: Config, index: int, processes: int) -> dict[str, Any]:
+    """A non-chief multi_worker process: the same fit, in step with the chief, on its own
+    share of the data; no MLflow run and no files (the chief writes those)."""
+    from ..training import train_model
+
+    meta = read_meta()
+    fit = load_arrays(AUGMENTED / "train.npz")
+    originals = len(fit["y"]) // (cfg.augment.copies + 1)
+    val = load_arrays(split_file("val"))
+    result = train_model(
+        cfg, fit["x"], fit["y"], val["x"], val["y"], len(meta["class_names"]),
+        gap_x=fit["x"][:originals], gap_y=fit["y"][:originals],
+    )
+    print(f"process {index} of {processes}: trained {result.epochs_run} epochs; weights {weights_digest(result.model)}")
+    return {"process": index, "epochs_run": result.epochs_run, "wall_seconds": result.wall_seconds}
 
 
 def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any]:
@@ -67,8 +97,13 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
     from ..resume import Backup
     from ..training import train_model
 
+    index, processes = runtime.process()
+    if index > 0:  # multi_worker: only the chief (process 0) tracks and writes outputs
+        return train_worker(cfg, index, processes)
     meta = read_meta()
-    backup = Backup(BACKUP_DIR, backup_key(cfg, meta)) if cfg.train.resume else None
+    # A resumed multi-process fit would need every process to restore the same epoch; the
+    # backup lives on the chief's disk only, so multi_worker trains without one.
+    backup = Backup(BACKUP_DIR, backup_key(cfg, meta)) if cfg.train.resume and processes == 1 else None
     if ACTIVE_RUN_FILE.is_file():  # the last train was killed: never leave its run RUNNING
         from ..io import read_json
 
@@ -156,4 +191,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
         if backup is not None:
             backup.clear()
         ACTIVE_RUN_FILE.unlink(missing_ok=True)
-    return {**info, "run": run_record, "wall_seconds": result.wall_seconds}
+    out = {**info, "run": run_record, "wall_seconds": result.wall_seconds}
+    if processes > 1:
+        out["weights"] = weights_digest(result.model)
+    return out
