@@ -35,12 +35,13 @@ chromium:
 	    || echo "warning: apt-get could not install chromium: the MLflow UI test will skip"; \
 	else echo "note: chromium is missing and apt-get needs root: the MLflow UI test will skip"; fi
 
-# Tests run in parallel processes (pytest-xdist): one per core, at most 4.
+# Tests run in parallel processes (pytest-xdist): one per core, at most 4. Each module stays
+# on one process, in order: some modules (test_retrain) are one scenario in several steps.
 test: setup chromium
-	$(BIN)/python -m pytest -n auto --maxprocesses=4
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope
 
 test-fast: setup
-	$(BIN)/python -m pytest -n auto --maxprocesses=4 -m "not slow"
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope -m "not slow"
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

@@ -8,6 +8,7 @@ fresh interpreter."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -136,12 +137,19 @@ def test_multi_worker_two_processes_train_one_model_and_only_the_chief_logs(tmp_
     assert metrics["test_accuracy"] > 0.5
 
 
-def test_multi_worker_on_tensorflow_is_one_line_before_any_run(tmp_path: Path) -> None:
+def test_multi_worker_misconfigured_is_one_line_before_any_run(tmp_path: Path) -> None:
     project, env = _project(tmp_path, ["train.distribute=multi_worker"])
     proc = run(["gapline", "train"], project, {**env, "KERAS_BACKEND": "tensorflow"}, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "train.distribute" in proc.stderr and "KERAS_BACKEND=jax" in proc.stderr
+    if importlib.util.find_spec("jax") is not None:
+        unset = {name: "" for name in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+                                       "KERAS_DISTRIBUTION_PROCESS_ID")}
+        proc = run(["gapline", "train"], project, {**env, **unset, "KERAS_BACKEND": "jax"}, check=False)
+        assert proc.returncode == 2
+        assert proc.stderr.strip().count("\n") == 0, proc.stderr
+        assert "KERAS_DISTRIBUTION_JOB_ADDRESSES" in proc.stderr and "coordinator" in proc.stderr
     from mlflow import MlflowClient
 
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
