@@ -1,6 +1,7 @@
 """gapline benchmarks: print the figures BENCHMARKS.md quotes, measured side by side in one run.
 
-    .venv/bin/python benchmarks/bench.py [--repeats 5] [--only overhead,speed,logging,startup,memory,large]
+    .venv/bin/python benchmarks/bench.py [--repeats 5] [--only overhead,speed,speed_cnn,logging,startup,memory,large]
+    KERAS_BACKEND=jax .venv/bin/python benchmarks/bench.py --only large --large-batch 1024   # on a GPU
 
 Every figure is the median of ``--repeats`` runs, each in a fresh Python process (so no run
 profits from another's compiled graphs), timed inside the process after imports: interpreter
@@ -242,6 +243,26 @@ def bench_speed(repeats: int) -> None:
     print(f"  speed-up                                 {n / f:6.2f}x  (gapline also measures the train-set gap every epoch)")
 
 
+def bench_speed_cnn(repeats: int) -> None:
+    """The same small-data comparison for the CNN (gapline's model, fitted the naive way)."""
+    epochs = 100
+    root = project(["model=cnn", "regularization=dropout", "data.train_fraction=0.2", f"train.epochs={epochs}",
+                    "tracking.enabled=false", "train.resume=false"])
+    fast, naive, acc_fast, acc_naive = [], [], [], []
+    for _ in range(repeats):
+        fast.append(child(PIPELINE_TRAIN, [], root)["fit_wall"])
+        sh(["gapline", "evaluate"], root)
+        acc_fast.append(json.loads((root / "reports/metrics.json").read_text())["test_accuracy"])
+        r = child(NAIVE_FIT, [], root)
+        naive.append(r["wall"])
+        acc_naive.append(r["test_accuracy"])
+    f, n = median(fast), median(naive)
+    print(f"[speed_cnn] digits train_fraction=0.2, CNN (conf/model/cnn.yaml) + dropout, {epochs} epochs, batch 32")
+    print(f"  naive Keras fit(numpy, validation_data)  median {n:6.2f} s  test accuracy {median(acc_naive):.4f}")
+    print(f"  gapline defaults                         median {f:6.2f} s  test accuracy {median(acc_fast):.4f}")
+    print(f"  speed-up                                 {n / f:6.2f}x")
+
+
 def bench_logging(repeats: int) -> None:
     """MLflow per-epoch logging: sync vs async, against the default pipeline's epoch time."""
     epochs = 200
@@ -287,17 +308,21 @@ def bench_memory(repeats: int) -> None:
     print(f"  peak RSS                                 median {median(rss):6.0f} MiB  (prepared+augmented arrays on disk: {size:.1f} MiB)")
 
 
-def bench_large(repeats: int, samples: int = 50_000, epochs: int = 2) -> None:
+LARGE = {"samples": 50_000, "epochs": 1, "batch": 32}  # --large-samples/-epochs/-batch
+
+
+def bench_large(repeats: int) -> None:
     """Throughput on a larger generated image set (MLP and CNN), gapline defaults vs naive
     Keras, and the memory the train stage needs for it."""
+    samples, epochs, batch = LARGE["samples"], LARGE["epochs"], LARGE["batch"]
     data = Path(tempfile.mkdtemp(prefix="gapline-large-")) / "large.npz"
     sh([PY, "-c", MAKE_LARGE, str(samples), "32", str(data)], REPO)
     common = ["data=npz", f"data.path={data}", "augment=none", "regularization=none", f"train.epochs={epochs}",
-              "tracking.enabled=false", "train.resume=false"]
+              f"train.batch_size={batch}", "tracking.enabled=false", "train.resume=false"]
     root = project(common)
     train_x = (root / "data/augmented/train.npz").stat().st_size / 2**20
     print(f"[large] {samples:,} generated 32x32x3 images, 10 classes ({train_x:.0f} MiB of training arrays), "
-          f"{epochs} epochs, batch 32, {repeats} runs each")
+          f"{epochs} epochs, batch {batch}, {repeats} runs each")
     for family in ("mlp", "cnn"):
         sh(["gapline", "params", *common, f"model={family}"], root)
         fast, naive, acc_fast, acc_naive = [], [], [], []
@@ -325,7 +350,7 @@ def bench_large(repeats: int, samples: int = 50_000, epochs: int = 2) -> None:
     shutil.rmtree(data.parent, ignore_errors=True)
 
 
-BENCHES = {"overhead": bench_overhead, "speed": bench_speed, "logging": bench_logging,
+BENCHES = {"overhead": bench_overhead, "speed": bench_speed, "speed_cnn": bench_speed_cnn, "logging": bench_logging,
            "startup": bench_startup, "memory": bench_memory, "large": bench_large}
 
 
@@ -333,7 +358,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", default=",".join(BENCHES))
+    parser.add_argument("--large-samples", type=int, default=LARGE["samples"])
+    parser.add_argument("--large-epochs", type=int, default=LARGE["epochs"])
+    parser.add_argument("--large-batch", type=int, default=LARGE["batch"], help="e.g. 1024 to saturate a GPU")
     args = parser.parse_args()
+    LARGE.update(samples=args.large_samples, epochs=args.large_epochs, batch=args.large_batch)
     import keras
 
     print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "

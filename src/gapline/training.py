@@ -98,11 +98,17 @@ def fit_data(
     if len(orders) == 0:  # resumed after the last epoch: nothing left to iterate
         orders = np.zeros((1, len(x)), dtype=np.int64)
     xt, yt = tf.constant(x), tf.constant(y)
+    # tf.data's default graph rewrites serialize the pipeline, and with it the captured data
+    # tensor: one more copy of the whole training set (and ~10 % slower steps on images).
+    # This pipeline has nothing for them to fuse, so they are off.
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
     ds = (
         tf.data.Dataset.from_tensor_slices(orders)
         .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
         .map(lambda idx: (tf.gather(xt, idx), tf.gather(yt, idx)))
         .prefetch(2)
+        .with_options(options)
     )
     return {"x": ds, "steps_per_epoch": steps, "shuffle": False}
 
