@@ -69,6 +69,45 @@ def test_save_and_load_arrays_roundtrip(tmp_path: Path) -> None:
     assert loaded["y"].dtype == np.int64
 
 
+def test_loaded_arrays_are_aligned_and_exact_in_every_layout(tmp_path: Path) -> None:
+    """Arrays are read straight into 64-byte-aligned buffers (no second copy of the data);
+    Fortran order, strings, empty and 0-d arrays come back exactly as numpy wrote them."""
+    arrays = {
+        "images": np.random.default_rng(0).random((5, 4, 4, 3), dtype=np.float32),
+        "fortran": np.asfortranarray(np.arange(12, dtype=np.float64).reshape(3, 4)),
+        "names": np.array(["zero", "one", "twenty-two"]),
+        "empty": np.zeros((0, 7), dtype=np.float32),
+        "scalar": np.array(3.5),
+    }
+    path = tmp_path / "a.npz"
+    np.savez(path, **arrays)  # numpy's own writer: no help from save_arrays
+    loaded = load_arrays(path)
+    assert set(loaded) == set(arrays)
+    for name, original in arrays.items():
+        np.testing.assert_array_equal(loaded[name], original)
+        assert loaded[name].dtype == original.dtype and loaded[name].shape == original.shape
+    assert loaded["images"].ctypes.data % 64 == 0 and loaded["images"].flags.c_contiguous
+    assert loaded["fortran"].flags.f_contiguous
+
+
+def test_truncated_npz_is_one_line_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "cut.npz"
+    save_arrays(path, x=np.ones((1000, 10), dtype=np.float32))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="cut.npz") as info:
+        load_arrays(path)
+    assert "\n" not in str(info.value)
+
+
+def test_pickled_object_arrays_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "objects.npz"
+    np.savez(path, y=np.array([0, "a"], dtype=object))
+    with pytest.raises(DataError, match="objects.npz") as info:
+        load_arrays(path)
+    assert "allow_pickle" in str(info.value) and "\n" not in str(info.value)
+
+
 def test_save_arrays_without_npz_suffix_keeps_name(tmp_path: Path) -> None:
     path = tmp_path / "data.bin"
     save_arrays(path, a=np.ones(2))

@@ -15,6 +15,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .runtime import replicas
+
 try:  # the callback needs Keras; the pure functions below do not
     import keras
 
@@ -40,9 +42,8 @@ def subset_indices(n: int, limit: int, seed: int) -> np.ndarray:
 
 
 def gap_subset(x: np.ndarray, y: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training samples the gap is measured on (all of them when ``limit`` is 0 or more
-    than there are). Taking the subset of a subset returns it unchanged, so a caller may cut
-    the split early and drop the rest from memory."""
+    """The training samples the gap is measured on: all of them (no copy) when ``limit`` is 0
+    or more than there are, else a seeded subset."""
     pick = subset_indices(len(x), limit, seed)
     if len(pick) == len(x):
         return x, y
@@ -67,8 +68,7 @@ def inference_metrics(
 
     # Under MirroredStrategy predict_on_batch hands every replica the whole batch and
     # concatenates their answers (N copies of each row); predict splits the batch instead.
-    strategy = getattr(model, "distribute_strategy", None)
-    mirrored = getattr(strategy, "num_replicas_in_sync", 1) > 1
+    mirrored = replicas(model) > 1
     total, correct = 0.0, 0
     for start in range(0, len(x), batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]

@@ -136,6 +136,11 @@ def join_processes() -> tuple[int, int]:
     return _process
 
 
+def replicas(model: Any) -> int:
+    """How many copies of the model train in step (1 unless under a tf.distribute strategy)."""
+    return int(getattr(getattr(model, "distribute_strategy", None), "num_replicas_in_sync", 1))
+
+
 def process() -> tuple[int, int]:
     """(this process's index, number of processes): (0, 1) unless multi_worker joined more."""
     return _process or (0, 1)

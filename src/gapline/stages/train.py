@@ -62,6 +62,19 @@ def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any]) -> dict[str
     }
 
 
+def training_arrays(cfg: Config) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The augmented training set, the un-augmented split and the validation split.
+
+    One copy of the training data in memory: the augment stage writes the originals first,
+    so the un-augmented split (for the gap and the dataset record) is a view of the first
+    rows, not a second load; fit gathers its batches from these arrays (training.fit_data).
+    """
+    fit = load_arrays(AUGMENTED / "train.npz")
+    originals = len(fit["y"]) // (cfg.augment.copies + 1)
+    train_split = {"x": fit["x"][:originals], "y": fit["y"][:originals]}
+    return fit, train_split, load_arrays(split_file("val"))
+
+
 def weights_digest(model: Any) -> str:
     """Short digest of the weights: every multi_worker process prints it, and all must agree."""
     import hashlib
@@ -80,12 +93,10 @@ def train_worker(cfg: Config, index: int, processes: int) -> dict[str, Any]:
     from ..training import train_model
 
     meta = read_meta()
-    fit = load_arrays(AUGMENTED / "train.npz")
-    originals = len(fit["y"]) // (cfg.augment.copies + 1)
-    val = load_arrays(split_file("val"))
+    fit, train_split, val = training_arrays(cfg)
     result = train_model(
         cfg, fit["x"], fit["y"], val["x"], val["y"], len(meta["class_names"]),
-        gap_x=fit["x"][:originals], gap_y=fit["y"][:originals],
+        gap_x=train_split["x"], gap_y=train_split["y"],
     )
     print(f"process {index} of {processes}: trained {result.epochs_run} epochs; weights {weights_digest(result.model)}")
     return {"process": index, "epochs_run": result.epochs_run, "wall_seconds": result.wall_seconds}
@@ -111,13 +122,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
         if closed:
             print(f"closed MLflow run {closed} of a killed train stage as KILLED")
         ACTIVE_RUN_FILE.unlink()
-    # At most two copies of the training set in memory: these arrays and the tensor fit
-    # iterates. The augment stage writes the originals first, so the un-augmented split (for
-    # the gap and the dataset record) is a view of its first rows, not a second load.
-    fit = load_arrays(AUGMENTED / "train.npz")
-    originals = len(fit["y"]) // (cfg.augment.copies + 1)
-    train_split = {"x": fit["x"][:originals], "y": fit["y"][:originals]}
-    val = load_arrays(split_file("val"))
+    fit, train_split, val = training_arrays(cfg)
     num_classes = len(meta["class_names"])
 
     with tracking.run(cfg) as active:
@@ -172,6 +177,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
                     "param_count_untied": result.extra.get("params_untied", result.params),
                     "train_wall_seconds": result.wall_seconds,
                     "samples_per_second": result.samples_per_second,
+                    "replicas": result.extra.get("replicas", 1),
                 }
             )
             tracking.log_artifact(HISTORY_FILE, "reports")
