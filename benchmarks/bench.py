@@ -222,25 +222,32 @@ def bench_overhead(repeats: int) -> None:
     print(f"  ratio gapline / bare Keras               {p / b:6.3f}")
 
 
+def fast_vs_naive(root: Path, naive: str, naive_args: list[str], repeats: int, key: str) -> dict[str, float]:
+    """Alternate gapline's train stage and a naive fit on one project; medians of ``key``
+    ("wall" seconds or "samples_per_second") and of both test accuracies."""
+    fast, slow, acc_fast, acc_slow = [], [], [], []
+    for _ in range(repeats):
+        r = child(PIPELINE_TRAIN, [], root)
+        fast.append(r["fit_wall"] if key == "wall" else r[key])
+        sh(["gapline", "evaluate"], root)
+        acc_fast.append(json.loads((root / "reports/metrics.json").read_text())["test_accuracy"])
+        r = child(naive, naive_args, root)
+        slow.append(r[key])
+        acc_slow.append(r["test_accuracy"])
+    return {"fast": median(fast), "naive": median(slow), "acc_fast": median(acc_fast), "acc_naive": median(acc_slow)}
+
+
 def bench_speed(repeats: int) -> None:
     """Fast defaults vs naive Keras on the small-data case the issue names (201-234 digits)."""
     epochs = 100
     root = project(["regularization=dropout", "data.train_fraction=0.2", f"train.epochs={epochs}", "tracking.enabled=false"])
-    fast, naive, acc_fast, acc_naive = [], [], [], []
-    for _ in range(repeats):
-        r = child(PIPELINE_TRAIN, [], root)
-        fast.append(r["fit_wall"])
-        m = json.loads((root / "reports/train.json").read_text())
-        sh(["gapline", "evaluate"], root)
-        acc_fast.append(json.loads((root / "reports/metrics.json").read_text())["test_accuracy"])
-        r = child(BARE_KERAS, [str(epochs), "32", "naive"], root)
-        naive.append(r["wall"])
-        acc_naive.append(r["test_accuracy"])
-    f, n = median(fast), median(naive)
+    r = fast_vs_naive(root, BARE_KERAS, [str(epochs), "32", "naive"], repeats, "wall")
+    m = json.loads((root / "reports/train.json").read_text())
     print(f"[speed] digits train_fraction=0.2 ({m['train_samples']} samples), 2x256 MLP, {epochs} epochs, batch 32")
-    print(f"  naive Keras fit(numpy, validation_data)  median {n:6.2f} s  test accuracy {median(acc_naive):.4f}")
-    print(f"  gapline fit (tf.data repeat, epoch-long steps_per_execution, cheap eval) median {f:6.2f} s  test accuracy {median(acc_fast):.4f}")
-    print(f"  speed-up                                 {n / f:6.2f}x  (gapline also measures the train-set gap every epoch)")
+    print(f"  naive Keras fit(numpy, validation_data)  median {r['naive']:6.2f} s  test accuracy {r['acc_naive']:.4f}")
+    print(f"  gapline fit (tf.data repeat, epoch-long steps_per_execution, cheap eval) median {r['fast']:6.2f} s  "
+          f"test accuracy {r['acc_fast']:.4f}")
+    print(f"  speed-up                                 {r['naive'] / r['fast']:6.2f}x  (gapline also measures the train-set gap every epoch)")
 
 
 def bench_speed_cnn(repeats: int) -> None:
@@ -248,19 +255,11 @@ def bench_speed_cnn(repeats: int) -> None:
     epochs = 100
     root = project(["model=cnn", "regularization=dropout", "data.train_fraction=0.2", f"train.epochs={epochs}",
                     "tracking.enabled=false", "train.resume=false"])
-    fast, naive, acc_fast, acc_naive = [], [], [], []
-    for _ in range(repeats):
-        fast.append(child(PIPELINE_TRAIN, [], root)["fit_wall"])
-        sh(["gapline", "evaluate"], root)
-        acc_fast.append(json.loads((root / "reports/metrics.json").read_text())["test_accuracy"])
-        r = child(NAIVE_FIT, [], root)
-        naive.append(r["wall"])
-        acc_naive.append(r["test_accuracy"])
-    f, n = median(fast), median(naive)
+    r = fast_vs_naive(root, NAIVE_FIT, [], repeats, "wall")
     print(f"[speed_cnn] digits train_fraction=0.2, CNN (conf/model/cnn.yaml) + dropout, {epochs} epochs, batch 32")
-    print(f"  naive Keras fit(numpy, validation_data)  median {n:6.2f} s  test accuracy {median(acc_naive):.4f}")
-    print(f"  gapline defaults                         median {f:6.2f} s  test accuracy {median(acc_fast):.4f}")
-    print(f"  speed-up                                 {n / f:6.2f}x")
+    print(f"  naive Keras fit(numpy, validation_data)  median {r['naive']:6.2f} s  test accuracy {r['acc_naive']:.4f}")
+    print(f"  gapline defaults                         median {r['fast']:6.2f} s  test accuracy {r['acc_fast']:.4f}")
+    print(f"  speed-up                                 {r['naive'] / r['fast']:6.2f}x")
 
 
 def bench_logging(repeats: int) -> None:
@@ -325,19 +324,11 @@ def bench_large(repeats: int) -> None:
           f"{epochs} epochs, batch {batch}, {repeats} runs each")
     for family in ("mlp", "cnn"):
         sh(["gapline", "params", *common, f"model={family}"], root)
-        fast, naive, acc_fast, acc_naive = [], [], [], []
-        for _ in range(repeats):
-            r = child(PIPELINE_TRAIN, [], root)
-            fast.append(r["samples_per_second"])
-            sh(["gapline", "evaluate"], root)
-            acc_fast.append(json.loads((root / "reports/metrics.json").read_text())["test_accuracy"])
-            r = child(NAIVE_FIT, [], root)
-            naive.append(r["samples_per_second"])
-            acc_naive.append(r["test_accuracy"])
-        f, n = median(fast), median(naive)
+        r = fast_vs_naive(root, NAIVE_FIT, [], repeats, "samples_per_second")
+        f, n = r["fast"], r["naive"]
         flops = child(TRAIN_FLOPS, [], root)["train"]
-        print(f"  {family}: naive Keras fit(numpy)     median {n:8.0f} samples/s  test accuracy {median(acc_naive):.4f}")
-        print(f"  {family}: gapline defaults          median {f:8.0f} samples/s  test accuracy {median(acc_fast):.4f}")
+        print(f"  {family}: naive Keras fit(numpy)     median {n:8.0f} samples/s  test accuracy {r['acc_naive']:.4f}")
+        print(f"  {family}: gapline defaults          median {f:8.0f} samples/s  test accuracy {r['acc_fast']:.4f}")
         print(f"  {family}: speed-up {f / n:5.2f}x; {flops / 1e6:.1f} MFLOP per training sample, "
               f"gapline achieves {f * flops / 1e9:.1f} GFLOP/s")
     sh(["gapline", "params", *common, "model=mlp", "train.epochs=1"], root)
