@@ -155,6 +155,11 @@ def test_multi_worker_misconfigured_is_one_line_before_any_run(tmp_path: Path) -
         assert proc.returncode == 2
         assert proc.stderr.strip().count("\n") == 0, proc.stderr
         assert "KERAS_DISTRIBUTION_JOB_ADDRESSES" in proc.stderr and "coordinator" in proc.stderr
+        run(["gapline", "params", "experiment=debug", "train.distribute=mirrored"], project, env)
+        proc = run(["gapline", "train"], project, {**env, "KERAS_BACKEND": "jax"}, check=False)
+        assert proc.returncode == 2
+        assert proc.stderr.strip().count("\n") == 0, proc.stderr
+        assert "train.distribute='mirrored'" in proc.stderr and "jax backend" in proc.stderr
     from mlflow import MlflowClient
 
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])

@@ -69,9 +69,8 @@ def test_save_and_load_arrays_roundtrip(tmp_path: Path) -> None:
     assert loaded["y"].dtype == np.int64
 
 
-def test_loaded_arrays_are_aligned_and_exact_in_every_layout(tmp_path: Path) -> None:
-    """Arrays are read straight into 64-byte-aligned buffers (no second copy of the data);
-    Fortran order, strings, empty and 0-d arrays come back exactly as numpy wrote them."""
+def test_loaded_arrays_are_exact_in_every_layout(tmp_path: Path) -> None:
+    """Fortran order, strings, empty and 0-d arrays come back exactly as numpy wrote them."""
     arrays = {
         "images": np.random.default_rng(0).random((5, 4, 4, 3), dtype=np.float32),
         "fortran": np.asfortranarray(np.arange(12, dtype=np.float64).reshape(3, 4)),
@@ -86,7 +85,7 @@ def test_loaded_arrays_are_aligned_and_exact_in_every_layout(tmp_path: Path) -> 
     for name, original in arrays.items():
         np.testing.assert_array_equal(loaded[name], original)
         assert loaded[name].dtype == original.dtype and loaded[name].shape == original.shape
-    assert loaded["images"].ctypes.data % 64 == 0 and loaded["images"].flags.c_contiguous
+    assert loaded["images"].flags.c_contiguous
     assert loaded["fortran"].flags.f_contiguous
 
 

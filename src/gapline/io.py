@@ -143,45 +143,6 @@ def save_arrays(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
         np.savez(fh, **{name: np.asarray(value) for name, value in arrays.items()})
 
 
-# TensorFlow wraps an ndarray without copying it only when its data starts on a 64-byte
-# boundary; np.load's arrays usually do not, and tf.constant then needed 2 more copies of the
-# training set at peak (measured on 50k 32x32x3 images).
-ALIGNMENT = 64
-READ_CHUNK = 1 << 22
-
-
-def aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """An uninitialized C-ordered array whose data starts on an ``ALIGNMENT``-byte boundary."""
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    raw = np.empty(nbytes + ALIGNMENT, dtype=np.uint8)
-    start = -raw.ctypes.data % ALIGNMENT
-    return raw[start : start + nbytes].view(dtype).reshape(shape)
-
-
-def _read_member(zf: zipfile.ZipFile, member: str) -> np.ndarray:
-    """One ``.npy`` member of an archive, read straight into an aligned array (no second copy)."""
-    with zf.open(member) as fp:
-        version = np.lib.format.read_magic(fp)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-        else:  # rare header versions: numpy's own reader
-            with zf.open(member) as again:
-                return np.lib.format.read_array(again, allow_pickle=False)
-        if dtype.hasobject:
-            raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
-        out = aligned_empty(tuple(reversed(shape)) if fortran else tuple(shape), dtype)
-        view = memoryview(out.reshape(-1).view(np.uint8))
-        done = 0
-        while done < len(view):  # in chunks: a zip member's readinto reads all it is asked for first
-            got = fp.readinto(view[done : done + READ_CHUNK])
-            if not got:
-                raise EOFError(f"{member}: {done} of {len(view)} bytes of array data")
-            done += got
-    return out.T if fortran else out
-
-
 def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read every array of an ``.npz`` into memory (the file is closed before returning).
 
@@ -201,10 +162,8 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             "file written by save_arrays"
         )
     try:
-        with zipfile.ZipFile(p) as zf:
-            return {
-                member[: -len(".npy")]: _read_member(zf, member) for member in zf.namelist() if member.endswith(".npy")
-            }
+        with np.load(p, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(
             f"arrays file {str(p)!r} cannot be read ({_one_line(exc)}): expected an .npz "

@@ -153,10 +153,6 @@ def distribution_scope(t: TrainConfig) -> ContextManager[Any]:
     global _strategy
     if t.distribute != "mirrored":
         return contextlib.nullcontext()
-    if backend() != "tensorflow":
-        raise ConfigError(
-            bad_value("train.distribute", t.distribute, f"none with the {backend()} backend (mirrored is TensorFlow's)")
-        )
     import tensorflow as tf
 
     if _strategy is None:
@@ -169,9 +165,14 @@ def distribution_scope(t: TrainConfig) -> ContextManager[Any]:
 def configure_for(t: TrainConfig) -> dict[str, Any]:
     """:func:`configure` with everything ``train.*`` asks for."""
     replicas = t.cpu_replicas if t.distribute == "mirrored" else 0
-    return configure(
+    env = configure(
         t.seed, t.deterministic, t.accelerator, t.precision, t.threads, replicas, t.distribute == "multi_worker"
     )
+    if t.distribute == "mirrored" and env["backend"] != "tensorflow":  # before any MLflow run opens
+        raise ConfigError(
+            bad_value("train.distribute", t.distribute, f"none with the {env['backend']} backend (mirrored is TensorFlow's)")
+        )
+    return env
 
 
 def configure(
