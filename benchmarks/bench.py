@@ -35,7 +35,7 @@ import json, sys, time
 import numpy as np
 import gapline  # same TF environment defaults as the pipeline (oneDNN off, quiet logs)
 import keras
-from gapline.io import load_arrays
+from gapline.files import load_arrays
 epochs, batch, naive = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "naive"
 tr = load_arrays("data/augmented/train.npz"); va = load_arrays("data/prepared/val.npz")
 k = int(tr["y"].max()) + 1
@@ -117,7 +117,7 @@ import numpy as np
 import gapline.training  # TF and Keras imported before the clock starts
 import keras
 from gapline import runtime
-from gapline.io import load_arrays
+from gapline.files import load_arrays
 from gapline.models import build_model
 from gapline.params import load_params
 cfg = load_params("params.yaml")
@@ -140,7 +140,7 @@ print(json.dumps({"wall": wall, "samples_per_second": len(tr["y"]) * cfg.train.e
 TRAIN_FLOPS = r"""
 import json
 import gapline.training
-from gapline.io import load_arrays
+from gapline.files import load_arrays
 from gapline.models import build_model
 from gapline.params import load_params
 cfg = load_params("params.yaml")

@@ -53,7 +53,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if args.marker:
-        from .io import write_text
+        from .files import write_text
 
         # Constant content: downstream stages depend on it for ordering, not for its value.
         write_text(args.marker, "params.yaml is valid and matches conf/\n")

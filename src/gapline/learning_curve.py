@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from .config import Config, validate
 from .errors import ConfigError, bad_value
-from .io import write_text
+from .files import write_text
 
 COLUMNS = (
     "train_fraction",

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_path
+from .files import atomic_path
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 

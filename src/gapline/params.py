@@ -142,7 +142,7 @@ def write_params(
     """Compose conf/ (+ overrides), validate, and write params.yaml atomically."""
     from omegaconf import OmegaConf
 
-    from .io import write_text
+    from .files import write_text
 
     project = Path(root).resolve() if root else find_root()
     cfg = compose(overrides, project)

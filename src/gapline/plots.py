@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .io import atomic_path
+from .files import atomic_path
 
 
 def _pyplot():

@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .io import atomic_dir
+from .files import atomic_dir
 
 STATE_FILE = "state.json"
 ARRAYS_FILE = "variables.npz"

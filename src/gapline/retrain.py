@@ -366,7 +366,7 @@ def run_pipeline(root: Path, force: bool) -> None:
 def challenger_version(cfg: Config, root: Path) -> str:
     """The version the pipeline's train stage registered (``reports/mlflow_run.json``)."""
     from . import tracking
-    from .io import read_json
+    from .files import read_json
 
     path = root / tracking.RUN_FILE
     try:
@@ -390,7 +390,7 @@ def challenger_version(cfg: Config, root: Path) -> str:
 
 
 def _load_splits(root: Path) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
-    from .io import load_arrays
+    from .files import load_arrays
     from .stages import PREPARED, SPLITS
     from .stages.prepare import read_meta
 
@@ -409,7 +409,7 @@ def _git_commit(root: Path) -> str:
 
 
 def _write_report(root: Path, cfg: Config, report: dict[str, Any]) -> Path:
-    from .io import write_json
+    from .files import write_json
 
     path = root / cfg.retrain.report
     write_json(path, report)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError, bad_value
-from .io import read_json, write_json, write_text
+from .files import read_json, write_json, write_text
 
 ROW_KEYS = (
     "test_accuracy",

@@ -8,7 +8,7 @@ from typing import Any
 from ..augment import augment_dataset
 from ..config import Config
 from ..data.fingerprint import fingerprint
-from ..io import atomic_dir, load_arrays, save_arrays
+from ..files import atomic_dir, load_arrays, save_arrays
 from . import AUGMENTED, PREPARED
 from .prepare import read_meta
 

@@ -11,7 +11,7 @@ import numpy as np
 from .. import runtime, tracking
 from ..config import Config
 from ..diagnosis import as_markdown, diagnose
-from ..io import load_arrays, read_json, write_json, write_text
+from ..files import load_arrays, read_json, write_json, write_text
 from ..regularization import techniques
 from . import DIAGNOSIS_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, split_file
 from .prepare import read_meta

@@ -9,7 +9,7 @@ from ..config import Config, DataConfig
 from ..data.fingerprint import fingerprint, file_digest, tree_digest
 from ..data.sources import Dataset, load_csv, load_digits, load_image_folder, load_npz, validate_dataset
 from ..data.split import stratified_split, stratified_subset
-from ..io import atomic_dir, save_arrays, write_json
+from ..files import atomic_dir, save_arrays, write_json
 from . import PREPARED
 
 
@@ -83,6 +83,6 @@ def combined_fingerprint(parts: dict[str, str]) -> str:
 
 
 def read_meta(prepared: Path = PREPARED) -> dict[str, Any]:
-    from ..io import read_json
+    from ..files import read_json
 
     return read_json(prepared / "meta.json")

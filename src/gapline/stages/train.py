@@ -12,7 +12,7 @@ import gapline
 from .. import runtime, tracking
 from ..config import Config
 from ..gap import overfitting_onset
-from ..io import load_arrays, write_json, write_text
+from ..files import load_arrays, write_json, write_text
 from ..model_io import save_model
 from ..regularization import technique_label
 from . import AUGMENTED, HISTORY_FILE, MODEL_FILE, TRAIN_INFO_FILE, split_file
@@ -116,7 +116,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
     # backup lives on the chief's disk only, so multi_worker trains without one.
     backup = Backup(BACKUP_DIR, backup_key(cfg, meta)) if cfg.train.resume and processes == 1 else None
     if ACTIVE_RUN_FILE.is_file():  # the last train was killed: never leave its run RUNNING
-        from ..io import read_json
+        from ..files import read_json
 
         closed = tracking.close_stale_run(read_json(ACTIVE_RUN_FILE)) if cfg.tracking.enabled else None
         if closed:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gapline.errors import DataError
-from gapline.io import atomic_path, load_arrays, read_json, save_arrays, write_json, write_text
+from gapline.files import atomic_path, load_arrays, read_json, save_arrays, write_json, write_text
 
 
 def _leftovers(directory: Path) -> list[str]:
@@ -167,7 +167,7 @@ def test_write_text_exact(tmp_path: Path) -> None:
 
 
 def test_atomic_dir_replaces_folder_whole_or_not_at_all(tmp_path):
-    from gapline.io import atomic_dir
+    from gapline.files import atomic_dir
 
     target = tmp_path / "prepared"
     target.mkdir()
