@@ -65,6 +65,21 @@ def test_bad_config_is_one_line_and_writes_nothing(project: Path, capsys, overri
     assert not (project / "params.yaml").exists()
 
 
+@pytest.mark.parametrize("stage", ["check", "prepare", "augment", "train", "evaluate"])
+def test_hand_broken_params_yaml_is_one_line_naming_line_and_column(project: Path, capsys, stage: str) -> None:
+    assert cli.main(["params"]) == 0
+    capsys.readouterr()
+    lines = (project / "params.yaml").read_text(encoding="utf-8").splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.strip().startswith("epochs:"))
+    lines[at] = lines[at].replace("epochs:", "epochs: [", 1)  # an unclosed flow sequence
+    (project / "params.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    line = _fails(capsys, stage)
+    assert "params.yaml:" in line and "invalid YAML" in line
+    row, col = line.split("params.yaml:")[1].split(":")[:2]
+    assert int(row) in (at + 1, at + 2) and int(col) >= 1  # PyYAML marks the token after the error
+    assert not Path("data/prepared").exists() and not Path("reports").exists()
+
+
 # -- data ---------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ with one line when they differ: an edit under conf/ is never silently ignored.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -71,17 +72,14 @@ def compose(overrides: Sequence[str] = (), root: str | os.PathLike[str] | None =
     register_schema()
     register_resolver()
     check_group_choices(overrides, project / CONF_DIR)
-    cwd = os.getcwd()
     try:
-        os.chdir(project)  # the digest resolver looks for conf/ from the working directory
-        with initialize_config_dir(str(project / CONF_DIR), version_base=None):
+        # the digest resolver looks for conf/ from the working directory
+        with contextlib.chdir(project), initialize_config_dir(str(project / CONF_DIR), version_base=None):
             cfg = hydra_compose(config_name=CONFIG_NAME, overrides=list(overrides))
-        OmegaConf.resolve(cfg)
+            OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         # ValueError: Hydra's defaults list refuses e.g. `experiment=null` that way
         raise ConfigError(hydra_error_line(exc)) from None
-    finally:
-        os.chdir(cwd)
     return cfg
 
 
@@ -163,13 +161,24 @@ def load_params(
         raise ConfigError(
             f"{p} does not exist: expected the composed config; run `gapline params` to create it"
         )
-    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_error_line(p, exc)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p} holds {type(raw).__name__}: expected a mapping of config groups")
     cfg = from_container(raw)
     if check_drift:
         check_conf_drift(cfg, p.resolve().parent)
     return cfg
+
+
+def yaml_error_line(path: Path, exc: Exception) -> str:
+    """PyYAML explains a syntax error in five lines with a caret; keep file, line and column."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or type(exc).__name__
+    return f"{where}: invalid YAML ({problem}): expected the mapping `gapline params` writes"
 
 
 def check_conf_drift(cfg: Config, root: str | os.PathLike[str]) -> None:
