@@ -34,7 +34,8 @@ from gapline.config import from_container
 
 cfg = from_container(_deep_merge(TINY_CONFIG, json.loads(sys.argv[1])))
 runtime.configure_for(cfg.train)
-from gapline.training import evaluate_splits, train_model
+from gapline.evaluation import evaluate_splits
+from gapline.training import train_model
 
 x, y = tiny_images(60, seed=0)
 xv, yv = tiny_images(15, seed=1)  # 15: the last batch splits unevenly between two replicas

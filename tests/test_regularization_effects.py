@@ -111,7 +111,8 @@ def runtime_cpu():
 def penalty_runs(runtime_cpu) -> dict[str, np.ndarray]:
     """The hidden kernel of the same MLP trained 30 epochs, same seed and data, with no
     penalty, a strong L1 and a strong L2 (through build_model + compile_model)."""
-    from gapline.training import compile_model, one_hot
+    from gapline.targets import one_hot
+    from gapline.training import compile_model
 
     x, y = blobs(120, seed=0)
     kernels = {}
@@ -202,7 +203,8 @@ def test_weight_noise_uses_noisy_layers_for_every_linear_layer(family: str) -> N
 def test_weight_noise_changes_the_training_step(family: str, runtime_cpu) -> None:
     """Gradients see the noisy kernels: one SGD step from identical weights on identical data
     lands on different weights with weight noise than without it."""
-    from gapline.training import compile_model, one_hot
+    from gapline.targets import one_hot
+    from gapline.training import compile_model
 
     runtime_cpu(0)
     model_cfg = {"family": family, "hidden_units": [16, 16], "conv_filters": [4, 4], "dense_units": 8}
@@ -231,7 +233,8 @@ def test_early_stopping_stops_early_and_restores_the_best_epoch(runtime_cpu) -> 
     """On a set that overfits quickly (30 samples, half the labels random, a big model) val_loss
     falls for a few epochs then rises: training stops well before ``epochs`` and the final
     model scores exactly the minimum val_loss in history (the best epoch's weights)."""
-    from gapline.training import evaluate_splits, train_model
+    from gapline.evaluation import evaluate_splits
+    from gapline.training import train_model
 
     runtime_cpu(0)
     x, y = blobs(30, seed=0)
@@ -266,7 +269,8 @@ def test_early_stopping_stops_early_and_restores_the_best_epoch(runtime_cpu) -> 
 def test_batch_norm_moving_statistics_update_in_training_only(family: str, runtime_cpu) -> None:
     """predict/evaluate/inference calls leave moving_mean/variance alone; a training-mode call
     and a fit step move them."""
-    from gapline.training import compile_model, one_hot
+    from gapline.targets import one_hot
+    from gapline.training import compile_model
 
     runtime_cpu(0)
     model_cfg = {"family": family, "hidden_units": [8], "conv_filters": [4]}
@@ -510,7 +514,8 @@ def test_cnn_params_do_not_grow_with_image_size_but_mlp_params_do() -> None:
 @pytest.fixture(scope="module")
 def max_norm_models(runtime_cpu) -> dict[str, Any]:
     """An MLP and a CNN trained 5 epochs at a high learning rate with max_norm=0.5."""
-    from gapline.training import compile_model, one_hot
+    from gapline.targets import one_hot
+    from gapline.training import compile_model
 
     x, y = images(48, seed=10)
     out = {}
@@ -571,7 +576,7 @@ def _confident_classifier(label_smoothing: float) -> Any:
 def test_label_smoothing_penalizes_perfectly_confident_correct_predictions() -> None:
     """Confident and correct costs ~0 without smoothing but clearly > 0 with it, because the
     smoothed target asks for some probability on the other classes."""
-    from gapline.training import one_hot
+    from gapline.targets import one_hot
 
     y = np.array([0, 1, 2, 1], dtype=np.int64)
     x = np.eye(3, dtype=np.float32)[y]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from gapline.config import from_container
-from gapline.resume import Backup, epoch_orders
+from gapline.backup import Backup, epoch_orders
 from gapline.training import train_model
 
 BIN = Path(sys.executable).parent

@@ -118,7 +118,7 @@ def _identity_classifier():
 
 
 def test_evaluate_splits_keys_and_gap_relations() -> None:
-    from gapline.training import evaluate_splits
+    from gapline.evaluation import evaluate_splits
 
     model = _identity_classifier()
     y = np.array([0, 1, 2, 0, 1, 2], dtype=np.int64)
@@ -149,7 +149,7 @@ def test_evaluate_splits_keys_and_gap_relations() -> None:
 
 
 def test_evaluate_splits_without_train_has_no_gap_keys() -> None:
-    from gapline.training import evaluate_splits
+    from gapline.evaluation import evaluate_splits
 
     model = _identity_classifier()
     y = np.array([0, 1, 2], dtype=np.int64)

@@ -46,11 +46,9 @@ class DataConfig:
 
 
 @dataclass
-class OnlineAugmentConfig:
-    """Keras preprocessing layers inside the model: a fresh random variant every epoch,
-    active in training only (inference sees the image unchanged)."""
+class TransformConfig:
+    """The label-preserving transforms, the same keys offline and online."""
 
-    enabled: bool = False
     shift: float = 0.0
     rotation: float = 0.0
     zoom: float = 0.0
@@ -59,15 +57,18 @@ class OnlineAugmentConfig:
 
 
 @dataclass
-class AugmentConfig:
+class OnlineAugmentConfig(TransformConfig):
+    """Keras preprocessing layers inside the model: a fresh random variant every epoch,
+    active in training only (inference sees the image unchanged)."""
+
+    enabled: bool = False
+
+
+@dataclass
+class AugmentConfig(TransformConfig):
     """Offline (the augment stage: ``copies`` extra samples per image, seeded) and online."""
 
     copies: int = 0
-    shift: float = 0.0
-    rotation: float = 0.0
-    zoom: float = 0.0
-    flip_horizontal: bool = False
-    noise_std: float = 0.0
     seed: int = 0
     online: OnlineAugmentConfig = field(default_factory=OnlineAugmentConfig)
 

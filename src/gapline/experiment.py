@@ -19,8 +19,9 @@ def run_experiment(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0) 
     from . import runtime
     from .models import effective_params
     from .regularization import technique_label
-    from .stages.prepare import split_source
-    from .training import evaluate_splits, train_model
+    from .data.prepare import split_source
+    from .evaluation import evaluate_splits
+    from .training import train_model
 
     import keras
 

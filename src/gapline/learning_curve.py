@@ -35,7 +35,7 @@ def learning_curve(cfg: Config, fractions: Sequence[float]) -> list[dict[str, An
     """One row per fraction (ascending); the source is loaded once and split identically."""
     from .data.sources import validate_dataset
     from .experiment import run_experiment
-    from .stages.prepare import load_source
+    from .data.prepare import load_source
 
     if not fractions:
         raise ConfigError(bad_value("fractions", list(fractions), "at least one fraction in (0, 1]"))

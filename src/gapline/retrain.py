@@ -192,7 +192,7 @@ def current_state(cfg: Config, root: Path, fingerprint: Optional[str] = None) ->
     from . import tracking
 
     if fingerprint is None:
-        from .stages.prepare import split_source
+        from .data.prepare import split_source
 
         cwd = os.getcwd()
         try:
@@ -300,7 +300,7 @@ def decide(rc: Any, challenger: Scored, champion: Optional[Scored]) -> tuple[boo
 
 
 def score(model: Any, version: str, splits: Mapping[str, Any], num_classes: int, metric: str) -> Scored:
-    from .training import evaluate_splits
+    from .evaluation import evaluate_splits
 
     metrics = {k: round(float(v), 6) for k, v in evaluate_splits(model, dict(splits), num_classes).items()}
     return Scored(version=str(version), score=metrics[metric], gap=metrics[gap_key(metric)], metrics=metrics)
@@ -391,8 +391,8 @@ def challenger_version(cfg: Config, root: Path) -> str:
 
 def _load_splits(root: Path) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
     from .files import load_arrays
-    from .stages import PREPARED, SPLITS
-    from .stages.prepare import read_meta
+    from .data.layout import PREPARED, SPLITS
+    from .data.layout import read_meta
 
     meta = read_meta(root / PREPARED)
     splits = {}

@@ -123,7 +123,7 @@ def classical_baselines(cfg: Config) -> list[dict[str, Any]]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import SVC
 
-    from .stages.prepare import split_source
+    from .data.prepare import split_source
 
     splits, _ = split_source(cfg)
     flat = {n: (a["x"].reshape(len(a["x"]), -1), a["y"]) for n, a in splits.items()}

@@ -14,9 +14,7 @@ from .errors import ConfigError, GaplineError, bad_value
 from .gap import GapCallback, gap_subset
 from .models import build_model
 from .runtime import distribution_scope, process, replicas
-
-EVAL_BATCH = 512
-
+from .targets import one_hot
 
 @dataclass
 class TrainResult:
@@ -27,10 +25,6 @@ class TrainResult:
     samples_per_second: float
     params: int
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def one_hot(y: np.ndarray, num_classes: int) -> np.ndarray:
-    return np.eye(num_classes, dtype="float32")[y]
 
 
 def make_optimizer(name: str, learning_rate: float) -> Any:
@@ -78,7 +72,7 @@ def fit_data(
     """
     import keras
 
-    from .resume import epoch_orders
+    from .backup import epoch_orders
 
     index, processes = process()
     if processes > 1:
@@ -185,10 +179,10 @@ def train_model(
     """Build, compile and fit; the gap is measured on ``gap_x``/``gap_y`` (default: x_train).
 
     Pass the un-augmented training split as ``gap_x`` so the gap is not flattered or
-    penalised by augmented copies. With a :class:`gapline.resume.Backup`, training resumes
+    penalised by augmented copies. With a :class:`gapline.backup.Backup`, training resumes
     after the last epoch it saved and saves after every epoch.
     """
-    from .resume import callback as resume_callback
+    from .backup import callback as resume_callback
 
     steps = steps_per_epoch(len(x_train), cfg.train.batch_size)
     with distribution_scope(cfg.train):
@@ -272,25 +266,3 @@ def local_copy(model: Any) -> Any:
     copy = keras.models.clone_model(model)
     copy.set_weights(weights)
     return copy
-
-
-def evaluate_splits(
-    model: Any, splits: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: int
-) -> dict[str, float]:
-    """Loss and accuracy per split in inference mode, plus the gaps against val and test."""
-    from .gap import gap_accuracy, gap_loss, inference_metrics
-
-    out: dict[str, float] = {}
-    for name, (x, y) in splits.items():
-        if replicas(model) > 1:  # Keras 3.15's evaluate fails on a batch that splits unevenly
-            loss, accuracy = inference_metrics(model, x, one_hot(y, num_classes), EVAL_BATCH)
-        else:
-            res = model.evaluate(x, one_hot(y, num_classes), batch_size=EVAL_BATCH, verbose=0, return_dict=True)
-            loss, accuracy = res["loss"], res["accuracy"]
-        out[f"{name}_loss"] = float(loss)
-        out[f"{name}_accuracy"] = float(accuracy)
-    for other in ("val", "test"):
-        if "train_loss" in out and f"{other}_loss" in out:
-            out[f"gap_accuracy_{other}"] = gap_accuracy(out["train_accuracy"], out[f"{other}_accuracy"])
-            out[f"gap_loss_{other}"] = gap_loss(out["train_loss"], out[f"{other}_loss"])
-    return out

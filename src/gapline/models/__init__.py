@@ -8,6 +8,7 @@ from ..config import ModelConfig, OnlineAugmentConfig, RegularizationConfig
 from ..errors import ConfigError, bad_value
 from .cnn import build_cnn
 from .mlp import build_mlp
+from .stem import ModelSpec
 
 
 def build_model(
@@ -19,15 +20,15 @@ def build_model(
     seed: int = 0,
 ) -> Any:
     """Build an uncompiled Keras model for inputs of ``input_shape`` (without the batch axis)."""
-    online = online or OnlineAugmentConfig()
+    spec = ModelSpec(tuple(input_shape), num_classes, model, reg, online or OnlineAugmentConfig(), seed)
     if model.family == "mlp":
-        return build_mlp(input_shape, num_classes, model, reg, online, seed)
+        return build_mlp(spec)
     if model.family == "cnn":
         if len(input_shape) != 3:
             raise ConfigError(
                 bad_value("model.family", "cnn", f"mlp for tabular inputs of shape {list(input_shape)}")
             )
-        return build_cnn(input_shape, num_classes, model, reg, online, seed)
+        return build_cnn(spec)
     raise ConfigError(bad_value("model.family", model.family, "mlp or cnn"))
 
 

@@ -5,23 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from .. import regularization as R
-from ..config import ModelConfig, OnlineAugmentConfig, RegularizationConfig
+from .stem import ModelSpec, classifier_head, input_stem
 
 
-def build_cnn(
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    model: ModelConfig,
-    reg: RegularizationConfig,
-    online: OnlineAugmentConfig,
-    seed: int,
-) -> Any:
+def build_cnn(spec: ModelSpec) -> Any:
     import keras
 
-    inputs = keras.Input(shape=input_shape, name="inputs")
-    x = inputs
-    for layer in R.online_augmentation(online, len(input_shape), seed) + R.input_layers(reg, seed):
-        x = layer(x)
+    model, reg, seed = spec.model, spec.reg, spec.seed
+    inputs, x = input_stem(spec)
     tied = None
     for i, filters in enumerate(model.conv_filters):
         if reg.tie_weights and i >= 1:
@@ -39,5 +30,5 @@ def build_cnn(
     x = R.dense(reg, model.dense_units, "dense_head", head, seed + 150)(x)
     for layer in R.block_tail(reg, model.activation, "dense_head", head, spatial=False, seed=seed + 250):
         x = layer(x)
-    outputs = R.dense(reg, num_classes, "classifier", None, seed + 300, activation="softmax", dtype="float32")(x)
+    outputs = classifier_head(x, spec)
     return keras.Model(inputs, outputs, name="cnn")

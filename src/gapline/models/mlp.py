@@ -5,24 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from .. import regularization as R
-from ..config import ModelConfig, OnlineAugmentConfig, RegularizationConfig
+from .stem import ModelSpec, classifier_head, input_stem
 
 
-def build_mlp(
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    model: ModelConfig,
-    reg: RegularizationConfig,
-    online: OnlineAugmentConfig,
-    seed: int,
-) -> Any:
+def build_mlp(spec: ModelSpec) -> Any:
     import keras
 
-    inputs = keras.Input(shape=input_shape, name="inputs")
-    x = inputs
-    for layer in R.online_augmentation(online, len(input_shape), seed) + R.input_layers(reg, seed):
-        x = layer(x)
-    if len(input_shape) > 1:
+    model, reg, seed = spec.model, spec.reg, spec.seed
+    inputs, x = input_stem(spec)
+    if len(spec.input_shape) > 1:
         x = keras.layers.Flatten(name="flatten")(x)
     tied = None
     for i, units in enumerate(model.hidden_units):
@@ -35,5 +26,5 @@ def build_mlp(
         x = linear(x)
         for layer in R.block_tail(reg, model.activation, f"dense_{i}", i, spatial=False, seed=seed + 200 + i):
             x = layer(x)
-    outputs = R.dense(reg, num_classes, "classifier", None, seed + 300, activation="softmax", dtype="float32")(x)
+    outputs = classifier_head(x, spec)
     return keras.Model(inputs, outputs, name="mlp")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PREPARED = Path("data/prepared")
-AUGMENTED = Path("data/augmented")
+from ..data.layout import AUGMENTED, PREPARED, SPLITS, split_file  # noqa: F401  (the stages' shared paths)
+
 MODEL_FILE = Path("models/model.keras")
 REPORTS = Path("reports")
 HISTORY_FILE = REPORTS / "history.csv"
@@ -13,8 +13,3 @@ METRICS_FILE = REPORTS / "metrics.json"
 TRAIN_INFO_FILE = REPORTS / "train.json"
 PLOTS = REPORTS / "plots"
 DIAGNOSIS_FILE = REPORTS / "diagnosis.md"
-SPLITS = ("train", "val", "test")
-
-
-def split_file(name: str) -> Path:
-    return PREPARED / f"{name}.npz"

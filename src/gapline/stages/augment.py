@@ -7,10 +7,10 @@ from typing import Any
 
 from ..augment import augment_dataset
 from ..config import Config
+from ..data.layout import read_meta
 from ..data.fingerprint import fingerprint
 from ..files import atomic_dir, load_arrays, save_arrays
 from . import AUGMENTED, PREPARED
-from .prepare import read_meta
 
 
 def augment(cfg: Config, prepared: Path = PREPARED, out_dir: Path = AUGMENTED) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from ..diagnosis import as_markdown, diagnose
 from ..files import load_arrays, read_json, write_json, write_text
 from ..regularization import techniques
 from . import DIAGNOSIS_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, split_file
-from .prepare import read_meta
+from ..data.layout import read_meta
 
 
 def read_history(path: Path = HISTORY_FILE) -> dict[str, list[float]]:
@@ -50,7 +50,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     runtime.configure(cfg.train.seed, cfg.train.deterministic, cfg.train.accelerator, cfg.train.precision)
     from .. import plots
     from ..model_io import load_model
-    from ..training import evaluate_splits
+    from ..evaluation import evaluate_splits
 
     meta = read_meta()
     class_names = list(meta["class_names"])

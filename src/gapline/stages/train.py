@@ -30,7 +30,7 @@ def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
     parts = {name: dataclasses.asdict(getattr(cfg, name)) for name in ("augment", "model", "regularization", "train")}
     parts["data"] = meta["fingerprint"]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-from .prepare import read_meta
+from ..data.layout import read_meta
 
 
 def history_csv(history: dict[str, list[float]]) -> str:
@@ -105,7 +105,7 @@ def train_worker(cfg: Config, index: int, processes: int) -> dict[str, Any]:
 def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any]:
     """Train, save the model and history, and log it all to one MLflow run."""
     env = runtime.configure_for(cfg.train)
-    from ..resume import Backup
+    from ..backup import Backup
     from ..training import train_model
 
     index, processes = runtime.process()

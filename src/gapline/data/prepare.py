@@ -1,0 +1,73 @@
+"""A configured source, loaded, validated, split and fingerprinted in memory.
+
+Pure: the prepare stage writes what :func:`split_source` returns; in-memory trials (sweeps,
+the study, the learning curve) and retraining call it directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from gapline.config import Config, DataConfig
+from gapline.data.fingerprint import file_digest, fingerprint, tree_digest
+from gapline.data.sources import Dataset, load_csv, load_digits, load_image_folder, load_npz, validate_dataset
+from gapline.data.split import stratified_split, stratified_subset
+
+
+def load_source(data: DataConfig) -> Dataset:
+    if data.source == "digits":
+        return load_digits()
+    if data.source == "npz":
+        return load_npz(data.path)
+    if data.source == "csv":
+        return load_csv(data.path, data.label_column)
+    return load_image_folder(
+        data.path, tuple(data.image_size), data.color_mode, data.on_corrupt  # type: ignore[arg-type]
+    )
+
+
+def source_digest(data: DataConfig) -> str:
+    """Lineage of the raw input: a file or folder digest, or the bundled dataset's name."""
+    if data.source == "digits":
+        return "sklearn.datasets.load_digits"
+    path = Path(data.path)
+    return tree_digest(path) if path.is_dir() else file_digest(path)
+
+
+def split_source(cfg: Config, ds: Dataset | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Load (unless given), validate, split and subset in memory: ``({split: {x, y}}, meta)``.
+
+    Pure: the prepare stage writes what this returns; the learning curve and the study call
+    it directly (passing an already-loaded ``ds`` to load the source once).
+    """
+    data = cfg.data
+    if ds is None:
+        ds = load_source(data)
+        validate_dataset(ds, data.source)
+    train_idx, val_idx, test_idx = stratified_split(
+        ds.y, data.val_fraction, data.test_fraction, data.seed, class_names=ds.class_names
+    )
+    keep = stratified_subset(ds.y[train_idx], data.train_fraction, data.seed)
+    indices = {"train": train_idx[keep], "val": val_idx, "test": test_idx}
+    splits = {name: {"x": ds.x[idx], "y": ds.y[idx]} for name, idx in indices.items()}
+    fingerprints = {name: fingerprint(arrays) for name, arrays in splits.items()}
+    meta = {
+        "source": data.source,
+        "source_digest": source_digest(data),
+        "kind": ds.kind,
+        "class_names": list(ds.class_names),
+        "input_shape": list(ds.x.shape[1:]),
+        "counts": {name: int(len(idx)) for name, idx in indices.items()},
+        "skipped_corrupt": int(ds.skipped),
+        "fingerprints": fingerprints,
+        "fingerprint": combined_fingerprint(fingerprints),
+    }
+    return splits, meta
+
+
+def combined_fingerprint(parts: dict[str, str]) -> str:
+    """One digest for the whole prepared dataset: what MLflow tags and retraining compare."""
+    text = "\n".join(f"{k}={v}" for k, v in sorted(parts.items()))
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,41 @@
+"""The parts every family shares: the input with the toolkit's input-side layers, and the
+softmax head. One definition, so a technique applied at the input or the head cannot differ
+between families."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .. import regularization as R
+from ..config import ModelConfig, OnlineAugmentConfig, RegularizationConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything a family's builder reads: what the data looks like and what the config asks."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+    model: ModelConfig
+    reg: RegularizationConfig
+    online: OnlineAugmentConfig
+    seed: int
+
+
+def input_stem(spec: ModelSpec) -> tuple[Any, Any]:
+    """``(inputs, x)``: the model input, and it after online augmentation and input noise."""
+    import keras
+
+    inputs = keras.Input(shape=spec.input_shape, name="inputs")
+    x = inputs
+    for layer in R.online_augmentation(spec.online, len(spec.input_shape), spec.seed) + R.input_layers(spec.reg, spec.seed):
+        x = layer(x)
+    return inputs, x
+
+
+def classifier_head(x: Any, spec: ModelSpec) -> Any:
+    """Class probabilities, always in float32 (mixed precision keeps the softmax stable)."""
+    return R.dense(
+        spec.reg, spec.num_classes, "classifier", None, spec.seed + 300, activation="softmax", dtype="float32"
+    )(x)
