@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup pipeline test test-fast ui params clean chromium
+.PHONY: setup pipeline test test-fast ui params clean chromium study-docs
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found: gapline needs Python 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -42,6 +42,12 @@ test: setup chromium
 
 test-fast: setup
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope -m "not slow"
+
+# README's study table and docs/study*.png, regenerated from a fresh study run (about 4 min
+# on 2 cores; finished jobs are cached under reports/study/jobs/, so delete it to retrain).
+study-docs: setup
+	$(BIN)/gapline study experiment=study
+	$(BIN)/python docs/study_section.py
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000

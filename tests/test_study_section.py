@@ -1,0 +1,46 @@
+"""README's study block is what docs/study_section.py renders from the committed reports/study/."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _section():
+    spec = importlib.util.spec_from_file_location("study_section", ROOT / "docs/study_section.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_study_block_says_what_reports_study_says() -> None:
+    section = _section()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index(section.BEGIN): readme.index(section.END) + len(section.END)]
+    assert block == section.render(ROOT / "reports/study")
+
+
+def test_render_follows_the_numbers(tmp_path: Path) -> None:
+    """Change one mean in the CSV and the sentence changes with it: nothing is typed by hand."""
+    section = _section()
+    for name in ("study.md", "study.csv", "learning_curve.csv"):
+        (tmp_path / name).write_bytes((ROOT / "reports/study" / name).read_bytes())
+    text = (tmp_path / "study.csv").read_text(encoding="utf-8").splitlines()
+    header = text[0].split(",")
+    col = header.index("gap_loss_test_mean")
+    for i, line in enumerate(text[1:], start=1):
+        cells = line.split(",")
+        if cells[0] == "l1":
+            cells[col] = "9.5"
+            text[i] = ",".join(cells)
+    (tmp_path / "study.csv").write_text("\n".join(text) + "\n", encoding="utf-8")
+    assert "The widest loss gap is `l1`'s (9.500" in section.render(tmp_path)
+
+
+def test_splice_refuses_a_readme_without_markers() -> None:
+    with pytest.raises(SystemExit, match="markers"):
+        _section().splice("no block here", "x")
