@@ -4,7 +4,6 @@ the evaluate stage (model_io.load_model) and retrain's registry loader."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from helpers.processes import BIN, run
+from helpers.processes import BIN
 
-REPO = Path(__file__).resolve().parents[1]
 SENTINEL = "gapline-lambda-ran"
 
 
@@ -46,17 +44,18 @@ def test_model_io_refuses_a_lambda_layer_with_one_line(tmp_path: Path) -> None:
 
 
 def test_evaluate_refuses_a_lambda_model_with_one_line_and_writes_nothing(
-    tmp_path: Path, make_tiny_images
+    conf_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_tiny_images
 ) -> None:
     """``gapline evaluate`` in a real process: exit 2, one ``error:`` line naming the file and
     safe mode, no traceback, the Lambda never ran, no report written."""
-    project = tmp_path / "project"
-    shutil.copytree(REPO / "conf", project / "conf")
+    from gapline import cli
+
+    project = conf_project
+    monkeypatch.chdir(project)
     x, y = make_tiny_images(30, size=4, classes=3, seed=0)
     np.savez(tmp_path / "data.npz", x=x, y=y)
-    run(["gapline", "params", "data.source=npz", f"data.path={tmp_path / 'data.npz'}", "tracking.enabled=false"],
-        project)
-    run(["gapline", "prepare"], project)
+    assert cli.main(["params", "data.source=npz", f"data.path={tmp_path / 'data.npz'}", "tracking.enabled=false"]) == 0
+    assert cli.main(["prepare"]) == 0
     model_file = project / "models" / "model.keras"
     model_file.parent.mkdir()
     lambda_model().save(model_file)
