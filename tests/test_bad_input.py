@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from gapline import cli
+from helpers.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -225,14 +226,6 @@ def test_fuzzed_overrides_give_a_valid_config_or_one_clean_line(project: Path, c
 # -- an unreachable tracking server -------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unreachable_server_fails_before_training_or_falls_back(tmp_path: Path, monkeypatch, capsys) -> None:
     from mlflow import MlflowClient
 
@@ -240,7 +233,7 @@ def test_unreachable_server_fails_before_training_or_falls_back(tmp_path: Path, 
     from gapline.config import from_container
 
     monkeypatch.chdir(tmp_path)
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     cfg = from_container({"tracking": {"uri": dead, "system_metrics": False}})
     with pytest.raises(tracking.TrackingError) as info:
         with tracking.run(cfg):

@@ -21,7 +21,8 @@ import pytest
 
 from gapline.config import from_container
 from gapline.errors import ConfigError
-from mlflow_server import BIN, copy_project, free_port, run
+from helpers.processes import BIN, free_port, run
+from helpers.sandbox import copy_project
 
 TESTS = Path(__file__).resolve().parent
 

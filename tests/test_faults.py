@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from mlflow import MlflowClient
-from mlflow_server import BIN, MlflowServer, copy_project, run
+
+from helpers.mlflow_server import MlflowServer
+from helpers.processes import BIN, run
+from helpers.sandbox import copy_project
 
 pytestmark = pytest.mark.slow
 

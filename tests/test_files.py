@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import builtins
+import errno
 import json
+import os
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pytest
+
+import gapline.files
 
 from gapline.errors import DataError
 from gapline.files import atomic_path, load_arrays, read_json, save_arrays, write_json, write_text
@@ -183,3 +189,125 @@ def test_atomic_dir_replaces_folder_whole_or_not_at_all(tmp_path):
             raise RuntimeError("interrupted")
     assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared"]  # no temp folders left
+
+
+# -- the write helpers the stages call: old content or nothing, never a partial file -------
+
+# Each writer with a payload large enough to take many write calls.
+WRITERS: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "write_text": ("notes.md", lambda path: write_text(path, "new line\n" * 20_000)),
+    "write_json": ("metrics.json", lambda path: write_json(path, {"values": list(range(20_000))})),
+    "save_arrays": ("train.npz", lambda path: save_arrays(path, x=np.arange(50_000.0), y=np.arange(50_000))),
+}
+
+
+class _FailingFile:
+    """A file opened for writing that takes ``room`` bytes (or characters), writes the part of
+    the next chunk that fits, then raises ``error``: a write that stops midway."""
+
+    def __init__(self, real: Any, room: int, error: BaseException) -> None:
+        self._real = real
+        self._room = room
+        self._error = error
+
+    def write(self, data: Any) -> int:
+        if len(data) > self._room:
+            self._real.write(data[: self._room])
+            self._real.flush()
+            self._room = 0
+            raise self._error
+        self._room -= len(data)
+        return self._real.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def __enter__(self) -> "_FailingFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._real.close()
+
+
+def _fail_writes(error: BaseException) -> Callable[[pytest.MonkeyPatch], None]:
+    """Every file gapline.files opens for writing fails with ``error`` after 1000 bytes."""
+
+    def inject(monkeypatch: pytest.MonkeyPatch) -> None:
+        def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+            real = builtins.open(file, mode, *args, **kwargs)
+            return _FailingFile(real, 1000, error) if "w" in mode else real
+
+        monkeypatch.setattr(gapline.files, "open", open_, raising=False)
+
+    return inject
+
+
+def _fail_rename(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The final rename fails (e.g. the target is a busy mount point)."""
+
+    def replace(src: Any, dst: Any) -> None:
+        raise OSError(errno.EBUSY, "Device or resource busy")
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+FAILURES: dict[str, tuple[Callable[[pytest.MonkeyPatch], None], type[BaseException]]] = {
+    "disk-full-midway": (_fail_writes(OSError(errno.ENOSPC, "No space left on device")), OSError),
+    "ctrl-c-midway": (_fail_writes(KeyboardInterrupt()), KeyboardInterrupt),
+    "rename-fails": (_fail_rename, OSError),
+}
+
+
+@pytest.mark.parametrize("old", [b"old complete content\n", None], ids=["over-old", "new-file"])
+@pytest.mark.parametrize("failure", sorted(FAILURES))
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_failed_write_leaves_old_content_or_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: str, failure: str, old: bytes | None
+) -> None:
+    """Whatever stops a stage's write (a full disk or Ctrl-C halfway, a failed rename), the
+    target holds its old bytes or does not exist, and no temp file is left beside it."""
+    name, write = WRITERS[writer]
+    inject, error = FAILURES[failure]
+    path = tmp_path / name
+    if old is not None:
+        path.write_bytes(old)
+    inject(monkeypatch)
+    with pytest.raises(error):  # the failure really hit this write
+        write(path)
+    monkeypatch.undo()
+    assert (path.read_bytes() if path.exists() else None) == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([name] if old is not None else [])
+
+
+def test_save_model_failing_leaves_the_old_model_and_no_temp_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The train stage's model write: a failed rename or a Ctrl-C while the archive is being
+    rewritten keeps the old models/model.keras whole, with no temp archive or folder left."""
+    import keras
+
+    from gapline import model_io
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"old model")
+
+    _fail_rename(monkeypatch)
+    with pytest.raises(OSError, match="busy"):
+        model_io.save_model(model, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == b"old model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+    real = model_io.canonicalize_keras_archive
+
+    def interrupted(src: Path, dst: Path) -> None:
+        real(src, dst)
+        dst.write_bytes(dst.read_bytes()[:100])  # half the archive on disk, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model_io, "canonicalize_keras_archive", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model_io.save_model(model, path)
+    assert path.read_bytes() == b"old model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]

@@ -105,7 +105,7 @@ def test_mlproject_command_dispatches_to_gapline(conf_project: Path) -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mlflow_server import copy_project
+    from helpers.sandbox import copy_project
 
     return copy_project(tmp_path_factory.mktemp("mlproject") / "repo", drop=("params.yaml",))
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    from mlflow_server import run_local
+    from helpers.processes import run_local
 
     return run_local(args, cwd, check)
 
@@ -27,7 +27,7 @@ def _stages_run(proc: subprocess.CompletedProcess) -> set[str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh copy of the repo (sources only, no outputs, no DVC cache) under git."""
-    from mlflow_server import copy_project
+    from helpers.sandbox import copy_project
 
     root = copy_project(tmp_path_factory.mktemp("e2e") / "repo")
     _run(["gapline", "params", "experiment=debug"], root)

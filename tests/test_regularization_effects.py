@@ -229,10 +229,14 @@ def test_weight_noise_changes_the_training_step(family: str, runtime_cpu) -> Non
 # 4. Early stopping
 
 
-def test_early_stopping_stops_early_and_restores_the_best_epoch(runtime_cpu) -> None:
+@pytest.mark.parametrize("restore", [True, False], ids=["restore_best_weights", "keep_last_weights"])
+def test_early_stopping_stops_early_and_keeps_the_weights_restore_best_weights_asks_for(
+    runtime_cpu, restore: bool
+) -> None:
     """On a set that overfits quickly (30 samples, half the labels random, a big model) val_loss
-    falls for a few epochs then rises: training stops well before ``epochs`` and the final
-    model scores exactly the minimum val_loss in history (the best epoch's weights)."""
+    falls for a few epochs then rises: training stops well before ``epochs``. With
+    ``restore_best_weights`` the final model scores exactly the minimum val_loss in history
+    (the best epoch's weights); without it, exactly the last epoch's (worse) val_loss."""
     from gapline.evaluation import evaluate_splits
     from gapline.training import train_model
 
@@ -241,10 +245,11 @@ def test_early_stopping_stops_early_and_restores_the_best_epoch(runtime_cpu) -> 
     xv, yv = blobs(60, seed=1)
     rng = np.random.default_rng(5)
     y = np.where(rng.random(30) < 0.5, rng.integers(0, 3, size=30), y)
+    stopping = {"enabled": True, "monitor": "val_loss", "patience": 2, "restore_best_weights": restore}
     cfg = config(
         {
             "model": {"hidden_units": [128, 128]},
-            "regularization": {"early_stopping": {"enabled": True, "monitor": "val_loss", "patience": 2}},
+            "regularization": {"early_stopping": stopping},
             "train": {"epochs": 40, "batch_size": 8, "learning_rate": 0.003},
         }
     )
@@ -256,9 +261,9 @@ def test_early_stopping_stops_early_and_restores_the_best_epoch(runtime_cpu) -> 
     best = int(np.argmin(val_losses))
     assert best >= 1  # a real improvement happened: the restored weights are not the first epoch's
     assert best == result.epochs_run - 1 - 2  # stopped after `patience` epochs without improvement
-    assert val_losses[-1] > val_losses[best] + 1e-4  # restoring actually mattered
+    assert val_losses[-1] > val_losses[best] + 1e-4  # which weights are kept matters
     final = evaluate_splits(result.model, {"val": (xv, yv)}, 3)["val_loss"]
-    assert final == pytest.approx(min(val_losses), abs=1e-5)
+    assert final == pytest.approx(val_losses[best] if restore else val_losses[-1], abs=1e-5)
 
 
 # --------------------------------------------------------------------------------------

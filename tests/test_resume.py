@@ -83,7 +83,7 @@ def _check(args, cwd) -> str:
 
 @pytest.mark.slow
 def test_sigkill_mid_training_then_rerun_matches_uninterrupted(tmp_path: Path) -> None:
-    from mlflow_server import copy_project
+    from helpers.sandbox import copy_project
 
     copies = []
     for name in ("straight", "killed"):

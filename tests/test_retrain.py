@@ -246,7 +246,7 @@ BASE = ["experiment=debug", "retrain.min_score=0.5", "retrain.max_gap=0.2"]
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh copy of the repo (sources only, no outputs, no stores) under git."""
-    from mlflow_server import copy_project
+    from helpers.sandbox import copy_project
 
     return copy_project(tmp_path_factory.mktemp("retrain") / "repo")
 

@@ -183,3 +183,39 @@ def test_train_fraction_halves_train_only(project: Path, tmp_path: Path) -> None
     x_half = _load(project / "half" / "train.npz")["x"].reshape(len(y_half), -1)
     full_rows = {row.tobytes() for row in x_full}
     assert all(row.tobytes() in full_rows for row in x_half)
+
+
+def test_train_measures_the_gap_on_the_unaugmented_split(project: Path, tmp_path: Path) -> None:
+    """With offline augmentation on, the train stage fits on the augmented set but its
+    per-epoch train-side metrics (train_eval_*, hence gap_*) score the prepared training split:
+    at the last epoch they equal the saved model's score on that split, not on the augmented
+    set (which the same model scores differently)."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    from gapline.model_io import load_model
+    from gapline.stages.augment import augment
+    from gapline.stages.evaluate import read_history
+    from gapline.stages.prepare import prepare
+    from gapline.stages.train import train
+    from gapline.training import evaluate_splits
+
+    cfg = _config(tmp_path / "raw" / "dataset.npz")
+    cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, copies=2, shift=0.3, noise_std=0.3))
+    prepare(cfg)
+    augment(cfg)
+    train(cfg, OmegaConf.to_yaml(OmegaConf.structured(cfg)), OmegaConf.to_container(OmegaConf.structured(cfg)))
+
+    split = _load(project / "data" / "prepared" / "train.npz")
+    augmented = _load(project / "data" / "augmented" / "train.npz")
+    assert len(augmented["y"]) == 3 * len(split["y"])  # the fit really saw augmented copies
+    model = load_model(project / "models" / "model.keras")  # the last epoch's weights: no early stopping
+    on_split = evaluate_splits(model, {"train": (split["x"], split["y"])}, 3)
+    on_augmented = evaluate_splits(model, {"train": (augmented["x"], augmented["y"])}, 3)
+    assert abs(on_augmented["train_loss"] - on_split["train_loss"]) > 0.01  # the check can tell them apart
+
+    history = read_history(project / "reports" / "history.csv")
+    assert history["train_eval_loss"][-1] == pytest.approx(on_split["train_loss"], rel=1e-4)
+    assert history["train_eval_accuracy"][-1] == pytest.approx(on_split["train_accuracy"], abs=1e-5)
+    assert history["gap_loss"][-1] == pytest.approx(history["val_loss"][-1] - on_split["train_loss"], abs=1e-4)

@@ -198,7 +198,7 @@ N_JOBS = 3 * 2 + 2  # arms × seeds + learning-curve points
 
 
 def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    from mlflow_server import run_local
+    from helpers.processes import run_local
 
     return run_local(args, cwd, check)
 
@@ -206,7 +206,7 @@ def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.Completed
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A fresh copy of the repo (sources only) and one full study run in it."""
-    from mlflow_server import copy_project
+    from helpers.sandbox import copy_project
 
     root = copy_project(tmp_path_factory.mktemp("study") / "repo")
     return {"root": root, "first": _run(STUDY, root)}

@@ -40,7 +40,7 @@ def _run(
 
 
 def _copy_project(root: Path) -> Path:
-    from mlflow_server import copy_project
+    from helpers.sandbox import copy_project
 
     return copy_project(root)
 

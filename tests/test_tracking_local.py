@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlflow_server import PipelineRun, check_logged_run, copy_project, download_registered_model, run, run_pipeline
+from helpers.pipeline_run import PipelineRun, check_logged_run, download_registered_model, run_pipeline
+from helpers.processes import run
+from helpers.sandbox import copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +45,7 @@ def test_local_store_run_holds_params_tags_metrics_artifacts_model_datasets(
 def test_secret_env_value_is_never_logged(local_run: PipelineRun, tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    from mlflow_server import artifact_paths
+    from helpers.pipeline_run import artifact_paths
 
     client = MlflowClient(tracking_uri=local_run.uri)
     run_ = client.get_run(local_run.run_id)

@@ -11,19 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlflow_server import (
-    MlflowServer,
-    PipelineRun,
-    Shot,
-    check_logged_run,
-    chromium,
-    copy_project,
-    download_registered_model,
-    free_port,
-    run,
-    run_pipeline,
-    screenshots,
-)
+from helpers.browser import Shot, chromium, screenshots
+from helpers.mlflow_server import MlflowServer
+from helpers.pipeline_run import PipelineRun, check_logged_run, download_registered_model, run_pipeline
+from helpers.processes import free_port, run
+from helpers.sandbox import copy_project
 
 pytestmark = pytest.mark.slow
 

@@ -70,7 +70,11 @@ def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def load_model(path: str | os.PathLike[str]) -> Any:
-    """Load with ``safe_mode=True``: a model file may not run arbitrary code."""
+    """Load with ``safe_mode=True``: a model file may not run arbitrary code.
+
+    Whatever Keras refuses (a ``Lambda`` layer holding Python code, an unknown layer, a
+    damaged archive) is one line naming the file, not a traceback: the file is the user's.
+    """
     import keras
 
     from . import layers  # noqa: F401  (registers gapline's serializable layers)
@@ -79,4 +83,12 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     p = Path(path)
     if not p.is_file():
         raise GaplineError(f"model file {str(p)!r} does not exist: expected a trained model (run `dvc repro`)")
-    return keras.saving.load_model(p, safe_mode=True)
+    try:
+        return keras.saving.load_model(p, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras refuses with ValueError, TypeError, zip and OS errors
+        lines = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {lines[0] if lines else ''}"[:1000]
+        raise GaplineError(
+            f"model file {str(p)!r} cannot be loaded in safe mode (safe_mode=True: a model file may not "
+            f"run code; only Keras and gapline layers load): {reason}"
+        ) from exc

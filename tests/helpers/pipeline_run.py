@@ -1,0 +1,234 @@
+"""One ``debug`` pipeline run through DVC, and the checks every logged pipeline run must pass
+whichever store it landed in."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from helpers.processes import run
+
+PER_EPOCH = (
+    "loss", "accuracy", "val_loss", "val_accuracy", "train_eval_loss", "train_eval_accuracy",
+    "gap_loss", "gap_accuracy", "learning_rate",
+)
+FINAL_FROM_METRICS_JSON = (
+    "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
+    "gap_accuracy_val", "gap_accuracy_test", "gap_loss_val", "gap_loss_test",
+    "best_epoch", "onset_epoch", "epochs_run",
+)
+ARTIFACTS = {
+    "config/params.yaml",
+    "plots/confusion_matrix.png",
+    "plots/gap_curve.png",
+    "plots/learning_curves.png",
+    "reports/diagnosis.md",
+    "reports/dvc.lock",
+    "reports/history.csv",
+    "reports/metrics.json",
+    "reports/per_class.json",
+}
+VERSION_TAGS = ("test_accuracy", "val_accuracy", "gap_accuracy_test", "gap_accuracy_val")
+
+
+@dataclass
+class PipelineRun:
+    """One ``gapline params experiment=debug ...`` + ``dvc repro`` and what it left behind."""
+
+    project: Path
+    uri: str
+    overrides: list[str]
+    wall_seconds: float
+    record: dict[str, Any] = field(default_factory=dict)
+    output: str = ""
+
+    @property
+    def run_id(self) -> str:
+        return str(self.record["run_id"])
+
+    def read(self, rel: str) -> str:
+        return (self.project / rel).read_text(encoding="utf-8")
+
+    def json(self, rel: str) -> Any:
+        return json.loads(self.read(rel))
+
+
+def run_pipeline(project: Path, uri: str, overrides: list[str], env: Optional[dict[str, str]] = None) -> PipelineRun:
+    env = {"MLFLOW_TRACKING_URI": uri, **(env or {})}
+    run(["gapline", "params", "experiment=debug", *overrides], project, env)
+    start = time.perf_counter()
+    proc = run(["dvc", "repro"], project, env)
+    wall = time.perf_counter() - start
+    out = PipelineRun(project, uri, overrides, wall, output=proc.stdout + proc.stderr)
+    out.record = out.json("reports/mlflow_run.json")
+    return out
+
+
+def _history(p: PipelineRun) -> dict[str, list[float]]:
+    with open(p.project / "reports/history.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return {k: [float(r[k]) for r in rows] for k in rows[0] if k != "epoch"}
+
+
+def artifact_paths(client: Any, run_id: str, path: Optional[str] = None) -> set[str]:
+    out: set[str] = set()
+    for item in client.list_artifacts(run_id, path):
+        out |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
+    return out
+
+
+def check_logged_run(p: PipelineRun, *, experiment: str, system_metrics: bool) -> dict[str, Any]:
+    """Read the pipeline's run back from its store and check everything the run must hold.
+
+    Returns what was read, for further test-specific checks.
+    """
+    import pytest
+    import yaml
+    from mlflow import MlflowClient
+
+    import gapline
+    from gapline import tracking
+    from gapline.config import from_container
+    from gapline.regularization import technique_label
+
+    client = MlflowClient(tracking_uri=p.uri, registry_uri=p.uri)
+    run_ = client.get_run(p.run_id)
+    data = run_.data
+    assert run_.info.status == "FINISHED", run_.info.status
+    assert "error" not in data.tags
+    assert client.get_experiment(run_.info.experiment_id).name == experiment
+    assert p.record["tracking_uri"] == tracking.canonical_uri(p.uri, p.project)
+
+    # Params: the whole resolved config, flattened with dotted keys.
+    cfg_dict = yaml.safe_load(p.read("params.yaml"))
+    expected_params, cut = tracking.param_values(cfg_dict)
+    assert not cut
+    assert data.params == expected_params
+    assert data.params["train.epochs"] == "3"
+    assert data.params["regularization.early_stopping.patience"] == str(
+        cfg_dict["regularization"]["early_stopping"]["patience"]
+    )
+
+    # Tags.
+    meta = p.json("data/prepared/meta.json")
+    cfg = from_container(cfg_dict)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=p.project, capture_output=True, text=True).stdout.strip()
+    tags = data.tags
+    assert tags["git.commit"] == head
+    assert tags["git.dirty"] in ("true", "false")
+    assert tags["data.fingerprint"] == meta["fingerprint"]
+    assert tags["data.source"] == meta["source"]
+    assert len(tags["dvc.lock.md5"]) == 32
+    final_stages = tracking.dvc_stage_digests(p.project / "dvc.lock", skip=("evaluate",))
+    assert set(final_stages) == {"dvc.stage.config", "dvc.stage.prepare", "dvc.stage.augment", "dvc.stage.train"}
+    for key, value in final_stages.items():
+        assert tags[key] == value, key
+    assert tags["keras.backend"] == "tensorflow"
+    assert tags["device"] == "CPU" or tags["device"].startswith("GPU: ")
+    assert tags["gapline.version"] == gapline.__version__
+    assert tags["techniques"] == technique_label(cfg) == "l2+dropout+early_stopping"
+    assert tags["diagnosis"] in ("underfitting", "good fit", "overfitting")
+
+    # Per-epoch metrics: every epoch of every curve, equal to reports/history.csv.
+    history = _history(p)
+    epochs = int(p.json("reports/train.json")["epochs_run"])
+    for key in PER_EPOCH:
+        points = client.get_metric_history(p.run_id, key)
+        assert [m.step for m in points] == list(range(1, epochs + 1)), key
+        assert [m.value for m in points] == pytest.approx(history[key], rel=1e-4, abs=1e-6), key
+
+    # Final metrics.
+    metrics = p.json("reports/metrics.json")
+    for key in FINAL_FROM_METRICS_JSON:
+        name = f"final_{key}" if key in history else key  # val_loss/val_accuracy are curves too
+        assert data.metrics[name] == pytest.approx(metrics[key], abs=1e-6), key
+        assert len(client.get_metric_history(p.run_id, name)) == 1, name
+    train_info = p.json("reports/train.json")
+    assert data.metrics["param_count"] == train_info["params"] > 0
+    assert data.metrics["train_wall_seconds"] > 0
+    assert data.metrics["samples_per_second"] > 0
+    assert data.metrics["epochs_run"] == epochs == 3
+
+    # Artifacts (the model is a LoggedModel of its own, checked below).
+    assert artifact_paths(client, p.run_id) == ARTIFACTS
+    with tempfile.TemporaryDirectory() as tmp:
+        logged = Path(client.download_artifacts(p.run_id, "config/params.yaml", tmp))
+        assert logged.read_text(encoding="utf-8") == tracking.redact(p.read("params.yaml"))
+
+    # Datasets as run inputs.
+    inputs = {
+        d.dataset.name: (d.dataset.digest, {t.key: t.value for t in d.tags})
+        for d in run_.inputs.dataset_inputs
+    }
+    contexts = {"train": "training", "val": "validation", "test": "test"}
+    assert set(inputs) == {f"{meta['source']}-{s}" for s in contexts}
+    for split, context in contexts.items():
+        digest, input_tags = inputs[f"{meta['source']}-{split}"]
+        fingerprint = meta["fingerprints"][split]
+        assert digest == fingerprint.removeprefix("sha256:")[:32]
+        assert input_tags["mlflow.data.context"] == context
+        assert input_tags["fingerprint"] == fingerprint
+
+    # The model: Keras flavor, signature, input example; registered, alias, version tags.
+    import mlflow
+
+    name = cfg_dict["tracking"]["registered_model"]
+    version = client.get_model_version_by_alias(name, "challenger")
+    assert str(version.version) == str(p.record["model_version"])
+    assert version.run_id == p.run_id
+    for key in VERSION_TAGS:
+        assert float(version.tags[key]) == pytest.approx(metrics[key], abs=1e-6), key
+    assert [o.model_id for o in run_.outputs.model_outputs] == [version.source.removeprefix("models:/")]
+    local = download_registered_model(p, f"models:/{name}@challenger")
+    info = mlflow.models.Model.load(local)
+    example = info.load_input_example(local)
+    assert "keras" in info.flavors and "python_function" in info.flavors
+    shape = tuple(meta["input_shape"])
+    assert info.signature.inputs.inputs[0].shape == (-1, *shape)
+    assert info.signature.outputs.inputs[0].shape == (-1, len(meta["class_names"]))
+    assert example is not None and tuple(example.shape[1:]) == shape
+
+    # System metrics: sampled when on, absent when off.
+    system = sorted(k for k in data.metrics if k.startswith("system/"))
+    if system_metrics:
+        assert "system/cpu_utilization_percentage" in system
+        assert "system/system_memory_usage_megabytes" in system
+    else:
+        assert system == []
+    return {"run": run_, "client": client, "metrics": metrics, "version": version, "meta": meta}
+
+
+@contextlib.contextmanager
+def mlflow_uri(uri: str) -> Iterator[None]:
+    """MLflow's process-wide tracking (and so registry) URI set to ``uri`` for a block.
+
+    Resolving ``models:/<name>@<alias>`` always goes through the process-wide registry URI
+    (MLflow ignores ``registry_uri=`` there), so tests that load registry models need this.
+    """
+    import mlflow
+
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)  # back to $MLFLOW_TRACKING_URI, which this also unset
+        if env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+
+def download_registered_model(p: PipelineRun, model_uri: str) -> str:
+    """A registry model URI resolved through ``p``'s store and downloaded to a temp folder."""
+    import mlflow
+
+    dst = tempfile.mkdtemp(prefix="registry-model-", dir=p.project.parent)
+    with mlflow_uri(p.uri):
+        return mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst)
