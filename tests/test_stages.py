@@ -199,7 +199,7 @@ def test_train_measures_the_gap_on_the_unaugmented_split(project: Path, tmp_path
     from gapline.stages.evaluate import read_history
     from gapline.stages.prepare import prepare
     from gapline.stages.train import train
-    from gapline.training import evaluate_splits
+    from gapline.evaluation import evaluate_splits
 
     cfg = _config(tmp_path / "raw" / "dataset.npz")
     cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, copies=2, shift=0.3, noise_std=0.3))
