@@ -13,7 +13,8 @@ import pytest
 
 from gapline.config import from_container
 from gapline.errors import ConfigError
-from gapline.study import ROW_KEYS, Job, job_key, plan, resolve, summarize, table_csv, table_markdown
+from gapline.study.plan import Job, job_key, plan, resolve
+from gapline.study.table import ROW_KEYS, summarize, table_csv, table_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 
