@@ -158,7 +158,12 @@ def hydra_train(overrides: Sequence[str], multirun: bool, root: Path) -> int:
     """Run the Hydra app over conf/ with these overrides (``-m``: a sweep); its exit status."""
     check_jobs(overrides, multirun, root)
     argv = ["--config-dir", str(root / CONF_DIR), *(["--multirun"] if multirun else []), *overrides]
-    return subprocess.call([sys.executable, "-m", __name__, *argv], cwd=root)
+    with subprocess.Popen([sys.executable, "-m", __name__, *argv], cwd=root) as app_process:
+        try:
+            return app_process.wait()
+        except KeyboardInterrupt:  # the app got the same Ctrl-C: let it close its parent run
+            app_process.wait()
+            raise
 
 
 @hydra.main(version_base=None, config_path=None, config_name=CONFIG_NAME)
