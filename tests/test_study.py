@@ -13,7 +13,8 @@ import pytest
 
 from gapline.config import from_container
 from gapline.errors import ConfigError
-from gapline.study import ROW_KEYS, Job, job_key, plan, resolve, summarize, table_csv, table_markdown
+from gapline.study.plan import Job, job_key, plan, resolve
+from gapline.study.table import ROW_KEYS, summarize, table_csv, table_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -186,6 +187,82 @@ def test_table_csv_has_one_row_per_technique_and_every_column() -> None:
     assert set(rows[0]) == {"technique", "runs", "techniques", *(f"{k}_{s}" for k in ROW_KEYS for s in ("mean", "std"))}
     assert float(rows[1]["test_accuracy_mean"]) == pytest.approx(0.83)
     assert rows[0]["gap_loss_test_mean"] == "nan"
+
+
+# --------------------------------------------------------------------------------------
+# log_study: one parent run (tracking.create_parent_run) with a child per job, no training
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def logged_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A StudyResult of two hand-made jobs, a tracking config on this test's store, and a
+    clean-up that puts MLflow's process-wide state back."""
+    import sys
+
+    from gapline.study import StudyResult
+
+    results = [_result("l2", 1, 0.9, history={"gap_accuracy": [0.1, 0.2]}), _result("l2", 2, 0.8)]
+    table = summarize(results, CLASSICAL)
+    md = tmp_path / "study.md"
+    md.write_text(table_markdown(table))
+    cfg = from_container({
+        "study": {"arms": ARMS, "fractions": []},
+        "tracking": {"enabled": True, "experiment": "unit-study", "system_metrics": False},
+    })
+    yield cfg, StudyResult(table, results, [], [md], trained=2, reused=0, seconds=3.0)
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        mlflow.set_tracking_uri(None)
+        mlflow.config.enable_async_logging(False)
+
+
+def _store_runs(cfg: Any) -> tuple[Any, list[Any]]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    return client, client.search_runs([exp.experiment_id])
+
+
+def test_log_study_writes_one_finished_parent_with_a_child_per_job(logged_study: Any) -> None:
+    from gapline.trial_logging import log_study
+
+    cfg, result = logged_study
+    parent_id = log_study(cfg, result)
+    client, runs = _store_runs(cfg)
+    [parent] = [r for r in runs if r.info.run_id == parent_id]
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "regularization-study"
+    assert parent.data.tags["gapline.mode"] == "study"
+    assert parent.data.tags["study.arms"] == "l2,svc_rbf (classical)"
+    assert parent.data.metrics["study.jobs_trained"] == 2 and parent.data.metrics["study.seconds"] == 3.0
+    assert parent.data.metrics["l2.test_accuracy_mean"] == pytest.approx(0.85)
+    assert "svc_rbf.gap_loss_test_mean" not in parent.data.metrics  # NaN: not logged
+    assert [a.path for a in client.list_artifacts(parent_id, "study")] == ["study/study.md"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
+    assert sorted(c.info.run_name for c in children) == ["l2-s1", "l2-s2"]
+    assert all(c.info.status == "FINISHED" and c.data.tags["gapline.mode"] == "arm" for c in children)
+    assert len(runs) == 3
+
+
+def test_log_study_under_mlflow_run_logs_into_the_project_run(
+    logged_study: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    from gapline import tracking
+    from gapline.trial_logging import log_study
+
+    cfg, result = logged_study
+    project_run = MlflowClient().create_run(tracking.setup(cfg.tracking)).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", project_run)  # what `mlflow run -e study` passes down
+    assert log_study(cfg, result) == project_run
+    client, runs = _store_runs(cfg)
+    parent = client.get_run(project_run)
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "regularization-study"
+    assert parent.data.tags["gapline.mode"] == "study" and "study.jobs_trained" in parent.data.metrics
+    assert sum(r.data.tags.get("mlflow.parentRunId") == project_run for r in runs) == 2
+    assert len(runs) == 3
 
 
 # --------------------------------------------------------------------------------------

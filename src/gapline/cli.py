@@ -119,24 +119,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_learning_curve(args: argparse.Namespace) -> int:
     """Train the composed config at several training fractions; CSV + plot + one MLflow run."""
-    from . import tracking
     from .learning_curve import learning_curve, write_learning_curve
     from .params import compose_config
+    from .trial_logging import log_learning_curve
 
     cfg = compose_config(split_overrides(args.overrides))
     rows = learning_curve(cfg, args.fractions)
-    out = Path(args.out)
-    files = write_learning_curve(rows, out)
-    with tracking.run(cfg, run_name="learning-curve") as active:
-        if active is not None:
-            tracking.log_tags({"gapline.mode": "learning_curve", "techniques": rows[0].get("techniques", "")})
-            for row in rows:
-                tracking.log_metrics(
-                    {f"learning_curve.{k}": v for k, v in row.items() if isinstance(v, (int, float))},
-                    step=int(row["train_samples"]),
-                )
-            for path in files:
-                tracking.log_artifact(path, "learning_curve")
+    files = write_learning_curve(rows, Path(args.out))
+    log_learning_curve(cfg, rows, files)
     for row in rows:
         print(
             f"fraction {row['train_fraction']:.2f} ({row['train_samples']} samples): "
@@ -150,15 +140,14 @@ def cmd_study(args: argparse.Namespace) -> int:
     """Every technique side by side on the same split and seeds; finishes only what is missing."""
     from .params import compose_config, find_root
     from .study import run_study
-    from .study_tracking import log_study
+    from .study.table import table_markdown
+    from .trial_logging import log_study
 
     overrides = split_overrides(args.overrides)
     root = find_root()
     cfg = compose_config(overrides, root)
     result = run_study(cfg, overrides, root, progress=not args.no_progress)
     run_id = log_study(cfg, result)
-    from .study import table_markdown
-
     print(table_markdown(result.table), end="")
     print(
         f"{result.trained} jobs trained, {result.reused} reused, in {result.seconds:.0f}s; "

@@ -1,4 +1,9 @@
-"""More training data as an experiment axis: the same config trained at several fractions."""
+"""More training data as an experiment axis: the same config trained at several fractions.
+
+The one learning-curve implementation: ``gapline learning-curve`` trains its points here, in
+this process; the study trains its curve points as cached jobs and turns them into rows with
+:func:`curve_row`. Both write the same CSV and plot with :func:`write_learning_curve`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import csv
 import dataclasses
 import io
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .config import Config, validate
 from .errors import ConfigError, bad_value
@@ -31,11 +36,17 @@ def with_fraction(cfg: Config, fraction: float) -> Config:
     return validate(dataclasses.replace(cfg, data=data))
 
 
+def curve_row(fraction: float, row: Mapping[str, Any]) -> dict[str, Any]:
+    """One point of the curve from a trial's flat row (``TrialResult.row()`` or a cached job):
+    the one row shape both ``gapline learning-curve`` and the study write and plot."""
+    return {"train_fraction": fraction, **{k: row[k] for k in COLUMNS if k in row}}
+
+
 def learning_curve(cfg: Config, fractions: Sequence[float]) -> list[dict[str, Any]]:
     """One row per fraction (ascending); the source is loaded once and split identically."""
     from .data.sources import validate_dataset
-    from .experiment import run_experiment
     from .data.prepare import load_source
+    from .trial import run_trial
 
     if not fractions:
         raise ConfigError(bad_value("fractions", list(fractions), "at least one fraction in (0, 1]"))
@@ -44,11 +55,10 @@ def learning_curve(cfg: Config, fractions: Sequence[float]) -> list[dict[str, An
             raise ConfigError(bad_value("fractions", list(fractions), "fractions in (0, 1]"))
     ds = load_source(cfg.data)
     validate_dataset(ds, cfg.data.source)
-    rows = []
-    for fraction in sorted(set(float(f) for f in fractions)):
-        out = run_experiment(with_fraction(cfg, fraction), ds)
-        rows.append({"train_fraction": fraction, **{k: out[k] for k in COLUMNS if k in out}})
-    return rows
+    return [
+        curve_row(fraction, run_trial(with_fraction(cfg, fraction), ds).row())
+        for fraction in sorted(set(float(f) for f in fractions))
+    ]
 
 
 def rows_csv(rows: Sequence[dict[str, Any]]) -> str:

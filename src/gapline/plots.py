@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from .files import atomic_path
 
 
-def _pyplot():
+def pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend: plots are written, never shown."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,7 +21,7 @@ def _pyplot():
 
 
 def learning_curves(history: dict[str, list[float]], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     epochs = np.arange(1, len(history["loss"]) + 1)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
@@ -33,11 +34,11 @@ def learning_curves(history: dict[str, list[float]], path: Path) -> Path:
         ax.legend()
     fig.suptitle("Learning curves")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def gap_curve(history: dict[str, list[float]], path: Path, onset_epoch: int | None) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     epochs = np.arange(1, len(history["gap_accuracy"]) + 1)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, history["gap_accuracy"], label="gap_accuracy (train − val)")
@@ -50,11 +51,11 @@ def gap_curve(history: dict[str, list[float]], path: Path, onset_epoch: int | No
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def confusion_matrix_plot(matrix: np.ndarray, class_names: Sequence[str], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     k = len(class_names)
     fig, ax = plt.subplots(figsize=(max(4, 0.5 * k + 2), max(4, 0.5 * k + 2)))
     ax.imshow(matrix, cmap="Blues")
@@ -70,11 +71,12 @@ def confusion_matrix_plot(matrix: np.ndarray, class_names: Sequence[str], path: 
                         color="white" if matrix[i, j] > top / 2 else "black", fontsize=8)
     ax.set_title("Confusion matrix (test)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
+def save(fig: Any, path: Path) -> Path:
+    """Write ``fig`` as a PNG atomically (no half-written file) and free it."""
+    plt = pyplot()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, metadata={"Software": None})
     plt.close(fig)
@@ -83,7 +85,7 @@ def _save(fig, path: Path) -> Path:
 
 def learning_curve_plot(rows: Sequence[dict], path: Path) -> Path:
     """Accuracy and gap against the number of training samples."""
-    plt = _pyplot()
+    plt = pyplot()
     n = [r["train_samples"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     axes[0].plot(n, [r["train_accuracy"] for r in rows], "o-", label="train")
@@ -99,4 +101,4 @@ def learning_curve_plot(rows: Sequence[dict], path: Path) -> Path:
         ax.legend()
     fig.suptitle("Learning curve: more training data")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)

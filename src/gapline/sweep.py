@@ -3,22 +3,32 @@
 Hydra expands the sweep and launches the jobs (basic launcher: one after another; joblib
 launcher: in parallel processes; Optuna sweeper: trials chosen by TPE). A Hydra callback
 opens one MLflow parent run before the first job and closes it with a summary table after the
-last; each job trains in memory and logs itself as a child of that parent.
+last; each job is one in-memory trial that logs itself as a child of that parent.
+
+The Hydra app is this module's ``app``, decorated at module level. ``@hydra.main`` reads its
+arguments from the command line only, so :func:`hydra_train` runs it as its own process
+(``python -m gapline.sweep``) in the project root, instead of patching ``sys.argv`` and the
+working directory of the calling process.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
-from .config import Config, SweepConfig
+import hydra
+
+from .config import SweepConfig
+from .params import CONF_DIR, CONFIG_NAME
 
 PARENT_ENV = "GAPLINE_SWEEP_PARENT_RUN_ID"
 
 
-def objective(metrics: dict[str, float], sweep: SweepConfig) -> float:
+def objective(metrics: Mapping[str, float], sweep: SweepConfig) -> float:
     """The number a sweeper minimizes."""
     if sweep.objective == "val_error":
         return 1.0 - float(metrics["val_accuracy"])
@@ -47,42 +57,36 @@ def ray_node() -> str:
 
 def sweep_job(raw: Any) -> float:
     """One sweep job: train + evaluate in memory, log a child run, return the objective."""
+    import dataclasses
+
     from omegaconf import OmegaConf
 
-    from . import tracking
     from .config import from_container
-    from .experiment import run_experiment
+    from .trial import run_trial
+    from .trial_logging import log_trial
 
     cfg = from_container(OmegaConf.to_container(raw, resolve=True))
     overrides = job_overrides()
-    result = run_experiment(cfg)
-    value = objective(result, cfg.sweep)
-    job = {
-        **result,
-        "job": " ".join(overrides) or "default",
-        "arm": " ".join(o for o in overrides if not o.startswith("train.seed=")) or "default",
-        "kind": "sweep",
-        "seed": cfg.train.seed,
-        "overrides": overrides,
-        "config": _asdict(cfg),
-        "objective": value,
-        "ray_node": ray_node(),
-    }
-    parent = os.environ.get(PARENT_ENV)
+    result = run_trial(cfg)
+    value = objective(result.metrics, cfg.sweep)
+    job = result.record(
+        job=" ".join(overrides) or "default",
+        arm=" ".join(o for o in overrides if not o.startswith("train.seed=")) or "default",
+        kind="sweep",
+        seed=cfg.train.seed,
+        overrides=overrides,
+        config=dataclasses.asdict(cfg),
+        objective=value,
+        ray_node=ray_node(),
+    )
     if cfg.tracking.enabled:
-        tracking.log_child_run(parent, cfg.tracking, job)
+        log_trial(os.environ.get(PARENT_ENV), cfg.tracking, job)
     print(
-        f"[{job['job']}] test accuracy {result['test_accuracy']:.4f}, gap (train−val) "
-        f"{result['gap_accuracy_val']:+.4f}, {cfg.sweep.objective}={value:.4f}",
+        f"[{job['job']}] test accuracy {result.metrics['test_accuracy']:.4f}, gap (train−val) "
+        f"{result.metrics['gap_accuracy_val']:+.4f}, {cfg.sweep.objective}={value:.4f}",
         flush=True,
     )
     return value
-
-
-def _asdict(cfg: Config) -> dict[str, Any]:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
 
 
 try:
@@ -99,34 +103,45 @@ class MlflowSweepCallback(_HydraCallback):
 
         from . import tracking
         from .config import from_container
+        from .trial_logging import open_sweep
 
         keys = [k for k in config.keys() if k != "hydra"]
         cfg = from_container(OmegaConf.to_container(OmegaConf.masked_copy(config, keys), resolve=True))
         if not cfg.tracking.enabled:
             return
-        sweep_args = list(config.hydra.overrides.task)
-        parent = tracking.create_parent_run(cfg.tracking, "sweep", {"gapline.mode": "sweep", "sweep.overrides": " ".join(sweep_args)})
+        parent = open_sweep(cfg.tracking, list(config.hydra.overrides.task))
         os.environ[PARENT_ENV] = parent
         os.environ["MLFLOW_TRACKING_URI"] = tracking.resolve_uri(cfg.tracking)
         print(f"MLflow parent run {parent} for this sweep", flush=True)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        from . import tracking
+        from .trial_logging import close_sweep
 
         parent = os.environ.pop(PARENT_ENV, None)
         if parent:
-            table = tracking.finish_parent_run(parent)
-            print(table, end="", flush=True)
+            print(close_sweep(parent), end="", flush=True)
 
 
 def expand(overrides: Sequence[str]) -> list[list[str]]:
-    """Every job's overrides of a sweep (``a=1,2 b=x`` → ``[a=1 b=x], [a=2 b=x]``)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    """Every job's overrides of a sweep (``a=1,2 b=x`` → ``[a=1 b=x], [a=2 b=x]``), as Hydra's
+    basic sweeper expands them, through Hydra's public override parser."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
-    batches = BasicSweeper.split_arguments(parsed, None)
-    return [list(job) for batch in batches for job in batch]
+    from .errors import ConfigError
+
+    choices: dict[str, list[str]] = {}  # a key given twice keeps its first place, last value
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.get_key_element()
+        if not override.is_sweep_override():
+            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            raise ConfigError(
+                f"{override.input_line} is not allowed: expected a list (a,b), choice() or range() sweep "
+                "(Hydra's basic sweeper expands no other kind)"
+            )
+    return [list(job) for job in itertools.product(*choices.values())]
 
 
 def check_jobs(overrides: Sequence[str], multirun: bool, root: Path) -> None:
@@ -140,38 +155,47 @@ def check_jobs(overrides: Sequence[str], multirun: bool, root: Path) -> None:
 
 
 def hydra_train(overrides: Sequence[str], multirun: bool, root: Path) -> int:
-    """Run the Hydra app over conf/ with these overrides (``-m``: a sweep)."""
-    import hydra
+    """Run the Hydra app over conf/ with these overrides (``-m``: a sweep); its exit status."""
+    check_jobs(overrides, multirun, root)
+    argv = ["--config-dir", str(root / CONF_DIR), *(["--multirun"] if multirun else []), *overrides]
+    with subprocess.Popen([sys.executable, "-m", __name__, *argv], cwd=root) as app_process:
+        try:
+            return app_process.wait()
+        except KeyboardInterrupt:  # the app got the same Ctrl-C: let it close its parent run
+            app_process.wait()
+            raise
 
-    from . import tracking
+
+@hydra.main(version_base=None, config_path=None, config_name=CONFIG_NAME)
+def app(cfg: Any) -> Optional[float]:
+    """One Hydra job: the in-memory trial; a bad config is one error line and exit 2."""
+    from .errors import GaplineError
+
+    try:
+        return sweep_job(cfg)
+    except GaplineError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
+def main() -> None:
+    """The Hydra app's process: run it; a sweep whose job failed never reached
+    ``on_multirun_end``, so its parent run is closed FAILED here, never left RUNNING."""
     from .config import register_schema
-    from .params import CONF_DIR, CONFIG_NAME, register_resolver
+    from .params import register_resolver
+    from .trial_logging import close_sweep
 
     register_schema()
     register_resolver()
-    check_jobs(overrides, multirun, root)
-
-    @hydra.main(version_base=None, config_path=None, config_name=CONFIG_NAME)
-    def app(cfg: Any) -> Optional[float]:
-        from .errors import GaplineError
-
-        try:
-            return sweep_job(cfg)
-        except GaplineError as exc:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
-
-    argv = ["gapline train", "--config-dir", str(root / CONF_DIR), *(["--multirun"] if multirun else []), *overrides]
-    saved = sys.argv
-    sys.argv = argv
-    cwd = os.getcwd()
     try:
-        os.chdir(root)
         app()
     finally:
-        sys.argv = saved
-        os.chdir(cwd)
         parent = os.environ.pop(PARENT_ENV, None)
-        if parent:  # a job failed, so Hydra never called on_multirun_end: never leave it RUNNING
-            tracking.finish_parent_run(parent, "FAILED")
-    return 0
+        if parent:
+            close_sweep(parent, "FAILED")
+
+
+if __name__ == "__main__":  # `python -m gapline.sweep`: the app of the imported module, not a copy
+    from gapline.sweep import main as _main
+
+    _main()

@@ -681,11 +681,38 @@ def _experiment_id(tracking_cfg: TrackingConfig) -> str:
 
 
 def create_parent_run(tracking_cfg: TrackingConfig, name: str, tags: Mapping[str, Any]) -> str:
-    """An open parent run (RUNNING until :func:`finish_parent_run`) for a sweep or study."""
+    """An open parent run (RUNNING until :func:`close_parent_run`) for a sweep or study. Under
+    ``mlflow run`` ($MLFLOW_RUN_ID) the project's run is the parent, as it is every stage's run."""
     mlflow = _mlflow()
     exp_id = _experiment_id(tracking_cfg)
-    run = mlflow.MlflowClient().create_run(exp_id, run_name=name, tags=tag_values(tags))
+    client = mlflow.MlflowClient()
+    if "message" in _fallback:  # the run must say it is not where the config pointed
+        tags = {**tags, "tracking.fallback": _fallback["message"][:5000]}
+    project_run = os.environ.get("MLFLOW_RUN_ID")
+    if project_run:
+        client.update_run(project_run, status="RUNNING", name=name)
+        for key, value in tag_values(tags).items():
+            client.set_tag(project_run, key, value)
+        return project_run
+    run = client.create_run(exp_id, run_name=name, tags=tag_values(tags))
     return str(run.info.run_id)
+
+
+def log_to_parent_run(parent_id: str, metrics: Mapping[str, float], files: list[Path], artifact_path: str) -> None:
+    """Metrics (step 0) and files of an open parent run, by id: a study's summary and table."""
+    mlflow = _mlflow()
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient()
+    now = int(time.time() * 1000)
+    _log_metric_batches(client, parent_id, [Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    for path in files:
+        client.log_artifact(parent_id, str(path), artifact_path)
+
+
+def _log_metric_batches(client: Any, run_id: str, metrics: list[Any]) -> None:
+    for i in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
+        client.log_batch(run_id, metrics=metrics[i : i + 1000])
 
 
 def log_child_run(parent_id: Optional[str], tracking_cfg: TrackingConfig, job: Mapping[str, Any]) -> str:
@@ -723,8 +750,7 @@ def log_child_run(parent_id: Optional[str], tracking_cfg: TrackingConfig, job: M
         metrics = [Metric(k, v, now, 0) for k, v in finals.items()]
         for key, values in (job.get("history") or {}).items():
             metrics.extend(Metric(key, float(v), now, step + 1) for step, v in enumerate(values))
-        for i in range(0, len(metrics), 1000):
-            client.log_batch(run_id, metrics=metrics[i : i + 1000])
+        _log_metric_batches(client, run_id, metrics)
         client.set_terminated(run_id, "FINISHED")
     except BaseException as exc:
         client.set_tag(run_id, "error", one_line(exc))
@@ -777,8 +803,21 @@ def finish_parent_run(parent_id: str, status: str = "FINISHED") -> str:
         client.log_metric(parent_id, "best_objective", float(best[0]))
         client.log_metric(parent_id, "best_test_accuracy", float(best[2]))
     client.log_metric(parent_id, "jobs", float(len(rows)))
-    client.set_terminated(parent_id, status)
+    close_parent_run(parent_id, status)
     return table
+
+
+def close_parent_run(parent_id: str, status: str = "FINISHED", error: Optional[str] = None) -> None:
+    """End a parent run with ``status``; with ``error`` (a failure path) record it in the
+    ``error`` tag and never let a store error mask the original one."""
+    client = _mlflow().MlflowClient()
+    if error is None:
+        client.set_terminated(parent_id, status)
+        return
+    with contextlib.suppress(Exception):
+        client.set_tag(parent_id, "error", error)
+    with contextlib.suppress(Exception):
+        client.set_terminated(parent_id, status)
 
 
 # ======================================================================================

@@ -1,0 +1,15 @@
+"""The regularization study: which technique actually closes the gap on this data?
+
+Every arm (a name and its Hydra overrides, from ``study.arms``) trains on the same split with
+the same seeds; a classical baseline (RBF SVC, logistic regression) and a learning curve put
+the numbers in perspective. Jobs run in parallel (joblib processes), each result is cached
+under ``<out_dir>/jobs/`` keyed by its resolved config, so an interrupted study re-run only
+trains what is missing.
+
+``plan`` (the jobs and their cache keys), ``baselines`` (the classical rows), ``table`` (the
+summary and its files), ``run`` (training what is missing). MLflow: ``gapline.trial_logging``.
+"""
+
+from .run import StudyResult, run_study
+
+__all__ = ["StudyResult", "run_study"]
