@@ -231,6 +231,7 @@ def test_unreachable_server_fails_before_training_or_falls_back(tmp_path: Path, 
 
     from gapline import tracking
     from gapline.config import from_container
+    from gapline.tracking import store
 
     monkeypatch.chdir(tmp_path)
     dead = f"http://127.0.0.1:{free_port()}"
@@ -240,7 +241,7 @@ def test_unreachable_server_fails_before_training_or_falls_back(tmp_path: Path, 
             pytest.fail("the body must not run: training would start without tracking")
     assert dead in str(info.value) and "\n" not in str(info.value)
 
-    monkeypatch.setattr(tracking, "_fallback", {})
+    monkeypatch.setattr(store, "_fallback", {})
     cfg = from_container({"tracking": {"uri": dead, "system_metrics": False, "on_unreachable": "local"}})
     with tracking.run(cfg) as active:
         run_id = active.info.run_id

@@ -88,6 +88,8 @@ def test_registry_loader_refuses_a_lambda_model(tmp_path: Path) -> None:
     model = lambda_model()
     x = np.zeros((2, 4, 4, 1), dtype="float32")
     with mlflow_uri(uri):
+        # its own experiment: the active one may be another test's, in another store
+        mlflow.set_experiment("safe-mode")
         with mlflow.start_run():
             version = tracking.log_model(model, x, "lambda-model")
         assert version is not None

@@ -16,9 +16,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline import tracking
+from gapline import provenance, tracking
 from gapline.config import Config, from_container
 from gapline.errors import GaplineError
+from gapline.tracking import redaction
+from gapline.tracking.log import MAX_DIGEST_LENGTH, dataset_digest, retry_on_conflict
+from gapline.tracking.redaction import MAX_PARAM_LENGTH, MAX_TAG_LENGTH
+from gapline.tracking.run_record import RunRecord
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +66,7 @@ def test_param_values_flatten_and_cut_overlong_values() -> None:
     )
     assert params["a.b"] == "1" and params["a.c"] == "[1, 2]" and params["none"] == ""
     assert params["ok"] == "y" * 6000
-    assert len(params["long"]) == tracking.MAX_PARAM_LENGTH
+    assert len(params["long"]) == MAX_PARAM_LENGTH
     assert params["long"].endswith("...[truncated; see config/params.yaml]")
     assert cut == ["long"]
 
@@ -94,7 +98,7 @@ def test_redact_survives_a_variable_vanishing_while_the_environment_is_read() ->
             return len(self.data) + 1
 
     with pytest.MonkeyPatch.context() as patch:  # os.environ itself: put back at once
-        patch.setattr(tracking.os, "environ", Vanishing())
+        patch.setattr(redaction.os, "environ", Vanishing())
         redacted = tracking.redact("token=s3cr3t-value-123")
     assert redacted == "token=***"
 
@@ -102,7 +106,7 @@ def test_redact_survives_a_variable_vanishing_while_the_environment_is_read() ->
 def test_tag_values_drop_secret_names_and_none() -> None:
     tags = tracking.tag_values({"api_key": "abc", "MY_TOKEN": "x", "device": "CPU", "none": None, "long": "z" * 9000})
     assert set(tags) == {"device", "long"}
-    assert len(tags["long"]) == tracking.MAX_TAG_LENGTH
+    assert len(tags["long"]) == MAX_TAG_LENGTH
 
 
 def test_canonical_uri_makes_local_stores_absolute(tmp_path: Path) -> None:
@@ -114,18 +118,49 @@ def test_canonical_uri_makes_local_stores_absolute(tmp_path: Path) -> None:
 
 
 def test_dataset_digest_fits_mlflow() -> None:
-    digest = tracking.dataset_digest("sha256:" + "ab" * 32)
-    assert digest == "ab" * 16 and len(digest) <= tracking.MAX_DIGEST_LENGTH
+    digest = dataset_digest("sha256:" + "ab" * 32)
+    assert digest == "ab" * 16 and len(digest) <= MAX_DIGEST_LENGTH
 
 
 def test_dvc_stage_digests(tmp_path: Path) -> None:
     lock = tmp_path / "dvc.lock"
     lock.write_text("schema: '2.0'\nstages:\n  train:\n    cmd: a\n  evaluate:\n    cmd: b\n")
-    first = tracking.dvc_stage_digests(lock, skip=("evaluate",))
+    first = provenance.dvc_stage_digests(lock, skip=("evaluate",))
     assert set(first) == {"dvc.stage.train"}
     lock.write_text("schema: '2.0'\nstages:\n  train:\n    cmd: changed\n")
-    assert tracking.dvc_stage_digests(lock) != first
-    assert tracking.dvc_stage_digests(tmp_path / "missing.lock") == {}
+    assert provenance.dvc_stage_digests(lock) != first
+    assert provenance.dvc_stage_digests(tmp_path / "missing.lock") == {}
+
+
+@pytest.mark.parametrize(
+    "record, written",
+    [
+        (RunRecord.no_run(), {"run_id": None, "model_version": None}),
+        (RunRecord.started("r1", "sqlite:////p/mlflow.db"), {"run_id": "r1", "tracking_uri": "sqlite:////p/mlflow.db"}),
+        (
+            RunRecord("r1", tracking_uri="sqlite:////p/mlflow.db", experiment_id="3", registered_model="gapline"),
+            {"run_id": "r1", "experiment_id": "3", "tracking_uri": "sqlite:////p/mlflow.db",
+             "registered_model": "gapline", "model_version": None},
+        ),
+    ],
+)
+def test_run_record_writes_the_bytes_train_always_wrote_and_reads_them_back(
+    tmp_path: Path, record: RunRecord, written: dict
+) -> None:
+    import json
+
+    path = tmp_path / "mlflow_run.json"
+    record.write(path)
+    assert path.read_text(encoding="utf-8") == json.dumps(written, indent=2, sort_keys=True) + "\n"
+    assert RunRecord.read(path) == record
+
+
+def test_run_record_of_another_shape_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "mlflow_run.json"
+    path.write_text("[1, 2]\n")
+    with pytest.raises(GaplineError) as err:
+        RunRecord.read(path)
+    assert "\n" not in str(err.value) and "expected an object" in str(err.value) and "list" in str(err.value)
 
 
 # --------------------------------------------------------------------------------------
@@ -147,7 +182,7 @@ def test_overlong_param_is_cut_never_crashes_and_yaml_keeps_it(tmp_path: Path) -
         run_id = active.info.run_id
     run = _client().get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert len(run.data.params["a.long"]) == tracking.MAX_PARAM_LENGTH
+    assert len(run.data.params["a.long"]) == MAX_PARAM_LENGTH
     assert run.data.params["a.n"] == "3"
     assert run.data.tags["params.truncated"] == "a.long"
     yaml_path = _client().download_artifacts(run_id, "config/params.yaml", str(tmp_path))
@@ -277,11 +312,11 @@ def test_only_unique_constraint_conflicts_are_tried_again() -> None:
         return operation
 
     with pytest.raises(RuntimeError):
-        tracking.retry_on_conflict(fails_with("RESOURCE_DOES_NOT_EXIST: run 123"))
+        retry_on_conflict(fails_with("RESOURCE_DOES_NOT_EXIST: run 123"))
     assert len(calls) == 1
     calls.clear()
     with pytest.raises(RuntimeError):
-        tracking.retry_on_conflict(fails_with("duplicate key value violates unique constraint"), attempts=3)
+        retry_on_conflict(fails_with("duplicate key value violates unique constraint"), attempts=3)
     assert len(calls) == 3
 
 
@@ -292,7 +327,7 @@ def _dataset_inputs(meta: dict, splits: dict) -> list:
     return [
         DatasetInput(
             mlflow.data.from_numpy(x, targets=y, name=f"{meta['source']}-{s}",
-                                   digest=tracking.dataset_digest(meta["fingerprints"][s]))._to_mlflow_entity()
+                                   digest=dataset_digest(meta["fingerprints"][s]))._to_mlflow_entity()
         )
         for s, (x, y) in splits.items()
     ]
@@ -304,19 +339,19 @@ def test_resume_target_only_resumes_runs_of_the_current_store(tmp_path: Path, ca
         run_id = active.info.run_id
     capsys.readouterr()
     here = tracking.canonical_uri(os.environ["MLFLOW_TRACKING_URI"])
-    assert tracking.resume_target(cfg, {"run_id": run_id, "tracking_uri": here}) == run_id
-    assert tracking.resume_target(cfg, {"run_id": run_id}) == run_id  # older records: no URI
-    assert tracking.resume_target(_cfg(enabled=False), {"run_id": run_id}) is None
-    assert tracking.resume_target(cfg, {"run_id": None}) is None
+    assert tracking.resume_target(cfg, RunRecord(run_id, tracking_uri=here)) == run_id
+    assert tracking.resume_target(cfg, RunRecord(run_id)) == run_id  # older records: no URI
+    assert tracking.resume_target(_cfg(enabled=False), RunRecord(run_id)) is None
+    assert tracking.resume_target(cfg, RunRecord.no_run()) is None
     assert capsys.readouterr().err == ""
 
     other = f"sqlite:///{tmp_path / 'other.db'}"
-    assert tracking.resume_target(cfg, {"run_id": run_id, "tracking_uri": other}) is None
+    assert tracking.resume_target(cfg, RunRecord(run_id, tracking_uri=other)) is None
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: ") and run_id in err and other in err
     assert not (tmp_path / "other.db").exists()
 
-    assert tracking.resume_target(cfg, {"run_id": "0" * 32, "tracking_uri": here}) is None
+    assert tracking.resume_target(cfg, RunRecord("0" * 32, tracking_uri=here)) is None
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: ") and "does not hold" in err
 

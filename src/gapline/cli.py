@@ -228,6 +228,7 @@ def cmd_mlproject(args: argparse.Namespace) -> int:
     import re
 
     from . import tracking
+    from .errors import warn
 
     words = list(args.args)
     if words[:1] == ["--"]:
@@ -238,7 +239,7 @@ def cmd_mlproject(args: argparse.Namespace) -> int:
         if re.fullmatch(r"[A-Za-z0-9_./:@-]+", experiment):
             extra = [f"tracking.experiment={experiment}"]
         else:
-            tracking.warn(
+            warn(
                 f"MLflow experiment {experiment!r} cannot be passed as a Hydra override; gapline logs to "
                 "its own run in tracking.experiment instead of the project run"
             )

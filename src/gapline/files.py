@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from gapline.errors import DataError
+from gapline.errors import DataError, flat_message
 
 __all__ = [
     "atomic_dir",
@@ -166,7 +166,7 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             return {name: npz[name] for name in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(
-            f"arrays file {str(p)!r} cannot be read ({_one_line(exc)}): expected an .npz "
+            f"arrays file {str(p)!r} cannot be read ({flat_message(exc)}): expected an .npz "
             "file of numeric or string arrays"
         ) from exc
 
@@ -209,7 +209,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         ) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(
-            f"JSON file {str(p)!r} cannot be read ({_one_line(exc)}): expected a UTF-8 JSON file"
+            f"JSON file {str(p)!r} cannot be read ({flat_message(exc)}): expected a UTF-8 JSON file"
         ) from exc
 
 
@@ -217,8 +217,3 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write UTF-8 text atomically (newlines written exactly as given)."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
         fh.write(text)
-
-
-def _one_line(exc: BaseException) -> str:
-    """Collapse an exception message to one line for embedding in a DataError."""
-    return " ".join(str(exc).split()) or type(exc).__name__

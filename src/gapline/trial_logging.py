@@ -50,7 +50,7 @@ def log_study(cfg: Config, result: StudyResult) -> Optional[str]:
         tracking.close_parent_run(parent_id, "KILLED", "interrupted (KeyboardInterrupt)")
         raise
     except BaseException as exc:
-        tracking.close_parent_run(parent_id, "FAILED", tracking.one_line(exc))
+        tracking.close_parent_run(parent_id, "FAILED", tracking.error_text(exc))
         raise
     tracking.close_parent_run(parent_id)
     return parent_id

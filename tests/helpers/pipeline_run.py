@@ -95,7 +95,7 @@ def check_logged_run(p: PipelineRun, *, experiment: str, system_metrics: bool) -
     from mlflow import MlflowClient
 
     import gapline
-    from gapline import tracking
+    from gapline import provenance, tracking
     from gapline.config import from_container
     from gapline.regularization import technique_label
 
@@ -127,7 +127,7 @@ def check_logged_run(p: PipelineRun, *, experiment: str, system_metrics: bool) -
     assert tags["data.fingerprint"] == meta["fingerprint"]
     assert tags["data.source"] == meta["source"]
     assert len(tags["dvc.lock.md5"]) == 32
-    final_stages = tracking.dvc_stage_digests(p.project / "dvc.lock", skip=("evaluate",))
+    final_stages = provenance.dvc_stage_digests(p.project / "dvc.lock", skip=("evaluate",))
     assert set(final_stages) == {"dvc.stage.config", "dvc.stage.prepare", "dvc.stage.augment", "dvc.stage.train"}
     for key, value in final_stages.items():
         assert tags[key] == value, key

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
-from gapline.errors import DataError, bad_value
+from gapline.errors import DataError, flat_message, bad_value
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -57,11 +57,6 @@ class Dataset:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _one_line(exc: BaseException) -> str:
-    """Collapse an exception message to one line for embedding in a DataError."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _require_path(path: PathLike, expected: str, *, want_dir: bool = False) -> Path:
@@ -204,7 +199,7 @@ def load_npz(path: PathLike) -> Dataset:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as exc:
         hint = " (save string labels as a unicode array, not dtype=object)" if "allow_pickle" in str(exc) else ""
         raise DataError(
-            f"{source} cannot be read as .npz ({_one_line(exc)}): expected {expected}{hint}"
+            f"{source} cannot be read as .npz ({flat_message(exc)}): expected {expected}{hint}"
         ) from exc
 
     if x_raw.ndim == 0 or y_raw.ndim == 0:
@@ -250,7 +245,7 @@ def load_csv(path: PathLike, label_column: str) -> Dataset:
         raise DataError(f"{source} is empty: expected a CSV file with a header row") from exc
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise DataError(
-            f"{source} cannot be parsed as CSV ({_one_line(exc)}): expected a comma-separated "
+            f"{source} cannot be parsed as CSV ({flat_message(exc)}): expected a comma-separated "
             "file with a header row"
         ) from exc
 
@@ -397,11 +392,11 @@ def load_image_folder(
                 except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
                     if on_corrupt == "fail":
                         raise DataError(
-                            f"image file {str(f)!r} is corrupt or unreadable ({_one_line(exc)}): "
+                            f"image file {str(f)!r} is corrupt or unreadable ({flat_message(exc)}): "
                             "expected a valid PNG/JPEG (set data.on_corrupt='skip' to skip such files)"
                         ) from exc
                     warnings.warn(
-                        f"skipping corrupt image file {str(f)!r}: {_one_line(exc)}",
+                        f"skipping corrupt image file {str(f)!r}: {flat_message(exc)}",
                         UserWarning,
                         stacklevel=2,
                     )

@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import runtime, tracking
+from .. import provenance, runtime, tracking
 from ..config import Config
 from ..diagnosis import as_markdown, diagnose
 from ..files import load_arrays, read_json, write_json, write_text
 from ..regularization import techniques
+from ..tracking.run_record import RUN_FILE, RunRecord
 from . import DIAGNOSIS_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, split_file
 from ..data.layout import read_meta
 
@@ -98,7 +99,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
 
     # The run train opened; skipped with a one-line warning when it lives in another store
     # than tracking points at now (or that store no longer holds it).
-    record = read_json(tracking.RUN_FILE)
+    record = RunRecord.read(RUN_FILE)
     run_id = tracking.resume_target(cfg, record)
     if run_id is not None:
         with tracking.run(cfg, run_id=run_id):
@@ -108,7 +109,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
             final = {k2: v for k2, v in metrics.items() if k2 not in logged_by_train}
             tracking.log_metrics(tracking.final_metrics(final, curves=history))
             # dvc.lock now holds this execution's prepare/augment/train entries (not evaluate's yet)
-            stages = tracking.dvc_stage_digests(Path("dvc.lock"), skip=("evaluate",))
+            stages = provenance.dvc_stage_digests(Path("dvc.lock"), skip=("evaluate",))
             tracking.log_tags({"diagnosis": verdict["verdict"], **stages})
             for png in pngs:
                 tracking.log_artifact(png, "plots")
@@ -116,10 +117,11 @@ def evaluate(cfg: Config) -> dict[str, Any]:
                 tracking.log_artifact(path, "reports")
             if Path("dvc.lock").is_file():
                 tracking.log_text_file(Path("dvc.lock"), "reports")
-            if record.get("model_version"):
-                tracking.set_version_tags(
-                    record["registered_model"],
-                    record["model_version"],
+            if record.model_version and record.registered_model:
+                tracking.tag_version(
+                    tracking.registry(cfg.tracking),
+                    record.registered_model,
+                    record.model_version,
                     {key: metrics[key] for key in ("test_accuracy", "val_accuracy", "gap_accuracy_test", "gap_accuracy_val")},
                 )
     return metrics

@@ -9,16 +9,16 @@ from typing import Any
 
 import gapline
 
-from .. import runtime, tracking
+from .. import provenance, runtime, tracking
 from ..config import Config
 from ..gap import overfitting_onset
 from ..files import load_arrays, write_json, write_text
 from ..model_io import save_model
 from ..regularization import technique_label
+from ..tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
 from . import AUGMENTED, HISTORY_FILE, MODEL_FILE, TRAIN_INFO_FILE, split_file
 
 BACKUP_DIR = Path(".gapline/backup/train")
-ACTIVE_RUN_FILE = Path(".gapline/train_run.json")
 
 
 def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
@@ -47,12 +47,12 @@ def history_csv(history: dict[str, list[float]]) -> str:
 def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
     root = Path.cwd()
     return {
-        **tracking.git_state(root),
+        **provenance.git_state(root),
         "data.fingerprint": meta["fingerprint"],
         "data.source": meta["source"],
         "data.source_digest": meta["source_digest"],
         # dvc.lock as it was when train started; evaluate adds dvc.stage.* from the updated lock
-        "dvc.lock.md5": tracking.file_md5(root / "dvc.lock"),
+        "dvc.lock.md5": provenance.file_md5(root / "dvc.lock"),
         "keras.backend": env["backend"],
         "device": env["device"],
         "gapline.version": gapline.__version__,
@@ -116,9 +116,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
     # backup lives on the chief's disk only, so multi_worker trains without one.
     backup = Backup(BACKUP_DIR, backup_key(cfg, meta)) if cfg.train.resume and processes == 1 else None
     if ACTIVE_RUN_FILE.is_file():  # the last train was killed: never leave its run RUNNING
-        from ..files import read_json
-
-        closed = tracking.close_stale_run(read_json(ACTIVE_RUN_FILE)) if cfg.tracking.enabled else None
+        closed = tracking.close_stale_run(RunRecord.read(ACTIVE_RUN_FILE)) if cfg.tracking.enabled else None
         if closed:
             print(f"closed MLflow run {closed} of a killed train stage as KILLED")
         ACTIVE_RUN_FILE.unlink()
@@ -134,10 +132,9 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
                 meta, {"train": (train_split["x"], train_split["y"]), "val": (val["x"], val["y"])}
             )
             callbacks.append(tracking.epoch_logger())
-            write_json(
-                ACTIVE_RUN_FILE,
-                {"run_id": active.info.run_id, "tracking_uri": tracking.canonical_uri(tracking.resolve_uri(cfg.tracking))},
-            )
+            RunRecord.started(
+                active.info.run_id, tracking.canonical_uri(tracking.resolve_uri(cfg.tracking))
+            ).write(ACTIVE_RUN_FILE)
         result = train_model(
             cfg,
             fit["x"],
@@ -166,7 +163,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             "params": result.params,
             "train_samples": int(len(fit["y"])),
         }
-        run_record: dict[str, Any] = {"run_id": None, "model_version": None}
+        run_record = RunRecord.no_run()
         if active is not None:
             tracking.log_metrics(
                 {
@@ -185,19 +182,19 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
                 result.model, val["x"][:2], cfg.tracking.registered_model or None
             )
             tracking.flush()
-            run_record = {
-                "run_id": active.info.run_id,
-                "experiment_id": active.info.experiment_id,
-                "tracking_uri": tracking.canonical_uri(tracking.resolve_uri(cfg.tracking)),
-                "registered_model": cfg.tracking.registered_model,
-                "model_version": version,
-            }
+            run_record = RunRecord(
+                run_id=active.info.run_id,
+                experiment_id=active.info.experiment_id,
+                tracking_uri=tracking.canonical_uri(tracking.resolve_uri(cfg.tracking)),
+                registered_model=cfg.tracking.registered_model,
+                model_version=version,
+            )
         write_json(TRAIN_INFO_FILE, info)
-        write_json(tracking.RUN_FILE, run_record)
+        run_record.write(RUN_FILE)
         if backup is not None:
             backup.clear()
         ACTIVE_RUN_FILE.unlink(missing_ok=True)
-    out = {**info, "run": run_record, "wall_seconds": result.wall_seconds}
+    out = {**info, "run": run_record.as_json(), "wall_seconds": result.wall_seconds}
     if processes > 1:
         out["weights"] = weights_digest(result.model)
     return out

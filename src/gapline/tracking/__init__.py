@@ -1,0 +1,98 @@
+"""Every MLflow call gapline makes lives in this package: one seam between the pipeline and
+the tracker. The rest of gapline calls it as ``tracking.<name>``; the names are listed here.
+
+What never reaches MLflow: the value of any environment variable whose name contains TOKEN,
+PASSWORD, SECRET or KEY (it is replaced by ``***`` in params, tags, the run name and the
+logged config), and the password part of a tracking URI.
+
+- :mod:`.store`: which store, is it reachable, the experiment; the one ``import mlflow``.
+- :mod:`.redaction`: secrets out, values cut to MLflow's limits.
+- :mod:`.runs`: the pipeline's run, opened and always closed with the right status.
+- :mod:`.run_record`: the files that name the run between stages.
+- :mod:`.log`: params, tags, metrics, artifacts and datasets of the open run.
+- :mod:`.keras_model`: logging, registering and loading the Keras model.
+- :mod:`.nested`: parent and child runs of sweeps and studies.
+- :mod:`.model_registry`: aliases, versions and promotion for retraining.
+"""
+
+from .keras_model import load_registered_keras, log_model
+from .log import (
+    epoch_logger,
+    final_metrics,
+    log_artifact,
+    log_config,
+    log_datasets,
+    log_metrics,
+    log_params,
+    log_tags,
+    log_text_file,
+)
+from .model_registry import (
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    move_champion,
+    registry,
+    registry_aliases,
+    registry_version,
+    tag_version,
+)
+from .nested import (
+    child_runs,
+    close_parent_run,
+    create_parent_run,
+    finish_parent_run,
+    log_child_run,
+    log_to_parent_run,
+)
+from .redaction import error_text, param_values, redact, tag_values
+from .redaction import error_text as one_line  # retrain.py's name for error_text until it is renamed there
+from .run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
+from .runs import Terminated, close_stale_run, default_run_name, flush, project_run_experiment, resume_target, run
+from .store import DEFAULT_URI, TrackingError, canonical_uri, resolve_uri, setup
+
+__all__ = [
+    "ACTIVE_RUN_FILE",
+    "CHAMPION",
+    "DEFAULT_URI",
+    "PREVIOUS_CHAMPION",
+    "RUN_FILE",
+    "RunRecord",
+    "Terminated",
+    "TrackingError",
+    "canonical_uri",
+    "child_runs",
+    "close_stale_run",
+    "close_parent_run",
+    "create_parent_run",
+    "log_to_parent_run",
+    "default_run_name",
+    "epoch_logger",
+    "error_text",
+    "final_metrics",
+    "finish_parent_run",
+    "flush",
+    "load_registered_keras",
+    "log_artifact",
+    "log_child_run",
+    "log_config",
+    "log_datasets",
+    "log_metrics",
+    "log_model",
+    "log_params",
+    "log_tags",
+    "log_text_file",
+    "move_champion",
+    "one_line",
+    "param_values",
+    "project_run_experiment",
+    "redact",
+    "registry",
+    "registry_aliases",
+    "registry_version",
+    "resolve_uri",
+    "resume_target",
+    "run",
+    "setup",
+    "tag_values",
+    "tag_version",
+]

@@ -1,0 +1,108 @@
+"""Keras models in and out of MLflow: logging the trained model (signature, input example,
+pinned requirements) and registering it as ``challenger``; loading a registered version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator, Optional
+
+from .redaction import error_text
+from .runs import flush
+from .store import TrackingError, import_mlflow
+
+ALIAS = "challenger"
+
+
+def model_requirements() -> list[str]:
+    """Pinned pip requirements of a logged Keras model: keras and its backend.
+
+    Giving them saves MLflow's requirement inference, which loads the model in a subprocess
+    (about 5 s per run) and falls back to ``keras`` alone with a warning anyway.
+    """
+    import importlib.metadata as md
+
+    import keras
+
+    reqs = [f"keras=={keras.__version__}"]
+    dists = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax", "jaxlib"), "torch": ("torch",)}
+    for dist in dists.get(keras.backend.backend(), ()):
+        with contextlib.suppress(md.PackageNotFoundError):
+            reqs.append(f"{dist}=={md.version(dist)}")
+    return reqs
+
+
+class _KerasFlavor:
+    """``mlflow.keras`` for ``Model.log``, except that the model folder exists before the
+    input example is written into it (mlflow issue 16183, still open in 3.17: with
+    ``input_example``, ``mlflow.keras.log_model`` fails with FileNotFoundError)."""
+
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(path: str, **kwargs: Any) -> Any:
+        os.makedirs(path, exist_ok=True)
+        return import_mlflow().keras.save_model(path=path, **kwargs)
+
+
+@contextlib.contextmanager
+def _quiet_keras() -> Iterator[None]:
+    import keras
+
+    was_on = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        yield
+    finally:
+        if was_on:
+            keras.config.enable_interactive_logging()
+
+
+def log_model(model: Any, x_sample: Any, registered_model: Optional[str]) -> Optional[str]:
+    """Log the Keras model (Keras flavor) with a signature and an input example; register it
+    and point the alias ``challenger`` at the new version. Returns the registered version."""
+    mlflow = import_mlflow()
+    from mlflow.models import Model, infer_signature
+
+    flush()  # Model.log copies the run's params onto the logged model: they must have landed
+    signature = infer_signature(x_sample, model.predict(x_sample, verbose=0))
+    with _quiet_keras():  # MLflow checks the input example with a verbose predict
+        info = Model.log(
+            artifact_path=None,
+            name="model",
+            flavor=_KerasFlavor(),
+            model=model,
+            signature=signature,
+            input_example=x_sample,
+            pip_requirements=model_requirements(),
+            registered_model_name=registered_model or None,
+        )
+    version = getattr(info, "registered_model_version", None)
+    if registered_model and version is not None:
+        client = mlflow.MlflowClient()
+        client.set_registered_model_alias(registered_model, ALIAS, str(version))
+        return str(version)
+    return None
+
+
+def load_registered_keras(name: str, version: str) -> Any:
+    """The Keras model of registered version ``name``/``version`` (gapline's layers registered).
+
+    Call :func:`.model_registry.registry` first: the ``models:/`` URI resolves through the
+    process-wide store.
+    """
+    import tempfile
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow = import_mlflow()
+    import mlflow.keras  # noqa: F401 - the flavor module is not imported by ``import mlflow``
+
+    from .. import layers  # noqa: F401 - registers gapline's serializable layers
+
+    with tempfile.TemporaryDirectory(prefix="gapline-model-") as tmp:
+        try:
+            with _quiet_keras():
+                return mlflow.keras.load_model(f"models:/{name}/{version}", dst_path=tmp)
+        except Exception as exc:  # noqa: BLE001 - missing artifacts surface as several types
+            raise TrackingError(f"cannot load model {name} v{version} from the registry: {error_text(exc)}") from None

@@ -1,0 +1,168 @@
+"""Parent/child runs for sweeps and studies: an open parent run, one finished child run per
+job, and a summary of the children (best objective first) that closes the parent.
+
+Children are written with explicit run ids (MlflowClient), not the fluent active run, so
+jobs in other processes can log safely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from ..config import TrackingConfig
+from .log import final_metrics
+from .redaction import error_text, param_values, tag_values
+from .store import fallback_message, import_mlflow, setup
+
+CHILD_METRIC_KEYS = (
+    "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
+    "gap_accuracy_val", "gap_accuracy_test", "gap_loss_val", "gap_loss_test",
+    "best_epoch", "onset_epoch", "epochs_run", "params", "params_untied", "train_seconds", "objective",
+)
+
+
+def _experiment_id(tracking_cfg: TrackingConfig) -> str:
+    return setup(tracking_cfg)
+
+
+def create_parent_run(tracking_cfg: TrackingConfig, name: str, tags: Mapping[str, Any]) -> str:
+    """An open parent run (RUNNING until :func:`close_parent_run`) for a sweep or study. Under
+    ``mlflow run`` ($MLFLOW_RUN_ID) the project's run is the parent, as it is every stage's run."""
+    mlflow = import_mlflow()
+    exp_id = _experiment_id(tracking_cfg)
+    client = mlflow.MlflowClient()
+    message = fallback_message()
+    if message:  # the run must say it is not where the config pointed
+        tags = {**tags, "tracking.fallback": message[:5000]}
+    project_run = os.environ.get("MLFLOW_RUN_ID")
+    if project_run:
+        client.update_run(project_run, status="RUNNING", name=name)
+        for key, value in tag_values(tags).items():
+            client.set_tag(project_run, key, value)
+        return project_run
+    run = client.create_run(exp_id, run_name=name, tags=tag_values(tags))
+    return str(run.info.run_id)
+
+
+def log_to_parent_run(parent_id: str, metrics: Mapping[str, float], files: list[Path], artifact_path: str) -> None:
+    """Metrics (step 0) and files of an open parent run, by id: a study's summary and table."""
+    mlflow = import_mlflow()
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient()
+    now = int(time.time() * 1000)
+    log_metric_batches(client, parent_id, [Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    for path in files:
+        client.log_artifact(parent_id, str(path), artifact_path)
+
+
+def log_metric_batches(client: Any, run_id: str, metrics: list[Any]) -> None:
+    for i in range(0, len(metrics), 1000):  # MLflow takes at most 1000 metrics per batch
+        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+
+
+def log_child_run(parent_id: Optional[str], tracking_cfg: TrackingConfig, job: Mapping[str, Any]) -> str:
+    """One finished job as a child run: flattened config, tags, per-epoch curves, final metrics."""
+    mlflow = import_mlflow()
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient()
+    exp_id = _experiment_id(tracking_cfg)
+    tags = {
+        "gapline.mode": job.get("kind", "job"),
+        "techniques": job.get("techniques", ""),
+        "data.fingerprint": job.get("fingerprint", ""),
+        "job.arm": job.get("arm", ""),
+        "job.seed": job.get("seed", ""),
+        "job.overrides": " ".join(job.get("overrides", [])),
+        "gapline.ray_node": job.get("ray_node") or None,  # tag_values drops None
+    }
+    if parent_id:
+        tags["mlflow.parentRunId"] = parent_id
+    run = client.create_run(exp_id, run_name=str(job.get("job", "job")), tags=tag_values(tags))
+    run_id = run.info.run_id
+    try:
+        params, cut = param_values(job.get("config", {}))
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            client.log_batch(run_id, params=items[i : i + 100])
+        now = int(time.time() * 1000)
+        finals = final_metrics(
+            {k: job[k] for k in CHILD_METRIC_KEYS if isinstance(job.get(k), (int, float)) and job.get(k) == job.get(k)},
+            curves=(job.get("history") or {}).keys(),
+        )
+        metrics = [Metric(k, v, now, 0) for k, v in finals.items()]
+        for key, values in (job.get("history") or {}).items():
+            metrics.extend(Metric(key, float(v), now, step + 1) for step, v in enumerate(values))
+        log_metric_batches(client, run_id, metrics)
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException as exc:
+        client.set_tag(run_id, "error", error_text(exc))
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return str(run_id)
+
+
+def child_runs(parent_id: str) -> list[Any]:
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_id)
+    return client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+        max_results=10000,
+    )
+
+
+def finish_parent_run(parent_id: str, status: str = "FINISHED") -> str:
+    """Summarize the children (best objective first) into the parent and close it."""
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
+    children = child_runs(parent_id)
+    rows = []
+    for child in children:
+        m = child.data.metrics
+        rows.append(
+            (
+                m.get("objective", float("nan")),
+                child.info.run_name,
+                m.get("test_accuracy", float("nan")),
+                m.get("gap_accuracy_val", float("nan")),
+                m.get("gap_accuracy_test", float("nan")),
+                child.info.run_id,
+            )
+        )
+    rows.sort(key=lambda r: (r[0] != r[0], r[0]))
+    lines = [
+        "| job | objective | test accuracy | gap (train−val) | gap (train−test) | run |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {r[1]} | {r[0]:.4f} | {r[2]:.4f} | {r[3]:+.4f} | {r[4]:+.4f} | {r[5]} |" for r in rows]
+    table = "\n".join(lines) + "\n"
+    client.log_text(parent_id, table, "sweep/summary.md")
+    if rows:
+        best = rows[0]
+        client.set_tag(parent_id, "sweep.best_run", best[5])
+        client.set_tag(parent_id, "sweep.best_job", best[1])
+        client.log_metric(parent_id, "best_objective", float(best[0]))
+        client.log_metric(parent_id, "best_test_accuracy", float(best[2]))
+    client.log_metric(parent_id, "jobs", float(len(rows)))
+    close_parent_run(parent_id, status)
+    return table
+
+
+def close_parent_run(parent_id: str, status: str = "FINISHED", error: Optional[str] = None) -> None:
+    """End a parent run with ``status``; with ``error`` (a failure path) record it in the
+    ``error`` tag and never let a store error mask the original one."""
+    client = import_mlflow().MlflowClient()
+    if error is None:
+        client.set_terminated(parent_id, status)
+        return
+    with contextlib.suppress(Exception):
+        client.set_tag(parent_id, "error", error)
+    with contextlib.suppress(Exception):
+        client.set_terminated(parent_id, status)

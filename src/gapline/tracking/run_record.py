@@ -1,0 +1,68 @@
+"""The record of the pipeline's MLflow run that stages pass on through files.
+
+``reports/mlflow_run.json`` (a DVC output of train) names the run train finished and the
+model version it registered: evaluate adds to that run, retraining judges that version.
+``.gapline/train_run.json`` names the run while train is still in it: if train is killed,
+the next train closes that run as KILLED. One type writes and reads both, so the files keep
+the keys they have always had.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import DataError
+from ..files import read_json, write_json
+
+RUN_FILE = Path("reports/mlflow_run.json")
+ACTIVE_RUN_FILE = Path(".gapline/train_run.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """One run as the files name it; ``run_id`` None when tracking was off."""
+
+    run_id: Optional[str]
+    tracking_uri: Optional[str] = None  # canonical (see store.canonical_uri); absent in old records
+    experiment_id: Optional[str] = None
+    registered_model: Optional[str] = None
+    model_version: Optional[str] = None  # None when nothing was registered
+
+    @classmethod
+    def no_run(cls) -> RunRecord:
+        """Tracking was off: there is no run to add to and no version to judge."""
+        return cls(run_id=None)
+
+    @classmethod
+    def started(cls, run_id: str, tracking_uri: str) -> RunRecord:
+        """A run train is still in: what is needed to close it if train is killed."""
+        return cls(run_id=run_id, tracking_uri=tracking_uri)
+
+    def as_json(self) -> dict[str, Any]:
+        """The keys each kind of record has always been written with: all five for a finished
+        run, the run and its store for a started one, ``run_id`` and ``model_version`` (both
+        null) for no run."""
+        if self.experiment_id is not None:
+            keys = [field.name for field in dataclasses.fields(self)]
+        elif self.run_id is not None:
+            keys = ["run_id", "tracking_uri"]
+        else:
+            keys = ["run_id", "model_version"]
+        return {key: getattr(self, key) for key in keys}
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        write_json(path, self.as_json())
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> RunRecord:
+        """The record in ``path``; keys it lacks (older records) read as None."""
+        data = read_json(path)
+        if not isinstance(data, dict):
+            raise DataError(
+                f"run record {str(path)!r} holds a JSON {type(data).__name__}: expected an object "
+                "with run_id (written by the train stage)"
+            )
+        return cls(**{field.name: data.get(field.name) for field in dataclasses.fields(cls)})
