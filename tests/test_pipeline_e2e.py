@@ -140,3 +140,38 @@ def test_dvc_exp_run_composes_conf_with_overrides(project: Path) -> None:
     bad = _run(["dvc", "exp", "run", "-S", "train.epochs=abc"], project, check=False)
     assert bad.returncode != 0
     assert "train.epochs" in bad.stdout + bad.stderr
+
+
+def test_code_edit_reruns_the_stages_that_import_it(project: Path) -> None:
+    """dvc.yaml's code deps are each stage's import closure (tests/test_stage_deps.py): an edit
+    to a module train imports only inside a function (the backup) reruns train; evaluate,
+    which never imports it, reruns only if the model changed (a comment does not change it)."""
+    _run(["dvc", "repro"], project)
+    backup = project / "src/gapline/backup.py"
+    original = backup.read_text()
+    model_before = (project / "models/model.keras").read_bytes()
+    backup.write_text(original + "\n# an edit\n")
+    try:
+        status = json.loads(_run(["dvc", "status", "--json"], project).stdout)
+        assert set(status) == {"train"} and "src/gapline/backup.py" in json.dumps(status["train"])
+        proc = _run(["dvc", "repro"], project)
+        assert _stages_run(proc) == {"train"}
+        assert (project / "models/model.keras").read_bytes() == model_before
+    finally:
+        backup.write_text(original)
+        _run(["dvc", "repro"], project)
+
+
+def test_fresh_clone_reproduces_the_committed_outputs_and_leaves_git_clean(tmp_path: Path) -> None:
+    """`make pipeline` on a fresh clone rebuilds the committed model bit for bit and leaves
+    `git status` clean: dvc.lock and the committed reports match, and the MLflow run id is
+    local state, not a DVC output."""
+    from helpers.processes import run
+    from helpers.sandbox import copy_project
+
+    clone = copy_project(tmp_path / "clone", keep_outputs=True)
+    proc = _run(["dvc", "repro"], clone)
+    assert _stages_run(proc) == {"config", "prepare", "augment", "train", "evaluate"}
+    assert (clone / "reports/mlflow_run.json").is_file()
+    dirty = run(["git", "status", "--porcelain"], clone).stdout
+    assert dirty == "", f"a fresh clone's pipeline changed tracked files (refresh dvc.lock with `dvc repro`):\n{dirty}"

@@ -138,9 +138,10 @@ def test_dvc_stage_digests(tmp_path: Path) -> None:
         (RunRecord.no_run(), {"run_id": None, "model_version": None}),
         (RunRecord.started("r1", "sqlite:////p/mlflow.db"), {"run_id": "r1", "tracking_uri": "sqlite:////p/mlflow.db"}),
         (
-            RunRecord("r1", tracking_uri="sqlite:////p/mlflow.db", experiment_id="3", registered_model="gapline"),
+            RunRecord("r1", tracking_uri="sqlite:////p/mlflow.db", experiment_id="3", registered_model="gapline",
+                      model_md5="ab" * 16),
             {"run_id": "r1", "experiment_id": "3", "tracking_uri": "sqlite:////p/mlflow.db",
-             "registered_model": "gapline", "model_version": None},
+             "registered_model": "gapline", "model_version": None, "model_md5": "ab" * 16},
         ),
     ],
 )
@@ -354,6 +355,15 @@ def test_resume_target_only_resumes_runs_of_the_current_store(tmp_path: Path, ca
     assert tracking.resume_target(cfg, RunRecord("0" * 32, tracking_uri=here)) is None
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: ") and "does not hold" in err
+
+    # the record is local state, not a DVC output: a model DVC restored from its cache is not
+    # the one the recorded run trained, so its evaluation must not land in that run
+    mine = RunRecord(run_id, tracking_uri=here, model_md5="a" * 32)
+    assert tracking.resume_target(cfg, mine, model_md5="a" * 32) == run_id
+    assert capsys.readouterr().err == ""
+    assert tracking.resume_target(cfg, mine, model_md5="b" * 32) is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: ") and "another model" in err
 
     with tracking.run(cfg, run_id=run_id):  # resuming adds to the same run and re-finishes it
         tracking.log_metrics({"test_accuracy": 0.5})

@@ -19,23 +19,24 @@ def tracked_files() -> list[str]:
     return [line for line in out.splitlines() if line]
 
 
-# Outputs and local state a fresh clone does not have.
-NOT_IN_A_FRESH_CLONE = (
-    "dvc.lock", "reports", "mlflow.db", "mlruns", "multirun", "outputs", ".gapline", ".dvc/tmp", ".dvc/cache",
-)
+# The committed outputs of the default pipeline (a fresh clone has them)...
+PIPELINE_OUTPUTS = ("dvc.lock", "reports")
+# ...and local state no clone has.
+LOCAL_STATE = ("mlflow.db", "mlruns", "multirun", "outputs", ".gapline", ".dvc/tmp", ".dvc/cache")
 
 
-def copy_project(root: Path, drop: tuple[str, ...] = ()) -> Path:
+def copy_project(root: Path, drop: tuple[str, ...] = (), keep_outputs: bool = False) -> Path:
     """A fresh copy of the repo under git: its sources as they are in the working tree, no
-    outputs, no stores, no DVC cache (plus whatever ``drop`` names). Every test that runs
-    the real pipeline works in one of these, never in the repo itself."""
+    stores, no DVC cache, and no pipeline outputs unless ``keep_outputs`` (then it is what
+    ``git clone`` gives), minus whatever ``drop`` names. Every test that runs the real
+    pipeline works in one of these, never in the repo itself."""
     for rel in tracked_files():
         src = REPO / rel
         if src.is_file():
             dst = root / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
-    for rel in (*NOT_IN_A_FRESH_CLONE, *drop):
+    for rel in (*LOCAL_STATE, *(() if keep_outputs else PIPELINE_OUTPUTS), *drop):
         p = root / rel
         if p.is_dir():
             shutil.rmtree(p)

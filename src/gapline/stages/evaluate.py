@@ -10,12 +10,12 @@ import numpy as np
 
 from .. import provenance, runtime, tracking
 from ..config import Config
+from ..data.layout import read_meta
 from ..diagnosis import as_markdown, diagnose
 from ..files import load_arrays, read_json, write_json, write_text
 from ..regularization import techniques
 from ..tracking.run_record import RUN_FILE, RunRecord
 from . import DIAGNOSIS_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, split_file
-from ..data.layout import read_meta
 
 
 def read_history(path: Path = HISTORY_FILE) -> dict[str, list[float]]:
@@ -100,7 +100,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     # The run train opened; skipped with a one-line warning when it lives in another store
     # than tracking points at now (or that store no longer holds it).
     record = RunRecord.read(RUN_FILE)
-    run_id = tracking.resume_target(cfg, record)
+    run_id = tracking.resume_target(cfg, record, provenance.file_md5(MODEL_FILE))
     if run_id is not None:
         with tracking.run(cfg, run_id=run_id):
             tracking.log_datasets(meta, {"test": splits["test"]})

@@ -11,6 +11,7 @@ import gapline
 
 from .. import provenance, runtime, tracking
 from ..config import Config
+from ..data.layout import read_meta
 from ..gap import overfitting_onset
 from ..files import load_arrays, write_json, write_text
 from ..model_io import save_model
@@ -30,7 +31,6 @@ def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
     parts = {name: dataclasses.asdict(getattr(cfg, name)) for name in ("augment", "model", "regularization", "train")}
     parts["data"] = meta["fingerprint"]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-from ..data.layout import read_meta
 
 
 def history_csv(history: dict[str, list[float]]) -> str:
@@ -188,6 +188,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
                 tracking_uri=tracking.canonical_uri(tracking.resolve_uri(cfg.tracking)),
                 registered_model=cfg.tracking.registered_model,
                 model_version=version,
+                model_md5=provenance.file_md5(MODEL_FILE),
             )
         write_json(TRAIN_INFO_FILE, info)
         run_record.write(RUN_FILE)

@@ -1,7 +1,10 @@
 """The record of the pipeline's MLflow run that stages pass on through files.
 
-``reports/mlflow_run.json`` (a DVC output of train) names the run train finished and the
-model version it registered: evaluate adds to that run, retraining judges that version.
+``reports/mlflow_run.json`` names the run train finished, the model version it registered
+and the digest of the model file it wrote: evaluate adds to that run only while
+``models/model.keras`` is still that file; retraining judges that version. It is local state
+(ignored by git, not a DVC output): a run id differs on every execution, and as an output it
+left every fresh clone's ``dvc.lock`` modified although the model reproduced bit for bit.
 ``.gapline/train_run.json`` names the run while train is still in it: if train is killed,
 the next train closes that run as KILLED. One type writes and reads both, so the files keep
 the keys they have always had.
@@ -30,6 +33,7 @@ class RunRecord:
     experiment_id: Optional[str] = None
     registered_model: Optional[str] = None
     model_version: Optional[str] = None  # None when nothing was registered
+    model_md5: Optional[str] = None  # of the model file train wrote in this run
 
     @classmethod
     def no_run(cls) -> RunRecord:
@@ -42,9 +46,8 @@ class RunRecord:
         return cls(run_id=run_id, tracking_uri=tracking_uri)
 
     def as_json(self) -> dict[str, Any]:
-        """The keys each kind of record has always been written with: all five for a finished
-        run, the run and its store for a started one, ``run_id`` and ``model_version`` (both
-        null) for no run."""
+        """All keys for a finished run, the run and its store for a started one, ``run_id`` and
+        ``model_version`` (both null) for no run."""
         if self.experiment_id is not None:
             keys = [field.name for field in dataclasses.fields(self)]
         elif self.run_id is not None:

@@ -157,11 +157,20 @@ def close_stale_run(record: RunRecord) -> Optional[str]:
     return str(run_id)
 
 
-def resume_target(cfg: Config, record: RunRecord) -> Optional[str]:
+def resume_target(cfg: Config, record: RunRecord, model_md5: Optional[str] = None) -> Optional[str]:
     """The run id evaluate should add to, or None (after a one-line warning) when the run
-    named in ``reports/mlflow_run.json`` is not in the store tracking now points at."""
+    named in ``reports/mlflow_run.json`` trained another model than the one evaluated
+    (``model_md5``: DVC restored a model from its cache) or is not in the store tracking now
+    points at."""
     run_id = record.run_id
     if not cfg.tracking.enabled or not run_id:
+        return None
+    if model_md5 and record.model_md5 and record.model_md5 != model_md5:
+        warn(
+            f"{RUN_FILE} names run {run_id}, which trained another model than the one evaluated "
+            "(DVC restored it from its cache); not logging evaluation to MLflow "
+            "(`dvc repro --force train` logs a run for it)"
+        )
         return None
     current = canonical_uri(resolve_uri(cfg.tracking))
     recorded = record.tracking_uri
