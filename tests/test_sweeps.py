@@ -251,6 +251,45 @@ def test_sweep_failing_midway_closes_its_parent_run(project: Path) -> None:
     assert not [(r.info.run_name, r.info.status) for r in runs if r.info.status == "RUNNING"]
 
 
+def test_sigterm_to_a_sweep_reaches_its_app_and_closes_the_parent_killed(project: Path) -> None:
+    """`gapline train -m` runs the Hydra app as a child process: a SIGTERM to the command (a
+    scheduler's timeout) must stop the app too and close the parent run KILLED, never leave
+    it RUNNING or the app training on alone."""
+    import signal
+    import time
+
+    uri = _uri(project / "sigterm.db")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "MLFLOW_TRACKING_URI": uri}
+    env.pop("DVC_EXP_NAME", None)
+    seeds = ",".join(str(s) for s in range(40))  # far more jobs than the test waits for
+    proc = subprocess.Popen(
+        ["gapline", "train", "-m", "experiment=debug", f"train.seed={seeds}"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # until the first child run has finished
+            if (project / "sigterm.db").exists() and any(r.data.tags.get("mlflow.parentRunId") for r in _all_runs(uri)):
+                break
+            assert proc.poll() is None, proc.communicate()[0]
+            time.sleep(0.5)
+        else:
+            raise AssertionError("no child run within 240 s")
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, output
+    runs = _all_runs(uri)
+    parents = [r for r in runs if r.data.tags.get("gapline.mode") == "sweep" and not r.data.tags.get("mlflow.parentRunId")]
+    assert [p.info.status for p in parents] == ["KILLED"], output
+    assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    assert len(runs) - 1 < 40  # the app stopped: it did not go on through the remaining jobs
+    time.sleep(2)
+    assert len(_all_runs(uri)) == len(runs)
+
+
 # --------------------------------------------------------------------------------------
 # DVC experiments: queued, then run two at a time
 # --------------------------------------------------------------------------------------

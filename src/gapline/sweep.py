@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ import hydra
 
 from .config import SweepConfig
 from .params import CONF_DIR, CONFIG_NAME
+from .signals import sigterm_as_interrupt
 
 PARENT_ENV = "GAPLINE_SWEEP_PARENT_RUN_ID"
 
@@ -159,11 +161,13 @@ def hydra_train(overrides: Sequence[str], multirun: bool, root: Path) -> int:
     check_jobs(overrides, multirun, root)
     argv = ["--config-dir", str(root / CONF_DIR), *(["--multirun"] if multirun else []), *overrides]
     with subprocess.Popen([sys.executable, "-m", __name__, *argv], cwd=root) as app_process:
-        try:
-            return app_process.wait()
-        except KeyboardInterrupt:  # the app got the same Ctrl-C: let it close its parent run
-            app_process.wait()
-            raise
+        # Ctrl-C reaches both processes; a SIGTERM to this one is passed on to the app
+        with sigterm_as_interrupt(before=lambda: app_process.send_signal(signal.SIGTERM)):
+            try:
+                return app_process.wait()
+            except KeyboardInterrupt:  # let the app close its parent run first
+                app_process.wait()
+                raise
 
 
 @hydra.main(version_base=None, config_path=None, config_name=CONFIG_NAME)
@@ -180,19 +184,25 @@ def app(cfg: Any) -> Optional[float]:
 
 def main() -> None:
     """The Hydra app's process: run it; a sweep whose job failed never reached
-    ``on_multirun_end``, so its parent run is closed FAILED here, never left RUNNING."""
+    ``on_multirun_end``, so its parent run is closed here (FAILED; KILLED on Ctrl-C or
+    SIGTERM), never left RUNNING."""
     from .config import register_schema
     from .params import register_resolver
     from .trial_logging import close_sweep
 
     register_schema()
     register_resolver()
+    status = "FAILED"
     try:
-        app()
+        with sigterm_as_interrupt():
+            app()
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
         parent = os.environ.pop(PARENT_ENV, None)
         if parent:
-            close_sweep(parent, "FAILED")
+            close_sweep(parent, status)
 
 
 if __name__ == "__main__":  # `python -m gapline.sweep`: the app of the imported module, not a copy

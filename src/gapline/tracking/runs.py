@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import threading
 from typing import Any, Iterator, Optional
 
 from ..config import Config
 from ..errors import warn
+from ..signals import Terminated, sigterm_as_interrupt
 from .redaction import error_text, redact
 from .run_record import RUN_FILE, RunRecord
 from .store import TrackingError, canonical_uri, check_reachable, fallback_message, import_mlflow, resolve_uri, setup
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a CI timeout) turned into an exception so the run is closed KILLED."""
 
 
 _pending: list[Any] = []  # async logging operations not yet confirmed
@@ -45,28 +40,6 @@ def flush() -> None:
             operation.wait()
         except Exception as exc:  # noqa: BLE001 - any failure means data did not land
             raise TrackingError(f"MLflow did not accept logged data: {error_text(exc)}") from None
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """While a run is open, SIGTERM raises :class:`Terminated` instead of killing the process
-    outright (which would leave the run RUNNING). Other handlers are left alone."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous not in (signal.SIG_DFL, None):
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated("terminated (SIGTERM)")
-
-    signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _close(mlflow: Any, status: str, error: Optional[str]) -> None:
@@ -115,7 +88,7 @@ def run(
     fallback = fallback_message()
     if fallback is not None:  # the run must say it is not where the config pointed
         mlflow.set_tag("tracking.fallback", redact(fallback)[:5000])
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         try:
             yield active
             flush()

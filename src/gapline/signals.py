@@ -1,0 +1,39 @@
+"""SIGTERM (``kill``, a CI or Kubernetes timeout) as an exception, so that whatever a process
+holds open (an MLflow run, a sweep's parent run, a child process) is closed on the way out
+instead of being left RUNNING by a process that vanished."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Any, Callable, Iterator, Optional
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM turned into an exception: handled like Ctrl-C, reported as a termination."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt(before: Optional[Callable[[], None]] = None) -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` (after calling ``before``, e.g. to pass
+    the signal on to a child process) instead of killing the process outright. A handler
+    someone else installed, or a thread other than the main one, is left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if before is not None:
+            before()
+        raise Terminated("terminated (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
