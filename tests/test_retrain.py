@@ -201,11 +201,28 @@ def test_force_flag_and_overrides_parse_in_any_order() -> None:
     assert words("--force", "true") == ([], True)
 
 
+def _help(command: str) -> str:
+    return build_parser()._subparsers._group_actions[0].choices[command].format_help()
+
+
 def test_retrain_help_documents_exit_codes() -> None:
-    text = build_parser()._subparsers._group_actions[0].choices["retrain"].format_help()
-    for code in R.EXIT_CODES:
+    text = _help("retrain")
+    for code in R.ExitCode:
         assert f"  {code} " in text
     assert "up to date: nothing to retrain" in text
+
+
+@pytest.mark.parametrize(("command", "left_out"), [("retrain", set()), ("promote", {R.ExitCode.KEPT})])
+def test_help_lists_every_exit_code_from_the_one_table(command: str, left_out: set) -> None:
+    """The help reads ExitCode: every code, with its meaning, in the table's order."""
+    text = _help(command)
+    lines = [f"  {code.value:<4}{code.meaning}" for code in R.ExitCode if code not in left_out]
+    assert all(line in text.splitlines() for line in lines), text
+    positions = [text.index(line) for line in lines]
+    assert positions == sorted(positions)
+    for code in left_out:
+        assert code.meaning not in text
+    assert set(R.EXIT_CODES) == {code.value for code in R.ExitCode}  # the old names read the same table
 
 
 @pytest.mark.parametrize(
@@ -228,7 +245,7 @@ def test_held_lock_exits_75_before_anything_runs(conf_project: Path) -> None:
     with R.exclusive_lock(lock) as info:
         for args in (["retrain", "experiment=debug"], ["promote", "--rollback", "experiment=debug"]):
             proc = _gapline(args, conf_project, timeout=120)
-            assert proc.returncode == R.EXIT_LOCKED == 75, proc.stderr
+            assert proc.returncode == R.ExitCode.LOCKED == 75, proc.stderr
             assert f"pid {info['pid']}" in proc.stderr and info["started"] in proc.stderr
     assert not (conf_project / "params.yaml").exists()
     assert not (conf_project / "mlflow.db").exists()
@@ -362,7 +379,7 @@ def test_code_change_that_no_stage_depends_on_reproduces_the_champion(project: P
 @pytest.mark.slow
 def test_worse_challenger_is_kept_out_and_the_champion_stays(project: Path) -> None:
     proc = _retrain(project, "train.epochs=1")
-    _check(proc, R.EXIT_KEPT)
+    _check(proc, R.ExitCode.KEPT)
     report = _report(project)
     worse = report["challenger_version"]
     assert report["decision"] == "kept" and report["changed"] == ["config"]
@@ -396,7 +413,7 @@ def test_a_failed_retrain_never_moves_the_aliases(project: Path) -> None:
         proc = _retrain(project, "train.epochs=8")
     finally:
         hidden.rename(artifacts)
-    _check(proc, R.EXIT_FAILED)
+    _check(proc, R.ExitCode.FAILED)
     assert "retrain failed" in proc.stderr and f"cannot load model {NAME} v{state['first']}" in proc.stderr
     report = _report(project)
     assert report["decision"] == "failed" and report["exit_code"] == 1
@@ -463,7 +480,7 @@ def test_overlapping_retrains_one_refuses_with_75(project: Path) -> None:
             assert time.time() < deadline, "the first retrain never took the lock"
             time.sleep(0.2)
         second = _retrain(project)
-        _check(second, R.EXIT_LOCKED)
+        _check(second, R.ExitCode.LOCKED)
         assert f"another gapline retrain is running (pid {first.pid}" in second.stderr
         assert "started" in second.stderr
         first.wait(timeout=600)

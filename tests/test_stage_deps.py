@@ -4,7 +4,8 @@ retraining, the study).
 
 The closure is derived from the code: every ``import``/``from ... import`` of a gapline module,
 including the lazy ones inside functions, followed transitively from the module that runs the
-stage. Adding an import to a stage's code without declaring the file in dvc.yaml fails here.
+stage. Adding an import to a stage's code without declaring the file in dvc.yaml fails here;
+``python tests/test_stage_deps.py`` prints each stage's closure to paste into dvc.yaml.
 """
 
 from __future__ import annotations
@@ -115,3 +116,10 @@ def test_closure_follows_lazy_and_relative_imports() -> None:
     assert Path("src/gapline/layers.py") in train
     assert Path("src/gapline/cli.py") not in train
     assert Path("src/gapline/stages/__init__.py") in train
+
+
+if __name__ == "__main__":
+    for stage_name, roots in STAGE_ROOTS.items():
+        print(f"{stage_name}:")
+        for path in sorted(map(str, closure(roots))):
+            print(f"      - {path}")

@@ -10,10 +10,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
 
 from .errors import GaplineError
 from .params import PARAMS_FILE
+
+if TYPE_CHECKING:
+    from .retrain import ExitCode
 
 
 def _load(args: argparse.Namespace):
@@ -38,16 +41,14 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 def cmd_repro(args: argparse.Namespace) -> int:
     """Compose (when overrides are given) and run ``dvc repro`` with this interpreter's tools."""
-    import os
     import subprocess
+
+    from .dvc_command import dvc_executable, tools_env
 
     overrides = split_overrides(args.overrides)
     if overrides:
         cmd_params(args)
-    bindir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
-    dvc = Path(bindir) / "dvc"
-    return subprocess.call([str(dvc) if dvc.exists() else "dvc", "repro", *args.dvc_args], env=env)
+    return subprocess.call([dvc_executable(), "repro", *args.dvc_args], env=tools_env())
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -175,30 +176,30 @@ def _retrain_words(args: argparse.Namespace) -> tuple[list[str], bool]:
 def cmd_retrain(args: argparse.Namespace) -> int:
     """Retrain when data, config or code changed; promote the challenger only if it wins."""
     from .errors import ConfigError, DataError
-    from .retrain import EXIT_FAILED, EXIT_LOCKED, LockHeld, retrain
+    from .retrain import ExitCode, LockHeld, retrain
 
     overrides, force = _retrain_words(args)
     try:
         return retrain(overrides, force=force, params=args.params).exit_code
     except LockHeld as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
+        return ExitCode.LOCKED
     except (ConfigError, DataError):
         raise  # bad input: exit 2
     except GaplineError as exc:  # the pipeline, the evaluation or the tracking store
         print(f"error: retrain failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     except Exception as exc:  # noqa: BLE001 - a scheduler needs the distinct exit code, not a crash
         import traceback
 
         traceback.print_exc()
         print(f"error: retrain failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Point the champion alias at a version (or roll back to previous-champion)."""
-    from .retrain import EXIT_FAILED, EXIT_LOCKED, LockHeld, promote
+    from .retrain import ExitCode, LockHeld, promote
     from .tracking import TrackingError
 
     try:
@@ -208,10 +209,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
         ).exit_code
     except LockHeld as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_LOCKED
+        return ExitCode.LOCKED
     except TrackingError as exc:
         print(f"error: promote failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
 
 
 MLPROJECT_COMMANDS = ("repro", "study", "retrain")
@@ -229,6 +230,7 @@ def cmd_mlproject(args: argparse.Namespace) -> int:
 
     from . import tracking
     from .errors import warn
+    from .retrain import ExitCode
 
     words = list(args.args)
     if words[:1] == ["--"]:
@@ -245,28 +247,36 @@ def cmd_mlproject(args: argparse.Namespace) -> int:
             )
             os.environ.pop("MLFLOW_RUN_ID", None)
     rc = main([args.entry, *extra, *words])
-    if args.entry == "retrain" and rc == 3:
+    if args.entry == "retrain" and rc == ExitCode.KEPT:
         # `mlflow run` knows only success and failure: a kept-out challenger is a successful
         # run whose decision is in its `retrain.decision` tag and in the report.
-        print("mlproject: challenger kept out (exit 3), reported to MLflow as a successful run")
-        return 0
+        print(f"mlproject: challenger kept out (exit {ExitCode.KEPT}), reported to MLflow as a successful run")
+        return ExitCode.OK
     return rc
 
 
-RETRAIN_EPILOG = """\
-exit codes (for schedulers):
-  0   promoted, or up to date ("up to date: nothing to retrain")
-  3   challenger kept out: the champion is unchanged
-  75  another retrain (or promote) holds the lock; nothing was run
-  1   failure (pipeline, evaluation or tracking store); aliases untouched
-  2   bad input (invalid config, override or option); nothing was run
-
+RETRAIN_REPORT_HELP = """
 The decision, both scores and the reason are written to retrain.report (default
 reports/retrain.json) and to an MLflow run named "retrain". See docs/retraining.md.
 """
 
 
+def _exit_codes_epilog(p: argparse.ArgumentParser, codes: Iterable[ExitCode], more: str = "") -> None:
+    """List ``codes`` under the command's help, read from the one table (:class:`ExitCode`).
+    The epilog keeps its layout, so a one-line description is wrapped here instead."""
+    import textwrap
+
+    from .retrain import exit_codes_help
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    if p.description and "\n" not in p.description:
+        p.description = textwrap.fill(p.description, 94)
+    p.epilog = exit_codes_help(codes) + more
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .retrain import ExitCode
+
     parser = argparse.ArgumentParser(
         prog="gapline",
         description="Reproducible, regularized Keras training that makes the generalization gap visible.",
@@ -311,14 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
         "retrain when data, config or code changed since the champion; promote the challenger "
         "to alias `champion` only if it beats it (locked; safe to schedule)",
     )
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.description = (
         "Retrain when data, config or code changed since the champion (or with --force): run the\n"
         "DVC pipeline, score challenger and champion on the same current test split, and promote\n"
         "the challenger to alias `champion` only if it wins by retrain.margin on retrain.metric,\n"
         "reaches retrain.min_score and keeps its gap within retrain.max_gap. Locked: safe to schedule."
     )
-    p.epilog = RETRAIN_EPILOG
+    _exit_codes_epilog(p, ExitCode, RETRAIN_REPORT_HELP)
     p.add_argument("overrides", nargs="*", help="Hydra overrides: recompose params.yaml first (none: keep it)")
     p.add_argument(
         "--force", nargs="?", const="true", default=None, metavar="BOOL",
@@ -335,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--rollback", action="store_true", help="make `previous-champion` the champion again")
     p.add_argument("--reason", default="", help="why (recorded in MLflow)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides (e.g. tracking.registered_model=...); none: params.yaml")
+    _exit_codes_epilog(p, (code for code in ExitCode if code is not ExitCode.KEPT))  # promote never keeps out
     p = add(
         "mlproject",
         cmd_mlproject,

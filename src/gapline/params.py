@@ -10,13 +10,13 @@ with one line when they differ: an edit under conf/ is never silently ignored.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from .config import Config, from_container, register_schema
 from .errors import ConfigError
+from .provenance import folder_digest
 
 CONF_DIR = "conf"
 CONFIG_NAME = "config"
@@ -38,14 +38,7 @@ def find_root(start: str | os.PathLike[str] | None = None) -> Path:
 
 def conf_digest(conf_dir: str | os.PathLike[str]) -> str:
     """Digest of every YAML file under conf/ (relative path and bytes, sorted)."""
-    root = Path(conf_dir)
-    h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml")):
-        h.update(path.relative_to(root).as_posix().encode())
-        h.update(b"\0")
-        h.update(path.read_bytes().replace(b"\r\n", b"\n"))
-        h.update(b"\0")
-    return h.hexdigest()[:16]
+    return folder_digest(Path(conf_dir), (".yaml", ".yml"))
 
 
 def _resolve_digest() -> str:

@@ -1,4 +1,5 @@
-"""Where a result came from: the git commit, dvc.lock's stage entries, file digests.
+"""Where a result came from: the git commit, dvc.lock's stage entries, digests of files,
+folders and config groups.
 
 Plain facts about the work tree, read without MLflow: training records them as run tags,
 retraining as the commit it judged, and either works with tracking off.
@@ -6,11 +7,14 @@ retraining as the commit it judged, and either works with tracking off.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
 from pathlib import Path
-from typing import Optional
+from typing import Any, Iterable, Optional
+
+CHUNK = 1 << 20
 
 
 def git_state(root: Path) -> dict[str, str]:
@@ -32,7 +36,47 @@ def git_state(root: Path) -> dict[str, str]:
 
 
 def file_md5(path: Path) -> Optional[str]:
-    return hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else None
+    """The md5 DVC would record for a file (read in chunks), or None when there is no file."""
+    if not path.is_file():
+        return None
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def folder_files(folder: Path, suffixes: Optional[tuple[str, ...]] = None) -> list[tuple[str, Path]]:
+    """``(relative POSIX path, path)`` of every file under ``folder`` (with one of
+    ``suffixes``, when given), sorted by path; ``__pycache__`` folders do not count."""
+    found = []
+    for path in folder.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts and (suffixes is None or path.suffix in suffixes):
+            found.append((path.relative_to(folder).as_posix(), path))
+    return sorted(found)
+
+
+def folder_digest(folder: Path, suffixes: tuple[str, ...]) -> str:
+    """Digest of a source folder's files with ``suffixes`` (relative path and bytes, line
+    endings normalized): whether conf/ or the code changed, whatever the checkout's OS."""
+    h = hashlib.sha256()
+    for rel, path in folder_files(folder, suffixes):
+        h.update(rel.encode())
+        h.update(b"\0")
+        h.update(path.read_bytes().replace(b"\r\n", b"\n"))
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def json_digest(value: Any, length: int = 16) -> str:
+    """A short, stable digest of a JSON-able value (keys sorted; other values as ``str``)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def config_groups(cfg: Any, names: Iterable[str]) -> dict[str, Any]:
+    """The named groups of a config as plain dicts: what a digest of "the config" covers."""
+    return {name: dataclasses.asdict(getattr(cfg, name)) for name in names}
 
 
 def dvc_stage_digests(lock: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:

@@ -14,11 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from gapline.errors import DataError
+from gapline.provenance import file_md5, folder_files
 
 __all__ = ["file_digest", "fingerprint", "tree_digest"]
-
-_CHUNK = 1 << 20
-
 
 def _frame(h: "hashlib._Hash", data: bytes) -> None:
     """Length-prefix each field so that no two different inputs hash the same byte stream."""
@@ -47,21 +45,13 @@ def fingerprint(arrays: Mapping[str, np.ndarray]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _md5_of_file(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_digest(path: str | os.PathLike[str]) -> str:
     """``"md5:<hex>"`` of a file's bytes (md5 to match what DVC records for raw files)."""
     p = Path(path)
     if not p.is_file():
         what = "is not a file" if p.exists() else "does not exist"
         raise DataError(f"data.path={str(p)!r} {what}: expected an existing file to fingerprint")
-    return "md5:" + _md5_of_file(p)
+    return f"md5:{file_md5(p)}"
 
 
 def tree_digest(path: str | os.PathLike[str]) -> str:
@@ -74,16 +64,8 @@ def tree_digest(path: str | os.PathLike[str]) -> str:
     if not root.is_dir():
         what = "is not a directory" if root.exists() else "does not exist"
         raise DataError(f"data.path={str(root)!r} {what}: expected an existing folder to fingerprint")
-    entries: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for fname in filenames:
-            full = Path(dirpath) / fname
-            if full.is_file():
-                entries.append((full.relative_to(root).as_posix(), full))
-    entries.sort(key=lambda e: e[0])
     h = hashlib.md5(usedforsecurity=False)
-    for rel, full in entries:
+    for rel, full in folder_files(root):
         _frame(h, rel.encode("utf-8"))
-        _frame(h, _md5_of_file(full).encode("ascii"))
+        _frame(h, str(file_md5(full)).encode("ascii"))
     return "md5:" + h.hexdigest()

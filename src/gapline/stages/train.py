@@ -24,13 +24,8 @@ BACKUP_DIR = Path(".gapline/backup/train")
 
 def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
     """What a saved training state is only valid for: the same data and training settings."""
-    import dataclasses
-    import hashlib
-    import json
-
-    parts = {name: dataclasses.asdict(getattr(cfg, name)) for name in ("augment", "model", "regularization", "train")}
-    parts["data"] = meta["fingerprint"]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    parts = provenance.config_groups(cfg, ("augment", "model", "regularization", "train"))
+    return provenance.json_digest({**parts, "data": meta["fingerprint"]})
 
 
 def history_csv(history: dict[str, list[float]]) -> str:

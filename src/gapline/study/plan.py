@@ -4,14 +4,13 @@ key that lets a re-run reuse a job whose resolved training config has not change
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ..config import Config
 from ..errors import ConfigError, bad_value
+from ..provenance import json_digest
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,7 @@ def plan(cfg: Config, base_overrides: Sequence[str]) -> list[Job]:
 def job_key(job: Job, cfg_dict: dict[str, Any]) -> str:
     """Stable across runs; changes when anything in the job's resolved config changes."""
     relevant = {k: v for k, v in cfg_dict.items() if k not in ("study", "tracking", "meta")}
-    text = json.dumps({"job": job.name, "cfg": relevant}, sort_keys=True)
-    return f"{job.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    return f"{job.name}-{json_digest({'job': job.name, 'cfg': relevant}, length=12)}"
 
 
 def resolve(job: Job, root: Path) -> tuple[Config, dict[str, Any]]:

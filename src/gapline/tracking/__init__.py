@@ -45,7 +45,6 @@ from .nested import (
     log_to_parent_run,
 )
 from .redaction import error_text, param_values, redact, tag_values
-from .redaction import error_text as one_line  # retrain.py's name for error_text until it is renamed there
 from .run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
 from .runs import Terminated, close_stale_run, default_run_name, flush, project_run_experiment, resume_target, run
 from .store import DEFAULT_URI, TrackingError, canonical_uri, resolve_uri, setup
@@ -82,7 +81,6 @@ __all__ = [
     "log_tags",
     "log_text_file",
     "move_champion",
-    "one_line",
     "param_values",
     "project_run_experiment",
     "redact",

@@ -1,0 +1,56 @@
+"""``gapline retrain``: retrain when something changed, and promote only a better model.
+
+One concept per module:
+
+- :mod:`.outcome`: the exit codes (one table, :class:`ExitCode`) and the :class:`Outcome`;
+- :mod:`.lock`: the exclusive lock two scheduled runs share;
+- :mod:`.state`: what a model was trained from, and what changed since;
+- :mod:`.decision`: scoring and the promotion rule;
+- :mod:`.pipeline`: ``dvc repro`` as a subprocess, and the challenger it registered;
+- :mod:`.job`: one retrain (:class:`RetrainJob`), from the comparison to the alias move;
+- :mod:`.promote`: moving ``champion`` by hand, and rollback.
+
+Nothing here imports TensorFlow or MLflow at import time: ``gapline --help`` reads
+:class:`ExitCode` from this package.
+"""
+
+from __future__ import annotations
+
+from .decision import SCORE_TOLERANCE, Scored, decide, gap_key, load_splits, score
+from .job import Champion, RetrainJob, Verdict, load_config, retrain
+from .lock import LockHeld, exclusive_lock, lock_holder
+from .outcome import ExitCode, Outcome, RetrainFailed, exit_codes_help
+from .pipeline import challenger_version, run_pipeline
+from .promote import promote
+from .state import (
+    COMPARED,
+    PIPELINE_GROUPS,
+    TAG_CODE,
+    TAG_COMMIT,
+    TAG_CONFIG,
+    TAG_DATA,
+    TAG_VERSION,
+    State,
+    code_digest,
+    code_dir,
+    config_digest,
+    current_state,
+    what_changed,
+)
+
+# The names scheduler-facing code imported before ExitCode existed; members of that one table.
+EXIT_OK = ExitCode.OK
+EXIT_FAILED = ExitCode.FAILED
+EXIT_BAD_INPUT = ExitCode.BAD_INPUT
+EXIT_KEPT = ExitCode.KEPT
+EXIT_LOCKED = ExitCode.LOCKED
+EXIT_CODES = {code: code.meaning for code in ExitCode}
+
+__all__ = [
+    "COMPARED", "EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_FAILED", "EXIT_KEPT", "EXIT_LOCKED", "EXIT_OK",
+    "PIPELINE_GROUPS", "SCORE_TOLERANCE", "TAG_CODE", "TAG_COMMIT", "TAG_CONFIG", "TAG_DATA", "TAG_VERSION",
+    "Champion", "ExitCode", "LockHeld", "Outcome", "RetrainFailed", "RetrainJob", "Scored", "State", "Verdict",
+    "challenger_version", "code_digest", "code_dir", "config_digest", "current_state", "decide",
+    "exclusive_lock", "exit_codes_help", "gap_key", "load_config", "load_splits", "lock_holder", "promote",
+    "retrain", "run_pipeline", "score", "what_changed",
+]

@@ -1,0 +1,397 @@
+"""One ``gapline retrain``: compare, train, judge, and only then move the aliases.
+
+In order:
+
+1. Compose the config (Hydra overrides recompose params.yaml, as ``gapline repro`` does) and
+   take an exclusive lock, so two scheduled runs never train at once.
+2. Compare what the ``champion`` was trained from (its version tags) with what would be
+   trained now: the data fingerprint, a digest of the config groups the pipeline reads, and
+   the code. Nothing changed (and no ``--force``): exit 0, "up to date: nothing to retrain".
+3. ``dvc repro`` (cached stages are reused). The train stage registers the challenger.
+4. Score the challenger and the champion on the same, current splits; promote the challenger
+   to ``champion`` (the old one becomes ``previous-champion``) only if it clears the rule in
+   :func:`~gapline.retrain.decision.decide`. The decision goes to ``reports/retrain.json`` and
+   to an MLflow run ``retrain``; moving the aliases is the very last step, so a failure never
+   moves them.
+
+Steps 2-4 are a :class:`RetrainJob`: it holds what they share, learns the rest as it goes
+(the run, the challenger, the verdict, a failure), and builds the report from that in one
+place, so every path (success, failure, interruption) writes the same fields.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from ..config import Config
+from ..errors import ConfigError, GaplineError
+from .decision import Scored, decide, load_splits, score
+from .lock import exclusive_lock
+from .outcome import ExitCode, Outcome
+from .pipeline import challenger_version, run_pipeline
+from .records import aliases_moved, decision_tags, run_config, utc_now, write_report
+from .state import State, current_state, what_changed
+
+
+def retrain(
+    overrides: Sequence[str] = (),
+    *,
+    force: bool = False,
+    params: str = "params.yaml",
+    root: Optional[Path] = None,
+    echo: Callable[[str], None] = print,
+) -> Outcome:
+    """Run one retrain in project ``root`` (default: the project around the working directory).
+
+    Runs in the project root, as DVC's stages do: relative store URIs (``sqlite:///mlflow.db``)
+    and paths then name the same files in retrain and in the pipeline.
+
+    Raises :class:`~gapline.retrain.lock.LockHeld` (exit 75), :class:`ConfigError` and other
+    input errors (exit 2); every other failure is recorded (report, FAILED MLflow run) and
+    re-raised (exit 1).
+    """
+    from ..params import find_root, write_params
+
+    root = (root or find_root()).resolve()
+    with contextlib.chdir(root):
+        cfg = load_config(overrides, params, root)
+        with exclusive_lock(root / cfg.retrain.lock_file, "retrain"):
+            if overrides:
+                write_params(overrides, root)
+            return RetrainJob.start(cfg, root, force, echo).run()
+
+
+def load_config(overrides: Sequence[str], params: str, root: Path) -> Config:
+    """The config a retrain runs with; it needs tracking and a registered model to hold the champion."""
+    from ..params import compose_config, load_params
+
+    cfg = compose_config(overrides, root) if overrides else load_params(root / params)
+    if not cfg.tracking.enabled:
+        raise ConfigError(
+            "tracking.enabled=false is not allowed for retrain: expected tracking on, since the champion "
+            "lives in the MLflow model registry"
+        )
+    if not cfg.tracking.registered_model:
+        raise ConfigError(
+            "tracking.registered_model='' is not allowed for retrain: expected the registered model that "
+            "holds the champion"
+        )
+    return cfg
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registry before the retrain: the champion, the alias behind it, and what it was
+    trained from (``tags`` None: there is no champion yet)."""
+
+    client: Any
+    version: Optional[str]
+    previous: Optional[str]
+    tags: Optional[Mapping[str, str]]
+
+    @classmethod
+    def look_up(cls, cfg: Config, root: Path) -> "Champion":
+        """Read the aliases; a store that cannot be read is reported as ``failed`` and re-raised."""
+        from .. import tracking
+
+        name = cfg.tracking.registered_model
+        try:
+            client = tracking.registry(cfg.tracking)
+            aliases = tracking.registry_aliases(client, name)
+            version = aliases.get(tracking.CHAMPION)
+            model_version = tracking.registry_version(client, name, version) if version else None
+        except tracking.TrackingError as exc:
+            with contextlib.suppress(Exception):
+                write_report(root, cfg, {"decision": "failed", "exit_code": ExitCode.FAILED, "reason": str(exc),
+                                         "registered_model": name, "finished": utc_now()})
+            raise
+        tags = model_version.tags if model_version is not None else None
+        return cls(client, version, aliases.get(tracking.PREVIOUS_CHAMPION), tags)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the retrain decided about the challenger, before any alias moves."""
+
+    decision: str  # promoted | kept | up-to-date
+    exit_code: ExitCode
+    reason: str
+    challenger: dict[str, Any]
+    champion: Optional[dict[str, Any]]
+    champion_after: Optional[str]
+    previous_champion_after: Optional[str] = None  # promoted only
+
+    def report(self) -> dict[str, Any]:
+        fields = {"decision": self.decision, "exit_code": self.exit_code, "reason": self.reason,
+                  "challenger": self.challenger, "champion": self.champion, "champion_after": self.champion_after}
+        if self.decision == "promoted":
+            fields["previous_champion_after"] = self.previous_champion_after
+        return fields
+
+
+@dataclass
+class RetrainJob:
+    """One retrain, from the comparison to the alias move (the lock is held around it)."""
+
+    cfg: Config
+    root: Path
+    force: bool
+    echo: Callable[[str], None]
+    state: State  # what it trains from; the data fingerprint is the prepared one once the pipeline ran
+    champion: Champion
+    changed: dict[str, dict[str, str]]
+    tracking_uri: str
+    # What the MLflow run learns, in order; :meth:`report` is built from these.
+    started: float = 0.0
+    started_at: str = ""
+    run_id: str = ""
+    challenger: str = ""  # the version the pipeline registered
+    verdict: Optional[Verdict] = None
+    failure: Optional[tuple[ExitCode, str]] = None
+    finished_at: str = ""
+    seconds: float = 0.0
+
+    @classmethod
+    def start(cls, cfg: Config, root: Path, force: bool, echo: Callable[[str], None]) -> "RetrainJob":
+        """Compare what the champion was trained from with what would be trained now."""
+        from .. import tracking
+
+        state = current_state(cfg, root)
+        champion = Champion.look_up(cfg, root)
+        changed = what_changed(champion.tags, state)
+        uri = tracking.canonical_uri(tracking.resolve_uri(cfg.tracking), root)
+        return cls(cfg, root, force, echo, state, champion, changed, uri)
+
+    @property
+    def name(self) -> str:
+        return self.cfg.tracking.registered_model
+
+    def run(self) -> Outcome:
+        """Up to date (nothing changed, no ``--force``), or challenge the champion."""
+        if not self.changed and not self.force:
+            return self._up_to_date()
+        what = ", ".join(f"{k} ({v['champion'][:19]} -> {v['current'][:19]})" for k, v in self.changed.items())
+        self.echo(f"retrain: {'forced; ' if self.force else ''}changed since the champion: {what or 'nothing'}")
+        return self._challenge()
+
+    # ----------------------------------------------------------------------------------
+    # The report
+    # ----------------------------------------------------------------------------------
+
+    def _compared(self) -> dict[str, Any]:
+        """What every report after the comparison says: the rule, and what changed since when."""
+        rc = self.cfg.retrain
+        return {
+            "registered_model": self.name,
+            "tracking_uri": self.tracking_uri,
+            "metric": rc.metric,
+            "margin": rc.margin,
+            "max_gap": rc.max_gap,
+            "min_score": rc.min_score,
+            "forced": self.force,
+            "changed": sorted(self.changed),
+            "changes": self.changed,
+            "state": self.state.tags(),
+            "champion_before": self.champion.version,
+            "previous_champion_before": self.champion.previous,
+        }
+
+    def report(self) -> dict[str, Any]:
+        """The report of the challenge so far: what was compared, then what the run learnt."""
+        report: dict[str, Any] = {"decision": "failed", "exit_code": ExitCode.FAILED, **self._compared(),
+                                  "started": self.started_at}
+        if self.run_id:
+            report["mlflow_run_id"] = self.run_id
+        if self.challenger:
+            report["challenger_version"] = self.challenger
+        if self.verdict is not None:
+            report.update(self.verdict.report())
+        if self.failure is not None:
+            exit_code, reason = self.failure
+            report.update(decision="failed", exit_code=exit_code, reason=reason)
+            report.setdefault("champion_after", self.champion.version)
+        if self.finished_at:
+            report.update(finished=self.finished_at, seconds=self.seconds)
+        return report
+
+    def _write_report(self) -> Path:
+        return write_report(self.root, self.cfg, self.report())
+
+    def _stop_clock(self) -> None:
+        self.finished_at, self.seconds = utc_now(), round(time.time() - self.started, 1)
+
+    # ----------------------------------------------------------------------------------
+    # The steps
+    # ----------------------------------------------------------------------------------
+
+    def _up_to_date(self) -> Outcome:
+        version = self.champion.version
+        message = (
+            f"up to date: nothing to retrain (champion {self.name} v{version} was trained from this "
+            "data, config and code; --force retrains anyway)"
+        )
+        report = {"decision": "up-to-date", "exit_code": ExitCode.OK, "reason": message, **self._compared(),
+                  "champion": {"version": version}, "challenger": None, "champion_after": version,
+                  "finished": utc_now()}
+        write_report(self.root, self.cfg, report)
+        self.echo(message)
+        return Outcome("up-to-date", ExitCode.OK, message, report)
+
+    def _challenge(self) -> Outcome:
+        """Pipeline, scores, verdict and (last) the alias move, inside one MLflow run ``retrain``.
+
+        Any exception ends that run FAILED (tracking.run), reports it and tags the version
+        ``failed``, and leaves ``champion``/``previous-champion`` as they were."""
+        from .. import tracking
+
+        self.started, self.started_at = time.time(), utc_now()
+        try:
+            with tracking.run(run_config(self.cfg), run_name="retrain") as active:
+                self.run_id = active.info.run_id
+                try:
+                    self._train_judge_promote()
+                except BaseException as exc:
+                    self._fail(exc)
+                    self._tag_failure()
+                    raise
+        except BaseException as exc:
+            if self.failure is None:  # the run could not open, or not close
+                self._fail(exc)
+            with contextlib.suppress(Exception):
+                self._write_report()
+            raise
+        assert self.verdict is not None
+        message = self._message()
+        self.echo(message)
+        return Outcome(self.verdict.decision, self.verdict.exit_code, message, self.report())
+
+    def _train_judge_promote(self) -> None:
+        from .. import tracking
+
+        rc = self.cfg.retrain
+        tracking.log_params(
+            {"retrain.metric": rc.metric, "retrain.margin": rc.margin, "retrain.max_gap": rc.max_gap,
+             "retrain.min_score": rc.min_score, "retrain.force": self.force, "registered_model": self.name}
+        )
+        tracking.log_tags(
+            {"gapline.mode": "retrain", "retrain.changed": ",".join(sorted(self.changed)) or "none",
+             "retrain.champion_before": self.champion.version or "none", **self.state.tags()}
+        )
+        splits, meta = self._train()
+        if self.challenger == self.champion.version:
+            self.verdict = self._reproduced()
+        else:
+            self.verdict, metrics = self._judge(splits, meta)
+            tracking.log_metrics(metrics)
+        self._stop_clock()
+        self._record_verdict()
+        if self.verdict.decision == "promoted":
+            moved = tracking.move_champion(self.champion.client, self.name, self.challenger)  # the very last registry write
+            self.verdict = dataclasses.replace(self.verdict, previous_champion_after=moved["previous_champion"])
+            self._write_report()
+
+    def _train(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Run the pipeline; tag the version it registered with what it was trained from (the
+        next retrain compares against it). Returns the prepared splits and their meta."""
+        from .. import tracking
+
+        run_pipeline(self.root, self.force)
+        version = challenger_version(self.cfg, self.root)
+        splits, meta = load_splits(self.root)
+        self.state = dataclasses.replace(self.state, data_fingerprint=str(meta["fingerprint"]))
+        self.challenger = version
+        tracking.tag_version(self.champion.client, self.name, version, self.state.tags())
+        tracking.log_tags({"retrain.challenger_version": version})
+        return splits, meta
+
+    def _reproduced(self) -> Verdict:
+        """DVC restored the champion's own outputs (what changed does not reach the model)."""
+        version = self.champion.version
+        reason = (
+            f"up to date: nothing to retrain (the pipeline reproduced champion {self.name} v{version}; "
+            "its recorded state is updated)"
+        )
+        return Verdict("up-to-date", ExitCode.OK, reason, {"version": self.challenger}, {"version": version}, version)
+
+    def _judge(self, splits: dict[str, Any], meta: dict[str, Any]) -> tuple[Verdict, dict[str, float]]:
+        """Score both on the same splits and apply the rule; returns the verdict and the
+        scores to log (the verdict is kept even if logging them fails)."""
+        from .. import runtime, tracking
+
+        rc, t, champion_v = self.cfg.retrain, self.cfg.train, self.champion.version
+        runtime.configure(t.seed, t.deterministic, t.accelerator, t.precision)
+        k = len(meta["class_names"])
+        challenger = score(tracking.load_registered_keras(self.name, self.challenger), self.challenger, splits, k, rc.metric)
+        champion: Optional[Scored] = None
+        if champion_v is not None:
+            model = tracking.load_registered_keras(self.name, champion_v)  # cannot load: a failure
+            try:
+                champion = score(model, champion_v, splits, k, rc.metric)
+            except Exception as exc:  # noqa: BLE001 - e.g. another input shape or class count
+                champion = Scored(champion_v, None, None, error=tracking.error_text(exc))
+        promote, reason = decide(rc, challenger, champion)
+        metrics = {"challenger_score": challenger.score, "challenger_gap": challenger.gap}
+        metrics.update({f"challenger.{key}": v for key, v in challenger.metrics.items()})
+        if champion is not None and champion.score is not None:
+            metrics.update({"champion_score": champion.score, "champion_gap": champion.gap})
+            metrics.update({f"champion.{key}": v for key, v in champion.metrics.items()})
+        verdict = Verdict(
+            "promoted" if promote else "kept", ExitCode.OK if promote else ExitCode.KEPT, reason,
+            challenger.as_dict(), champion.as_dict() if champion else None,
+            self.challenger if promote else champion_v,
+            previous_champion_after=(champion_v or self.champion.previous) if promote else None,
+        )
+        return verdict, metrics
+
+    def _record_verdict(self) -> None:
+        """The verdict into the run's tags, the version's tags and the report (an artifact)."""
+        from .. import tracking
+
+        verdict = self.verdict
+        assert verdict is not None
+        tracking.log_tags(
+            {"retrain.decision": verdict.decision, "retrain.reason": verdict.reason,
+             "retrain.champion_after": verdict.champion_after or "none"}
+        )
+        if verdict.decision != "up-to-date":
+            promoted_at = self.finished_at if verdict.decision == "promoted" else ""
+            tags = decision_tags(verdict.decision, verdict.reason, self.run_id, promoted_at)
+            tracking.tag_version(self.champion.client, self.name, self.challenger, tags)
+        tracking.log_artifact(self._write_report(), "retrain")
+        tracking.flush()
+
+    def _fail(self, exc: BaseException) -> None:
+        from .. import tracking
+
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        reason = str(exc) if isinstance(exc, GaplineError) else tracking.error_text(exc)
+        self.failure = (ExitCode.INTERRUPTED if interrupted else ExitCode.FAILED, reason)
+        self._stop_clock()
+
+    def _tag_failure(self) -> None:
+        """Best effort: the run and the challenger (if registered) say ``failed`` and why."""
+        from .. import tracking
+
+        assert self.failure is not None
+        reason = self.failure[1]
+        with contextlib.suppress(Exception):
+            tracking.log_tags({"retrain.decision": "failed", "retrain.reason": reason})
+        if self.challenger:
+            with contextlib.suppress(Exception):
+                tracking.tag_version(self.champion.client, self.name, self.challenger,
+                                     decision_tags("failed", reason, self.run_id))
+
+    def _message(self) -> str:
+        verdict = self.verdict
+        assert verdict is not None
+        if verdict.decision == "promoted":
+            moved = aliases_moved(self.name, str(verdict.champion_after), verdict.previous_champion_after)
+            return f"{verdict.reason}. {moved}"
+        if verdict.decision == "kept":
+            return f"{verdict.reason}. {self.name}@champion stays v{self.champion.version}"
+        return verdict.reason

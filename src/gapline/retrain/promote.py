@@ -1,0 +1,99 @@
+"""``gapline promote``: move ``champion`` by hand (a version, or back to ``previous-champion``),
+under the retrain lock, recorded like a retrain's promotion (an MLflow run, version tags)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from ..config import Config
+from ..errors import ConfigError, GaplineError
+from .lock import exclusive_lock
+from .outcome import ExitCode, Outcome
+from .records import aliases_moved, decision_tags, run_config, utc_now
+from .state import git_commit
+
+
+def promote(
+    version: Optional[str] = None,
+    *,
+    rollback: bool = False,
+    reason: str = "",
+    overrides: Sequence[str] = (),
+    params: str = "params.yaml",
+    root: Optional[Path] = None,
+    echo: Callable[[str], None] = print,
+) -> Outcome:
+    """Point ``champion`` at ``version`` (or, with ``rollback``, at ``previous-champion``); the
+    replaced champion becomes ``previous-champion``. Recorded as an MLflow run ``promote`` and
+    as tags on the version. Takes the retrain lock; runs in the project root, as retrain does."""
+    from .. import tracking
+    from ..params import find_root
+
+    root = (root or find_root()).resolve()
+    with contextlib.chdir(root):
+        cfg = _load_config(overrides, params, root)
+        name = cfg.tracking.registered_model
+        with exclusive_lock(root / cfg.retrain.lock_file, "promote"):
+            client = tracking.registry(cfg.tracking)
+            aliases = tracking.registry_aliases(client, name)
+            old = aliases.get(tracking.CHAMPION)
+            version = _target(client, name, aliases, version, rollback)
+            if old == version:
+                message = f"{name} v{version} is already the champion: nothing to do"
+                echo(message)
+                return Outcome("up-to-date", ExitCode.OK, message)
+            why = reason or ("rollback" if rollback else "manual promotion")
+            previous = _move(cfg, root, client, version, old, rollback, why)
+            message = f"{aliases_moved(name, version, previous)} ({why})"
+            echo(message)
+            return Outcome("promoted", ExitCode.OK, message)
+
+
+def _load_config(overrides: Sequence[str], params: str, root: Path) -> Config:
+    from ..params import compose_config, load_params
+
+    cfg = compose_config(overrides, root) if overrides else load_params(root / params, check_drift=False)
+    if not cfg.tracking.enabled or not cfg.tracking.registered_model:
+        raise ConfigError(
+            "tracking.enabled=false is not allowed for promote: expected tracking on and a "
+            "tracking.registered_model, since aliases live in the MLflow model registry"
+        )
+    return cfg
+
+
+def _target(client: Any, name: str, aliases: Mapping[str, str], version: Optional[str], rollback: bool) -> str:
+    """The registered version to promote: ``version``, or with ``rollback`` the previous champion."""
+    from .. import tracking
+
+    if rollback:
+        version = aliases.get(tracking.PREVIOUS_CHAMPION)
+        if version is None:
+            raise GaplineError(f"{name} has no alias {tracking.PREVIOUS_CHAMPION!r}: expected an earlier promotion to roll back")
+    assert version is not None
+    version = str(version).lstrip("v")
+    if not version.isdigit() or tracking.registry_version(client, name, version) is None:
+        raise GaplineError(f"--version={version!r} is not allowed: expected a registered version of {name!r}")
+    return version
+
+
+def _move(cfg: Config, root: Path, client: Any, version: str, old: Optional[str], rollback: bool, why: str) -> Optional[str]:
+    """Record the promotion (an MLflow run ``promote``, the version's tags), then move the
+    aliases last; returns the new ``previous-champion``."""
+    from .. import tracking
+
+    name = cfg.tracking.registered_model
+    with tracking.run(run_config(cfg), run_name="promote") as active:
+        tracking.log_params({"registered_model": name, "promote.version": version, "promote.rollback": rollback})
+        tracking.log_tags(
+            {"gapline.mode": "promote", "promote.from": old or "none", "promote.to": version, "promote.reason": why,
+             "promote.git_commit": git_commit(root)}
+        )
+        tracking.tag_version(
+            client, name, version,
+            decision_tags("promoted", f"{why} (gapline promote)", active.info.run_id, promoted_at=utc_now()),
+        )
+        tracking.flush()
+        moved = tracking.move_champion(client, name, version)
+    return moved["previous_champion"]
