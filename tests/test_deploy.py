@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gapline.retrain import EXIT_BAD_INPUT, EXIT_CODES, EXIT_FAILED, EXIT_KEPT, EXIT_LOCKED, EXIT_OK
+from gapline.retrain import ExitCode
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -126,7 +126,7 @@ def test_crontab_line_is_valid_and_runs_gapline_retrain() -> None:
 
 @pytest.mark.parametrize(
     ("code", "mails"),
-    [(EXIT_OK, False), (EXIT_LOCKED, False), (EXIT_KEPT, True), (EXIT_FAILED, True), (EXIT_BAD_INPUT, True)],
+    [(ExitCode.OK, False), (ExitCode.LOCKED, False), (ExitCode.KEPT, True), (ExitCode.FAILED, True), (ExitCode.BAD_INPUT, True)],
 )
 def test_crontab_command_mails_only_what_needs_a_human(tmp_path: Path, code: int, mails: bool) -> None:
     """The command, pointed at a stub `gapline` exiting ``code``: its log is appended, and it
@@ -166,7 +166,7 @@ def test_systemd_units_have_what_a_scheduled_retrain_needs() -> None:
     assert "MLFLOW_TRACKING_URI=" in s["Environment"]
     assert s["User"] and s["User"] != "root"
     success = s["SuccessExitStatus"].split()
-    assert str(EXIT_LOCKED) in success and str(EXIT_KEPT) not in success and str(EXIT_FAILED) not in success
+    assert str(ExitCode.LOCKED) in success and str(ExitCode.KEPT) not in success and str(ExitCode.FAILED) not in success
     t = timer["Timer"]
     assert t["Unit"] == SERVICE.name and t["OnCalendar"] and t["Persistent"] == "true"
     assert timer["Install"]["WantedBy"] == "timers.target"
@@ -240,7 +240,7 @@ def test_kubernetes_cronjob_runs_gapline_retrain_safely() -> None:
     # exit codes where a retry would decide the same fail the Job at once
     (rule,) = job["podFailurePolicy"]["rules"]
     assert rule["action"] == "FailJob" and rule["onExitCodes"]["containerName"] == container["name"]
-    assert set(rule["onExitCodes"]["values"]) == {EXIT_BAD_INPUT, EXIT_KEPT, EXIT_LOCKED}
+    assert set(rule["onExitCodes"]["values"]) == {ExitCode.BAD_INPUT, ExitCode.KEPT, ExitCode.LOCKED}
 
 
 # --------------------------------------------------------------------------------------
@@ -342,7 +342,7 @@ def test_dockerignore_keeps_data_stores_and_caches_out_but_not_what_is_copied() 
     for src in copied:
         assert (REPO / src).exists(), src
         assert not _dockerignore_excludes(src, patterns), src
-    assert not _dockerignore_excludes("src/gapline/retrain.py", patterns)
+    assert not _dockerignore_excludes("src/gapline/retrain/job.py", patterns)
 
 
 def test_constraints_pin_everything_pyproject_asks_for() -> None:
@@ -368,7 +368,7 @@ def test_constraints_pin_everything_pyproject_asks_for() -> None:
 
 def test_exit_codes_are_documented_for_schedulers() -> None:
     doc = (REPO / "docs" / "retraining.md").read_text()
-    for code in EXIT_CODES:
+    for code in ExitCode:
         assert re.search(rf"^\|\s*`{code}`\s*\|", doc, flags=re.M), f"exit code {code} missing from the table"
     for example in (CRONTAB, SERVICE, TIMER, CRONJOB):
         assert example.relative_to(REPO).as_posix() in doc

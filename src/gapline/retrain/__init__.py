@@ -38,16 +38,8 @@ from .state import (
     what_changed,
 )
 
-# The names scheduler-facing code imported before ExitCode existed; members of that one table.
-EXIT_OK = ExitCode.OK
-EXIT_FAILED = ExitCode.FAILED
-EXIT_BAD_INPUT = ExitCode.BAD_INPUT
-EXIT_KEPT = ExitCode.KEPT
-EXIT_LOCKED = ExitCode.LOCKED
-EXIT_CODES = {code: code.meaning for code in ExitCode}
-
 __all__ = [
-    "COMPARED", "EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_FAILED", "EXIT_KEPT", "EXIT_LOCKED", "EXIT_OK",
+    "COMPARED",
     "PIPELINE_GROUPS", "SCORE_TOLERANCE", "TAG_CODE", "TAG_COMMIT", "TAG_CONFIG", "TAG_DATA", "TAG_VERSION",
     "Champion", "ExitCode", "LockHeld", "Outcome", "RetrainFailed", "RetrainJob", "Scored", "State", "Verdict",
     "challenger_version", "code_digest", "code_dir", "config_digest", "current_state", "decide",
