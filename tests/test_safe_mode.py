@@ -97,7 +97,7 @@ def test_registry_loader_refuses_a_lambda_model(tmp_path: Path) -> None:
             tracking.load_registered_keras("lambda-model", version)
     message = str(info.value)
     assert "\n" not in message
-    assert f"lambda-model v{version}" in message and "safe_mode=False" in message and "Lambda" in message
+    assert f"lambda-model v{version}" in message and "safe_mode=True" in message and "Lambda" in message
 
 
 def test_unsafe_loading_would_have_run_the_lambda(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

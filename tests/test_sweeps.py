@@ -256,6 +256,7 @@ def test_sigterm_to_a_sweep_reaches_its_app_and_closes_the_parent_killed(project
     scheduler's timeout) must stop the app too and close the parent run KILLED, never leave
     it RUNNING or the app training on alone."""
     import signal
+    import threading
     import time
 
     uri = _uri(project / "sigterm.db")
@@ -266,20 +267,29 @@ def test_sigterm_to_a_sweep_reaches_its_app_and_closes_the_parent_killed(project
         ["gapline", "train", "-m", "experiment=debug", f"train.seed={seeds}"],
         cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # until the first child run has finished
-            if (project / "sigterm.db").exists() and any(r.data.tags.get("mlflow.parentRunId") for r in _all_runs(uri)):
+            # the store is read only once the sweep has created it (and its parent run):
+            # a second process creating the same sqlite store races MLflow's migrations
+            if any("for this sweep" in ln for ln in lines) and any(
+                r.data.tags.get("mlflow.parentRunId") for r in _all_runs(uri)
+            ):
                 break
-            assert proc.poll() is None, proc.communicate()[0]
+            assert proc.poll() is None, "".join(lines)
             time.sleep(0.5)
         else:
-            raise AssertionError("no child run within 240 s")
+            raise AssertionError("no child run within 240 s:\n" + "".join(lines))
         proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=120)[0]
+        proc.wait(timeout=120)
+        reader.join(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
+    output = "".join(lines)
     assert proc.returncode != 0, output
     runs = _all_runs(uri)
     parents = [r for r in runs if r.data.tags.get("gapline.mode") == "sweep" and not r.data.tags.get("mlflow.parentRunId")]

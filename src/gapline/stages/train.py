@@ -17,7 +17,7 @@ from ..files import load_arrays, write_json, write_text
 from ..model_io import save_model
 from ..regularization import technique_label
 from ..tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
-from . import AUGMENTED, HISTORY_FILE, MODEL_FILE, TRAIN_INFO_FILE, split_file
+from . import AUGMENTED, HISTORY_FILE, METRICS_FILE, MODEL_FILE, TRAIN_INFO_FILE, split_file
 
 BACKUP_DIR = Path(".gapline/backup/train")
 
@@ -187,6 +187,10 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             )
         write_json(TRAIN_INFO_FILE, info)
         run_record.write(RUN_FILE)
+        # The last evaluation belongs to the last run. Without it, DVC reruns evaluate even
+        # when this model came out byte for byte the same (a fresh clone, a refactor), so every
+        # run gets its test metrics; evaluate writes the same bytes, and dvc.lock stays as it was.
+        METRICS_FILE.unlink(missing_ok=True)
         if backup is not None:
             backup.clear()
         ACTIVE_RUN_FILE.unlink(missing_ok=True)

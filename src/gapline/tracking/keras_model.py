@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from .redaction import error_text
 from .runs import flush
 from .store import TrackingError, import_mlflow
+
+# Where mlflow.keras.log_model (the Keras 3 flavor) puts the .keras file inside a logged model.
+MODEL_DATA_PATH = "data/model.keras"
 
 ALIAS = "challenger"
 
@@ -87,22 +91,27 @@ def log_model(model: Any, x_sample: Any, registered_model: Optional[str]) -> Opt
 
 
 def load_registered_keras(name: str, version: str) -> Any:
-    """The Keras model of registered version ``name``/``version`` (gapline's layers registered).
+    """The Keras model of registered version ``name``/``version``, loaded by the one safe
+    loader every command uses (:func:`gapline.model_io.load_model`: ``safe_mode=True``).
 
     Call :func:`.model_registry.registry` first: the ``models:/`` URI resolves through the
     process-wide store.
     """
     import tempfile
 
+    from ..errors import GaplineError
+    from ..model_io import load_model
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow = import_mlflow()
-    import mlflow.keras  # noqa: F401 - the flavor module is not imported by ``import mlflow``
-
-    from .. import layers  # noqa: F401 - registers gapline's serializable layers
-
+    where = f"cannot load model {name} v{version} from the registry"
     with tempfile.TemporaryDirectory(prefix="gapline-model-") as tmp:
         try:
-            with _quiet_keras():
-                return mlflow.keras.load_model(f"models:/{name}/{version}", dst_path=tmp)
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp)
         except Exception as exc:  # noqa: BLE001 - missing artifacts surface as several types
-            raise TrackingError(f"cannot load model {name} v{version} from the registry: {error_text(exc)}") from None
+            raise TrackingError(f"{where}: {error_text(exc)}") from None
+        try:
+            with _quiet_keras():
+                return load_model(Path(local) / MODEL_DATA_PATH)
+        except GaplineError as exc:
+            raise TrackingError(f"{where}: {exc}") from None
