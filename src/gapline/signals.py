@@ -6,12 +6,37 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import subprocess
 import threading
 from typing import Any, Callable, Iterator, Optional
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM turned into an exception: handled like Ctrl-C, reported as a termination."""
+
+
+_received: list[bool] = []  # set by the handler: its exception can be lost (see below)
+
+
+def raise_if_terminated() -> None:
+    """A checkpoint between units of work. A signal handler's exception is dropped when the
+    signal lands inside a finalizer or weakref callback (Python prints "Exception ignored"),
+    so long loops check here too."""
+    if _received:
+        raise Terminated("terminated (SIGTERM)")
+
+
+def stop_child(proc: subprocess.Popen, attempts: int = 6, wait: float = 10.0) -> int:
+    """Wait for a child that was sent SIGTERM (or SIGINT) to wind down; send SIGTERM again
+    while it runs on (its own handler's exception may have been dropped), SIGKILL at last."""
+    for _ in range(attempts):
+        try:
+            return proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+    proc.kill()
+    return proc.wait()
 
 
 @contextlib.contextmanager
@@ -28,6 +53,7 @@ def sigterm_as_interrupt(before: Optional[Callable[[], None]] = None) -> Iterato
         return
 
     def handler(signum: int, frame: Any) -> None:
+        _received.append(True)
         if before is not None:
             before()
         raise Terminated("terminated (SIGTERM)")

@@ -25,7 +25,7 @@ import hydra
 
 from .config import SweepConfig
 from .params import CONF_DIR, CONFIG_NAME
-from .signals import sigterm_as_interrupt
+from .signals import raise_if_terminated, sigterm_as_interrupt, stop_child
 
 PARENT_ENV = "GAPLINE_SWEEP_PARENT_RUN_ID"
 
@@ -67,6 +67,7 @@ def sweep_job(raw: Any) -> float:
     from .trial import run_trial
     from .trial_logging import log_trial
 
+    raise_if_terminated()
     cfg = from_container(OmegaConf.to_container(raw, resolve=True))
     overrides = job_overrides()
     result = run_trial(cfg)
@@ -166,7 +167,7 @@ def hydra_train(overrides: Sequence[str], multirun: bool, root: Path) -> int:
             try:
                 return app_process.wait()
             except KeyboardInterrupt:  # let the app close its parent run first
-                app_process.wait()
+                stop_child(app_process)
                 raise
 
 
