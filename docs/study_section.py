@@ -68,7 +68,7 @@ def render(study_dir: Path) -> str:
         + ")."
     )
     lines.append(
-        f"The learning curve of the `baseline` arm: its accuracy gap (train−test) goes from "
+        f"On the learning curve (`study.learning_curve_arm`), the accuracy gap (train−test) goes from "
         f"{_pts(float(first['gap_accuracy_test']))} points at {first['train_samples']} training images to "
         f"{_pts(float(last['gap_accuracy_test']))} at {last['train_samples']} (`reports/study/learning_curve.csv`)."
     )

@@ -358,6 +358,12 @@ def test_resume_target_only_resumes_runs_of_the_current_store(tmp_path: Path, ca
 
     # the record is local state, not a DVC output: a model DVC restored from its cache is not
     # the one the recorded run trained, so its evaluation must not land in that run
+    assert tracking.resume_target(cfg, None) is None  # no record here: train ran elsewhere
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: ") and "does not exist" in err
+    assert tracking.resume_target(_cfg(enabled=False), None) is None
+    assert capsys.readouterr().err == ""
+
     mine = RunRecord(run_id, tracking_uri=here, model_md5="a" * 32)
     assert tracking.resume_target(cfg, mine, model_md5="a" * 32) == run_id
     assert capsys.readouterr().err == ""

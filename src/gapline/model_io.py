@@ -78,7 +78,7 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     import keras
 
     from . import layers  # noqa: F401  (registers gapline's serializable layers)
-    from .errors import GaplineError
+    from .errors import GaplineError, one_line
 
     p = Path(path)
     if not p.is_file():
@@ -86,8 +86,7 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     try:
         return keras.saving.load_model(p, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras refuses with ValueError, TypeError, zip and OS errors
-        lines = str(exc).strip().splitlines()
-        reason = f"{type(exc).__name__}: {lines[0] if lines else ''}"[:1000]
+        reason = one_line(exc)[:1000]
         raise GaplineError(
             f"model file {str(p)!r} cannot be loaded in safe mode (safe_mode=True: a model file may not "
             f"run code; only Keras and gapline layers load): {reason}"

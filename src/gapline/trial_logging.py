@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from . import tracking
 from .config import Config, TrackingConfig
+from .signals import Terminated, sigterm_as_interrupt
 from .study import StudyResult
 
 SUMMARY_METRICS = ("test_accuracy", "gap_accuracy_test", "gap_loss_test", "train_seconds")
@@ -43,11 +44,13 @@ def log_study(cfg: Config, result: StudyResult) -> Optional[str]:
     tags = {"gapline.mode": "study", "study.arms": ",".join(r["technique"] for r in result.table)}
     parent_id = tracking.create_parent_run(cfg.tracking, "regularization-study", tags)
     try:
-        tracking.log_to_parent_run(parent_id, _study_metrics(result), result.files, "study")
-        for job in result.results:
-            log_trial(parent_id, cfg.tracking, job)
-    except KeyboardInterrupt:
-        tracking.close_parent_run(parent_id, "KILLED", "interrupted (KeyboardInterrupt)")
+        with sigterm_as_interrupt():  # a `kill` closes the parent KILLED, never leaves it RUNNING
+            tracking.log_to_parent_run(parent_id, _study_metrics(result), result.files, "study")
+            for job in result.results:
+                log_trial(parent_id, cfg.tracking, job)
+    except KeyboardInterrupt as exc:
+        reason = str(exc) if isinstance(exc, Terminated) else "interrupted (KeyboardInterrupt)"
+        tracking.close_parent_run(parent_id, "KILLED", reason)
         raise
     except BaseException as exc:
         tracking.close_parent_run(parent_id, "FAILED", tracking.error_text(exc))
@@ -72,7 +75,9 @@ def log_learning_curve(cfg: Config, rows: Sequence[Mapping[str, Any]], files: Se
     with tracking.run(cfg, run_name="learning-curve") as active:
         if active is None:
             return
-        tracking.log_tags({"gapline.mode": "learning_curve", "techniques": rows[0].get("techniques", "")})
+        from .regularization import technique_label
+
+        tracking.log_tags({"gapline.mode": "learning_curve", "techniques": technique_label(cfg)})
         for row in rows:
             tracking.log_metrics(
                 {f"learning_curve.{k}": v for k, v in row.items() if isinstance(v, (int, float))},

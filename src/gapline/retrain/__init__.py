@@ -7,6 +7,7 @@ One concept per module:
 - :mod:`.state`: what a model was trained from, and what changed since;
 - :mod:`.decision`: scoring and the promotion rule;
 - :mod:`.pipeline`: ``dvc repro`` as a subprocess, and the challenger it registered;
+- :mod:`.records`: what retrain and promote both write (report, run config, decision tags);
 - :mod:`.job`: one retrain (:class:`RetrainJob`), from the comparison to the alias move;
 - :mod:`.promote`: moving ``champion`` by hand, and rollback.
 

@@ -59,6 +59,11 @@ def challenger_version(cfg: Config, root: Path) -> str:
     from .. import provenance, tracking
     from ..stages import MODEL_FILE
 
+    if not (root / tracking.RUN_FILE).is_file():
+        raise RetrainFailed(
+            f"{tracking.RUN_FILE} does not exist: the pipeline did not train here (DVC restored the "
+            "model from its cache): rerun with --force to train and register it"
+        )
     try:
         record = tracking.RunRecord.read(root / tracking.RUN_FILE)
     except Exception as exc:  # noqa: BLE001

@@ -97,9 +97,10 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     ]
     print(as_markdown(verdict).strip())
 
-    # The run train opened; skipped with a one-line warning when it lives in another store
-    # than tracking points at now (or that store no longer holds it).
-    record = RunRecord.read(RUN_FILE)
+    # The run train opened; skipped with a one-line warning when there is none here (train
+    # ran in another workspace), it lives in another store than tracking points at now (or
+    # that store no longer holds it), or it trained another model.
+    record = RunRecord.read(RUN_FILE) if RUN_FILE.is_file() else None
     run_id = tracking.resume_target(cfg, record, provenance.file_md5(MODEL_FILE))
     if run_id is not None:
         with tracking.run(cfg, run_id=run_id):

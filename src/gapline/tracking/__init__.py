@@ -1,5 +1,6 @@
 """Every MLflow call gapline makes lives in this package: one seam between the pipeline and
-the tracker. The rest of gapline calls it as ``tracking.<name>``; the names are listed here.
+the tracker. The rest of gapline calls it as ``tracking.<name>`` (the names are listed here),
+except the stages, which also read and write :class:`.run_record.RunRecord` directly.
 
 What never reaches MLflow: the value of any environment variable whose name contains TOKEN,
 PASSWORD, SECRET or KEY (it is replaced by ``***`` in params, tags, the run name and the

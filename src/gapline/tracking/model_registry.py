@@ -8,6 +8,7 @@ Every call takes an explicit client and opens no run.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any, Mapping, Optional
 
 from ..config import TrackingConfig
@@ -30,7 +31,9 @@ def registry(tracking_cfg: TrackingConfig) -> Any:
     # Resolving ``models:/<name>/<version>`` always goes through the process-wide URI.
     mlflow.set_tracking_uri(uri)
     try:
-        return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        # the registry is the tracking store unless $MLFLOW_REGISTRY_URI names another, as
+        # for log_model's registration in train
+        return mlflow.MlflowClient(tracking_uri=uri, registry_uri=os.environ.get("MLFLOW_REGISTRY_URI") or uri)
     except mlflow.exceptions.MlflowException as exc:
         raise TrackingError(f"cannot open the MLflow store {canonical_uri(uri)}: {error_text(exc)}") from None
 

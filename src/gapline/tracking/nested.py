@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional
 from ..config import TrackingConfig
 from .log import final_metrics
 from .redaction import error_text, param_values, tag_values
-from .store import fallback_message, import_mlflow, setup
+from .store import TrackingError, fallback_message, import_mlflow, setup
 
 CHILD_METRIC_KEYS = (
     "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
@@ -38,13 +38,16 @@ def create_parent_run(tracking_cfg: TrackingConfig, name: str, tags: Mapping[str
     message = fallback_message()
     if message:  # the run must say it is not where the config pointed
         tags = {**tags, "tracking.fallback": message[:5000]}
-    project_run = os.environ.get("MLFLOW_RUN_ID")
-    if project_run:
-        client.update_run(project_run, status="RUNNING", name=name)
-        for key, value in tag_values(tags).items():
-            client.set_tag(project_run, key, value)
-        return project_run
-    run = client.create_run(exp_id, run_name=name, tags=tag_values(tags))
+    try:
+        project_run = os.environ.get("MLFLOW_RUN_ID")
+        if project_run:
+            client.update_run(project_run, status="RUNNING", name=name)
+            for key, value in tag_values(tags).items():
+                client.set_tag(project_run, key, value)
+            return project_run
+        run = client.create_run(exp_id, run_name=name, tags=tag_values(tags))
+    except mlflow.exceptions.MlflowException as exc:
+        raise TrackingError(f"cannot open the {name} parent run: {error_text(exc)}") from None
     return str(run.info.run_id)
 
 
@@ -158,9 +161,13 @@ def finish_parent_run(parent_id: str, status: str = "FINISHED") -> str:
 def close_parent_run(parent_id: str, status: str = "FINISHED", error: Optional[str] = None) -> None:
     """End a parent run with ``status``; with ``error`` (a failure path) record it in the
     ``error`` tag and never let a store error mask the original one."""
-    client = import_mlflow().MlflowClient()
+    mlflow = import_mlflow()
+    client = mlflow.MlflowClient()
     if error is None:
-        client.set_terminated(parent_id, status)
+        try:
+            client.set_terminated(parent_id, status)
+        except mlflow.exceptions.MlflowException as exc:
+            raise TrackingError(f"cannot close parent run {parent_id}: {error_text(exc)}") from None
         return
     with contextlib.suppress(Exception):
         client.set_tag(parent_id, "error", error)

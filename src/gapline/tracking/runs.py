@@ -130,11 +130,18 @@ def close_stale_run(record: RunRecord) -> Optional[str]:
     return str(run_id)
 
 
-def resume_target(cfg: Config, record: RunRecord, model_md5: Optional[str] = None) -> Optional[str]:
-    """The run id evaluate should add to, or None (after a one-line warning) when the run
-    named in ``reports/mlflow_run.json`` trained another model than the one evaluated
-    (``model_md5``: DVC restored a model from its cache) or is not in the store tracking now
-    points at."""
+def resume_target(cfg: Config, record: Optional[RunRecord], model_md5: Optional[str] = None) -> Optional[str]:
+    """The run id evaluate should add to, or None (after a one-line warning) when there is no
+    ``reports/mlflow_run.json`` (``record`` None: train ran in another workspace), or the run
+    it names trained another model than the one evaluated (``model_md5``: DVC restored a
+    model from its cache) or is not in the store tracking now points at."""
+    if record is None:
+        if cfg.tracking.enabled:
+            warn(
+                f"{RUN_FILE} does not exist: the model was trained in another workspace (or DVC "
+                "restored it from its cache); not logging evaluation to MLflow (rerun train to log there)"
+            )
+        return None
     run_id = record.run_id
     if not cfg.tracking.enabled or not run_id:
         return None
