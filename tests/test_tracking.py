@@ -406,6 +406,24 @@ def test_sigterm_ends_run_killed(tmp_path: Path) -> None:
     assert run.data.tags["error"] == "terminated (SIGTERM)"
 
 
+def test_a_dropped_sigterm_still_ends_the_run_killed_at_the_next_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python drops a signal handler's exception raised inside a finalizer; the handler's flag
+    makes the epoch logger end training at the next epoch, and the run ends KILLED."""
+    from gapline import signals
+
+    monkeypatch.setattr(signals, "_received", [])
+    with pytest.raises(signals.Terminated):
+        with tracking.run(_cfg()) as active:
+            run_id = active.info.run_id
+            logger = tracking.epoch_logger()
+            logger.on_epoch_end(0, {"loss": 1.0})  # no signal yet: logs and goes on
+            signals._received.append(True)  # what the handler leaves when its raise is lost
+            logger.on_epoch_end(1, {"loss": 0.9})
+    run = _client().get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags["error"] == "terminated (SIGTERM)"
+    assert [m.value for m in _client().get_metric_history(run_id, "loss")] == [1.0, 0.9]
+
+
 @pytest.mark.slow
 def test_training_error_in_train_stage_ends_run_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_tiny_images

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from ..signals import raise_if_terminated
 from .redaction import param_values, redact, tag_values
 from .runs import keep
 from .store import import_mlflow
@@ -128,5 +129,6 @@ def epoch_logger() -> Any:
         def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
             if logs:
                 keep(mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch + 1))
+            raise_if_terminated()  # a SIGTERM whose exception Python dropped still ends the run
 
     return MlflowEpochLogger()
