@@ -10,13 +10,11 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from .errors import GaplineError
+from .exit_codes import ExitCode
 from .params import PARAMS_FILE
-
-if TYPE_CHECKING:
-    from .retrain import ExitCode
 
 
 def _load(args: argparse.Namespace):
@@ -176,7 +174,7 @@ def _retrain_words(args: argparse.Namespace) -> tuple[list[str], bool]:
 def cmd_retrain(args: argparse.Namespace) -> int:
     """Retrain when data, config or code changed; promote the challenger only if it wins."""
     from .errors import ConfigError, DataError
-    from .retrain import ExitCode, LockHeld, retrain
+    from .retrain import LockHeld, retrain
 
     overrides, force = _retrain_words(args)
     try:
@@ -199,7 +197,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Point the champion alias at a version (or roll back to previous-champion)."""
-    from .retrain import ExitCode, LockHeld, promote
+    from .retrain import LockHeld, promote
     from .tracking import TrackingError
 
     try:
@@ -230,7 +228,6 @@ def cmd_mlproject(args: argparse.Namespace) -> int:
 
     from . import tracking
     from .errors import warn
-    from .retrain import ExitCode
 
     words = list(args.args)
     if words[:1] == ["--"]:
@@ -261,21 +258,23 @@ reports/retrain.json) and to an MLflow run named "retrain". See docs/retraining.
 """
 
 
-def _exit_codes_epilog(p: argparse.ArgumentParser, codes: Iterable[ExitCode], more: str = "") -> None:
+def _exit_codes_epilog(
+    p: argparse.ArgumentParser, codes: Iterable[ExitCode], more: str = "", meanings: Optional[Mapping[str, str]] = None
+) -> None:
     """List ``codes`` under the command's help, read from the one table (:class:`ExitCode`).
     The epilog keeps its layout, so a one-line description is wrapped here instead."""
     import textwrap
 
-    from .retrain import exit_codes_help
+    from .exit_codes import exit_codes_help
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     if p.description and "\n" not in p.description:
         p.description = textwrap.fill(p.description, 94)
-    p.epilog = exit_codes_help(codes) + more
+    p.epilog = exit_codes_help(codes, meanings) + more
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .retrain import ExitCode
+    from .exit_codes import PROMOTE_MEANINGS
 
     parser = argparse.ArgumentParser(
         prog="gapline",
@@ -344,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--rollback", action="store_true", help="make `previous-champion` the champion again")
     p.add_argument("--reason", default="", help="why (recorded in MLflow)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides (e.g. tracking.registered_model=...); none: params.yaml")
-    _exit_codes_epilog(p, (code for code in ExitCode if code is not ExitCode.KEPT))  # promote never keeps out
+    promote_codes = (code for code in ExitCode if code is not ExitCode.KEPT)  # promote never keeps out
+    _exit_codes_epilog(p, promote_codes, meanings=PROMOTE_MEANINGS)
     p = add(
         "mlproject",
         cmd_mlproject,
@@ -362,10 +362,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(args.func(args))
     except GaplineError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,46 @@
+"""How a ``gapline`` command ends: the exit codes schedulers act on, in one table.
+
+Every command returns these members (0 done, 1 failure, 2 bad input, 130 interrupted), and
+``retrain`` and ``promote`` add their own (3 kept out, 75 locked). ``--help`` prints them from
+here (:func:`exit_codes_help`), so code and help cannot drift apart. Kept apart from
+``retrain`` so the CLI reads it without importing retraining.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Iterable, Mapping, Optional
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes for schedulers, in the order the help lists them; each carries its meaning."""
+
+    meaning: str
+
+    def __new__(cls, code: int, meaning: str) -> "ExitCode":
+        member = int.__new__(cls, code)
+        member._value_ = code
+        member.meaning = meaning
+        return member
+
+    OK = 0, 'promoted, or up to date ("up to date: nothing to retrain")'
+    KEPT = 3, "challenger kept out: the champion is unchanged"
+    LOCKED = 75, "another retrain (or promote) holds the lock; nothing was run"  # EX_TEMPFAIL
+    FAILED = 1, "failure (pipeline, evaluation or tracking store); aliases untouched"
+    BAD_INPUT = 2, "bad input (invalid config, override or option); nothing was run"
+    INTERRUPTED = 130, "interrupted (Ctrl-C, or SIGTERM once its MLflow run is open); aliases untouched"
+
+
+# What the codes mean for ``promote``, where they differ from retrain's wording.
+PROMOTE_MEANINGS = {
+    "OK": "promoted (the old champion is now `previous-champion`), or the version already was the champion",
+    "FAILED": "failure (registry or tracking store); aliases untouched",
+}
+
+
+def exit_codes_help(codes: Iterable[ExitCode] = ExitCode, meanings: Optional[Mapping[str, str]] = None) -> str:
+    """The ``exit codes`` block of a command's ``--help`` epilog, read from :class:`ExitCode`
+    (``meanings``: a command's own wording for some members, by name)."""
+    meanings = meanings or {}
+    lines = [f"  {code.value:<4}{meanings.get(code.name, code.meaning)}" for code in codes]
+    return "exit codes (for schedulers):\n" + "\n".join(lines) + "\n"
