@@ -24,16 +24,20 @@ pytestmark = pytest.mark.slow
 DEBUG_EXPERIMENT = "gapline-debug"  # tracking.experiment of experiment=debug
 
 
-def _run(
-    args: list[str], cwd: Path, uri: Optional[str], check: bool = True, timeout: float = 600
-) -> subprocess.CompletedProcess:
-    """Run a command with this venv first on PATH; ``uri=None``: no $MLFLOW_TRACKING_URI at all."""
+def _env(uri: Optional[str]) -> dict[str, str]:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("DVC_EXP_NAME", None)
     env.pop("MLFLOW_TRACKING_URI", None)
     if uri is not None:
         env["MLFLOW_TRACKING_URI"] = uri
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return env
+
+
+def _run(
+    args: list[str], cwd: Path, uri: Optional[str], check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run a command with this venv first on PATH; ``uri=None``: no $MLFLOW_TRACKING_URI at all."""
+    proc = subprocess.run(args, cwd=cwd, env=_env(uri), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -260,12 +264,10 @@ def test_sigterm_to_a_sweep_reaches_its_app_and_closes_the_parent_killed(project
     import time
 
     uri = _uri(project / "sigterm.db")
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "MLFLOW_TRACKING_URI": uri}
-    env.pop("DVC_EXP_NAME", None)
     seeds = ",".join(str(s) for s in range(40))  # far more jobs than the test waits for
     proc = subprocess.Popen(
         ["gapline", "train", "-m", "experiment=debug", f"train.seed={seeds}"],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=project, env=_env(uri), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
