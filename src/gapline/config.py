@@ -18,7 +18,9 @@ SCHEMA_NAME = "gapline_schema"
 DATA_SOURCES = ("digits", "npz", "csv", "image_folder")
 COLOR_MODES = ("grayscale", "rgb")
 ON_CORRUPT = ("skip", "fail")
-MODEL_FAMILIES = ("mlp", "cnn")
+MODEL_FAMILIES = ("mlp", "cnn", "custom", "backbone")
+# keras.applications constructors gapline builds as backbones (input at least 32x32).
+BACKBONES = ("MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0", "ResNet50", "MobileNetV2", "DenseNet121")
 ACTIVATIONS = ("relu", "gelu", "elu", "tanh", "sigmoid", "selu", "swish")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 ACCELERATORS = ("auto", "cpu", "gpu")
@@ -74,8 +76,32 @@ class AugmentConfig(TransformConfig):
 
 
 @dataclass
+class FineTuneConfig:
+    """Phase 2 of a backbone fit: unfreeze the backbone (batch norm stays in inference mode)
+    and train on at a lower learning rate; ``epochs=0`` keeps the single frozen phase."""
+
+    epochs: int = 0
+    # all, or the number of the backbone's top layers to unfreeze
+    unfreeze: str = "all"
+    learning_rate_scale: float = 0.1
+
+
+@dataclass
+class ModelDepsConfig:
+    """The files behind this model config, as train dependencies in dvc.yaml. Composed from
+    builder, weights and init_from (conf/config.yaml), never set by hand; a key that names
+    none stands in as gapline's own models folder (already a dependency)."""
+
+    # the builder's top-level package folder, or its lone module file
+    builder: str = "src/gapline/models"
+    weights: str = "src/gapline/models"
+    init_from: str = "src/gapline/models"
+
+
+@dataclass
 class ModelConfig:
-    """Model family and size; ``mlp`` is dense, ``cnn`` shares weights across positions."""
+    """Which network: gapline's ``mlp`` (dense) and ``cnn`` (weight sharing), a user's own
+    ``custom`` builder, or a keras.applications ``backbone`` with a head."""
 
     family: str = "mlp"
     hidden_units: list[int] = field(default_factory=lambda: [256, 256])
@@ -83,6 +109,22 @@ class ModelConfig:
     conv_filters: list[int] = field(default_factory=lambda: [16, 32])
     kernel_size: int = 3
     dense_units: int = 64
+    # custom: ``package.module:function`` (or ``package.module.function``), called with a
+    # gapline.ModelKit and ``kwargs``; it returns an uncompiled keras.Model.
+    builder: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    # backbone: a keras.applications network, its input resized to input_size x input_size
+    backbone: str = "MobileNetV3Small"
+    input_size: int = 32
+    # none (random init) or a local weights file (.weights.h5 / .h5); nothing is downloaded
+    weights: str = "none"
+    # all | none | a layer name or index: the backbone layers up to it (included) are frozen
+    freeze: str = "all"
+    fine_tune: FineTuneConfig = field(default_factory=FineTuneConfig)
+    # Warm start (any family): copy the weights of a previous model, layer by layer where name
+    # and shape match: a .keras file or models:/NAME@ALIAS (or models:/NAME/VERSION).
+    init_from: str = ""
+    deps: ModelDepsConfig = field(default_factory=ModelDepsConfig)
 
 
 @dataclass
@@ -326,6 +368,8 @@ def validate(cfg: Config) -> Config:
     _positive_ints("model.conv_filters", m.conv_filters, allow_empty=False)
     _int_min("model.kernel_size", m.kernel_size, 1)
     _int_min("model.dense_units", m.dense_units, 1)
+    _validate_model_source(m)
+
 
     r = cfg.regularization
     _range("regularization.l1", r.l1, 0.0, 1.0)
@@ -340,7 +384,8 @@ def validate(cfg: Config) -> Config:
     blocks = len(m.conv_filters) + 1 if m.family == "cnn" else len(m.hidden_units)
     for key in ("layer_strength", "dropout_rates"):
         values = getattr(r, key)
-        if values and len(values) != blocks:
+        # a custom model's blocks are its builder's kit.tail() calls: counted when it builds
+        if values and len(values) != blocks and m.family != "custom":
             raise ConfigError(
                 bad_value(
                     f"regularization.{key}",
@@ -351,7 +396,7 @@ def validate(cfg: Config) -> Config:
     _range("regularization.input_noise", r.input_noise, 0.0, 10.0)
     _range("regularization.hidden_noise", r.hidden_noise, 0.0, 10.0)
     _range("regularization.weight_noise", r.weight_noise, 0.0, 10.0)
-    if r.tie_weights:
+    if r.tie_weights and m.family != "custom":
         key = "model.conv_filters" if m.family == "cnn" else "model.hidden_units"
         sizes = m.conv_filters if m.family == "cnn" else m.hidden_units
         if len(sizes) < 3 or len(set(sizes)) != 1:
@@ -363,7 +408,7 @@ def validate(cfg: Config) -> Config:
                     "2..n can share one weight tensor, for regularization.tie_weights=true",
                 )
             )
-    if r.tie_weights and r.layer_strength and len(set(r.layer_strength[1 : len(sizes)])) > 1:
+    if r.tie_weights and m.family != "custom" and r.layer_strength and len(set(r.layer_strength[1 : len(sizes)])) > 1:
         raise ConfigError(
             bad_value(
                 "regularization.layer_strength",
@@ -432,6 +477,59 @@ def validate(cfg: Config) -> Config:
             bad_value("tracking.registered_model", k.registered_model, "a non-empty model name")
         )
     return cfg
+
+
+def _validate_model_source(m: ModelConfig) -> None:
+    """The family-specific keys: each one read only by its family, so a stray one is an error."""
+    if m.family == "custom":
+        if not m.builder.strip():
+            raise ConfigError(
+                bad_value("model.builder", m.builder, "package.module:function for model.family=custom")
+            )
+        builder_parts(m.builder)
+    else:
+        for key in ("builder", "kwargs"):
+            if getattr(m, key):
+                raise ConfigError(
+                    bad_value(f"model.{key}", getattr(m, key), f"empty: it is read by model.family=custom only, not {m.family}")
+                )
+    if m.family == "backbone":
+        _choice("model.backbone", m.backbone, BACKBONES)
+        _int_min("model.input_size", m.input_size, 32)
+    else:
+        defaults = {"weights": (m.weights, "none"), "freeze": (m.freeze, "all"), "fine_tune.epochs": (m.fine_tune.epochs, 0)}
+        for key, (value, default) in defaults.items():
+            if value != default:
+                raise ConfigError(
+                    bad_value(f"model.{key}", value, f"{default}: it is read by model.family=backbone only, not {m.family}")
+                )
+    if not m.weights.strip():
+        raise ConfigError(bad_value("model.weights", m.weights, "none or the path of a local weights file"))
+    if m.freeze not in ("all", "none") and not m.freeze.strip():
+        raise ConfigError(bad_value("model.freeze", m.freeze, "all, none, a layer name or a layer index"))
+    ft = m.fine_tune
+    _int_min("model.fine_tune.epochs", ft.epochs, 0)
+    if ft.unfreeze != "all" and not (ft.unfreeze.isdigit() and int(ft.unfreeze) >= 1):
+        raise ConfigError(bad_value("model.fine_tune.unfreeze", ft.unfreeze, "all or a number of top layers >= 1"))
+    _range("model.fine_tune.learning_rate_scale", ft.learning_rate_scale, 0.0, 1.0, low_open=True)
+    if m.init_from and m.init_from.startswith("models:/") and len(m.init_from) <= len("models:/"):
+        raise ConfigError(bad_value("model.init_from", m.init_from, "a .keras file or models:/NAME@ALIAS"))
+
+
+def builder_parts(builder: str) -> tuple[str, str]:
+    """``(module, function)`` of ``package.module:function`` or ``package.module.function``."""
+    import re
+
+    text = builder.strip()
+    module, sep, func = text.partition(":")
+    if not sep:
+        module, _, func = text.rpartition(".")
+    ident = r"[A-Za-z_][A-Za-z0-9_]*"
+    if not (re.fullmatch(rf"{ident}(\.{ident})*", module or "") and re.fullmatch(ident, func or "")):
+        raise ConfigError(
+            bad_value("model.builder", builder, "an import path package.module:function (or package.module.function)")
+        )
+    return module, func
 
 
 def from_container(raw: Any) -> Config:

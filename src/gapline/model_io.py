@@ -69,11 +69,34 @@ def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
     return target
 
 
+def archive_modules(path: Path) -> list[str]:
+    """The user modules (a custom model's registered layers) a ``.keras`` archive names."""
+    from .user_code import config_modules
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []  # not an archive Keras can read either: it says so, in load_model
+    return config_modules(config)
+
+
+def import_user_modules(path: Path) -> None:
+    """Keras imports only its own modules while loading; a custom layer's module must already
+    be imported so that its registered class is known. Only modules the archive names as the
+    home of a registered class are imported; nothing in the file itself runs."""
+    from .user_code import import_all
+
+    import_all(archive_modules(path), f"model file {str(path)!r}")
+
+
 def load_model(path: str | os.PathLike[str]) -> Any:
     """Load with ``safe_mode=True``: a model file may not run arbitrary code.
 
     Whatever Keras refuses (a ``Lambda`` layer holding Python code, an unknown layer, a
     damaged archive) is one line naming the file, not a traceback: the file is the user's.
+    The modules of a custom model's registered layers are imported first (from the project
+    root or the installed packages).
     """
     import keras
 
@@ -83,6 +106,7 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     p = Path(path)
     if not p.is_file():
         raise GaplineError(f"model file {str(p)!r} does not exist: expected a trained model (run `dvc repro`)")
+    import_user_modules(p)
     try:
         return keras.saving.load_model(p, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras refuses with ValueError, TypeError, zip and OS errors

@@ -22,6 +22,8 @@ CONF_DIR = "conf"
 CONFIG_NAME = "config"
 PARAMS_FILE = "params.yaml"
 DIGEST_RESOLVER = "gapline_conf_digest"
+BUILDER_RESOLVER = "gapline_builder_source"
+DEP_RESOLVER = "gapline_dep_path"
 
 
 def find_root(start: str | os.PathLike[str] | None = None) -> Path:
@@ -46,11 +48,16 @@ def _resolve_digest() -> str:
 
 
 def register_resolver() -> None:
-    """Register ``${gapline_conf_digest:}`` so composition stamps params.yaml with conf/'s digest."""
+    """Register ``${gapline_conf_digest:}`` so composition stamps params.yaml with conf/'s
+    digest, and the ``model.deps`` resolvers that name the model's files for dvc.yaml."""
     from omegaconf import OmegaConf
 
-    if not OmegaConf.has_resolver(DIGEST_RESOLVER):
-        OmegaConf.register_new_resolver(DIGEST_RESOLVER, _resolve_digest)
+    from .user_code import builder_source, dep_path
+
+    resolvers = {DIGEST_RESOLVER: _resolve_digest, BUILDER_RESOLVER: builder_source, DEP_RESOLVER: dep_path}
+    for name, func in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, func)
 
 
 def compose(overrides: Sequence[str] = (), root: str | os.PathLike[str] | None = None) -> Any:

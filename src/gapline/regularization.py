@@ -192,8 +192,11 @@ def callbacks(reg: RegularizationConfig) -> list[Any]:
     ]
 
 
-def techniques(cfg: Config) -> list[str]:
-    """The techniques a config uses, in plain words, for tags and diagnoses."""
+def techniques(cfg: Config, shares_weights: Optional[bool] = None) -> list[str]:
+    """The techniques a config uses, in plain words, for tags and diagnoses.
+
+    ``shares_weights``: whether the built model applies kernels at many positions or many
+    times; known from the config for gapline's families, from the model for the others."""
     r = cfg.regularization
     used = []
     if r.l1 > 0:
@@ -220,13 +223,15 @@ def techniques(cfg: Config) -> list[str]:
         used.append("augment")
     if cfg.augment.online.enabled:
         used.append("online_augment")
-    if cfg.model.family == "cnn":
+    if shares_weights if shares_weights is not None else cfg.model.family == "cnn":
         used.append("weight_sharing")
+    if cfg.model.init_from or cfg.model.weights != "none":
+        used.append("transfer")
     if cfg.data.train_fraction < 1.0:
         used.append(f"train_fraction={cfg.data.train_fraction:g}")
     return used
 
 
-def technique_label(cfg: Config) -> str:
-    used = [t for t in techniques(cfg) if not t.startswith("train_fraction")]
+def technique_label(cfg: Config, shares_weights: Optional[bool] = None) -> str:
+    used = [t for t in techniques(cfg, shares_weights) if not t.startswith("train_fraction")]
     return "+".join(used) if used else "none"

@@ -117,6 +117,13 @@ def fit_data(
     return {"x": ds, "steps_per_epoch": steps, "shuffle": False}
 
 
+def build_compiled(cfg: Config, input_shape: tuple[int, ...], num_classes: int, samples: int) -> Any:
+    """The configured model, built (a user's builder is called here) and compiled."""
+    with distribution_scope(cfg.train):
+        model = build_model(input_shape, num_classes, cfg.model, cfg.regularization, cfg.augment.online, cfg.train.seed)
+        return compile_model(model, cfg, steps_per_epoch(samples, cfg.train.batch_size))
+
+
 class TrainingDiverged(GaplineError):
     """The loss became NaN or infinite: nothing trained after that point can be trusted."""
 
@@ -175,29 +182,21 @@ def train_model(
     gap_y: np.ndarray | None = None,
     verbose: int = 0,
     backup: Any = None,
+    model: Any = None,
 ) -> TrainResult:
     """Build, compile and fit; the gap is measured on ``gap_x``/``gap_y`` (default: x_train).
 
     Pass the un-augmented training split as ``gap_x`` so the gap is not flattered or
     penalised by augmented copies. With a :class:`gapline.backup.Backup`, training resumes
-    after the last epoch it saved and saves after every epoch.
+    after the last epoch it saved and saves after every epoch. ``model``: one from
+    :func:`build_compiled` (built before the MLflow run opens, so a config the model cannot
+    honour fails first); by default it is built here.
     """
     from .backup import callback as resume_callback
 
     steps = steps_per_epoch(len(x_train), cfg.train.batch_size)
-    with distribution_scope(cfg.train):
-        model = compile_model(
-            build_model(
-                tuple(x_train.shape[1:]),
-                num_classes,
-                cfg.model,
-                cfg.regularization,
-                cfg.augment.online,
-                cfg.train.seed,
-            ),
-            cfg,
-            steps,
-        )
+    if model is None:
+        model = build_compiled(cfg, tuple(x_train.shape[1:]), num_classes, len(x_train))
     gx, gy = gap_subset(
         x_train if gap_x is None else gap_x,
         y_train if gap_y is None else gap_y,

@@ -1,4 +1,5 @@
-"""Model families built from config: ``mlp`` (dense) and ``cnn`` (weight sharing)."""
+"""Model families built from config: ``mlp`` (dense), ``cnn`` (weight sharing), a user's
+``custom`` builder and a keras.applications ``backbone``."""
 
 from __future__ import annotations
 
@@ -23,13 +24,33 @@ def build_model(
     spec = ModelSpec(tuple(input_shape), num_classes, model, reg, online or OnlineAugmentConfig(), seed)
     if model.family == "mlp":
         return build_mlp(spec)
+    if model.family in ("cnn", "backbone") and len(input_shape) != 3:
+        raise ConfigError(
+            bad_value("model.family", model.family, f"mlp or custom for tabular inputs of shape {list(input_shape)}")
+        )
     if model.family == "cnn":
-        if len(input_shape) != 3:
-            raise ConfigError(
-                bad_value("model.family", "cnn", f"mlp for tabular inputs of shape {list(input_shape)}")
-            )
         return build_cnn(spec)
-    raise ConfigError(bad_value("model.family", model.family, "mlp or cnn"))
+    if model.family == "custom":
+        from .custom import build_custom
+
+        return build_custom(spec)
+    if model.family == "backbone":
+        from .backbone import build_backbone
+
+        return build_backbone(spec)
+    raise ConfigError(bad_value("model.family", model.family, "mlp, cnn, custom or backbone"))
+
+
+def shares_weights(model: Any) -> bool:
+    """Whether one kernel is applied at many positions (a convolution) or many times (tying)."""
+    import keras
+
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.Conv1D | keras.layers.Conv2D | keras.layers.Conv3D | keras.layers.DepthwiseConv2D):
+            return True
+        if layer.weights and len(getattr(layer, "_inbound_nodes", [])) > 1 and not isinstance(layer, keras.Model):
+            return True
+    return False
 
 
 def effective_params(model: Any) -> dict[str, int]:
@@ -42,4 +63,4 @@ def effective_params(model: Any) -> dict[str, int]:
     return {"params": unique, "params_untied": applied}
 
 
-__all__ = ["build_model", "effective_params"]
+__all__ = ["build_model", "effective_params", "shares_weights"]

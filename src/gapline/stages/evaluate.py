@@ -80,7 +80,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
         metrics,
         k,
         info["onset_epoch"],
-        techniques(cfg),
+        info.get("techniques", techniques(cfg)),
         batch_size=cfg.train.batch_size,
         best_epoch=info["best_epoch"],
         epochs_run=info["epochs_run"],

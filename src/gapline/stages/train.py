@@ -15,7 +15,7 @@ from ..data.layout import read_meta
 from ..gap import overfitting_onset
 from ..files import load_arrays, write_json, write_text
 from ..model_io import save_model
-from ..regularization import technique_label
+from ..regularization import technique_label, techniques
 from ..tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
 from . import AUGMENTED, HISTORY_FILE, METRICS_FILE, MODEL_FILE, TRAIN_INFO_FILE, split_file
 
@@ -39,7 +39,7 @@ def history_csv(history: dict[str, list[float]]) -> str:
     return buf.getvalue()
 
 
-def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
+def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any], model: Any = None) -> dict[str, Any]:
     root = Path.cwd()
     return {
         **provenance.git_state(root),
@@ -51,10 +51,20 @@ def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any]) -> dict[str
         "keras.backend": env["backend"],
         "device": env["device"],
         "gapline.version": gapline.__version__,
-        "techniques": technique_label(cfg),
+        "techniques": technique_label(cfg, model_shares_weights(cfg, model)),
         "stage": "train",
         "processes": runtime.process()[1],
     }
+
+
+def model_shares_weights(cfg: Config, model: Any) -> Any:
+    """For a model gapline did not design (custom, backbone), whether it shares weights is read
+    from the model itself; gapline's families say so in their config."""
+    if model is None or cfg.model.family in ("mlp", "cnn"):
+        return None
+    from ..models import shares_weights
+
+    return shares_weights(model)
 
 
 def training_arrays(cfg: Config) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -85,13 +95,15 @@ def weights_digest(model: Any) -> str:
 def train_worker(cfg: Config, index: int, processes: int) -> dict[str, Any]:
     """A non-chief multi_worker process: the same fit, in step with the chief, on its own
     share of the data; no MLflow run and no files (the chief writes those)."""
-    from ..training import train_model
+    from ..training import build_compiled, train_model
 
     meta = read_meta()
     fit, train_split, val = training_arrays(cfg)
+    num_classes = len(meta["class_names"])
+    model = build_compiled(cfg, tuple(fit["x"].shape[1:]), num_classes, len(fit["x"]))
     result = train_model(
-        cfg, fit["x"], fit["y"], val["x"], val["y"], len(meta["class_names"]),
-        gap_x=train_split["x"], gap_y=train_split["y"],
+        cfg, fit["x"], fit["y"], val["x"], val["y"], num_classes,
+        gap_x=train_split["x"], gap_y=train_split["y"], model=model,
     )
     print(f"process {index} of {processes}: trained {result.epochs_run} epochs; weights {weights_digest(result.model)}")
     return {"process": index, "epochs_run": result.epochs_run, "wall_seconds": result.wall_seconds}
@@ -101,7 +113,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
     """Train, save the model and history, and log it all to one MLflow run."""
     env = runtime.configure_for(cfg.train)
     from ..backup import Backup
-    from ..training import train_model
+    from ..training import build_compiled, train_model
 
     index, processes = runtime.process()
     if index > 0:  # multi_worker: only the chief (process 0) tracks and writes outputs
@@ -117,12 +129,14 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
         ACTIVE_RUN_FILE.unlink()
     fit, train_split, val = training_arrays(cfg)
     num_classes = len(meta["class_names"])
+    # Built before the run opens: a config the model cannot honour fails with no run at all.
+    model = build_compiled(cfg, tuple(fit["x"].shape[1:]), num_classes, len(fit["x"]))
 
     with tracking.run(cfg) as active:
         callbacks = []
         if active is not None:
             tracking.log_config(cfg_dict, cfg_yaml)
-            tracking.log_tags(run_tags(cfg, meta, env))
+            tracking.log_tags(run_tags(cfg, meta, env, model))
             tracking.log_datasets(
                 meta, {"train": (train_split["x"], train_split["y"]), "val": (val["x"], val["y"])}
             )
@@ -141,6 +155,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             gap_x=train_split["x"],
             gap_y=train_split["y"],
             backup=backup,
+            model=model,
         )
         resumed = int(result.extra.get("resumed_from", 0))
         if resumed:
@@ -157,6 +172,8 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             "onset_epoch": onset.onset_epoch,
             "params": result.params,
             "train_samples": int(len(fit["y"])),
+            # what was really applied (a custom model's weight sharing is read from the model)
+            "techniques": techniques(cfg, model_shares_weights(cfg, model)),
         }
         run_record = RunRecord.no_run()
         if active is not None:

@@ -1,0 +1,214 @@
+"""``model.family=custom``: call the user's builder, then apply what the architecture does not
+decide and refuse what cannot apply.
+
+Techniques that need no knowledge of the architecture are applied by gapline to whatever the
+builder returns: L1/L2 and max-norm on every kernel-bearing layer the builder left without
+its own, input noise and online augmentation in front of the model (unless it starts with
+``kit.inputs()``). Techniques that live inside blocks (dropout, batch norm, hidden noise,
+activity penalties, weight noise, tying, per-block settings) need the kit's pieces; a config
+that asks for one the builder never used is one error line, before any run opens.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from .. import regularization as R
+from ..config import RegularizationConfig
+from ..errors import ConfigError, GaplineError, bad_value, one_line
+from .kit import KitUsage, ModelKit
+from .stem import ModelSpec
+
+# Weight attribute → (its regularizer attribute, its constraint attribute) on Keras layers.
+KERNELS = {
+    "kernel": ("kernel_regularizer", "kernel_constraint"),
+    "depthwise_kernel": ("depthwise_regularizer", "depthwise_constraint"),
+    "pointwise_kernel": ("pointwise_regularizer", "pointwise_constraint"),
+    "embeddings": ("embeddings_regularizer", "embeddings_constraint"),
+}
+
+
+def build_custom(spec: ModelSpec) -> Any:
+    """The user's model with the toolkit applied; the builder's own errors as one line."""
+    from ..user_code import import_builder
+
+    builder = import_builder(spec.model.builder)
+    kwargs = dict(spec.model.kwargs)
+    check_signature(builder, spec.model.builder, kwargs)
+    kit = ModelKit(spec)
+    try:
+        model = builder(kit, **kwargs)
+    except GaplineError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's code: say where it failed, in one line
+        raise ConfigError(f"model.builder={spec.model.builder!r} failed{where(exc)}: {one_line(exc)[:500]}") from None
+    model = as_keras_model(model, spec)
+    refuse_inapplicable(spec.reg, kit.usage, model)
+    if kit.usage.inputs == 0:
+        model = with_input_stem(model, spec)
+    apply_weight_penalties(model, spec.reg)
+    check_outputs(model, spec)
+    check_reloads(model, spec)
+    return model
+
+
+def check_reloads(model: Any, spec: ModelSpec) -> None:
+    """Save and reload in safe mode now, not after an hour of training: a custom layer that is
+    not registered (or has no ``get_config``) would make the trained model unloadable."""
+    import tempfile
+    from pathlib import Path
+
+    from ..model_io import load_model, save_model
+
+    with tempfile.TemporaryDirectory(prefix="gapline-reload-") as tmp:
+        path = Path(tmp) / "model.keras"
+        try:
+            save_model(model, path)
+            load_model(path)
+        except Exception as exc:  # noqa: BLE001 - Keras refuses with many types
+            raise ConfigError(
+                f"model.builder={spec.model.builder!r} builds a model that does not reload with "
+                f"safe_mode=True: {one_line(exc)[:400]}; decorate custom layers with "
+                "@keras.saving.register_keras_serializable(package=...) and give them get_config()"
+            ) from None
+
+
+def check_signature(builder: Callable[..., Any], name: str, kwargs: dict[str, Any]) -> None:
+    try:
+        inspect.signature(builder).bind(None, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(
+            bad_value("model.kwargs", kwargs, f"arguments {name} accepts after the kit ({exc})")
+        ) from None
+    except ValueError:  # no signature to inspect (a builtin): let the call decide
+        pass
+
+
+def where(exc: BaseException) -> str:
+    """`` at file:line`` of the innermost frame of the traceback (the user's line)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+
+
+def as_keras_model(model: Any, spec: ModelSpec) -> Any:
+    import keras
+    import numpy as np
+
+    name = spec.model.builder
+    if not isinstance(model, keras.Model):
+        raise ConfigError(bad_value("model.builder", name, f"a function returning a keras.Model, not {type(model).__name__}"))
+    if not model.built:  # a subclassed model creates its weights on the first call
+        model(np.zeros((1, *spec.input_shape), dtype="float32"))
+    return model
+
+
+def refuse_inapplicable(reg: RegularizationConfig, usage: KitUsage, model: Any) -> None:
+    """One line for the first switch that this builder gives nothing to act on."""
+    needs_tail = {
+        "dropout": reg.dropout > 0,
+        "dropout_rates": any(r > 0 for r in reg.dropout_rates),
+        "batch_norm": reg.batch_norm,
+        "hidden_noise": reg.hidden_noise > 0,
+        "activity_l1": reg.activity_l1 > 0,
+        "activity_l2": reg.activity_l2 > 0,
+    }
+    for key, on in needs_tail.items():
+        if on and usage.tails == 0:
+            raise ConfigError(_cannot(reg, key, "the builder ends no block with kit.tail(x), where it acts"))
+    if reg.weight_noise > 0 and usage.linear == 0:
+        raise ConfigError(_cannot(reg, "weight_noise", "the builder makes no layer with kit.dense or kit.conv (noisy kernels are gapline layers)"))
+    if reg.tie_weights:
+        if not usage.tied:
+            raise ConfigError(_cannot(reg, "tie_weights", "the builder asks for no shareable layer (kit.tied_dense or kit.tied_conv)"))
+        shared = [layer for layer in usage.tied.values() if layer is not None and len(layer._inbound_nodes) >= 2]
+        if not shared:
+            raise ConfigError(_cannot(reg, "tie_weights", "the builder applies each kit.tied_* layer only once, so nothing is shared"))
+    for key in ("dropout_rates", "layer_strength"):
+        values = getattr(reg, key)
+        if values and len(values) != usage.tails:
+            raise ConfigError(
+                bad_value(f"regularization.{key}", list(values), f"one value per block of the builder ({usage.tails}: its kit.tail calls)")
+            )
+    if (reg.l1 > 0 or reg.l2 > 0 or reg.max_norm > 0) and not list(kernel_weights(model)):
+        key = "l1" if reg.l1 > 0 else "l2" if reg.l2 > 0 else "max_norm"
+        raise ConfigError(_cannot(reg, key, "the model has no kernel-bearing layer (Dense, Conv, Embedding)"))
+
+
+def _cannot(reg: RegularizationConfig, key: str, why: str) -> str:
+    value = getattr(reg, key)
+    return f"regularization.{key}={value!r} cannot apply to this model.builder: {why}; set it to its default or use the kit"
+
+
+def kernel_weights(model: Any) -> Any:
+    """``(layer, weight attribute)`` for every kernel-like weight of every layer, nested too."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        for attr in KERNELS:
+            weight = getattr(layer, attr, None)
+            if weight is not None and hasattr(weight, "regularizer") and getattr(weight, "trainable", True):
+                yield layer, attr
+
+
+def apply_weight_penalties(model: Any, reg: RegularizationConfig) -> None:
+    """L1/L2 (and the bias penalty) and max-norm on every kernel the builder left without its
+    own: on the variable (what training reads) and on the layer (what its config saves)."""
+    penalty = R.kernel_regularizer(reg)
+    for layer, attr in kernel_weights(model):
+        weight = getattr(layer, attr)
+        reg_attr, con_attr = KERNELS[attr]
+        if penalty is not None and weight.regularizer is None:
+            weight.regularizer = penalty
+            if hasattr(layer, reg_attr):
+                setattr(layer, reg_attr, penalty)
+        if reg.max_norm > 0 and getattr(weight, "constraint", None) is None:
+            axis = list(range(len(weight.shape) - 1)) if attr != "embeddings" else 1
+            constraint = R.kernel_constraint(reg, axis=axis)
+            weight.constraint = constraint
+            if hasattr(layer, con_attr):
+                setattr(layer, con_attr, constraint)
+        bias = getattr(layer, "bias", None)
+        if reg.bias_penalty and penalty is not None and bias is not None and bias.regularizer is None:
+            bias.regularizer = penalty
+            if hasattr(layer, "bias_regularizer"):
+                layer.bias_regularizer = penalty
+
+
+def with_input_stem(model: Any, spec: ModelSpec) -> Any:
+    """The builder's model behind gapline's input stem (online augmentation, input noise),
+    when the config asks for either and the builder did not start from ``kit.inputs()``."""
+    import keras
+
+    stem = R.online_augmentation(spec.online, len(spec.input_shape), spec.seed) + R.input_layers(spec.reg, spec.seed)
+    if not stem:
+        return model
+    inputs = keras.Input(shape=spec.input_shape, name="inputs")
+    x = inputs
+    for layer in stem:
+        x = layer(x)
+    return keras.Model(inputs, model(x), name=f"{model.name}_with_input_stem")
+
+
+def check_outputs(model: Any, spec: ModelSpec) -> None:
+    """Class probabilities, one column per class: what the loss and every metric assume."""
+    import numpy as np
+
+    expected = (None, spec.num_classes)
+    shape = tuple(model.outputs[0].shape) if getattr(model, "outputs", None) else None
+    probe = np.asarray(model(np.zeros((2, *spec.input_shape), dtype="float32"), training=False))
+    if shape is not None and len(model.outputs) != 1:
+        raise ConfigError(bad_value("model.builder", spec.model.builder, f"a model with one output, not {len(model.outputs)}"))
+    if probe.shape != (2, spec.num_classes):
+        raise ConfigError(
+            bad_value("model.builder", spec.model.builder, f"a model whose output has shape {list(expected)} (kit.num_outputs classes), not {[None, *probe.shape[1:]]}")
+        )
+    sums = probe.sum(axis=1)
+    if not (np.all(probe >= -1e-6) and np.allclose(sums, 1.0, atol=1e-3)):
+        raise ConfigError(
+            bad_value(
+                "model.builder",
+                spec.model.builder,
+                f"class probabilities as output (end with kit.head(x) or a softmax), not rows summing to {float(sums[0]):.3g}",
+            )
+        )

@@ -1,0 +1,137 @@
+"""The user's own code: where a ``model.builder`` lives, importing it, and the modules a saved
+model needs imported before Keras can load it.
+
+A builder is found from the project root (the folder holding ``conf/``) or any installed
+package. Its *source* is what ``dvc repro`` watches and what an MLflow model ships: the
+top-level package folder when the module is inside a package (a builder's helpers change
+results too), else the single ``.py`` file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .config import builder_parts
+from .errors import ConfigError, bad_value
+
+# The stand-in dependency when a model config names no file: already a train dependency.
+OWN_MODELS = "src/gapline/models"
+# Modules Keras resolves itself; anything else named in a model config is the user's.
+KERAS_OWN = ("keras", "gapline", "builtins", "tensorflow", "jax", "torch", "numpy")
+
+
+def project_on_path(root: str | os.PathLike[str] | None = None) -> Path:
+    """Put the project root first on ``sys.path`` (a console script starts from its bin/)."""
+    here = Path(root or os.getcwd()).resolve()
+    if str(here) not in sys.path:
+        sys.path.insert(0, str(here))
+    return here
+
+
+def module_origin(module: str, key: str = "model.builder") -> tuple[Path, bool]:
+    """``(path, is_package)`` of the top-level package (or lone module) holding ``module``,
+    found without running any of its code."""
+    top = module.split(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError) as exc:
+        spec, reason = None, str(exc)
+    else:
+        reason = "not found"
+    if spec is None or not (spec.origin or spec.submodule_search_locations):
+        raise ConfigError(
+            bad_value(key, module, f"an importable module: {top!r} {reason} from {os.getcwd()} or the installed packages")
+        )
+    if spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0]), True
+    return Path(str(spec.origin)), False
+
+
+def builder_source(builder: str, root: str | os.PathLike[str] | None = None) -> str:
+    """``model.deps.builder``: the builder's package folder or file, relative to the project when
+    inside it (what dvc.yaml names as a train dependency)."""
+    if not builder.strip():
+        return OWN_MODELS
+    here = project_on_path(root)
+    module, _ = builder_parts(builder)
+    path, _ = module_origin(module)
+    try:
+        return path.resolve().relative_to(here).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def dep_path(value: str) -> str:
+    """``model.deps.weights``/``init_from``: a local file the train stage reads, or the stand-in
+    when there is none (``none``, empty, or a registry URI that DVC cannot hash)."""
+    if not value.strip() or value == "none" or value.startswith("models:/"):
+        return OWN_MODELS
+    return value
+
+
+def import_module(module: str, key: str) -> Any:
+    """Import one of the user's modules; its failure is one line naming the config key."""
+    project_on_path()
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:  # noqa: BLE001 - the user's module may raise anything at import
+        from .errors import one_line
+
+        raise ConfigError(bad_value(key, module, f"a module that imports cleanly ({one_line(exc)[:300]})")) from None
+
+
+def import_builder(builder: str) -> Callable[..., Any]:
+    """The builder function named by ``model.builder``."""
+    module, func = builder_parts(builder)
+    target = getattr(import_module(module, "model.builder"), func, None)
+    if not callable(target):
+        raise ConfigError(bad_value("model.builder", builder, f"a function {func!r} defined in module {module!r}"))
+    return target
+
+
+def config_modules(config: Any) -> list[str]:
+    """The user modules a Keras model config names (its registered custom objects), sorted."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            module = node.get("module")
+            if isinstance(module, str) and "registered_name" in node and module.split(".")[0] not in KERAS_OWN:
+                found.add(module)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return sorted(found)
+
+
+def import_all(modules: Iterable[str], what: str) -> None:
+    """Import the modules a saved model names, so their registered layers exist before loading."""
+    for module in modules:
+        project_on_path()
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - same as import_module, worded for a model file
+            from .errors import GaplineError, one_line
+
+            raise GaplineError(
+                f"{what} needs module {module!r} (it defines the model's custom layers), which does not import "
+                f"here ({one_line(exc)[:300]}): run from the project that defines it, or install it"
+            ) from None
+
+
+def module_sources(modules: Iterable[str]) -> dict[str, Path]:
+    """Top-level name → package folder or file, for shipping the user's code with a model."""
+    out: dict[str, Path] = {}
+    for module in modules:
+        path, _ = module_origin(module, "model code")
+        out[module.split(".")[0]] = path
+    return out
