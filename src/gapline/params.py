@@ -72,6 +72,7 @@ def compose(overrides: Sequence[str] = (), root: str | os.PathLike[str] | None =
     register_schema()
     register_resolver()
     check_group_choices(overrides, project / CONF_DIR)
+    overrides = [free_key(o) for o in overrides]
     try:
         # the digest resolver looks for conf/ from the working directory
         with contextlib.chdir(project), initialize_config_dir(str(project / CONF_DIR), version_base=None):
@@ -81,6 +82,18 @@ def compose(overrides: Sequence[str] = (), root: str | os.PathLike[str] | None =
         # ValueError: Hydra's defaults list refuses e.g. `experiment=null` that way
         raise ConfigError(hydra_error_line(exc)) from None
     return cfg
+
+
+# Free-form dicts: their keys are the user's (a builder's keyword arguments), not the schema's.
+FREE_DICTS = ("model.kwargs.",)
+
+
+def free_key(override: str) -> str:
+    """``model.kwargs.depth=3`` adds the key (Hydra's ``++``) instead of refusing a key the
+    empty dict lacks; with ``dvc exp run -S`` write ``++model.kwargs.depth=3`` yourself."""
+    if override.startswith(FREE_DICTS) and "=" in override:
+        return "++" + override
+    return override
 
 
 def check_group_choices(overrides: Sequence[str], conf_dir: Path) -> None:
@@ -103,6 +116,8 @@ def hydra_error_line(exc: BaseException) -> str:
     cause = exc
     while cause.__cause__ is not None:
         cause = cause.__cause__
+    if isinstance(cause.__context__, ConfigError):  # one of our resolvers: already one line
+        return str(cause.__context__)
     if isinstance(cause, OmegaConfBaseException):
         return omegaconf_error_line(cause)
     raw = [ln for ln in str(exc).splitlines() if ln.strip()]

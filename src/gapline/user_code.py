@@ -33,7 +33,7 @@ def project_on_path(root: str | os.PathLike[str] | None = None) -> Path:
     return here
 
 
-def module_origin(module: str, key: str = "model.builder") -> tuple[Path, bool]:
+def module_origin(module: str, key: str = "model.builder", shown: str = "") -> tuple[Path, bool]:
     """``(path, is_package)`` of the top-level package (or lone module) holding ``module``,
     found without running any of its code."""
     top = module.split(".")[0]
@@ -45,7 +45,7 @@ def module_origin(module: str, key: str = "model.builder") -> tuple[Path, bool]:
         reason = "not found"
     if spec is None or not (spec.origin or spec.submodule_search_locations):
         raise ConfigError(
-            bad_value(key, module, f"an importable module: {top!r} {reason} from {os.getcwd()} or the installed packages")
+            bad_value(key, shown or module, f"an importable module: {top!r} {reason} from {os.getcwd()} or the installed packages")
         )
     if spec.submodule_search_locations:
         return Path(list(spec.submodule_search_locations)[0]), True
@@ -59,7 +59,7 @@ def builder_source(builder: str, root: str | os.PathLike[str] | None = None) -> 
         return OWN_MODELS
     here = project_on_path(root)
     module, _ = builder_parts(builder)
-    path, _ = module_origin(module)
+    path, _ = module_origin(module, shown=builder)
     try:
         return path.resolve().relative_to(here).as_posix()
     except ValueError:
