@@ -55,6 +55,12 @@ CONFIG_ROWS = [
     (["train.batch_size=0"], ["train.batch_size", ">= 1"]),
     (["data.train_fraction=0"], ["data.train_fraction", "(0, 1]"]),
     (["regularization.l2=-1"], ["regularization.l2", "-1"]),
+    # your own model (README "Your own model"); a switch it cannot honour: test_custom_model*.py
+    (["model=custom"], ["model.builder=''", "package.module:function"]),
+    (["model=custom", "model.builder=nowhere.nets:build"], ["model.builder='nowhere.nets:build'", "importable"]),
+    (["model=custom", "model.builder=my-models:build"], ["model.builder='my-models:build'", "import path"]),
+    (["model.kwargs.depth=3"], ["model.kwargs={'depth': 3}", "model.family=custom only"]),
+    (["model.freeze=none"], ["model.freeze='none'", "model.family=backbone only"]),
 ]
 
 
