@@ -106,3 +106,11 @@ def test_a_switch_the_model_cannot_honour_fails_before_any_run(project: Path) ->
         assert _mlflow(project, count) == runs_before
     finally:
         run_local(["gapline", "params", "experiment=debug", *OVERRIDES], project)
+
+
+def test_training_the_custom_model_again_gives_the_same_bytes(project: Path) -> None:
+    from gapline.provenance import file_md5
+
+    before = file_md5(project / "models/model.keras")
+    run_local(["dvc", "repro", "--force", "--single-item", "train"], project)
+    assert file_md5(project / "models/model.keras") == before
