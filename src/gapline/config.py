@@ -220,6 +220,9 @@ class StudyConfig:
     seeds: int = 3
     jobs: int = 2
     arms: dict[str, list[str]] = field(default_factory=dict)
+    # Models trained once, before the arms, for arms to start from (transfer): name -> its
+    # overrides; saved as <out_dir>/sources/<name>.keras (an arm names that file in model.init_from).
+    sources: dict[str, list[str]] = field(default_factory=dict)
     # Arms to run, in this order (empty: all of ``arms``).
     include: list[str] = field(default_factory=list)
     # Learning curve: the arm retrained at these data.train_fraction values (empty: none).

@@ -30,6 +30,7 @@ class TrialResult:
     train_seconds: float
     fingerprint: str
     history: dict[str, list[float]]  # per-epoch curves
+    model: Any = None  # the trained Keras model, when the caller asked to keep it
 
     def row(self) -> dict[str, Any]:
         """Every number but the per-epoch curves, flat: one row of a table or a cached job."""
@@ -52,10 +53,11 @@ class TrialResult:
         return {**identity, **self.row(), "history": self.history}
 
 
-def run_trial(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0) -> TrialResult:
-    """Train and evaluate ``cfg`` (on ``ds`` when given, so callers can load a source once)."""
+def run_trial(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0, keep_model: bool = False) -> TrialResult:
+    """Train and evaluate ``cfg`` (on ``ds`` when given, so callers can load a source once);
+    ``keep_model``: the trained model comes back in ``TrialResult.model`` (a study source)."""
     from . import runtime
-    from .models import effective_params
+    from .models import effective_params, shares_weights
     from .regularization import technique_label
     from .data.prepare import split_source
     from .evaluation import evaluate_splits
@@ -83,7 +85,7 @@ def run_trial(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0) -> Tr
     onset = overfitting_onset(result.history["loss"], result.history["val_loss"])
     return TrialResult(
         metrics=scores,
-        techniques=technique_label(cfg),
+        techniques=technique_label(cfg, None if cfg.model.family in ("mlp", "cnn") else shares_weights(result.model)),
         train_samples=int(len(splits["train"]["y"])),
         fit_samples=int(len(y_fit)),
         epochs_run=result.epochs_run,
@@ -93,4 +95,5 @@ def run_trial(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0) -> Tr
         train_seconds=result.wall_seconds,
         fingerprint=meta["fingerprint"],
         history=result.history,
+        model=result.model if keep_model else None,
     )

@@ -20,11 +20,13 @@ class Job:
     arm: str
     seed: int
     overrides: tuple[str, ...]
-    kind: str = "arm"  # "arm" or "curve"
+    kind: str = "arm"  # "arm", "curve" or "source"
     fraction: Optional[float] = None
 
     @property
     def name(self) -> str:
+        if self.kind == "source":
+            return f"source-{self.arm}"
         if self.kind == "curve":
             return f"curve-{self.arm}-f{self.fraction:g}-s{self.seed}"
         return f"{self.arm}-s{self.seed}"
@@ -56,9 +58,27 @@ def plan(cfg: Config, base_overrides: Sequence[str]) -> list[Job]:
     return jobs
 
 
+def sources(cfg: Config, base_overrides: Sequence[str]) -> list[Job]:
+    """The models the included arms start from (an arm names ``sources/<name>.keras`` in its
+    overrides): each trained once, at the first seed."""
+    st = cfg.study
+    named = [o for arm in (st.include or st.arms) for o in st.arms[arm]]
+    return [
+        Job(name, cfg.train.seed, (*base_overrides, *overrides, f"train.seed={cfg.train.seed}"), kind="source")
+        for name, overrides in st.sources.items()
+        if any(f"sources/{name}.keras" in o for o in named)
+    ]
+
+
 def job_key(job: Job, cfg_dict: dict[str, Any]) -> str:
-    """Stable across runs; changes when anything in the job's resolved config changes."""
+    """Stable across runs; changes when anything in the job's resolved config changes, or the
+    content of the model it starts from (a warm start from a study source)."""
+    from ..provenance import file_md5
+
     relevant = {k: v for k, v in cfg_dict.items() if k not in ("study", "tracking", "meta")}
+    start = cfg_dict.get("model", {}).get("init_from", "")
+    if start and Path(start).is_file():
+        relevant["init_from_md5"] = file_md5(Path(start))
     return f"{job.name}-{json_digest({'job': job.name, 'cfg': relevant}, length=12)}"
 
 

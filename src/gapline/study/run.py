@@ -1,5 +1,5 @@
-"""Running the study: train the jobs the cache lacks (in parallel joblib processes), then
-summarize every job and write the study's files."""
+"""Running the study: train the source models arms start from, then the jobs the cache lacks
+(in parallel joblib processes), then summarize every job and write the study's files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..config import Config
 from ..files import read_json, write_json, write_text
-from .plan import Job, job_key, plan, resolve
+from .plan import Job, job_key, plan, resolve, sources
 
 
 @dataclass
@@ -40,6 +40,40 @@ def run_job(job: Job, root: str) -> dict[str, Any]:
     )
 
 
+def run_source(job: Job, root: str, path: str) -> dict[str, Any]:
+    """Worker entry point: train one source model and save it where the arms look for it."""
+    from ..model_io import save_model
+    from ..trial import run_trial
+
+    cfg, _ = resolve(job, Path(root))
+    result = run_trial(cfg, keep_model=True)
+    save_model(result.model, path)
+    return result.record(job=job.name, arm=job.arm, kind=job.kind, seed=job.seed, overrides=list(job.overrides))
+
+
+def train_sources(cfg: Config, base_overrides: Sequence[str], root: Path, out_dir: Path) -> list[dict[str, Any]]:
+    """Train the source models whose config (or absence) changed; reuse the others."""
+    from joblib import Parallel, delayed
+
+    folder = out_dir / "sources"
+    todo, records = [], []
+    for job in sources(cfg, base_overrides):
+        key = job_key(job, resolve(job, root)[1])
+        marker, model = folder / f"{job.arm}.json", folder / f"{job.arm}.keras"
+        if model.is_file() and marker.is_file() and read_json(marker).get("key") == key:
+            records.append(read_json(marker))
+        else:
+            todo.append((job, key))
+    if todo:
+        parallel = Parallel(n_jobs=min(cfg.study.jobs, len(todo)))
+        results = parallel(delayed(run_source)(job, str(root), str(folder / f"{job.arm}.keras")) for job, _ in todo)
+        for (job, key), result in zip(todo, results):
+            record = {**{k: v for k, v in result.items() if k != "history"}, "key": key}
+            write_json(folder / f"{job.arm}.json", record)
+            records.append(record)
+    return records
+
+
 def run_study(
     cfg: Config,
     base_overrides: Sequence[str],
@@ -57,6 +91,7 @@ def run_study(
     if not out_dir.is_absolute():
         out_dir = root / out_dir
     jobs_dir = out_dir / "jobs"
+    train_sources(cfg, base_overrides, root, out_dir)  # before the arms' keys: they hash them
     jobs = plan(cfg, base_overrides)
     keys = {job: job_key(job, resolve(job, root)[1]) for job in jobs}
     done: list[dict[str, Any]] = []
