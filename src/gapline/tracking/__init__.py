@@ -12,6 +12,7 @@ logged config), and the password part of a tracking URI.
 - :mod:`.run_record`: the files that name the run between stages.
 - :mod:`.log`: params, tags, metrics, artifacts and datasets of the open run.
 - :mod:`.keras_model`: logging, registering and loading the Keras model.
+- :mod:`.model_code`: a custom model's own code, shipped inside the logged model.
 - :mod:`.nested`: parent and child runs of sweeps and studies.
 - :mod:`.model_registry`: aliases, versions and promotion for retraining.
 """

@@ -1,14 +1,17 @@
 """Keras models in and out of MLflow: logging the trained model (signature, input example,
-pinned requirements) and registering it as ``challenger``; loading a registered version.
+pinned requirements, and a custom model's own code: :mod:`.model_code`) and registering it as
+``challenger``; loading a registered version.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from .model_code import LOADER, ship_user_code
 from .redaction import error_text
 from .runs import flush
 from .store import TrackingError, import_mlflow
@@ -40,14 +43,36 @@ def model_requirements() -> list[str]:
 class _KerasFlavor:
     """``mlflow.keras`` for ``Model.log``, except that the model folder exists before the
     input example is written into it (mlflow issue 16183, still open in 3.17: with
-    ``input_example``, ``mlflow.keras.log_model`` fails with FileNotFoundError)."""
+    ``input_example``, ``mlflow.keras.log_model`` fails with FileNotFoundError), and that a
+    model with the user's own layers ships their code (:func:`.model_code.ship_user_code`)."""
 
     __name__ = "mlflow.keras"
 
     @staticmethod
     def save_model(path: str, **kwargs: Any) -> Any:
         os.makedirs(path, exist_ok=True)
-        return import_mlflow().keras.save_model(path=path, **kwargs)
+        saved = import_mlflow().keras.save_model(path=path, **kwargs)
+        ship_user_code(kwargs["model"], path, kwargs.get("mlflow_model"))
+        return saved
+
+
+@contextlib.contextmanager
+def _no_trace_of_shipped_code() -> Iterator[None]:
+    """``Model.log`` checks the input example by loading the saved model: with shipped code,
+    MLflow puts the temporary ``code/`` folder on ``sys.path`` and imports the loader from it
+    (writing its bytecode into the folder about to be logged). Put both back, write no
+    bytecode."""
+    path, loader, no_bytecode = list(sys.path), sys.modules.get(LOADER), sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        yield
+    finally:
+        sys.path[:] = path
+        sys.dont_write_bytecode = no_bytecode
+        if loader is None:
+            sys.modules.pop(LOADER, None)
+        else:
+            sys.modules[LOADER] = loader
 
 
 @contextlib.contextmanager
@@ -71,7 +96,8 @@ def log_model(model: Any, x_sample: Any, registered_model: Optional[str]) -> Opt
 
     flush()  # Model.log copies the run's params onto the logged model: they must have landed
     signature = infer_signature(x_sample, model.predict(x_sample, verbose=0))
-    with _quiet_keras():  # MLflow checks the input example with a verbose predict
+    # MLflow checks the input example with a verbose predict
+    with _quiet_keras(), _no_trace_of_shipped_code():
         info = Model.log(
             artifact_path=None,
             name="model",
