@@ -425,16 +425,9 @@ def test_a_dropped_sigterm_still_ends_the_run_killed_at_the_next_epoch(monkeypat
 
 
 @pytest.mark.slow
-def test_training_error_in_train_stage_ends_run_failed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_tiny_images
-) -> None:
-    """A config that makes training raise (a CNN on tabular features): the run ends FAILED
-    with the one-line error, and nothing is left RUNNING."""
-    from omegaconf import OmegaConf
-
+def _tabular_stage_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_tiny_images, family: str) -> Any:
     from gapline.stages.augment import augment
     from gapline.stages.prepare import prepare
-    from gapline.stages.train import train
 
     x, y = make_tiny_images(60, size=4, classes=3, seed=0)
     np.savez(tmp_path / "tabular.npz", x=x.reshape(len(x), -1), y=y)
@@ -444,7 +437,7 @@ def test_training_error_in_train_stage_ends_run_failed(
     cfg = from_container(
         {
             "data": {"source": "npz", "path": str(tmp_path / "tabular.npz")},
-            "model": {"family": "cnn", "conv_filters": [4], "dense_units": 8},
+            "model": {"family": family, "conv_filters": [4], "dense_units": 8, "hidden_units": [8]},
             "regularization": {"early_stopping": {"enabled": False}},
             "train": {"epochs": 1, "batch_size": 16, "accelerator": "cpu", "seed": 1},
             "tracking": {"enabled": True, "experiment": "unit-train-failure", "system_metrics": False},
@@ -452,12 +445,50 @@ def test_training_error_in_train_stage_ends_run_failed(
     )
     prepare(cfg)
     augment(cfg)
+    return cfg, work
+
+
+def test_a_model_the_data_cannot_feed_fails_before_any_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_tiny_images
+) -> None:
+    """A CNN on tabular features: the model is built before the run opens, so the one-line
+    error leaves no run at all (nothing RUNNING, nothing FAILED to explain)."""
+    from omegaconf import OmegaConf
+
+    from gapline.stages.train import train
+
+    cfg, work = _tabular_stage_inputs(tmp_path, monkeypatch, make_tiny_images, "cnn")
     cfg_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
     with pytest.raises(GaplineError) as err:
         train(cfg, OmegaConf.to_yaml(OmegaConf.structured(cfg)), cfg_dict)
     assert "\n" not in str(err.value) and "model.family='cnn'" in str(err.value)
+    experiment = _client().get_experiment_by_name("unit-train-failure")
+    assert experiment is None or not _client().search_runs([experiment.experiment_id])
+    assert not (work / "models" / "model.keras").exists()
+
+
+def test_training_error_in_train_stage_ends_run_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_tiny_images
+) -> None:
+    """An error raised while fitting (injected into the fit's data pipeline): the run ends
+    FAILED with the one-line error, and nothing is left RUNNING."""
+    from omegaconf import OmegaConf
+
+    from gapline import training
+    from gapline.errors import DataError
+    from gapline.stages.train import train
+
+    cfg, work = _tabular_stage_inputs(tmp_path, monkeypatch, make_tiny_images, "mlp")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise DataError("data.path: the training data went away mid-fit")
+
+    monkeypatch.setattr(training, "fit_data", broken)
+    cfg_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
+    with pytest.raises(GaplineError) as err:
+        train(cfg, OmegaConf.to_yaml(OmegaConf.structured(cfg)), cfg_dict)
     runs = _client().search_runs([_client().get_experiment_by_name("unit-train-failure").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
-    assert runs[0].data.tags["error"] == f"ConfigError: {err.value}"
-    assert runs[0].data.params["model.family"] == "cnn"  # logged before training started
+    assert runs[0].data.tags["error"] == f"DataError: {err.value}"
+    assert runs[0].data.params["model.family"] == "mlp"  # logged before training started
     assert not (work / "models" / "model.keras").exists()
