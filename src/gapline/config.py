@@ -110,7 +110,7 @@ class ModelConfig:
     kernel_size: int = 3
     dense_units: int = 64
     # custom: ``package.module:function`` (or ``package.module.function``), called with a
-    # gapline.ModelKit and ``kwargs``; it returns an uncompiled keras.Model.
+    # gapline.models.kit.ModelKit and ``kwargs``; it returns an uncompiled keras.Model.
     builder: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)
     # backbone: a keras.applications network, its input resized to input_size x input_size

@@ -1,4 +1,4 @@
-"""``gapline.ModelKit``: the regularization toolkit handed to a user's model builder.
+"""``ModelKit``: the regularization toolkit handed to a user's model builder.
 
 Every piece comes configured from ``regularization.*`` (and ``augment.online``), so a builder
 that uses the kit gets every switch without reading the config. The kit also records what
