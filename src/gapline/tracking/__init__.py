@@ -14,6 +14,7 @@ logged config), and the password part of a tracking URI.
 - :mod:`.keras_model`: logging, registering and loading the Keras model.
 - :mod:`.nested`: parent and child runs of sweeps and studies.
 - :mod:`.model_registry`: aliases, versions and promotion for retraining.
+- :mod:`.model_source`: a registered model (``models:/NAME@ALIAS``) as a warm-start source.
 """
 
 from .keras_model import load_registered_keras, log_model
@@ -37,6 +38,7 @@ from .model_registry import (
     registry_version,
     tag_version,
 )
+from .model_source import load_model_uri, parse_model_uri
 from .nested import (
     child_runs,
     close_parent_run,
@@ -71,6 +73,7 @@ __all__ = [
     "final_metrics",
     "finish_parent_run",
     "flush",
+    "load_model_uri",
     "load_registered_keras",
     "log_artifact",
     "log_child_run",
@@ -83,6 +86,7 @@ __all__ = [
     "log_text_file",
     "move_champion",
     "param_values",
+    "parse_model_uri",
     "project_run_experiment",
     "redact",
     "registry",
