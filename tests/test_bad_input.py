@@ -61,6 +61,8 @@ CONFIG_ROWS = [
     (["model=custom", "model.builder=my-models:build"], ["model.builder='my-models:build'", "import path"]),
     (["model.kwargs.depth=3"], ["model.kwargs={'depth': 3}", "model.family=custom only"]),
     (["model.freeze=none"], ["model.freeze='none'", "model.family=backbone only"]),
+    (["data.classes=[5]"], ["data.classes", "['5']", "at least 2 class names"]),
+    (["data.classes=[5,6,5]"], ["data.classes", "5 repeated"]),
 ]
 
 
@@ -153,6 +155,10 @@ def _nan(p: Path) -> list[str]:
     return ["data=npz", f"data.path={_npz(p / 'd.npz', x, np.arange(30) % 3)}"]
 
 
+def _unknown_class(p: Path) -> list[str]:
+    return ["data.classes=[5,x]"]
+
+
 def _single_class(p: Path) -> list[str]:
     return ["data=npz", f"data.path={_npz(p / 'd.npz', np.ones((30, 4)), np.zeros(30))}"]
 
@@ -168,6 +174,7 @@ DATA_ROWS: list[tuple[str, DataMaker, list[str]]] = [
     ("CSV with a non-numeric feature", _csv_text, ["'a'", "hello"]),
     ("NaN in the data", _nan, ["NaN"]),
     ("a single class", _single_class, ["single-class"]),
+    ("data.classes names an unknown class", _unknown_class, ["data.classes=['5', 'x']", "x is not among them", "0, 1, 2, 3, 4, 5, 6, 7, 8, 9"]),
 ]
 
 

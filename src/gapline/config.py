@@ -45,6 +45,9 @@ class DataConfig:
     test_fraction: float = 0.2
     train_fraction: float = 1.0
     seed: int = 42
+    # Keep only the samples of these classes (names as in meta.json's class_names; digits are
+    # "0".."9"), before the split; empty: every class. At least 2, each named once.
+    classes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -351,6 +354,7 @@ def validate(cfg: Config) -> Config:
             )
         )
     _range("data.train_fraction", d.train_fraction, 0.0, 1.0, low_open=True)
+    _validate_classes(list(d.classes))
 
     a = cfg.augment
     _int_min("augment.copies", a.copies, 0)
@@ -480,6 +484,22 @@ def validate(cfg: Config) -> Config:
             bad_value("tracking.registered_model", k.registered_model, "a non-empty model name")
         )
     return cfg
+
+
+def _validate_classes(classes: list[str]) -> None:
+    """``data.classes``: empty, or at least two distinct non-empty names (whether each names a
+    class of the source is checked in prepare, where the class names are known)."""
+    if not classes:
+        return
+    if any(not str(c).strip() for c in classes):
+        raise ConfigError(bad_value("data.classes", classes, "non-empty class names"))
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        raise ConfigError(bad_value("data.classes", classes, f"each class named once ({', '.join(repeated)} repeated)"))
+    if len(classes) < 2:
+        raise ConfigError(
+            bad_value("data.classes", classes, "an empty list (every class) or at least 2 class names to classify")
+        )
 
 
 def _validate_model_source(m: ModelConfig) -> None:

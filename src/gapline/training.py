@@ -117,10 +117,30 @@ def fit_data(
     return {"x": ds, "steps_per_epoch": steps, "shuffle": False}
 
 
-def build_compiled(cfg: Config, input_shape: tuple[int, ...], num_classes: int, samples: int) -> Any:
-    """The configured model, built (a user's builder is called here) and compiled."""
+def build_compiled(
+    cfg: Config,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    samples: int,
+    warm_start: dict[str, Any] | None = None,
+) -> Any:
+    """The configured model, built (a user's builder is called here), warm-started from
+    ``model.init_from`` when set, and compiled. ``warm_start``: a dict that receives the warm
+    start's summary (layers copied and skipped, the registered version it resolved to)."""
+    source = None
+    if cfg.model.init_from:
+        from .models.warm_start import load_init_source
+
+        # loaded outside the distribution scope: its variables are read once, never trained
+        source = load_init_source(cfg.model.init_from, cfg.tracking)
     with distribution_scope(cfg.train):
         model = build_model(input_shape, num_classes, cfg.model, cfg.regularization, cfg.augment.online, cfg.train.seed)
+        if source is not None:
+            from .models.warm_start import warm_start as copy_weights
+
+            summary = copy_weights(model, cfg.model.init_from, source=source)
+            if warm_start is not None:
+                warm_start.update(summary)
         return compile_model(model, cfg, steps_per_epoch(samples, cfg.train.batch_size))
 
 

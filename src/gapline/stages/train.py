@@ -15,6 +15,7 @@ from ..data.layout import read_meta
 from ..gap import overfitting_onset
 from ..files import load_arrays, write_json, write_text
 from ..model_io import save_model
+from ..models import warm_start
 from ..regularization import technique_label, techniques
 from ..tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
 from . import AUGMENTED, HISTORY_FILE, METRICS_FILE, MODEL_FILE, TRAIN_INFO_FILE, split_file
@@ -130,13 +131,14 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
     fit, train_split, val = training_arrays(cfg)
     num_classes = len(meta["class_names"])
     # Built before the run opens: a config the model cannot honour fails with no run at all.
-    model = build_compiled(cfg, tuple(fit["x"].shape[1:]), num_classes, len(fit["x"]))
+    warm: dict[str, Any] = {}  # what model.init_from copied, when set
+    model = build_compiled(cfg, tuple(fit["x"].shape[1:]), num_classes, len(fit["x"]), warm_start=warm)
 
     with tracking.run(cfg) as active:
         callbacks = []
         if active is not None:
             tracking.log_config(cfg_dict, cfg_yaml)
-            tracking.log_tags(run_tags(cfg, meta, env, model))
+            tracking.log_tags({**run_tags(cfg, meta, env, model), **warm_start.run_tags(warm)})
             tracking.log_datasets(
                 meta, {"train": (train_split["x"], train_split["y"]), "val": (val["x"], val["y"])}
             )
@@ -174,6 +176,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             "train_samples": int(len(fit["y"])),
             # what was really applied (a custom model's weight sharing is read from the model)
             "techniques": techniques(cfg, model_shares_weights(cfg, model)),
+            **({"warm_start": warm_start.train_info(warm)} if warm else {}),
         }
         run_record = RunRecord.no_run()
         if active is not None:

@@ -15,6 +15,7 @@ logged config), and the password part of a tracking URI.
 - :mod:`.model_code`: a custom model's own code, shipped inside the logged model.
 - :mod:`.nested`: parent and child runs of sweeps and studies.
 - :mod:`.model_registry`: aliases, versions and promotion for retraining.
+- :mod:`.model_source`: a registered model (``models:/NAME@ALIAS``) as a warm-start source.
 """
 
 from .keras_model import load_registered_keras, log_model
@@ -38,6 +39,7 @@ from .model_registry import (
     registry_version,
     tag_version,
 )
+from .model_source import load_model_uri, parse_model_uri
 from .nested import (
     child_runs,
     close_parent_run,
@@ -72,6 +74,7 @@ __all__ = [
     "final_metrics",
     "finish_parent_run",
     "flush",
+    "load_model_uri",
     "load_registered_keras",
     "log_artifact",
     "log_child_run",
@@ -84,6 +87,7 @@ __all__ = [
     "log_text_file",
     "move_champion",
     "param_values",
+    "parse_model_uri",
     "project_run_experiment",
     "redact",
     "registry",
