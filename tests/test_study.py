@@ -402,3 +402,43 @@ def test_study_after_losing_one_cached_job_trains_exactly_that_one(study: dict[s
     assert SUMMARY.search(proc.stdout).groups() == ("1", str(N_JOBS - 1))
     assert victim.is_file()  # cached again under the same key
     assert len(list(jobs.glob("*.json"))) == N_JOBS
+
+
+@pytest.mark.slow
+def test_study_sources_train_once_and_a_transfer_arm_follows_its_source(conf_project: Path, monkeypatch) -> None:
+    """A source model is trained before the arms and reused while its config stands; the arm
+    that starts from it is retrained when the source changes, the other arm is not."""
+    from gapline.params import compose_config
+    from gapline.study.run import run_study
+
+    monkeypatch.chdir(conf_project)
+    source = str(conf_project / "out" / "sources" / "low.keras")
+    study_yaml = """
+seeds: 1
+jobs: 1
+classical: false
+out_dir: {out}
+arms:
+  scratch: ["data.classes=[5,6,7]"]
+  transfer: ["data.classes=[5,6,7]", "model.init_from={source}"]
+sources:
+  low: ["data.classes=[0,1,2]"{extra}]
+"""
+    folder = conf_project / "conf" / "study"
+    (folder / "tiny.yaml").write_text(study_yaml.format(out=conf_project / "out", source=source, extra=""))
+    (folder / "tiny2.yaml").write_text(study_yaml.format(out=conf_project / "out", source=source, extra=', "train.epochs=2"'))
+    base = ["experiment=debug", "model=cnn", "train.epochs=1", "study=tiny"]
+    cfg = compose_config(base, conf_project)
+    first = run_study(cfg, [], conf_project, progress=False)
+    assert first.trained == 2 and Path(source).is_file()
+    techniques = {r["arm"]: r["techniques"] for r in first.results}
+    assert "transfer" in techniques["transfer"] and "transfer" not in techniques["scratch"]
+    stamp = Path(source).stat().st_mtime_ns
+
+    again = run_study(cfg, [], conf_project, progress=False)
+    assert again.trained == 0 and Path(source).stat().st_mtime_ns == stamp
+
+    changed = compose_config([*base[:-1], "study=tiny2"], conf_project)
+    third = run_study(changed, [], conf_project, progress=False)
+    assert Path(source).stat().st_mtime_ns != stamp
+    assert third.trained == 1 and third.reused == 1  # only the transfer arm
