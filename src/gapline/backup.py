@@ -111,8 +111,28 @@ class Backup:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def callback(backup: Backup, stopper: Any, restored: dict[str, list[float]]) -> Any:
-    """Restores at the start of ``fit`` (after EarlyStopping reset itself) and saves each epoch."""
+def saved_phase(state: Optional[dict[str, Any]]) -> int:
+    """The fit phase (1, or 2 for a backbone's fine-tuning) of a saved state's last epoch; 0
+    without a state. A state of a single-phase fit has no ``phase`` column: phase 1."""
+    if not state:
+        return 0
+    phases = state.get("history", {}).get("phase") or [1]
+    return int(phases[-1])
+
+
+def callback(
+    backup: Backup,
+    stopper: Any,
+    restored: dict[str, list[float]],
+    history: Optional[dict[str, list[float]]] = None,
+    restore: bool = True,
+) -> Any:
+    """Restores at the start of ``fit`` (after EarlyStopping reset itself) and saves each epoch.
+
+    ``history``: the epochs of earlier fits of this training (a backbone's phase 1, when this
+    fit is its phase 2), so that every save holds the whole history. ``restore=False``: this
+    fit goes on from the model in memory (the state on disk is an earlier phase's, with that
+    phase's optimizer and stopper), and restores nothing."""
     import keras
 
     class ResumeFromBackup(keras.callbacks.Callback):
@@ -121,8 +141,12 @@ def callback(backup: Backup, stopper: Any, restored: dict[str, list[float]]) -> 
             self.history: dict[str, list[float]] = {}
 
         def on_train_begin(self, logs: Optional[dict] = None) -> None:
-            self.history = backup.restore(self.model, stopper)
-            restored.update({k: list(v) for k, v in self.history.items()})
+            self.history = {k: list(v) for k, v in (history or {}).items()}
+            if restore:
+                saved = backup.restore(self.model, stopper)
+                if saved:
+                    self.history = saved
+                restored.update({k: list(v) for k, v in saved.items()})
 
         def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
             for key, value in (logs or {}).items():
