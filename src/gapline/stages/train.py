@@ -163,7 +163,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
         if resumed:
             print(f"resumed from the state saved after epoch {resumed}")
         if active is not None and resumed:  # the epochs before the kill, into this run too
-            for epoch in range(resumed):
+            for epoch in range(min(resumed, result.epochs_run)):  # an early stop ends before train.epochs
                 tracking.log_metrics({k: v[epoch] for k, v in result.history.items()}, step=epoch + 1)
         save_model(result.model, MODEL_FILE)
         write_text(HISTORY_FILE, history_csv(result.history))
