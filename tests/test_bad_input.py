@@ -61,6 +61,8 @@ CONFIG_ROWS = [
     (["model=custom", "model.builder=my-models:build"], ["model.builder='my-models:build'", "import path"]),
     (["model.kwargs.depth=3"], ["model.kwargs={'depth': 3}", "model.family=custom only"]),
     (["model.freeze=none"], ["model.freeze='none'", "model.family=backbone only"]),
+    (["model=backbone", "model.fine_tune.unfreeze=-2"], ["model.fine_tune.unfreeze='-2'", "all or a number"]),
+    (["model=backbone", "model.backbone=VGG16"], ["model.backbone='VGG16'", "MobileNetV3Small"]),
     (["data.classes=[5]"], ["data.classes", "['5']", "at least 2 class names"]),
     (["data.classes=[5,6,5]"], ["data.classes", "5 repeated"]),
 ]
