@@ -36,10 +36,13 @@ def render(study_dir: Path) -> str:
     table = (study_dir / "study.md").read_text(encoding="utf-8").strip()
     rows = {r["technique"]: r for r in _rows(study_dir / "study.csv")}
     num = {name: {k: float(v) for k, v in r.items() if k not in ("technique", "techniques") and v != ""} for name, r in rows.items()}
-    best = max(num, key=lambda n: num[n]["test_accuracy_mean"])
     classical = [n for n in num if n.endswith("(classical)")]
     best_classical = max(classical, key=lambda n: num[n]["test_accuracy_mean"]) if classical else None
-    arms = [n for n in num if n not in classical]
+    # transfer_X vs scratch_X run on other data (their own split): compared with each other only
+    pairs = [(n, "scratch_" + n[len("transfer_"):]) for n in num if n.startswith("transfer_") and "scratch_" + n[len("transfer_"):] in num]
+    paired = {name for pair in pairs for name in pair}
+    best = max((n for n in num if n not in paired), key=lambda n: num[n]["test_accuracy_mean"])
+    arms = [n for n in num if n not in classical and n not in paired]
     widest = max(arms, key=lambda n: num[n]["gap_loss_test_mean"])
     singles = sorted((n for n in arms if n not in ("baseline", best)), key=lambda n: -num[n]["test_accuracy_mean"])
     curve = _rows(study_dir / "learning_curve.csv")
@@ -60,6 +63,15 @@ def render(study_dir: Path) -> str:
         lines.append(
             f"The strongest arms after it are `{singles[0]}` and `{singles[1]}`." if len(singles) > 1
             else f"The strongest arm after it is `{singles[0]}`."
+        )
+    for transfer, scratch in pairs:
+        t, c = num[transfer], num[scratch]
+        lines.append(
+            f"`{transfer}` and `{scratch}` are the transfer comparison, on their own data and test split "
+            f"(`conf/study/default.yaml`): warm-started from a source model, {_pts(t['test_accuracy_mean'])} ± "
+            f"{_pts(t['test_accuracy_std'])} % test accuracy with an accuracy gap of {_pts(t['gap_accuracy_test_mean'])} "
+            f"points, against {_pts(c['test_accuracy_mean'])} ± {_pts(c['test_accuracy_std'])} % and "
+            f"{_pts(c['gap_accuracy_test_mean'])} points from scratch."
         )
     onset = num[widest].get("onset_epoch_mean", -1.0)
     lines.append(

@@ -44,3 +44,22 @@ def test_render_follows_the_numbers(tmp_path: Path) -> None:
 def test_splice_refuses_a_readme_without_markers() -> None:
     with pytest.raises(SystemExit, match="markers"):
         _section().splice("no block here", "x")
+
+
+def test_the_transfer_pair_is_compared_with_itself_never_ranked_with_the_arms(tmp_path: Path) -> None:
+    """The transfer arms run on their own split: even at the top of the table they are not
+    'the top arm', and their sentence gives both of their numbers."""
+    section = _section()
+    for name in ("study.md", "study.csv", "learning_curve.csv"):
+        (tmp_path / name).write_bytes((ROOT / "reports/study" / name).read_bytes())
+    text = (tmp_path / "study.csv").read_text(encoding="utf-8").splitlines()
+    col = text[0].split(",").index("test_accuracy_mean")
+    for i, line in enumerate(text[1:], start=1):
+        cells = line.split(",")
+        if cells[0] == "transfer_5_9":
+            cells[col] = "0.999"
+            text[i] = ",".join(cells)
+    (tmp_path / "study.csv").write_text("\n".join(text) + "\n", encoding="utf-8")
+    block = section.render(tmp_path)
+    assert "The top arm is `best_practice`" in block
+    assert "`transfer_5_9` and `scratch_5_9` are the transfer comparison" in block and "99.9 ±" in block
