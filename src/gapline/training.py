@@ -213,7 +213,7 @@ def train_model(
     honour fails first); by default it is built here.
 
     A backbone with ``model.fine_tune.epochs > 0`` trains in two phases (see
-    :func:`_fine_tune`); every epoch's logs then carry ``phase`` (1 or 2).
+    :func:`gapline.fine_tune.two_phase_fit`); every epoch's logs then carry ``phase`` (1 or 2).
     """
     steps = steps_per_epoch(len(x_train), cfg.train.batch_size)
     if model is None:
@@ -224,7 +224,7 @@ def train_model(
         cfg.train.gap_eval_samples,
         cfg.train.seed,
     )
-    fit = _PhaseFit(
+    fit = PhaseFit(
         model,
         x_train,
         one_hot(y_train, num_classes),
@@ -236,7 +236,9 @@ def train_model(
     two_phase = cfg.model.family == "backbone" and cfg.model.fine_tune.epochs > 0
     start = time.perf_counter()
     if two_phase:
-        history, first_epoch = _fine_tune(fit, cfg, steps)
+        from .fine_tune import two_phase_fit
+
+        history, first_epoch = two_phase_fit(fit, cfg, steps)
     else:
         first_epoch = backup.initial_epoch(cfg.train.epochs) if backup is not None else 0
         history = fit.run(cfg, first_epoch, cfg.train.epochs)
@@ -259,7 +261,7 @@ def train_model(
 
 
 @dataclass
-class _PhaseFit:
+class PhaseFit:
     """One ``model.fit`` over global epochs ``[first, end)`` with gapline's callbacks; a
     two-phase training calls it once per phase, on the same model and data."""
 
@@ -307,62 +309,6 @@ class _PhaseFit:
         for key, values in before.items():
             out.setdefault(key, list(values))
         return out
-
-
-def _fine_tune(fit: _PhaseFit, cfg: Config, steps: int) -> tuple[dict[str, list[float]], int]:
-    """Phase 1: ``train.epochs`` epochs, the backbone frozen as ``model.freeze`` says. Phase 2:
-    ``model.fine_tune.unfreeze`` top layers of the backbone trainable (BatchNormalization kept
-    frozen), the model recompiled with the same optimizer kind at ``train.learning_rate ×
-    model.fine_tune.learning_rate_scale``, then ``model.fine_tune.epochs`` more epochs,
-    numbered on from where phase 1 ended. Returns the history and the epoch resumed from.
-
-    Each phase has its own EarlyStopping (its ``start_from_epoch`` counted from the phase's
-    first epoch): stopping early ends phase 1, never the fine-tuning, which starts from the
-    weights phase 1 ended with (its best epoch's, with ``restore_best_weights``).
-
-    Resume: the backup's history says which phase its last epoch belongs to. Saved in phase
-    1 (even its last epoch), phase 1 resumes (a finished one runs no epoch: it restores its
-    state and its stopper's best weights) and phase 2 follows as in an uninterrupted run.
-    Saved in phase 2, phase 1 is skipped: the model is given the phase-2 trainable state and
-    optimizer first, then every variable, the optimizer's and the stopper's state are restored.
-    """
-    from dataclasses import replace
-
-    from .backup import saved_phase
-    from .models.backbone import find_backbone, set_fine_tune
-
-    fine = cfg.model.fine_tune
-    state = fit.backup.state() if fit.backup is not None else None
-    phase = saved_phase(state)
-    if phase < 2:
-        # an early-stopped phase 1 resumes at its end (train.epochs): no epoch left to run
-        first = fit.backup.initial_epoch(cfg.train.epochs) if fit.backup is not None else 0
-        # the epochs before the kill: fewer than train.epochs when phase 1 had stopped early
-        first_epoch = min(first, int(state["epoch"])) if state else first
-        history = fit.run(cfg, first, cfg.train.epochs, phase=1)
-        begin = len(history.get("loss", []))
-    else:
-        assert state is not None
-        history = {}
-        begin = sum(1 for p in state["history"]["phase"] if int(p) == 1)
-
-    end = begin + fine.epochs
-    es = cfg.regularization.early_stopping
-    cfg2 = replace(
-        cfg,
-        train=replace(cfg.train, learning_rate=cfg.train.learning_rate * fine.learning_rate_scale),
-        regularization=replace(
-            cfg.regularization, early_stopping=replace(es, start_from_epoch=begin + es.start_from_epoch)
-        ),
-    )
-    set_fine_tune(find_backbone(fit.model, cfg.model), fine.unfreeze)
-    with distribution_scope(cfg.train):  # a trainable change takes effect with a new compile
-        compile_model(fit.model, cfg2, steps)
-    if phase < 2:
-        return fit.run(cfg2, begin, end, phase=2, history=history, restore=False), first_epoch
-    assert state is not None
-    first2 = end if state.get("stopped") else min(int(state["epoch"]), end)
-    return fit.run(cfg2, first2, end, phase=2), int(state["epoch"])
 
 
 def _phase_logger(phase: int) -> Any:
