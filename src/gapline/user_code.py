@@ -94,15 +94,14 @@ def import_builder(builder: str) -> Callable[..., Any]:
     return target
 
 
-def config_modules(config: Any) -> list[str]:
-    """The user modules a Keras model config names (its registered custom objects), sorted."""
+def named_modules(config: Any) -> set[str]:
+    """Every module a serialized Keras config names as the home of a registered object."""
     found: set[str] = set()
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            module = node.get("module")
-            if isinstance(module, str) and "registered_name" in node and module.split(".")[0] not in KERAS_OWN:
-                found.add(module)
+            if isinstance(node.get("module"), str) and "registered_name" in node:
+                found.add(node["module"])
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -110,7 +109,12 @@ def config_modules(config: Any) -> list[str]:
                 walk(value)
 
     walk(config)
-    return sorted(found)
+    return found
+
+
+def config_modules(config: Any) -> list[str]:
+    """The user modules a Keras model config names (its registered custom objects), sorted."""
+    return sorted(m for m in named_modules(config) if m.split(".")[0] not in KERAS_OWN)
 
 
 def import_all(modules: Iterable[str], what: str) -> None:

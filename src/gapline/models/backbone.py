@@ -49,10 +49,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .. import regularization as R
 from ..config import ModelConfig
 from ..errors import ConfigError, bad_value, flat_message
-from .stem import ModelSpec, classifier_head, input_stem
+from .stem import ModelSpec, classifier_head, dense_blocks, input_stem
 
 # ImageNet statistics (RGB) that keras.applications' preprocess_input uses.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -76,7 +75,7 @@ def build_backbone(spec: ModelSpec) -> Any:
     """The whole model (uncompiled), the backbone frozen as ``model.freeze`` says."""
     import keras
 
-    model, reg, seed = spec.model, spec.reg, spec.seed
+    model = spec.model
     height, width, channels = spec.input_shape
     if channels not in (1, 3):
         raise ConfigError(
@@ -95,16 +94,7 @@ def build_backbone(spec: ModelSpec) -> Any:
     x = preprocessing(model.backbone, x, rgb=channels == 3)
     backbone = make_backbone(model)
     x = backbone(x)
-    tied = None
-    for i, units in enumerate(model.hidden_units):
-        if reg.tie_weights and i >= 1:
-            tied = tied or R.dense(reg, units, "dense_tied", 1, seed + 100)
-            linear = tied
-        else:
-            linear = R.dense(reg, units, f"dense_{i}", i, seed + 100 + i)
-        x = linear(x)
-        for layer in R.block_tail(reg, model.activation, f"dense_{i}", i, spatial=False, seed=seed + 200 + i):
-            x = layer(x)
+    x = dense_blocks(x, spec)
     outputs = classifier_head(x, spec)
     out = keras.Model(inputs, outputs, name="backbone")
     for op in out.operations:  # the one unnamed operation: ResNet50's channel flip

@@ -39,3 +39,20 @@ def classifier_head(x: Any, spec: ModelSpec) -> Any:
     return R.dense(
         spec.reg, spec.num_classes, "classifier", None, spec.seed + 300, activation="softmax", dtype="float32"
     )(x)
+
+
+def dense_blocks(x: Any, spec: ModelSpec) -> Any:
+    """``model.hidden_units`` dense blocks (linear layer, then the block tail); with
+    ``tie_weights`` blocks 2..n apply one shared layer: one kernel, used n-1 times."""
+    model, reg, seed = spec.model, spec.reg, spec.seed
+    tied = None
+    for i, units in enumerate(model.hidden_units):
+        if reg.tie_weights and i >= 1:
+            tied = tied or R.dense(reg, units, "dense_tied", 1, seed + 100)
+            linear = tied
+        else:
+            linear = R.dense(reg, units, f"dense_{i}", i, seed + 100 + i)
+        x = linear(x)
+        for layer in R.block_tail(reg, model.activation, f"dense_{i}", i, spatial=False, seed=seed + 200 + i):
+            x = layer(x)
+    return x

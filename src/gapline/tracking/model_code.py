@@ -38,24 +38,6 @@ LOADER = "_gapline_loader"
 GAPLINE_STANDINS = {"gapline.layers": "_gapline_layers"}
 
 
-def _named_modules(config: Any) -> set[str]:
-    """Every module a Keras config names as the home of a registered object."""
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("module"), str) and "registered_name" in node:
-                found.add(node["module"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
-    return found
-
-
 def _installed(path: Path) -> bool:
     """Whether ``path`` lies in an installed-packages folder (not the user's own code)."""
     roots = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
@@ -79,7 +61,7 @@ def ship_user_code(model: Any, path: str, mlflow_model: Optional[Any] = None) ->
     import keras
 
     from ..errors import GaplineError
-    from ..user_code import config_modules, module_sources
+    from ..user_code import config_modules, module_sources, named_modules
 
     config = keras.saving.serialize_keras_object(model)
     user = config_modules(config)
@@ -98,7 +80,7 @@ def ship_user_code(model: Any, path: str, mlflow_model: Optional[Any] = None) ->
             continue
         sources[source.name] = source
     gapline_layers = Path(__file__).resolve().parents[1] / "layers.py"
-    standins = {m: GAPLINE_STANDINS[m] for m in sorted(_named_modules(config)) if m in GAPLINE_STANDINS}
+    standins = {m: GAPLINE_STANDINS[m] for m in sorted(named_modules(config)) if m in GAPLINE_STANDINS}
     imports += [(module, standin) for module, standin in standins.items()]
 
     code = Path(path) / CODE_DIR
