@@ -24,21 +24,25 @@ def test_readme_study_block_says_what_reports_study_says() -> None:
     assert block == section.render(ROOT / "reports/study")
 
 
-def test_render_follows_the_numbers(tmp_path: Path) -> None:
-    """Change one mean in the CSV and the sentence changes with it: nothing is typed by hand."""
-    section = _section()
+def _reports_with(tmp_path: Path, technique: str, column: str, value: str) -> Path:
+    """A copy of reports/study/ whose study.csv has one cell changed."""
     for name in ("study.md", "study.csv", "learning_curve.csv"):
         (tmp_path / name).write_bytes((ROOT / "reports/study" / name).read_bytes())
     text = (tmp_path / "study.csv").read_text(encoding="utf-8").splitlines()
-    header = text[0].split(",")
-    col = header.index("gap_loss_test_mean")
+    col = text[0].split(",").index(column)
     for i, line in enumerate(text[1:], start=1):
         cells = line.split(",")
-        if cells[0] == "l1":
-            cells[col] = "9.5"
+        if cells[0] == technique:
+            cells[col] = value
             text[i] = ",".join(cells)
     (tmp_path / "study.csv").write_text("\n".join(text) + "\n", encoding="utf-8")
-    assert "The widest loss gap is `l1`'s (9.500" in section.render(tmp_path)
+    return tmp_path
+
+
+def test_render_follows_the_numbers(tmp_path: Path) -> None:
+    """Change one mean in the CSV and the sentence changes with it: nothing is typed by hand."""
+    block = _section().render(_reports_with(tmp_path, "l1", "gap_loss_test_mean", "9.5"))
+    assert "The widest loss gap is `l1`'s (9.500" in block
 
 
 def test_splice_refuses_a_readme_without_markers() -> None:
@@ -49,17 +53,6 @@ def test_splice_refuses_a_readme_without_markers() -> None:
 def test_the_transfer_pair_is_compared_with_itself_never_ranked_with_the_arms(tmp_path: Path) -> None:
     """The transfer arms run on their own split: even at the top of the table they are not
     'the top arm', and their sentence gives both of their numbers."""
-    section = _section()
-    for name in ("study.md", "study.csv", "learning_curve.csv"):
-        (tmp_path / name).write_bytes((ROOT / "reports/study" / name).read_bytes())
-    text = (tmp_path / "study.csv").read_text(encoding="utf-8").splitlines()
-    col = text[0].split(",").index("test_accuracy_mean")
-    for i, line in enumerate(text[1:], start=1):
-        cells = line.split(",")
-        if cells[0] == "transfer_5_9":
-            cells[col] = "0.999"
-            text[i] = ",".join(cells)
-    (tmp_path / "study.csv").write_text("\n".join(text) + "\n", encoding="utf-8")
-    block = section.render(tmp_path)
+    block = _section().render(_reports_with(tmp_path, "transfer_5_9", "test_accuracy_mean", "0.999"))
     assert "The top arm is `best_practice`" in block
     assert "`transfer_5_9` and `scratch_5_9` are the transfer comparison" in block and "99.9 ±" in block
