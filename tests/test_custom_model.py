@@ -85,6 +85,13 @@ def wrong_width(kit):
     return keras.Model(inputs, layers.Dense(kit.num_outputs + 1, activation="softmax")(layers.Flatten()(inputs)))
 
 
+def two_outputs(kit):
+    inputs = keras.Input(kit.input_shape)
+    x = layers.Flatten()(inputs)
+    head = layers.Dense(kit.num_outputs, activation="softmax")
+    return keras.Model(inputs, [head(x), layers.Dense(kit.num_outputs, activation="softmax")(x)])
+
+
 def not_a_model(kit):
     return "model"
 
@@ -211,6 +218,7 @@ def test_a_switch_the_builder_gives_nothing_to_act_on_is_one_line(usernets, make
         ("logits", {}, ["model.builder", "class probabilities"]),
         ("wrong_width", {}, ["model.builder", "[None, 3]", "[None, 4]"]),
         ("not_a_model", {}, ["model.builder", "keras.Model", "str"]),
+        ("two_outputs", {}, ["model.builder", "one output, not 2"]),
         ("crashes", {}, ["model.builder", "my builder broke", "nets.py:"]),
         ("unregistered", {}, ["model.builder", "safe_mode=True", "register_keras_serializable"]),
     ],

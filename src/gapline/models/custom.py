@@ -195,10 +195,13 @@ def check_outputs(model: Any, spec: ModelSpec) -> None:
     import numpy as np
 
     expected = (None, spec.num_classes)
-    shape = tuple(model.outputs[0].shape) if getattr(model, "outputs", None) else None
-    probe = np.asarray(model(np.zeros((2, *spec.input_shape), dtype="float32"), training=False))
-    if shape is not None and len(model.outputs) != 1:
-        raise ConfigError(bad_value("model.builder", spec.model.builder, f"a model with one output, not {len(model.outputs)}"))
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) > 1:
+        raise ConfigError(bad_value("model.builder", spec.model.builder, f"a model with one output, not {len(outputs)}"))
+    probe = model(np.zeros((2, *spec.input_shape), dtype="float32"), training=False)
+    if isinstance(probe, (list, tuple, dict)):  # a subclassed model has no .outputs to count
+        raise ConfigError(bad_value("model.builder", spec.model.builder, "a model with one output, not several"))
+    probe = np.asarray(probe)
     if probe.shape != (2, spec.num_classes):
         raise ConfigError(
             bad_value("model.builder", spec.model.builder, f"a model whose output has shape {list(expected)} (kit.num_outputs classes), not {[None, *probe.shape[1:]]}")
