@@ -253,7 +253,7 @@ def test_params_resolve_the_builder_package_as_a_train_dependency(usernets: Path
     assert cli.main(["params", "model=custom", "model.builder=usernets.nets:plain", "model.kwargs.depth=3"]) == 0
     model = yaml.safe_load((usernets / "params.yaml").read_text())["model"]
     assert model["kwargs"] == {"depth": 3}
-    assert model["deps"] == {"builder": "usernets", "weights": "src/gapline/models", "init_from": "src/gapline/models"}
+    assert model["deps"] == {"builder": "usernets", "weights": "src/gapline/model_io.py", "init_from": "src/gapline/model_io.py"}
 
 
 def test_a_saved_custom_model_reloads_in_safe_mode_with_its_module_imported(usernets, make_tiny_config, tmp_path) -> None:
@@ -274,3 +274,19 @@ def test_a_saved_custom_model_reloads_in_safe_mode_with_its_module_imported(user
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert float(out.stdout.strip().splitlines()[-1]) < 1e-6
+
+
+def test_a_saved_training_state_is_not_resumed_after_the_builder_changed(usernets: Path, make_tiny_config) -> None:
+    """DVC reruns train after a builder edit; the backup of a killed run must not be restored
+    over the new model (its key covers the builder's package, like the study's cache key)."""
+    from gapline.stages.train import backup_key
+
+    cfg = make_tiny_config(
+        {"model": {"family": "custom", "builder": "usernets.nets:plain", "deps": {"builder": "usernets"}}}
+    )
+    meta = {"fingerprint": "f"}
+    before = backup_key(cfg, meta)
+    assert backup_key(cfg, meta) == before
+    nets = usernets / "usernets" / "nets.py"
+    nets.write_text(nets.read_text() + "\n# edited\n")
+    assert backup_key(cfg, meta) != before

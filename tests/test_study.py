@@ -420,13 +420,13 @@ classical: false
 out_dir: {out}
 arms:
   scratch: ["data.classes=[5,6,7]"]
-  transfer: ["data.classes=[5,6,7]", "model.init_from={source}"]
+  transfer: ["data.classes=[5,6,7]", "model.init_from=study:low"]
 sources:
   low: ["data.classes=[0,1,2]"{extra}]
 """
     folder = conf_project / "conf" / "study"
-    (folder / "tiny.yaml").write_text(study_yaml.format(out=conf_project / "out", source=source, extra=""))
-    (folder / "tiny2.yaml").write_text(study_yaml.format(out=conf_project / "out", source=source, extra=', "train.epochs=2"'))
+    (folder / "tiny.yaml").write_text(study_yaml.format(out=conf_project / "out", extra=""))
+    (folder / "tiny2.yaml").write_text(study_yaml.format(out=conf_project / "out", extra=', "train.epochs=2"'))
     base = ["experiment=debug", "model=cnn", "train.epochs=1", "study=tiny"]
     cfg = compose_config(base, conf_project)
     first = run_study(cfg, [], conf_project, progress=False)
@@ -442,3 +442,15 @@ sources:
     third = run_study(changed, [], conf_project, progress=False)
     assert Path(source).stat().st_mtime_ns != stamp
     assert third.trained == 1 and third.reused == 1  # only the transfer arm
+
+
+def test_an_arm_naming_a_source_that_does_not_exist_is_one_line() -> None:
+    cfg = _cfg(arms={**ARMS, "transfer": ["model.init_from=study:nowhere"]}, sources={"low": ["data.classes=[0,1]"]})
+    with pytest.raises(ConfigError) as err:
+        plan(cfg, [])
+    assert "study.arms.transfer='model.init_from=study:nowhere'" in str(err.value) and "study:low" in str(err.value)
+
+
+def test_an_arm_naming_a_source_starts_from_its_file_under_out_dir() -> None:
+    cfg = _cfg(arms={"transfer": ["model.init_from=study:low"]}, sources={"low": []}, out_dir="elsewhere", seeds=1)
+    assert plan(cfg, [])[0].overrides[-2] == "model.init_from=elsewhere/sources/low.keras"

@@ -93,12 +93,12 @@ class FineTuneConfig:
 class ModelDepsConfig:
     """The files behind this model config, as train dependencies in dvc.yaml. Composed from
     builder, weights and init_from (conf/config.yaml), never set by hand; a key that names
-    none stands in as gapline's own models folder (already a dependency)."""
+    none stands in as src/gapline/model_io.py (already a dependency of train and evaluate)."""
 
     # the builder's top-level package folder, or its lone module file
-    builder: str = "src/gapline/models"
-    weights: str = "src/gapline/models"
-    init_from: str = "src/gapline/models"
+    builder: str = "src/gapline/model_io.py"
+    weights: str = "src/gapline/model_io.py"
+    init_from: str = "src/gapline/model_io.py"
 
 
 @dataclass
@@ -224,7 +224,8 @@ class StudyConfig:
     jobs: int = 2
     arms: dict[str, list[str]] = field(default_factory=dict)
     # Models trained once, before the arms, for arms to start from (transfer): name -> its
-    # overrides; saved as <out_dir>/sources/<name>.keras (an arm names that file in model.init_from).
+    # overrides; saved as <out_dir>/sources/<name>.keras, which an arm's
+    # ``model.init_from=study:<name>`` stands for.
     sources: dict[str, list[str]] = field(default_factory=dict)
     # Arms to run, in this order (empty: all of ``arms``).
     include: list[str] = field(default_factory=list)
@@ -520,7 +521,16 @@ def _validate_model_source(m: ModelConfig) -> None:
         _choice("model.backbone", m.backbone, BACKBONES)
         _int_min("model.input_size", m.input_size, 32)
     else:
-        defaults = {"weights": (m.weights, "none"), "freeze": (m.freeze, "all"), "fine_tune.epochs": (m.fine_tune.epochs, 0)}
+        plain, fine = ModelConfig(), FineTuneConfig()
+        defaults = {
+            "backbone": (m.backbone, plain.backbone),
+            "input_size": (m.input_size, plain.input_size),
+            "weights": (m.weights, plain.weights),
+            "freeze": (m.freeze, plain.freeze),
+            "fine_tune.epochs": (m.fine_tune.epochs, fine.epochs),
+            "fine_tune.unfreeze": (m.fine_tune.unfreeze, fine.unfreeze),
+            "fine_tune.learning_rate_scale": (m.fine_tune.learning_rate_scale, fine.learning_rate_scale),
+        }
         for key, (value, default) in defaults.items():
             if value != default:
                 raise ConfigError(

@@ -56,7 +56,7 @@ def folder_files(folder: Path, suffixes: Optional[tuple[str, ...]] = None) -> li
     return sorted(found)
 
 
-def folder_digest(folder: Path, suffixes: tuple[str, ...]) -> str:
+def folder_digest(folder: Path, suffixes: Optional[tuple[str, ...]] = None) -> str:
     """Digest of a source folder's files with ``suffixes`` (relative path and bytes, line
     endings normalized): whether conf/ or the code changed, whatever the checkout's OS."""
     h = hashlib.sha256()

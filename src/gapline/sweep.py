@@ -160,6 +160,9 @@ def check_jobs(overrides: Sequence[str], multirun: bool, root: Path) -> None:
 def hydra_train(overrides: Sequence[str], multirun: bool, root: Path) -> int:
     """Run the Hydra app over conf/ with these overrides (``-m``: a sweep); its exit status."""
     check_jobs(overrides, multirun, root)
+    from .params import free_key
+
+    overrides = [free_key(o) for o in overrides]
     argv = ["--config-dir", str(root / CONF_DIR), *(["--multirun"] if multirun else []), *overrides]
     with subprocess.Popen([sys.executable, "-m", __name__, *argv], cwd=root) as app_process:
         # Ctrl-C reaches both processes; a SIGTERM to this one is passed on to the app

@@ -57,7 +57,7 @@ def run_trial(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0, keep_
     """Train and evaluate ``cfg`` (on ``ds`` when given, so callers can load a source once);
     ``keep_model``: the trained model comes back in ``TrialResult.model`` (a study source)."""
     from . import runtime
-    from .models import effective_params, shares_weights
+    from .models import effective_params, weight_sharing_applied
     from .regularization import technique_label
     from .data.prepare import split_source
     from .evaluation import evaluate_splits
@@ -85,7 +85,7 @@ def run_trial(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0, keep_
     onset = overfitting_onset(result.history["loss"], result.history["val_loss"])
     return TrialResult(
         metrics=scores,
-        techniques=technique_label(cfg, None if cfg.model.family in ("mlp", "cnn") else shares_weights(result.model)),
+        techniques=technique_label(cfg, weight_sharing_applied(cfg.model.family, result.model)),
         train_samples=int(len(splits["train"]["y"])),
         fit_samples=int(len(y_fit)),
         epochs_run=result.epochs_run,

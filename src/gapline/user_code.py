@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterable
 from .config import builder_parts
 from .errors import ConfigError, bad_value
 
-# The stand-in dependency when a model config names no file: already a train dependency.
-OWN_MODELS = "src/gapline/models"
+# The stand-in dependency when a model config names no file: train and evaluate import it.
+STAND_IN = "src/gapline/model_io.py"
 # Modules Keras resolves itself; anything else named in a model config is the user's.
 KERAS_OWN = ("keras", "gapline", "builtins", "tensorflow", "jax", "torch", "numpy")
 
@@ -56,7 +56,7 @@ def builder_source(builder: str, root: str | os.PathLike[str] | None = None) -> 
     """``model.deps.builder``: the builder's package folder or file, relative to the project when
     inside it (what dvc.yaml names as a train dependency)."""
     if not builder.strip():
-        return OWN_MODELS
+        return STAND_IN
     here = project_on_path(root)
     module, _ = builder_parts(builder)
     path, _ = module_origin(module, shown=builder)
@@ -70,25 +70,28 @@ def dep_path(value: str) -> str:
     """``model.deps.weights``/``init_from``: a local file the train stage reads, or the stand-in
     when there is none (``none``, empty, or a registry URI that DVC cannot hash)."""
     if not value.strip() or value == "none" or value.startswith("models:/"):
-        return OWN_MODELS
+        return STAND_IN
     return value
 
 
-def import_module(module: str, key: str) -> Any:
-    """Import one of the user's modules; its failure is one line naming the config key."""
+def import_module(module: str, key: str, shown: str = "") -> Any:
+    """Import one of the user's modules; its failure is one line naming the config key and
+    the value as configured (``shown``)."""
     project_on_path()
     try:
         return importlib.import_module(module)
     except Exception as exc:  # noqa: BLE001 - the user's module may raise anything at import
         from .errors import one_line
 
-        raise ConfigError(bad_value(key, module, f"a module that imports cleanly ({one_line(exc)[:300]})")) from None
+        raise ConfigError(
+            bad_value(key, shown or module, f"a module {module!r} that imports cleanly ({one_line(exc)[:300]})")
+        ) from None
 
 
 def import_builder(builder: str) -> Callable[..., Any]:
     """The builder function named by ``model.builder``."""
     module, func = builder_parts(builder)
-    target = getattr(import_module(module, "model.builder"), func, None)
+    target = getattr(import_module(module, "model.builder", builder), func, None)
     if not callable(target):
         raise ConfigError(bad_value("model.builder", builder, f"a function {func!r} defined in module {module!r}"))
     return target
@@ -138,4 +141,25 @@ def module_sources(modules: Iterable[str]) -> dict[str, Path]:
     for module in modules:
         path, _ = module_origin(module, "model code")
         out[module.split(".")[0]] = path
+    return out
+
+
+def model_files_digest(deps: dict[str, str], init_from: str = "") -> dict[str, str]:
+    """What the files behind a model config hold (``model.deps``: the builder's package, a
+    weights file, a warm-start model): a saved training state or a cached study job is valid
+    only for the same bytes. A registry ``init_from`` counts by its URI (DVC cannot hash it
+    either)."""
+    from .provenance import file_md5, folder_digest
+
+    out: dict[str, str] = {}
+    for key, value in sorted(deps.items()):
+        path = Path(value)
+        if value == STAND_IN:
+            continue
+        if path.is_dir():
+            out[key] = folder_digest(path)  # every file, as DVC hashes the folder
+        elif path.is_file():
+            out[key] = file_md5(path)
+    if init_from.startswith("models:/"):
+        out["init_from"] = init_from
     return out

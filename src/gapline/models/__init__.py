@@ -41,6 +41,12 @@ def build_model(
     raise ConfigError(bad_value("model.family", model.family, "mlp, cnn, custom or backbone"))
 
 
+def weight_sharing_applied(family: str, model: Any) -> Optional[bool]:
+    """For the ``techniques`` tag: gapline's families say so in their config (None: ask it);
+    a custom or backbone model is read."""
+    return None if family in ("mlp", "cnn") else shares_weights(model)
+
+
 def shares_weights(model: Any) -> bool:
     """Whether one kernel is applied at many positions (a convolution) or many times (tying)."""
     import keras
@@ -63,4 +69,4 @@ def effective_params(model: Any) -> dict[str, int]:
     return {"params": unique, "params_untied": applied}
 
 
-__all__ = ["build_model", "effective_params", "shares_weights"]
+__all__ = ["build_model", "effective_params", "shares_weights", "weight_sharing_applied"]

@@ -21,7 +21,7 @@ initialisation) or a local file, loaded with ``backbone.load_weights``. Fetch th
 ImageNet weights without the classifier ("no top") once, on a machine with internet access,
 and point ``model.weights`` at the file (and keep it under DVC or beside the project)::
 
-    python -c "import keras; keras.applications.MobileNetV3Small(include_top=False, \\
+    mkdir -p weights && python -c "import keras; keras.applications.MobileNetV3Small(include_top=False, \\
         weights='imagenet', include_preprocessing=False, input_shape=(224, 224, 3)) \\
         .save_weights('weights/mobilenet_v3_small_notop.weights.h5')"
 

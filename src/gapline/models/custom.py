@@ -11,8 +11,9 @@ that asks for one the builder never used is one error line, before any run opens
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .. import regularization as R
 from ..config import RegularizationConfig
@@ -37,20 +38,30 @@ def build_custom(spec: ModelSpec) -> Any:
     kwargs = dict(spec.model.kwargs)
     check_signature(builder, spec.model.builder, kwargs)
     kit = ModelKit(spec)
-    try:
+    with users_code(spec, "failed"):
         model = builder(kit, **kwargs)
-    except GaplineError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the user's code: say where it failed, in one line
-        raise ConfigError(f"model.builder={spec.model.builder!r} failed{where(exc)}: {one_line(exc)[:500]}") from None
-    model = as_keras_model(model, spec)
+    with users_code(spec, f"builds a model that fails on inputs of shape {[None, *spec.input_shape]} (kit.input_shape)"):
+        model = as_keras_model(model, spec)
     refuse_inapplicable(spec.reg, kit.usage, model)
     if kit.usage.inputs == 0:
-        model = with_input_stem(model, spec)
+        with users_code(spec, "builds a model that cannot follow gapline's input noise or online augmentation"):
+            model = with_input_stem(model, spec)
     apply_weight_penalties(model, spec.reg)
-    check_outputs(model, spec)
+    with users_code(spec, f"builds a model that fails on inputs of shape {[None, *spec.input_shape]} (kit.input_shape)"):
+        check_outputs(model, spec)
     check_reloads(model, spec)
     return model
+
+
+@contextlib.contextmanager
+def users_code(spec: ModelSpec, what: str) -> Iterator[None]:
+    """Whatever the user's builder or layers raise, as one line saying where in their code."""
+    try:
+        yield
+    except GaplineError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything
+        raise ConfigError(f"model.builder={spec.model.builder!r} {what}{where(exc, spec)}: {one_line(exc)[:500]}") from None
 
 
 def check_reloads(model: Any, spec: ModelSpec) -> None:
@@ -75,6 +86,8 @@ def check_reloads(model: Any, spec: ModelSpec) -> None:
 
 
 def check_signature(builder: Callable[..., Any], name: str, kwargs: dict[str, Any]) -> None:
+    """``model.kwargs`` that the builder does not take: one line now, not a TypeError that
+    looks like a bug inside it."""
     try:
         inspect.signature(builder).bind(None, **kwargs)
     except TypeError as exc:
@@ -85,15 +98,31 @@ def check_signature(builder: Callable[..., Any], name: str, kwargs: dict[str, An
         pass
 
 
-def where(exc: BaseException) -> str:
-    """`` at file:line`` of the innermost frame of the traceback (the user's line)."""
+def where(exc: BaseException, spec: ModelSpec) -> str:
+    """`` at file:line`` of the last traceback frame in the builder's package (the user's line,
+    not the Keras internals it called); the innermost frame when none is."""
+    from pathlib import Path
+
+    from ..user_code import builder_source
+
+    try:
+        home = Path(builder_source(spec.model.builder)).resolve()
+    except GaplineError:
+        home = None
+    frames = []
     tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
+    while tb is not None:
+        frames.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
         tb = tb.tb_next
-    return f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+    if not frames:
+        return ""
+    own = [f for f in frames if home is not None and Path(f[0]).resolve().is_relative_to(home)]
+    filename, line = (own or frames)[-1]
+    return f" at {filename}:{line}"
 
 
 def as_keras_model(model: Any, spec: ModelSpec) -> Any:
+    """The builder's return value as a built keras.Model (a subclassed one is called once)."""
     import keras
     import numpy as np
 

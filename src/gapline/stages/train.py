@@ -24,9 +24,15 @@ BACKUP_DIR = Path(".gapline/backup/train")
 
 
 def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
-    """What a saved training state is only valid for: the same data and training settings."""
+    """What a saved training state is only valid for: the same data, training settings and
+    model files (a custom builder's package, a weights file, a warm-start model)."""
+    from dataclasses import asdict
+
+    from ..user_code import model_files_digest
+
     parts = provenance.config_groups(cfg, ("augment", "model", "regularization", "train"))
-    return provenance.json_digest({**parts, "data": meta["fingerprint"]})
+    files = model_files_digest(asdict(cfg.model.deps), cfg.model.init_from)
+    return provenance.json_digest({**parts, "data": meta["fingerprint"], **({"model_files": files} if files else {})})
 
 
 def history_csv(history: dict[str, list[float]]) -> str:
@@ -61,11 +67,11 @@ def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any], model: Any 
 def model_shares_weights(cfg: Config, model: Any) -> Any:
     """For a model gapline did not design (custom, backbone), whether it shares weights is read
     from the model itself; gapline's families say so in their config."""
-    if model is None or cfg.model.family in ("mlp", "cnn"):
+    if model is None:
         return None
-    from ..models import shares_weights
+    from ..models import weight_sharing_applied
 
-    return shares_weights(model)
+    return weight_sharing_applied(cfg.model.family, model)
 
 
 def training_arrays(cfg: Config) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

@@ -40,7 +40,7 @@ def plan(cfg: Config, base_overrides: Sequence[str]) -> list[Job]:
     names = list(st.include) or list(st.arms)
     seeds = [cfg.train.seed + i for i in range(st.seeds)]
     jobs = [
-        Job(arm, seed, (*base_overrides, *st.arms[arm], f"train.seed={seed}"))
+        Job(arm, seed, (*base_overrides, *arm_overrides(cfg, arm), f"train.seed={seed}"))
         for arm in names
         for seed in seeds
     ]
@@ -50,7 +50,7 @@ def plan(cfg: Config, base_overrides: Sequence[str]) -> list[Job]:
             Job(
                 arm,
                 seeds[0],
-                (*base_overrides, *st.arms[arm], f"train.seed={seeds[0]}", f"data.train_fraction={fraction}"),
+                (*base_overrides, *arm_overrides(cfg, arm), f"train.seed={seeds[0]}", f"data.train_fraction={fraction}"),
                 kind="curve",
                 fraction=float(fraction),
             )
@@ -58,27 +58,51 @@ def plan(cfg: Config, base_overrides: Sequence[str]) -> list[Job]:
     return jobs
 
 
+SOURCE_PREFIX = "model.init_from=study:"
+
+
+def source_path(cfg: Config, name: str) -> str:
+    """Where the study saves source ``name`` (and where an arm naming it starts from)."""
+    return f"{cfg.study.out_dir}/sources/{name}.keras"
+
+
+def arm_overrides(cfg: Config, arm: str) -> list[str]:
+    """The arm's overrides, ``model.init_from=study:NAME`` replaced by that source's file."""
+    out = []
+    for override in cfg.study.arms[arm]:
+        if override.startswith(SOURCE_PREFIX):
+            name = override[len(SOURCE_PREFIX):]
+            if name not in cfg.study.sources:
+                allowed = ", ".join(f"study:{n}" for n in cfg.study.sources) or "none: study.sources is empty"
+                raise ConfigError(bad_value(f"study.arms.{arm}", override, f"model.init_from naming a study source ({allowed})"))
+            override = f"model.init_from={source_path(cfg, name)}"
+        out.append(override)
+    return out
+
+
 def sources(cfg: Config, base_overrides: Sequence[str]) -> list[Job]:
-    """The models the included arms start from (an arm names ``sources/<name>.keras`` in its
-    overrides): each trained once, at the first seed."""
+    """The models the included arms start from (``model.init_from=study:NAME``): each trained
+    once, at the first seed."""
     st = cfg.study
-    named = [o for arm in (st.include or st.arms) for o in st.arms[arm]]
+    named = {o[len(SOURCE_PREFIX):] for arm in (st.include or st.arms) for o in st.arms[arm] if o.startswith(SOURCE_PREFIX)}
     return [
         Job(name, cfg.train.seed, (*base_overrides, *overrides, f"train.seed={cfg.train.seed}"), kind="source")
         for name, overrides in st.sources.items()
-        if any(f"sources/{name}.keras" in o for o in named)
+        if name in named
     ]
 
 
 def job_key(job: Job, cfg_dict: dict[str, Any]) -> str:
     """Stable across runs; changes when anything in the job's resolved config changes, or the
-    content of the model it starts from (a warm start from a study source)."""
-    from ..provenance import file_md5
+    content of the model's files (a custom builder, a weights file, the model a warm start
+    copies, e.g. a study source)."""
+    from ..user_code import model_files_digest
 
     relevant = {k: v for k, v in cfg_dict.items() if k not in ("study", "tracking", "meta")}
-    start = cfg_dict.get("model", {}).get("init_from", "")
-    if start and Path(start).is_file():
-        relevant["init_from_md5"] = file_md5(Path(start))
+    model = cfg_dict.get("model", {})
+    files = model_files_digest(model.get("deps", {}), model.get("init_from", ""))
+    if files:
+        relevant["model_files"] = files
     return f"{job.name}-{json_digest({'job': job.name, 'cfg': relevant}, length=12)}"
 
 
