@@ -47,7 +47,7 @@ def compile_model(model: Any, cfg: Config, steps: int = 1) -> Any:
     import keras
 
     # Mirrored training runs one step per call: Keras 3.15 cannot run a multi-step call
-    # under MirroredStrategy (config.validate refuses an explicit value above 1).
+    # under MirroredStrategy (validation.validate refuses an explicit value above 1).
     spe = 1 if cfg.train.distribute == "mirrored" else cfg.train.steps_per_execution or min(steps, 64)
     model.compile(
         optimizer=make_optimizer(cfg.train.optimizer, cfg.train.learning_rate),

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .config import builder_parts
+from .validation import builder_parts
 from .errors import ConfigError, bad_value
 
 # The stand-in dependency when a model config names no file: train and evaluate import it.

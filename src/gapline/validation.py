@@ -1,0 +1,295 @@
+"""Range, choice and cross-key validation of a :class:`gapline.config.Config`: what the
+schema's types cannot say (a rate below 1, one value per block, a key only its model family
+reads), each failure one line naming the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import math
+
+from .config import (
+    ACCELERATORS,
+    ACTIVATIONS,
+    BACKBONES,
+    COLOR_MODES,
+    DATA_SOURCES,
+    DISTRIBUTIONS,
+    MODEL_FAMILIES,
+    MONITORS,
+    OBJECTIVES,
+    ON_CORRUPT,
+    OPTIMIZERS,
+    PRECISIONS,
+    RETRAIN_METRICS,
+    Config,
+    FineTuneConfig,
+    ModelConfig,
+)
+from .errors import ConfigError, bad_value
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(bad_value(key, value, "one of " + ", ".join(allowed)))
+
+
+def _range(
+    key: str,
+    value: float,
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    ok = math.isfinite(value) or (high == math.inf and value == math.inf and not high_open)
+    ok = ok and (value > low if low_open else value >= low)
+    ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        lb = "(" if low_open else "["
+        hb = ")" if high_open or high == math.inf else "]"
+        hi = "inf" if high == math.inf else f"{high:g}"
+        raise ConfigError(bad_value(key, value, f"a number in {lb}{low:g}, {hi}{hb}"))
+
+
+def _int_min(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(bad_value(key, value, f"an integer >= {low}"))
+
+
+def _positive_ints(key: str, values: list[int], *, allow_empty: bool) -> None:
+    if not values and not allow_empty:
+        raise ConfigError(bad_value(key, list(values), "a non-empty list of positive integers"))
+    for v in values:
+        if v < 1:
+            raise ConfigError(bad_value(key, list(values), "a list of positive integers"))
+
+
+def validate(cfg: Config) -> Config:
+    """Check every range and choice; return ``cfg`` unchanged so calls can chain."""
+    d = cfg.data
+    _choice("data.source", d.source, DATA_SOURCES)
+    _choice("data.color_mode", d.color_mode, COLOR_MODES)
+    _choice("data.on_corrupt", d.on_corrupt, ON_CORRUPT)
+    if d.source != "digits" and not d.path:
+        raise ConfigError(bad_value("data.path", d.path, f"a file or folder for data.source={d.source}"))
+    if len(d.image_size) != 2 or any(s < 1 for s in d.image_size):
+        raise ConfigError(bad_value("data.image_size", list(d.image_size), "[height, width], both >= 1"))
+    _range("data.val_fraction", d.val_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    _range("data.test_fraction", d.test_fraction, 0.0, 1.0, low_open=True, high_open=True)
+    if d.val_fraction + d.test_fraction >= 1.0:
+        raise ConfigError(
+            bad_value(
+                "data.val_fraction+data.test_fraction",
+                round(d.val_fraction + d.test_fraction, 6),
+                "a sum below 1 so that some data is left to train on",
+            )
+        )
+    _range("data.train_fraction", d.train_fraction, 0.0, 1.0, low_open=True)
+    _validate_classes(list(d.classes))
+
+    a = cfg.augment
+    _int_min("augment.copies", a.copies, 0)
+    _range("augment.shift", a.shift, 0.0, 0.5)
+    _range("augment.rotation", a.rotation, 0.0, 180.0)
+    _range("augment.zoom", a.zoom, 0.0, 0.9)
+    _range("augment.noise_std", a.noise_std, 0.0, 1.0)
+    o = a.online
+    _range("augment.online.shift", o.shift, 0.0, 0.5)
+    _range("augment.online.rotation", o.rotation, 0.0, 180.0)
+    _range("augment.online.zoom", o.zoom, 0.0, 0.9)
+    _range("augment.online.noise_std", o.noise_std, 0.0, 1.0)
+
+    m = cfg.model
+    _choice("model.family", m.family, MODEL_FAMILIES)
+    _choice("model.activation", m.activation, ACTIVATIONS)
+    _positive_ints("model.hidden_units", m.hidden_units, allow_empty=True)
+    _positive_ints("model.conv_filters", m.conv_filters, allow_empty=False)
+    _int_min("model.kernel_size", m.kernel_size, 1)
+    _int_min("model.dense_units", m.dense_units, 1)
+    _validate_model_source(m)
+
+
+    r = cfg.regularization
+    _range("regularization.l1", r.l1, 0.0, 1.0)
+    _range("regularization.l2", r.l2, 0.0, 1.0)
+    _range("regularization.activity_l1", r.activity_l1, 0.0, 1.0)
+    _range("regularization.activity_l2", r.activity_l2, 0.0, 1.0)
+    for i, strength in enumerate(r.layer_strength):
+        _range(f"regularization.layer_strength[{i}]", strength, 0.0, 1e6)
+    _range("regularization.dropout", r.dropout, 0.0, 1.0, high_open=True)
+    for i, rate in enumerate(r.dropout_rates):
+        _range(f"regularization.dropout_rates[{i}]", rate, 0.0, 1.0, high_open=True)
+    blocks = len(m.conv_filters) + 1 if m.family == "cnn" else len(m.hidden_units)
+    for key in ("layer_strength", "dropout_rates"):
+        values = getattr(r, key)
+        # a custom model's blocks are its builder's kit.tail() calls: counted when it builds
+        if values and len(values) != blocks and m.family != "custom":
+            raise ConfigError(
+                bad_value(
+                    f"regularization.{key}",
+                    list(values),
+                    f"an empty list or one value per hidden block ({blocks} for model.family={m.family})",
+                )
+            )
+    _range("regularization.input_noise", r.input_noise, 0.0, 10.0)
+    _range("regularization.hidden_noise", r.hidden_noise, 0.0, 10.0)
+    _range("regularization.weight_noise", r.weight_noise, 0.0, 10.0)
+    if r.tie_weights and m.family != "custom":
+        key = "model.conv_filters" if m.family == "cnn" else "model.hidden_units"
+        sizes = m.conv_filters if m.family == "cnn" else m.hidden_units
+        if len(sizes) < 3 or len(set(sizes)) != 1:
+            raise ConfigError(
+                bad_value(
+                    key,
+                    list(sizes),
+                    "at least three blocks of equal width (e.g. [128, 128, 128]) so that blocks "
+                    "2..n can share one weight tensor, for regularization.tie_weights=true",
+                )
+            )
+    if r.tie_weights and m.family != "custom" and r.layer_strength and len(set(r.layer_strength[1 : len(sizes)])) > 1:
+        raise ConfigError(
+            bad_value(
+                "regularization.layer_strength",
+                list(r.layer_strength),
+                "equal strengths for the tied blocks 2..n (they share one kernel)",
+            )
+        )
+    _range("regularization.label_smoothing", r.label_smoothing, 0.0, 1.0, high_open=True)
+    _range("regularization.max_norm", r.max_norm, 0.0, 1e6)
+    es = r.early_stopping
+    _choice("regularization.early_stopping.monitor", es.monitor, MONITORS)
+    _int_min("regularization.early_stopping.patience", es.patience, 0)
+    _range("regularization.early_stopping.min_delta", es.min_delta, 0.0, 1e6)
+    _int_min("regularization.early_stopping.start_from_epoch", es.start_from_epoch, 0)
+
+    t = cfg.train
+    _int_min("train.epochs", t.epochs, 1)
+    _int_min("train.batch_size", t.batch_size, 1)
+    _choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    _range("train.learning_rate", t.learning_rate, 0.0, 10.0, low_open=True)
+    _choice("train.accelerator", t.accelerator, ACCELERATORS)
+    _choice("train.precision", t.precision, PRECISIONS)
+    _int_min("train.gap_eval_samples", t.gap_eval_samples, 0)
+    _int_min("train.threads", t.threads, 0)
+    _int_min("train.steps_per_execution", t.steps_per_execution, 0)
+    _choice("train.distribute", t.distribute, DISTRIBUTIONS)
+    _int_min("train.cpu_replicas", t.cpu_replicas, 0)
+    if t.distribute == "mirrored" and t.steps_per_execution > 1:
+        # Keras 3.15 + MirroredStrategy: a multi-step compiled call fails with "You must feed
+        # a value for placeholder tensor" on the first epoch.
+        raise ConfigError(
+            bad_value("train.steps_per_execution", t.steps_per_execution, "0 or 1 with train.distribute=mirrored")
+        )
+
+    st = cfg.study
+    _int_min("study.seeds", st.seeds, 1)
+    _int_min("study.jobs", st.jobs, 1)
+    for name in st.include:
+        if name not in st.arms:
+            raise ConfigError(bad_value("study.include", name, "one of the arms: " + ", ".join(st.arms)))
+    if st.fractions and st.learning_curve_arm not in st.arms:
+        raise ConfigError(
+            bad_value("study.learning_curve_arm", st.learning_curve_arm, "one of the arms: " + ", ".join(st.arms))
+        )
+    for i, f in enumerate(st.fractions):
+        _range(f"study.fractions[{i}]", f, 0.0, 1.0, low_open=True)
+
+    _choice("sweep.objective", cfg.sweep.objective, OBJECTIVES)
+    _range("sweep.gap_penalty", cfg.sweep.gap_penalty, 0.0, 1e6)
+
+    rt = cfg.retrain
+    _choice("retrain.metric", rt.metric, RETRAIN_METRICS)
+    _range("retrain.margin", rt.margin, 0.0, 1.0)
+    _range("retrain.max_gap", rt.max_gap, 0.0, 1.0)
+    _range("retrain.min_score", rt.min_score, 0.0, 1.0)
+    for key in ("lock_file", "report"):
+        if not getattr(rt, key).strip():
+            raise ConfigError(bad_value(f"retrain.{key}", getattr(rt, key), "a non-empty path"))
+
+    k = cfg.tracking
+    _choice("tracking.on_unreachable", k.on_unreachable, ("fail", "local"))
+    if k.enabled and not k.experiment:
+        raise ConfigError(bad_value("tracking.experiment", k.experiment, "a non-empty experiment name"))
+    if k.enabled and not k.registered_model:
+        raise ConfigError(
+            bad_value("tracking.registered_model", k.registered_model, "a non-empty model name")
+        )
+    return cfg
+
+
+def _validate_classes(classes: list[str]) -> None:
+    """``data.classes``: empty, or at least two distinct non-empty names (whether each names a
+    class of the source is checked in prepare, where the class names are known)."""
+    if not classes:
+        return
+    if any(not str(c).strip() for c in classes):
+        raise ConfigError(bad_value("data.classes", classes, "non-empty class names"))
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        raise ConfigError(bad_value("data.classes", classes, f"each class named once ({', '.join(repeated)} repeated)"))
+    if len(classes) < 2:
+        raise ConfigError(
+            bad_value("data.classes", classes, "an empty list (every class) or at least 2 class names to classify")
+        )
+
+
+def _validate_model_source(m: ModelConfig) -> None:
+    """The family-specific keys: each one read only by its family, so a stray one is an error."""
+    if m.family == "custom":
+        if not m.builder.strip():
+            raise ConfigError(
+                bad_value("model.builder", m.builder, "package.module:function for model.family=custom")
+            )
+        builder_parts(m.builder)
+    else:
+        for key in ("builder", "kwargs"):
+            if getattr(m, key):
+                raise ConfigError(
+                    bad_value(f"model.{key}", getattr(m, key), f"empty: it is read by model.family=custom only, not {m.family}")
+                )
+    if m.family == "backbone":
+        _choice("model.backbone", m.backbone, BACKBONES)
+        _int_min("model.input_size", m.input_size, 32)
+    else:
+        plain, fine = ModelConfig(), FineTuneConfig()
+        defaults = {
+            "backbone": (m.backbone, plain.backbone),
+            "input_size": (m.input_size, plain.input_size),
+            "weights": (m.weights, plain.weights),
+            "freeze": (m.freeze, plain.freeze),
+            "fine_tune.epochs": (m.fine_tune.epochs, fine.epochs),
+            "fine_tune.unfreeze": (m.fine_tune.unfreeze, fine.unfreeze),
+            "fine_tune.learning_rate_scale": (m.fine_tune.learning_rate_scale, fine.learning_rate_scale),
+        }
+        for key, (value, default) in defaults.items():
+            if value != default:
+                raise ConfigError(
+                    bad_value(f"model.{key}", value, f"{default}: it is read by model.family=backbone only, not {m.family}")
+                )
+    if not m.weights.strip():
+        raise ConfigError(bad_value("model.weights", m.weights, "none or the path of a local weights file"))
+    if m.freeze not in ("all", "none") and not m.freeze.strip():
+        raise ConfigError(bad_value("model.freeze", m.freeze, "all, none, a layer name or a layer index"))
+    ft = m.fine_tune
+    _int_min("model.fine_tune.epochs", ft.epochs, 0)
+    if ft.unfreeze != "all" and not (ft.unfreeze.isdigit() and int(ft.unfreeze) >= 1):
+        raise ConfigError(bad_value("model.fine_tune.unfreeze", ft.unfreeze, "all or a number of top layers >= 1"))
+    _range("model.fine_tune.learning_rate_scale", ft.learning_rate_scale, 0.0, 1.0, low_open=True)
+    if m.init_from and m.init_from.startswith("models:/") and len(m.init_from) <= len("models:/"):
+        raise ConfigError(bad_value("model.init_from", m.init_from, "a .keras file or models:/NAME@ALIAS"))
+
+
+def builder_parts(builder: str) -> tuple[str, str]:
+    """``(module, function)`` of ``package.module:function`` or ``package.module.function``."""
+    import re
+
+    text = builder.strip()
+    module, sep, func = text.partition(":")
+    if not sep:
+        module, _, func = text.rpartition(".")
+    ident = r"[A-Za-z_][A-Za-z0-9_]*"
+    if not (re.fullmatch(rf"{ident}(\.{ident})*", module or "") and re.fullmatch(ident, func or "")):
+        raise ConfigError(
+            bad_value("model.builder", builder, "an import path package.module:function (or package.module.function)")
+        )
+    return module, func
