@@ -14,6 +14,8 @@ from typing import Any
 from .errors import ConfigError
 
 SCHEMA_NAME = "gapline_schema"
+# A registered model as model.init_from: models:/NAME@ALIAS or models:/NAME/VERSION.
+MODELS_SCHEME = "models:/"
 
 DATA_SOURCES = ("digits", "npz", "csv", "image_folder")
 COLOR_MODES = ("grayscale", "rgb")

@@ -13,7 +13,8 @@ import io
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .config import Config, validate
+from .config import Config
+from .validation import validate
 from .errors import ConfigError, bad_value
 from .files import write_text
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .config import MODELS_SCHEME
 from .validation import builder_parts
 from .errors import ConfigError, bad_value
 
@@ -69,7 +70,7 @@ def builder_source(builder: str, root: str | os.PathLike[str] | None = None) -> 
 def dep_path(value: str) -> str:
     """``model.deps.weights``/``init_from``: a local file the train stage reads, or the stand-in
     when there is none (``none``, empty, or a registry URI that DVC cannot hash)."""
-    if not value.strip() or value == "none" or value.startswith("models:/"):
+    if not value.strip() or value == "none" or value.startswith(MODELS_SCHEME):
         return STAND_IN
     return value
 
@@ -160,6 +161,6 @@ def model_files_digest(deps: dict[str, str], init_from: str = "") -> dict[str, s
             out[key] = folder_digest(path)  # every file, as DVC hashes the folder
         elif path.is_file():
             out[key] = file_md5(path)
-    if init_from.startswith("models:/"):
+    if init_from.startswith(MODELS_SCHEME):
         out["init_from"] = init_from
     return out

@@ -14,6 +14,7 @@ from .config import (
     DATA_SOURCES,
     DISTRIBUTIONS,
     MODEL_FAMILIES,
+    MODELS_SCHEME,
     MONITORS,
     OBJECTIVES,
     ON_CORRUPT,
@@ -275,7 +276,7 @@ def _validate_model_source(m: ModelConfig) -> None:
     if ft.unfreeze != "all" and not (ft.unfreeze.isdigit() and int(ft.unfreeze) >= 1):
         raise ConfigError(bad_value("model.fine_tune.unfreeze", ft.unfreeze, "all or a number of top layers >= 1"))
     _range("model.fine_tune.learning_rate_scale", ft.learning_rate_scale, 0.0, 1.0, low_open=True)
-    if m.init_from and m.init_from.startswith("models:/") and len(m.init_from) <= len("models:/"):
+    if m.init_from and m.init_from.startswith(MODELS_SCHEME) and len(m.init_from) <= len(MODELS_SCHEME):
         raise ConfigError(bad_value("model.init_from", m.init_from, "a .keras file or models:/NAME@ALIAS"))
 
 

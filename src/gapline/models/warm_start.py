@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import TrackingConfig
+from ..config import MODELS_SCHEME, TrackingConfig
 from ..errors import ConfigError, GaplineError, bad_value
 
 KEY = "model.init_from"
-MODELS_SCHEME = "models:/"
 # how many layer names an error or summary line lists before "... (N in all)"
 SHOWN = 12
 

@@ -14,7 +14,6 @@ from .model_registry import registry, registry_aliases, registry_version
 from .redaction import error_text
 from .store import TrackingError, import_mlflow
 
-MODELS_SCHEME = "models:/"
 _URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))")
 EXPECTED = "models:/NAME@ALIAS or models:/NAME/VERSION (a registered model of the tracking store)"
 
