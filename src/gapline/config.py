@@ -17,7 +17,11 @@ SCHEMA_NAME = "gapline_schema"
 # A registered model as model.init_from: models:/NAME@ALIAS or models:/NAME/VERSION.
 MODELS_SCHEME = "models:/"
 
-DATA_SOURCES = ("digits", "npz", "csv", "image_folder")
+DATA_SOURCES = ("digits", "breast_cancer", "diabetes", "npz", "csv", "image_folder")
+# What is predicted (task.type); auto infers it from the labels where that is unambiguous.
+TASKS = ("auto", "multiclass", "binary", "multilabel", "regression")
+LOSSES = ("auto", "crossentropy", "mse", "mae", "huber")
+CLASS_WEIGHTS = ("none", "balanced")
 COLOR_MODES = ("grayscale", "rgb")
 ON_CORRUPT = ("skip", "fail")
 MODEL_FAMILIES = ("mlp", "cnn", "custom", "backbone")
@@ -26,11 +30,18 @@ BACKBONES = ("MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0", "ResNet50
 ACTIVATIONS = ("relu", "gelu", "elu", "tanh", "sigmoid", "selu", "swish")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 ACCELERATORS = ("auto", "cpu", "gpu")
-MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+# Early stopping's monitor: the loss, or one of the task's metrics (gapline.tasks.METRICS),
+# on validation or (training mode) on the training batches.
+MONITORS = (
+    "val_loss", "loss", "val_accuracy", "accuracy", "val_auc", "val_subset_accuracy", "val_ece", "val_rmse", "val_mae", "rmse",
+)
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 OBJECTIVES = ("val_loss", "val_loss_plus_gap", "val_error")
-RETRAIN_METRICS = ("test_accuracy", "val_accuracy")
+# retrain.metric: a split and one of the task's headline metrics; rmse and mae are errors
+# (lower is better), the others scores.
+# auto: the task's headline on the test split (test_accuracy, test_auc or test_rmse).
+RETRAIN_METRICS = ("auto", *(f"{split}_{m}" for split in ("test", "val") for m in ("accuracy", "auc", "rmse", "mae", "r2")))
 
 
 @dataclass
@@ -39,7 +50,10 @@ class DataConfig:
 
     source: str = "digits"
     path: str = "data/raw"
+    # csv: the target column (a class label, a 0/1 label or a number, per task.type)
     label_column: str = "label"
+    # csv, multi-label: several 0/1 target columns (then label_column is not read)
+    label_columns: list[str] = field(default_factory=list)
     image_size: list[int] = field(default_factory=lambda: [32, 32])
     color_mode: str = "grayscale"
     on_corrupt: str = "fail"
@@ -50,6 +64,27 @@ class DataConfig:
     # Keep only the samples of these classes (names as in meta.json's class_names; digits are
     # "0".."9"), before the split; empty: every class. At least 2, each named once.
     classes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TaskConfig:
+    """What the model predicts, and the loss and metrics that go with it (gapline.tasks)."""
+
+    # auto | multiclass | binary | multilabel | regression; auto reads the labels and asks
+    # (one error line) when they fit more than one task.
+    type: str = "auto"
+    # auto: cross-entropy for classification, mse for regression; regression may use mae or
+    # huber (on the standardized target: huber_delta is in standard deviations).
+    loss: str = "auto"
+    huber_delta: float = 1.0
+    # binary and multilabel: a label is predicted at probability >= threshold
+    threshold: float = 0.5
+    # none | balanced: weight each class (binary, multiclass) by n / (classes * its count)
+    class_weight: str = "none"
+    # multiclass with more than top_k classes: also report top-k accuracy (0: never)
+    top_k: int = 5
+    # expected calibration error over this many equal-width confidence bins
+    calibration_bins: int = 15
 
 
 @dataclass
@@ -251,16 +286,21 @@ class SweepConfig:
 class RetrainConfig:
     """``gapline retrain``: when a newly trained challenger replaces the ``champion``.
 
-    Promotion needs ``challenger >= champion + margin`` on ``metric`` (higher is better),
-    ``challenger >= min_score`` and a gap (train accuracy minus the metric's split accuracy)
-    of at most ``max_gap``; every score is measured on the current splits.
+    Promotion needs the challenger to beat the champion by ``margin`` on ``metric``, to reach
+    ``min_score`` (scores) or stay within ``max_error`` (errors), and a gap on that metric of at
+    most ``max_gap``; every score is measured on the current splits. For scores (accuracy,
+    AUC, R²) margin and gap are absolute (0.01 = one point); for errors (rmse, mae), whose
+    units are the target's, they are relative: the challenger's error at most
+    ``champion * (1 - margin)``, and ``(split error - train error) / train error <= max_gap``.
     """
 
-    metric: str = "test_accuracy"
+    metric: str = "auto"
     margin: float = 0.0
     max_gap: float = 0.05
-    # Absolute quality floor: the first champion must reach it, and no later one may fall below it.
+    # Absolute quality floor of a score: the first champion must reach it, and no later one may
+    # fall below it. Errors (rmse, mae) use max_error instead, a ceiling (.inf: none).
     min_score: float = 0.9
+    max_error: float = float("inf")
     # Held (flock) while a retrain or promote runs; relative to the project root.
     lock_file: str = ".gapline/retrain.lock"
     # The decision, both scores and the reason, as JSON; relative to the project root.
@@ -277,6 +317,7 @@ class MetaConfig:
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)

@@ -19,8 +19,11 @@ from .config import (
     OBJECTIVES,
     ON_CORRUPT,
     OPTIMIZERS,
+    CLASS_WEIGHTS,
+    LOSSES,
     PRECISIONS,
     RETRAIN_METRICS,
+    TASKS,
     Config,
     FineTuneConfig,
     ModelConfig,
@@ -87,6 +90,19 @@ def validate(cfg: Config) -> Config:
         )
     _range("data.train_fraction", d.train_fraction, 0.0, 1.0, low_open=True)
     _validate_classes(list(d.classes))
+    if any(not str(c).strip() for c in d.label_columns) or len(set(d.label_columns)) != len(d.label_columns):
+        raise ConfigError(bad_value("data.label_columns", list(d.label_columns), "distinct non-empty column names"))
+    if d.label_columns and d.source != "csv":
+        raise ConfigError(bad_value("data.label_columns", list(d.label_columns), f"empty: it is read by data.source=csv only, not {d.source}"))
+
+    tk = cfg.task
+    _choice("task.type", tk.type, TASKS)
+    _choice("task.loss", tk.loss, LOSSES)
+    _range("task.huber_delta", tk.huber_delta, 0.0, 1e6, low_open=True)
+    _range("task.threshold", tk.threshold, 0.0, 1.0, low_open=True, high_open=True)
+    _choice("task.class_weight", tk.class_weight, CLASS_WEIGHTS)
+    _int_min("task.top_k", tk.top_k, 0)
+    _int_min("task.calibration_bins", tk.calibration_bins, 1)
 
     a = cfg.augment
     _int_min("augment.copies", a.copies, 0)
@@ -201,11 +217,17 @@ def validate(cfg: Config) -> Config:
     rt = cfg.retrain
     _choice("retrain.metric", rt.metric, RETRAIN_METRICS)
     _range("retrain.margin", rt.margin, 0.0, 1.0)
-    _range("retrain.max_gap", rt.max_gap, 0.0, 1.0)
-    _range("retrain.min_score", rt.min_score, 0.0, 1.0)
+    _range("retrain.max_gap", rt.max_gap, 0.0)
+    _range("retrain.min_score", rt.min_score, -1e9, 1.0)
+    _range("retrain.max_error", rt.max_error, 0.0)
     for key in ("lock_file", "report"):
         if not getattr(rt, key).strip():
             raise ConfigError(bad_value(f"retrain.{key}", getattr(rt, key), "a non-empty path"))
+
+    if tk.type != "auto":  # auto: checked when prepare has read the labels
+        from .tasks import check
+
+        check(cfg, tk.type)
 
     k = cfg.tracking
     _choice("tracking.on_unreachable", k.on_unreachable, ("fail", "local"))

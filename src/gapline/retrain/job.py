@@ -323,7 +323,10 @@ class RetrainJob:
         scores to log (the verdict is kept even if logging them fails)."""
         from .. import runtime, tracking
 
+        from ..tasks import retrain_metric
+
         rc, t, champion_v = self.cfg.retrain, self.cfg.train, self.champion.version
+        rc = dataclasses.replace(rc, metric=retrain_metric(rc.metric, str(meta.get("task", "multiclass"))))
         runtime.configure(t.seed, t.deterministic, t.accelerator, t.precision)
         k = len(meta["class_names"])
         challenger = score(tracking.load_registered_keras(self.name, self.challenger), self.challenger, splits, k, rc.metric)
