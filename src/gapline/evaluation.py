@@ -10,29 +10,31 @@ from typing import Any
 
 import numpy as np
 
-from .runtime import replicas
-from .targets import one_hot
+from .tasks import FINAL_METRICS, TaskSpec, as_spec, gap
 
 EVAL_BATCH = 512
 
 
 def evaluate_splits(
-    model: Any, splits: dict[str, tuple[np.ndarray, np.ndarray]], num_classes: int
+    model: Any,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    task: "TaskSpec | int",
+    task_cfg: Any = None,
 ) -> dict[str, float]:
-    """Loss and accuracy per split in inference mode, plus the gaps against val and test."""
-    from .gap import gap_accuracy, gap_loss, inference_metrics
+    """``<split>_loss`` and ``<split>_<metric>`` for the task's final metrics
+    (:data:`gapline.tasks.FINAL_METRICS`), plus ``gap_<metric>_val`` and ``gap_<metric>_test``
+    against the train split (positive = overfitting). ``task``: a TaskSpec, or a number of
+    classes (multiclass)."""
+    from .gap import inference_scores
 
+    spec = as_spec(task)
     out: dict[str, float] = {}
+    per_split: dict[str, dict[str, float]] = {}
     for name, (x, y) in splits.items():
-        if replicas(model) > 1:  # Keras 3.15's evaluate fails on a batch that splits unevenly
-            loss, accuracy = inference_metrics(model, x, one_hot(y, num_classes), EVAL_BATCH)
-        else:
-            res = model.evaluate(x, one_hot(y, num_classes), batch_size=EVAL_BATCH, verbose=0, return_dict=True)
-            loss, accuracy = res["loss"], res["accuracy"]
-        out[f"{name}_loss"] = float(loss)
-        out[f"{name}_accuracy"] = float(accuracy)
+        per_split[name] = inference_scores(model, x, y, spec, task_cfg, FINAL_METRICS[spec.name], EVAL_BATCH)
+        out.update({f"{name}_{metric}": float(value) for metric, value in per_split[name].items()})
     for other in ("val", "test"):
-        if "train_loss" in out and f"{other}_loss" in out:
-            out[f"gap_accuracy_{other}"] = gap_accuracy(out["train_accuracy"], out[f"{other}_accuracy"])
-            out[f"gap_loss_{other}"] = gap_loss(out["train_loss"], out[f"{other}_loss"])
+        if "train" in per_split and other in per_split:
+            for metric, value in per_split["train"].items():
+                out[f"gap_{metric}_{other}"] = gap(metric, value, per_split[other][metric])
     return out

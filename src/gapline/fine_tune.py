@@ -57,7 +57,7 @@ def two_phase_fit(fit: PhaseFit, cfg: Config, steps: int) -> tuple[dict[str, lis
     )
     set_fine_tune(find_backbone(fit.model, cfg.model), fine.unfreeze)
     with distribution_scope(cfg.train):  # a trainable change takes effect with a new compile
-        compile_model(fit.model, cfg2, steps)
+        compile_model(fit.model, cfg2, steps, fit.task)
     if phase < 2:
         return fit.run(cfg2, begin, end, phase=2, history=history, restore=False), first_epoch
     assert state is not None

@@ -1,8 +1,11 @@
-"""The generalization gap as a first-class metric.
+"""The generalization gap as a first-class metric, for every task.
 
-Sign convention (both positive when the model overfits):
-  gap_accuracy = train accuracy − validation accuracy
-  gap_loss     = validation loss − train loss
+Sign convention (every gap is positive when the model overfits):
+  gap_loss    = validation loss − train loss                    (all tasks)
+  gap_<score> = train score − validation score                  (accuracy, auc, ...)
+  gap_<error> = validation error − train error                  (rmse, mae, ece)
+Each task's per-epoch metrics are :data:`gapline.tasks.EPOCH_METRICS` (multiclass: accuracy
+and calibration error; binary and multilabel: AUC first; regression: rmse and mae).
 "Train" is measured in inference mode (dropout and noise off) on a fixed subset of the
 training data, so the gap compares like with like instead of a noisy training-mode average.
 """
@@ -16,6 +19,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .runtime import replicas
+from .tasks import EPOCH_METRICS, TaskSpec, gap
 
 try:  # the callback needs Keras; the pure functions below do not
     import keras
@@ -55,64 +59,112 @@ def gap_subset(x: np.ndarray, y: np.ndarray, limit: int, seed: int) -> tuple[np.
 INFERENCE_BATCH = 1024
 
 
-def inference_metrics(
-    model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = INFERENCE_BATCH
-) -> tuple[float, float]:
-    """Loss and accuracy in inference mode, as ``model.evaluate`` reports them, but cheaply.
-
-    ``predict_on_batch`` runs the compiled forward pass with none of ``evaluate``'s
-    per-call data-adapter setup, which dominates on small data. The loss is the compiled
-    loss plus the weight penalties (``model.losses``), exactly what Keras adds.
-    """
+def predictions(model: Any, x: np.ndarray, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
+    """The model's outputs in inference mode, batch by batch, as float32 numpy."""
     from keras import ops
 
     # Under MirroredStrategy predict_on_batch hands every replica the whole batch and
     # concatenates their answers (N copies of each row); predict splits the batch instead.
     mirrored = replicas(model) > 1
-    total, correct = 0.0, 0
+    parts = []
     for start in range(0, len(x), batch_size):
-        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        probs = model.predict(xb, batch_size=len(xb), verbose=0) if mirrored else model.predict_on_batch(xb)
-        total += float(ops.convert_to_numpy(model.loss(yb, probs))) * len(xb)
-        correct += int(np.sum(np.argmax(probs, axis=-1) == np.argmax(yb, axis=-1)))
+        xb = x[start : start + batch_size]
+        out = model.predict(xb, batch_size=len(xb), verbose=0) if mirrored else model.predict_on_batch(xb)
+        parts.append(np.asarray(ops.convert_to_numpy(out), dtype="float32"))
+    return np.concatenate(parts, axis=0)
+
+
+def inference_scores(
+    model: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    task: TaskSpec,
+    task_cfg: Any = None,
+    metrics: Sequence[str] | None = None,
+    batch_size: int = INFERENCE_BATCH,
+    pred: np.ndarray | None = None,
+) -> dict[str, float]:
+    """``loss`` and the task's ``metrics`` (default: its per-epoch ones) in inference mode.
+
+    One forward pass (``predict_on_batch``: none of ``evaluate``'s per-call set-up, which
+    dominates on small data), then numpy. The loss is the compiled loss, weighted as compiled
+    (:func:`gapline.tasks.loss`), plus the weight penalties (``model.losses``), exactly what
+    Keras adds. ``y`` as the prepared data holds it; ``pred``: predictions already made.
+    """
+    from keras import ops
+
+    from . import scoring, tasks
+
+    probs = predictions(model, x, batch_size) if pred is None else pred
+    weight = tasks.loss(task, task_cfg)[1]
+    target = task.encode(y)
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        stop = start + batch_size
+        total += float(ops.convert_to_numpy(model.loss(target[start:stop], probs[start:stop]))) * len(target[start:stop])
     penalty = sum(float(ops.convert_to_numpy(v)) for v in model.losses)
-    return total / len(x) + penalty, correct / len(x)
+    out = {"loss": total / len(x) * weight + penalty}
+    names = EPOCH_METRICS[task.name] if metrics is None else metrics
+    cfg_threshold = getattr(task_cfg, "threshold", 0.5)
+    out.update(
+        scoring.scores(
+            task.name,
+            np.asarray(y),
+            probs,
+            list(names),
+            threshold=cfg_threshold,
+            bins=getattr(task_cfg, "calibration_bins", 15),
+            top_k=getattr(task_cfg, "top_k", 5),
+        )
+    )
+    return out
+
+
+def inference_metrics(
+    model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = INFERENCE_BATCH
+) -> tuple[float, float]:
+    """Multiclass loss and accuracy of integer labels ``y`` (the task-free shorthand)."""
+    from .tasks import multiclass
+
+    scores = inference_scores(model, x, y, multiclass(int(model.output_shape[-1])), None, ("accuracy",), batch_size)
+    return scores["loss"], scores["accuracy"]
 
 
 class GapCallback(_CallbackBase):
-    """Adds ``train_eval_loss``, ``train_eval_accuracy``, ``gap_loss`` and ``gap_accuracy`` to
-    each epoch's logs, so History, CSV logs, MLflow and EarlyStopping all see them.
-
-    Given ``val``, it also computes ``val_loss``/``val_accuracy`` itself (then ``fit`` needs no
-    ``validation_data``), which is several times cheaper per epoch on small data.
+    """Adds, after every epoch, ``val_loss`` and ``val_<metric>``, ``train_eval_loss`` and
+    ``train_eval_<metric>`` (the fixed train subset in inference mode), ``gap_loss`` and
+    ``gap_<metric>`` for the task's per-epoch metrics, so History, CSV logs, MLflow and
+    EarlyStopping all see them. ``fit`` needs no ``validation_data``: computing the
+    validation scores here is several times cheaper per epoch on small data.
     """
 
     def __init__(
         self,
         x: np.ndarray,
         y: np.ndarray,
+        task: TaskSpec,
+        task_cfg: Any = None,
         batch_size: int = INFERENCE_BATCH,
         val: Optional[tuple[np.ndarray, np.ndarray]] = None,
     ) -> None:
         super().__init__()
         self.x = x
         self.y = y
+        self.task = task
+        self.task_cfg = task_cfg
         self.batch_size = batch_size
         self.val = val
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
-        if logs is None:
+        if logs is None or self.val is None:
             return
-        if self.val is not None:
-            vl, va = inference_metrics(self.model, self.val[0], self.val[1], self.batch_size)
-            logs["val_loss"], logs["val_accuracy"] = vl, va
-        if "val_loss" not in logs:
-            return
-        tl, ta = inference_metrics(self.model, self.x, self.y, self.batch_size)
-        logs["train_eval_loss"] = tl
-        logs["train_eval_accuracy"] = ta
-        logs["gap_loss"] = gap_loss(tl, float(logs["val_loss"]))
-        logs["gap_accuracy"] = gap_accuracy(ta, float(logs["val_accuracy"]))
+        val = inference_scores(self.model, self.val[0], self.val[1], self.task, self.task_cfg, batch_size=self.batch_size)
+        train = inference_scores(self.model, self.x, self.y, self.task, self.task_cfg, batch_size=self.batch_size)
+        for name, value in val.items():
+            logs[f"val_{name}"] = value
+        for name, value in train.items():
+            logs[f"train_eval_{name}"] = value
+            logs[f"gap_{name}"] = gap(name, value, val[name])
 
 
 @dataclass(frozen=True)

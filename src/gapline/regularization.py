@@ -2,7 +2,7 @@
 
 Model builders ask here for linear layers (with penalties, constraints, weight noise and
 tying already applied), the layers that follow them, and the input pipeline; the trainer
-asks for callbacks and the loss. Nothing else in gapline reads ``regularization.*``.
+asks for callbacks (the loss is the task's: :mod:`gapline.tasks`). Nothing else in gapline reads ``regularization.*``.
 """
 
 from __future__ import annotations
@@ -166,20 +166,15 @@ def input_layers(reg: RegularizationConfig, seed: int) -> list[Any]:
     return [keras.layers.GaussianNoise(reg.input_noise, seed=seed, name="input_noise")] if reg.input_noise > 0 else []
 
 
-def loss(reg: RegularizationConfig) -> Any:
-    """Categorical cross-entropy on one-hot labels so that label smoothing is available."""
-    import keras
-
-    return keras.losses.CategoricalCrossentropy(label_smoothing=reg.label_smoothing)
-
-
 def callbacks(reg: RegularizationConfig) -> list[Any]:
     import keras
 
     es = reg.early_stopping
     if not es.enabled:
         return []
-    mode = "max" if "accuracy" in es.monitor else "min"
+    from .tasks import higher_is_better
+
+    mode = "max" if higher_is_better(es.monitor) else "min"
     return [
         keras.callbacks.EarlyStopping(
             monitor=es.monitor,

@@ -30,10 +30,15 @@ from .signals import raise_if_terminated, sigterm_as_interrupt, stop_child
 PARENT_ENV = "GAPLINE_SWEEP_PARENT_RUN_ID"
 
 
-def objective(metrics: Mapping[str, float], sweep: SweepConfig) -> float:
-    """The number a sweeper minimizes."""
+def objective(metrics: Mapping[str, float], sweep: SweepConfig, task: str = "multiclass") -> float:
+    """The number a sweeper minimizes (lower is better for every task): val_error is
+    1 − the task's headline score on validation (accuracy, AUC), or its error (RMSE)."""
+    from .tasks import HEADLINE, higher_is_better
+
     if sweep.objective == "val_error":
-        return 1.0 - float(metrics["val_accuracy"])
+        head = HEADLINE[task]
+        value = float(metrics[f"val_{head}"])
+        return 1.0 - value if higher_is_better(head) else value
     value = float(metrics["val_loss"])
     if sweep.objective == "val_loss_plus_gap":
         value += sweep.gap_penalty * max(0.0, float(metrics["gap_loss_val"]))
@@ -71,7 +76,7 @@ def sweep_job(raw: Any) -> float:
     cfg = from_container(OmegaConf.to_container(raw, resolve=True))
     overrides = job_overrides()
     result = run_trial(cfg)
-    value = objective(result.metrics, cfg.sweep)
+    value = objective(result.metrics, cfg.sweep, result.task)
     job = result.record(
         job=" ".join(overrides) or "default",
         arm=" ".join(o for o in overrides if not o.startswith("train.seed=")) or "default",
@@ -84,9 +89,12 @@ def sweep_job(raw: Any) -> float:
     )
     if cfg.tracking.enabled:
         log_trial(os.environ.get(PARENT_ENV), cfg.tracking, job)
+    from .tasks import HEADLINE
+
+    head = HEADLINE[result.task]
     print(
-        f"[{job['job']}] test accuracy {result.metrics['test_accuracy']:.4f}, gap (train−val) "
-        f"{result.metrics['gap_accuracy_val']:+.4f}, {cfg.sweep.objective}={value:.4f}",
+        f"[{job['job']}] test {head} {result.metrics[f'test_{head}']:.4f}, gap on {head} (train vs val) "
+        f"{result.metrics[f'gap_{head}_val']:+.4f}, {cfg.sweep.objective}={value:.4f}",
         flush=True,
     )
     return value

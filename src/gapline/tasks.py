@@ -144,6 +144,14 @@ def spec_from_meta(meta: Mapping[str, Any]) -> TaskSpec:
     )
 
 
+def for_run(cfg: Any, meta: Mapping[str, Any]) -> TaskSpec:
+    """The task prepare resolved (meta.json), with the keys that depend on it checked (an
+    early-stopping monitor or a loss the task does not have is one line, before any run)."""
+    spec = spec_from_meta(meta)
+    check(cfg, spec.name)
+    return spec
+
+
 def target_stats(y: np.ndarray) -> dict[str, float]:
     """Mean and standard deviation of a regression target (std 1 for a constant target)."""
     y = np.asarray(y, dtype="float64")

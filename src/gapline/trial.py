@@ -19,7 +19,8 @@ from .gap import overfitting_onset
 class TrialResult:
     """What one trial measured; sweeps, the study and the learning curve read it, never retrain."""
 
-    metrics: dict[str, float]  # loss and accuracy per split, and the gaps (evaluate_splits)
+    metrics: dict[str, float]  # loss and the task's metrics per split, and the gaps (evaluate_splits)
+    task: str  # multiclass, binary, multilabel or regression
     techniques: str
     train_samples: int  # the training split, before augmentation
     fit_samples: int  # what the model was fit on, after augmentation
@@ -36,6 +37,7 @@ class TrialResult:
         """Every number but the per-epoch curves, flat: one row of a table or a cached job."""
         return {
             **self.metrics,
+            "task": self.task,
             "techniques": self.techniques,
             "train_samples": self.train_samples,
             "fit_samples": self.fit_samples,
@@ -61,6 +63,7 @@ def run_trial(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0, keep_
     from .regularization import technique_label
     from .data.prepare import split_source
     from .evaluation import evaluate_splits
+    from .tasks import for_run
     from .training import train_model
 
     import keras
@@ -69,22 +72,23 @@ def run_trial(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0, keep_
     runtime.configure_for(cfg.train)
     splits, meta = split_source(cfg, ds)
     x_fit, y_fit = augment_dataset(splits["train"]["x"], splits["train"]["y"], cfg.augment, meta["kind"])
-    k = len(meta["class_names"])
+    task = for_run(cfg, meta)
     result = train_model(
         cfg,
         x_fit,
         y_fit,
         splits["val"]["x"],
         splits["val"]["y"],
-        k,
+        task,
         gap_x=splits["train"]["x"],
         gap_y=splits["train"]["y"],
         verbose=verbose,
     )
-    scores = evaluate_splits(result.model, {n: (a["x"], a["y"]) for n, a in splits.items()}, k)
+    scores = evaluate_splits(result.model, {n: (a["x"], a["y"]) for n, a in splits.items()}, task, cfg.task)
     onset = overfitting_onset(result.history["loss"], result.history["val_loss"])
     return TrialResult(
         metrics=scores,
+        task=task.name,
         techniques=technique_label(cfg, weight_sharing_applied(cfg.model.family, result.model)),
         train_samples=int(len(splits["train"]["y"])),
         fit_samples=int(len(y_fit)),

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from ..config import ModelConfig, OnlineAugmentConfig, RegularizationConfig
 from ..errors import ConfigError, bad_value
+from ..tasks import TaskSpec, as_spec
 from .cnn import build_cnn
 from .mlp import build_mlp
 from .stem import ModelSpec
@@ -14,14 +15,15 @@ from .stem import ModelSpec
 
 def build_model(
     input_shape: tuple[int, ...],
-    num_classes: int,
+    task: "TaskSpec | int",
     model: ModelConfig,
     reg: RegularizationConfig,
     online: Optional[OnlineAugmentConfig] = None,
     seed: int = 0,
 ) -> Any:
-    """Build an uncompiled Keras model for inputs of ``input_shape`` (without the batch axis)."""
-    spec = ModelSpec(tuple(input_shape), num_classes, model, reg, online or OnlineAugmentConfig(), seed)
+    """Build an uncompiled Keras model for inputs of ``input_shape`` (without the batch axis)
+    with the head of ``task`` (a number of classes: multiclass)."""
+    spec = ModelSpec(tuple(input_shape), as_spec(task), model, reg, online or OnlineAugmentConfig(), seed)
     if model.family == "mlp":
         return build_mlp(spec)
     if model.family in ("cnn", "backbone") and len(input_shape) != 3:

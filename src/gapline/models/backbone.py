@@ -51,7 +51,7 @@ from typing import Any
 
 from ..config import ModelConfig
 from ..errors import ConfigError, bad_value, flat_message
-from .stem import ModelSpec, classifier_head, dense_blocks, input_stem
+from .stem import ModelSpec, output_head, dense_blocks, input_stem
 
 # ImageNet statistics (RGB) that keras.applications' preprocess_input uses.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -95,7 +95,7 @@ def build_backbone(spec: ModelSpec) -> Any:
     backbone = make_backbone(model)
     x = backbone(x)
     x = dense_blocks(x, spec)
-    outputs = classifier_head(x, spec)
+    outputs = output_head(x, spec)
     out = keras.Model(inputs, outputs, name="backbone")
     for op in out.operations:  # the one unnamed operation: ResNet50's channel flip
         if type(op).__name__ == "Flip":

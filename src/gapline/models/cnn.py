@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import regularization as R
-from .stem import ModelSpec, classifier_head, input_stem
+from .stem import ModelSpec, output_head, input_stem
 
 
 def build_cnn(spec: ModelSpec) -> Any:
@@ -30,5 +30,5 @@ def build_cnn(spec: ModelSpec) -> Any:
     x = R.dense(reg, model.dense_units, "dense_head", head, seed + 150)(x)
     for layer in R.block_tail(reg, model.activation, "dense_head", head, spatial=False, seed=seed + 250):
         x = layer(x)
-    outputs = classifier_head(x, spec)
+    outputs = output_head(x, spec)
     return keras.Model(inputs, outputs, name="cnn")

@@ -48,7 +48,7 @@ def build_custom(spec: ModelSpec) -> Any:
             model = with_input_stem(model, spec)
     apply_weight_penalties(model, spec.reg)
     with users_code(spec, f"builds a model that fails on inputs of shape {[None, *spec.input_shape]} (kit.input_shape)"):
-        check_outputs(model, spec)
+        check_outputs(model, spec, kit.usage.heads > 0)
     check_reloads(model, spec)
     return model
 
@@ -219,28 +219,44 @@ def with_input_stem(model: Any, spec: ModelSpec) -> Any:
     return keras.Model(inputs, model(x), name=f"{model.name}_with_input_stem")
 
 
-def check_outputs(model: Any, spec: ModelSpec) -> None:
-    """Class probabilities, one column per class: what the loss and every metric assume."""
+def check_outputs(model: Any, spec: ModelSpec, used_head: bool) -> None:
+    """One output of the task's shape and kind: class probabilities (multiclass: rows
+    summing to 1; binary, multilabel: each in [0, 1]) or, for regression, the kit's head
+    (only it undoes the target standardization): what the loss and every metric assume."""
     import numpy as np
 
-    expected = (None, spec.num_classes)
+    task = spec.task
+    expected = [None, task.outputs]
+    builder = spec.model.builder
     outputs = getattr(model, "outputs", None) or []
     if len(outputs) > 1:
-        raise ConfigError(bad_value("model.builder", spec.model.builder, f"a model with one output, not {len(outputs)}"))
+        raise ConfigError(bad_value("model.builder", builder, f"a model with one output, not {len(outputs)}"))
     probe = model(np.zeros((2, *spec.input_shape), dtype="float32"), training=False)
     if isinstance(probe, (list, tuple, dict)):  # a subclassed model has no .outputs to count
-        raise ConfigError(bad_value("model.builder", spec.model.builder, "a model with one output, not several"))
+        raise ConfigError(bad_value("model.builder", builder, "a model with one output, not several"))
     probe = np.asarray(probe)
-    if probe.shape != (2, spec.num_classes):
+    if probe.shape != (2, task.outputs):
         raise ConfigError(
-            bad_value("model.builder", spec.model.builder, f"a model whose output has shape {list(expected)} (kit.num_outputs classes), not {[None, *probe.shape[1:]]}")
+            bad_value("model.builder", builder, f"a model whose output has shape {expected} (kit.num_outputs for task {task.name}), not {[None, *probe.shape[1:]]}")
         )
+    if task.name == "regression":
+        if not used_head:
+            raise ConfigError(
+                bad_value("model.builder", builder, "a regression model that ends with kit.head(x) (it predicts in the target's units)")
+            )
+        return
+    if task.name != "multiclass":
+        if not (np.all(probe >= -1e-6) and np.all(probe <= 1 + 1e-6)):
+            raise ConfigError(
+                bad_value("model.builder", builder, f"probabilities in [0, 1] for task {task.name} (end with kit.head(x) or a sigmoid), not values up to {float(probe.max()):.3g}")
+            )
+        return
     sums = probe.sum(axis=1)
     if not (np.all(probe >= -1e-6) and np.allclose(sums, 1.0, atol=1e-3)):
         raise ConfigError(
             bad_value(
                 "model.builder",
-                spec.model.builder,
+                builder,
                 f"class probabilities as output (end with kit.head(x) or a softmax), not rows summing to {float(sums[0]):.3g}",
             )
         )

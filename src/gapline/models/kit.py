@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .. import regularization as R
-from .stem import ModelSpec, classifier_head, input_stem
+from .stem import ModelSpec, output_head, input_stem
 
 
 @dataclass
@@ -29,8 +29,9 @@ class KitUsage:
 class ModelKit:
     """Handed to ``model.builder`` as its first argument.
 
-    Attributes: ``input_shape`` (without the batch axis), ``num_outputs`` (classes),
-    ``task`` (``"multiclass"``), ``seed`` and ``activation`` (``model.activation``).
+    Attributes: ``input_shape`` (without the batch axis), ``num_outputs`` (units of the head:
+    classes, labels, or 1 for binary and regression), ``task`` (multiclass, binary,
+    multilabel or regression), ``seed`` and ``activation`` (``model.activation``).
 
     A block is the linear layers since the last :meth:`tail` plus that tail: per-block
     settings (``regularization.dropout_rates``, ``layer_strength``) are indexed by the
@@ -40,8 +41,8 @@ class ModelKit:
     def __init__(self, spec: ModelSpec) -> None:
         self._spec = spec
         self.input_shape: tuple[int, ...] = tuple(spec.input_shape)
-        self.num_outputs: int = spec.num_classes
-        self.task: str = "multiclass"
+        self.num_outputs: int = spec.task.outputs
+        self.task: str = spec.task.name
         self.seed: int = spec.seed
         self.activation: str = spec.model.activation
         self.usage = KitUsage()
@@ -114,7 +115,9 @@ class ModelKit:
         return x
 
     def head(self, x: Any) -> Any:
-        """The output: ``num_outputs`` class probabilities (softmax, float32), penalised like
-        every other kernel."""
+        """The task's output (float32), penalised like every other kernel: ``num_outputs``
+        class probabilities (softmax) for multiclass, sigmoid probabilities for binary and
+        multilabel, and for regression a linear unit in the target's units (the head undoes
+        the target standardization: a regression builder must end with it)."""
         self.usage.heads += 1
-        return classifier_head(x, self._spec)
+        return output_head(x, self._spec)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .stem import ModelSpec, classifier_head, dense_blocks, input_stem
+from .stem import ModelSpec, output_head, dense_blocks, input_stem
 
 
 def build_mlp(spec: ModelSpec) -> Any:
@@ -14,5 +14,5 @@ def build_mlp(spec: ModelSpec) -> Any:
     if len(spec.input_shape) > 1:
         x = keras.layers.Flatten(name="flatten")(x)
     x = dense_blocks(x, spec)
-    outputs = classifier_head(x, spec)
+    outputs = output_head(x, spec)
     return keras.Model(inputs, outputs, name="mlp")

@@ -1,6 +1,6 @@
 """The parts every family shares: the input with the toolkit's input-side layers, and the
-softmax head. One definition, so a technique applied at the input or the head cannot differ
-between families."""
+task's output head. One definition, so a technique applied at the input or the head cannot
+differ between families."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import regularization as R
 from ..config import ModelConfig, OnlineAugmentConfig, RegularizationConfig
+from ..tasks import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,7 @@ class ModelSpec:
     """Everything a family's builder reads: what the data looks like and what the config asks."""
 
     input_shape: tuple[int, ...]
-    num_classes: int
+    task: TaskSpec
     model: ModelConfig
     reg: RegularizationConfig
     online: OnlineAugmentConfig
@@ -34,11 +35,20 @@ def input_stem(spec: ModelSpec) -> tuple[Any, Any]:
     return inputs, x
 
 
-def classifier_head(x: Any, spec: ModelSpec) -> Any:
-    """Class probabilities, always in float32 (mixed precision keeps the softmax stable)."""
-    return R.dense(
-        spec.reg, spec.num_classes, "classifier", None, spec.seed + 300, activation="softmax", dtype="float32"
-    )(x)
+def output_head(x: Any, spec: ModelSpec) -> Any:
+    """The task's output, always in float32 (mixed precision keeps it stable): class
+    probabilities (softmax) for multiclass, one sigmoid per label for binary and multilabel,
+    and for regression a linear unit followed by the target's de-standardization (a fixed
+    ``Rescaling``: std * z + mean of the training split), so the saved model predicts in the
+    user's units while the network itself fits a unit-variance target."""
+    import keras
+
+    task = spec.task
+    if task.name == "regression":
+        z = R.dense(spec.reg, 1, "regressor", None, spec.seed + 300, dtype="float32")(x)
+        return keras.layers.Rescaling(task.target_std, offset=task.target_mean, name="target_scale", dtype="float32")(z)
+    activation = "softmax" if task.name == "multiclass" else "sigmoid"
+    return R.dense(spec.reg, task.outputs, "classifier", None, spec.seed + 300, activation=activation, dtype="float32")(x)
 
 
 def dense_blocks(x: Any, spec: ModelSpec) -> Any:

@@ -8,13 +8,33 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ..config import RetrainConfig
+from ..tasks import higher_is_better
 
 SCORE_TOLERANCE = 1e-9  # accuracies are ratios: 0.85 + 0.05 must compare equal to 0.9
 
 
+def split_and_name(metric: str) -> tuple[str, str]:
+    """``test_rmse`` → ``("test", "rmse")``."""
+    split, _, name = metric.partition("_")
+    return split, name
+
+
 def gap_key(metric: str) -> str:
-    """The gap that goes with the metric: train accuracy minus that split's accuracy."""
-    return "gap_accuracy_" + metric.split("_", 1)[0]
+    """The gap that goes with the metric: on the same metric, train against that split
+    (positive = overfitting), e.g. ``gap_accuracy_test`` or ``gap_rmse_val``."""
+    split, name = split_and_name(metric)
+    return f"gap_{name}_{split}"
+
+
+def judged_gap(metric: str, metrics: Mapping[str, float]) -> float:
+    """The gap ``retrain.max_gap`` bounds: absolute for a score (points of accuracy or AUC),
+    relative to the train error for an error (0.2: the split's error is 20 % above train's)."""
+    split, name = split_and_name(metric)
+    value = float(metrics[gap_key(metric)])
+    if higher_is_better(name):
+        return value
+    train = float(metrics[f"train_{name}"])
+    return value / train if train > 0 else (0.0 if value <= 0 else float("inf"))
 
 
 @dataclass
@@ -37,31 +57,40 @@ class Scored:
 def decide(rc: RetrainConfig, challenger: Scored, champion: Optional[Scored]) -> tuple[bool, str]:
     """Promote the challenger only if every check passes:
 
-    - its gap (train accuracy minus the metric split's accuracy) is at most ``max_gap``;
-    - its score reaches the floor ``min_score``;
-    - there is no champion, or the champion cannot be scored on the current splits, or
-      ``challenger >= champion + margin`` (greater or equal: with margin 0 a tie promotes the
-      newer model).
+    - its gap on ``metric`` (positive = overfitting: absolute for a score, relative to the
+      train error for an error) is at most ``max_gap``;
+    - its score reaches the floor ``min_score`` (a score) or stays within ``max_error`` (an
+      error);
+    - there is no champion, or the champion cannot be scored on the current splits, or it
+      beats the champion by ``margin``: ``challenger >= champion + margin`` for a score,
+      ``challenger <= champion * (1 - margin)`` for an error (with margin 0 a tie promotes
+      the newer model).
 
     Returns ``(promote, reason)``; the reason names every check that failed.
     """
     metric = rc.metric
+    higher = higher_is_better(split_and_name(metric)[1])
     assert challenger.score is not None and challenger.gap is not None
     failed: list[str] = []
     passed: list[str] = []
+    gap_text = f"{challenger.gap:+.4f}" if higher else f"{challenger.gap:+.1%} of the train error"
     if challenger.gap > rc.max_gap + SCORE_TOLERANCE:
-        failed.append(f"its gap {challenger.gap:+.4f} exceeds retrain.max_gap={rc.max_gap:g}")
+        failed.append(f"its gap {gap_text} exceeds retrain.max_gap={rc.max_gap:g}")
     else:
-        passed.append(f"gap {challenger.gap:+.4f} <= {rc.max_gap:g}")
-    if challenger.score < rc.min_score - SCORE_TOLERANCE:
+        passed.append(f"gap {gap_text} <= {rc.max_gap:g}")
+    if higher and challenger.score < rc.min_score - SCORE_TOLERANCE:
         failed.append(f"its {metric} {challenger.score:.4f} is below retrain.min_score={rc.min_score:g}")
-    else:
+    elif higher:
         passed.append(f"{metric} {challenger.score:.4f} >= floor {rc.min_score:g}")
+    elif challenger.score > rc.max_error + SCORE_TOLERANCE:
+        failed.append(f"its {metric} {challenger.score:.4g} is above retrain.max_error={rc.max_error:g}")
+    else:
+        passed.append(f"{metric} {challenger.score:.4g} <= ceiling {rc.max_error:g}")
     if champion is None:
         passed.append("no champion yet")
     elif champion.score is None:
         passed.append(f"champion v{champion.version} cannot be scored on the current splits ({champion.error})")
-    else:
+    elif higher:
         needed = champion.score + rc.margin
         if challenger.score < needed - SCORE_TOLERANCE:
             failed.append(
@@ -73,17 +102,30 @@ def decide(rc: RetrainConfig, challenger: Scored, champion: Optional[Scored]) ->
                 f"{metric} {challenger.score:.4f} >= champion v{champion.version}'s "
                 f"{champion.score:.4f} + margin {rc.margin:g}"
             )
+    else:
+        needed = champion.score * (1.0 - rc.margin)
+        if challenger.score > needed + SCORE_TOLERANCE:
+            failed.append(
+                f"its {metric} {challenger.score:.4g} > champion v{champion.version}'s "
+                f"{champion.score:.4g} less margin {rc.margin:.0%} ({needed:.4g})"
+            )
+        else:
+            passed.append(
+                f"{metric} {challenger.score:.4g} <= champion v{champion.version}'s "
+                f"{champion.score:.4g} less margin {rc.margin:.0%}"
+            )
     if failed:
         return False, f"challenger v{challenger.version} kept out: " + "; ".join(failed)
     return True, f"challenger v{challenger.version} promoted: " + "; ".join(passed)
 
 
-def score(model: Any, version: str, splits: Mapping[str, Any], num_classes: int, metric: str) -> Scored:
-    """``model`` (registered as ``version``) evaluated on ``splits``, judged by ``metric``."""
+def score(model: Any, version: str, splits: Mapping[str, Any], task: Any, metric: str, task_cfg: Any = None) -> Scored:
+    """``model`` (registered as ``version``) evaluated on ``splits`` for ``task`` (a TaskSpec,
+    or a number of classes), judged by ``metric``."""
     from ..evaluation import evaluate_splits
 
-    metrics = {k: round(float(v), 6) for k, v in evaluate_splits(model, dict(splits), num_classes).items()}
-    return Scored(version=str(version), score=metrics[metric], gap=metrics[gap_key(metric)], metrics=metrics)
+    metrics = {k: round(float(v), 6) for k, v in evaluate_splits(model, dict(splits), task, task_cfg).items()}
+    return Scored(version=str(version), score=metrics[metric], gap=round(judged_gap(metric, metrics), 6), metrics=metrics)
 
 
 def load_splits(root: Path) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:

@@ -193,6 +193,7 @@ class RetrainJob:
             "margin": rc.margin,
             "max_gap": rc.max_gap,
             "min_score": rc.min_score,
+            "max_error": rc.max_error,
             "forced": self.force,
             "changed": sorted(self.changed),
             "changes": self.changed,
@@ -276,7 +277,7 @@ class RetrainJob:
         rc = self.cfg.retrain
         tracking.log_params(
             {"retrain.metric": rc.metric, "retrain.margin": rc.margin, "retrain.max_gap": rc.max_gap,
-             "retrain.min_score": rc.min_score, "retrain.force": self.force, "registered_model": self.name}
+             "retrain.min_score": rc.min_score, "retrain.max_error": rc.max_error, "retrain.force": self.force, "registered_model": self.name}
         )
         tracking.log_tags(
             {"gapline.mode": "retrain", "retrain.changed": ",".join(sorted(self.changed)) or "none",
@@ -323,18 +324,20 @@ class RetrainJob:
         scores to log (the verdict is kept even if logging them fails)."""
         from .. import runtime, tracking
 
-        from ..tasks import retrain_metric
+        from ..tasks import retrain_metric, spec_from_meta
 
         rc, t, champion_v = self.cfg.retrain, self.cfg.train, self.champion.version
-        rc = dataclasses.replace(rc, metric=retrain_metric(rc.metric, str(meta.get("task", "multiclass"))))
+        task = spec_from_meta(meta)
+        rc = dataclasses.replace(rc, metric=retrain_metric(rc.metric, task.name))
         runtime.configure(t.seed, t.deterministic, t.accelerator, t.precision)
-        k = len(meta["class_names"])
-        challenger = score(tracking.load_registered_keras(self.name, self.challenger), self.challenger, splits, k, rc.metric)
+        challenger = score(
+            tracking.load_registered_keras(self.name, self.challenger), self.challenger, splits, task, rc.metric, self.cfg.task
+        )
         champion: Optional[Scored] = None
         if champion_v is not None:
             model = tracking.load_registered_keras(self.name, champion_v)  # cannot load: a failure
             try:
-                champion = score(model, champion_v, splits, k, rc.metric)
+                champion = score(model, champion_v, splits, task, rc.metric, self.cfg.task)
             except Exception as exc:  # noqa: BLE001 - e.g. another input shape or class count
                 champion = Scored(champion_v, None, None, error=tracking.error_text(exc))
         promote, reason = decide(rc, challenger, champion)

@@ -13,3 +13,5 @@ METRICS_FILE = REPORTS / "metrics.json"
 TRAIN_INFO_FILE = REPORTS / "train.json"
 PLOTS = REPORTS / "plots"
 DIAGNOSIS_FILE = REPORTS / "diagnosis.md"
+# per class (classification), per label (multilabel) or per target range (regression), on test
+BREAKDOWN_FILE = REPORTS / "breakdown.json"

@@ -1,4 +1,4 @@
-"""evaluate: metrics on every split, the gaps, plots and a diagnosis, into the same run."""
+"""evaluate: the task's metrics on every split, the gaps, plots and a diagnosis, into the same run."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from .. import provenance, runtime, tracking
 from ..config import Config
 from ..data.layout import read_meta
 from ..diagnosis import as_markdown, diagnose
-from ..files import load_arrays, read_json, write_json, write_text
+from ..files import atomic_dir, load_arrays, read_json, write_json, write_text
 from ..regularization import techniques
+from ..tasks import TaskSpec, spec_from_meta
 from ..tracking.run_record import RUN_FILE, RunRecord
-from . import DIAGNOSIS_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, split_file
+from . import BREAKDOWN_FILE, DIAGNOSIS_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, split_file
 
 
 def read_history(path: Path = HISTORY_FILE) -> dict[str, list[float]]:
@@ -47,21 +48,65 @@ def per_class_report(matrix: np.ndarray, class_names: list[str]) -> list[dict[st
     return rows
 
 
+def regression_breakdown(y: np.ndarray, pred: np.ndarray, bins: int = 5) -> list[dict[str, Any]]:
+    """Errors per quintile of the true target: where in its range the model is wrong."""
+    y = np.asarray(y, dtype="float64")
+    pred = np.asarray(pred, dtype="float64").reshape(-1)
+    order = np.argsort(y, kind="stable")
+    rows = []
+    for part in np.array_split(order, min(bins, len(y))):
+        resid = pred[part] - y[part]
+        rows.append(
+            {"target_from": round(float(y[part].min()), 6), "target_to": round(float(y[part].max()), 6),
+             "rmse": round(float(np.sqrt(np.mean(resid**2))), 6), "mean_residual": round(float(resid.mean()), 6),
+             "support": int(len(part))}
+        )
+    return rows
+
+
+def task_reports(task: TaskSpec, y: np.ndarray, pred: np.ndarray, cfg: Config, out: Path) -> tuple[list[dict[str, Any]], list[Path]]:
+    """The test split's breakdown (per class, per label or per target range) and the task's
+    own plots, written into ``out``: confusion matrix (single-label classification), ROC and
+    PR curves (binary), per-label scores (multilabel), calibration (every classifier),
+    predicted vs actual and residuals (regression)."""
+    from .. import plots, scoring
+
+    pngs: list[Path] = []
+    if task.name == "regression":
+        pngs.append(plots.regression_plot(y, pred, out / "regression.png"))
+        return regression_breakdown(y, pred), pngs
+    if task.name == "multilabel":
+        report = scoring.per_label(y, pred, cfg.task.threshold, list(task.labels))
+        pngs.append(plots.per_label_plot(report, out / "per_label.png"))
+    else:
+        if task.name == "binary":
+            y_pred = (pred.reshape(-1) >= cfg.task.threshold).astype(np.int64)
+            pngs.append(plots.roc_pr_plot(y, pred.reshape(-1), out / "roc_pr.png"))
+        else:
+            y_pred = np.argmax(pred, axis=1)
+        matrix = confusion(y, y_pred, len(task.labels))
+        report = per_class_report(matrix, list(task.labels))
+        pngs.append(plots.confusion_matrix_plot(matrix, list(task.labels), out / "confusion_matrix.png"))
+    bins = scoring.reliability(task.name, y, pred, cfg.task.calibration_bins)
+    pngs.append(plots.reliability_plot(bins, out / "reliability.png", "Calibration (test)"))
+    return report, pngs
+
+
 def evaluate(cfg: Config) -> dict[str, Any]:
     runtime.configure(cfg.train.seed, cfg.train.deterministic, cfg.train.accelerator, cfg.train.precision)
     from .. import plots
-    from ..model_io import load_model
     from ..evaluation import evaluate_splits
+    from ..gap import predictions
+    from ..model_io import load_model
 
     meta = read_meta()
-    class_names = list(meta["class_names"])
-    k = len(class_names)
+    task = spec_from_meta(meta)
     model = load_model(MODEL_FILE)
     splits = {}
     for name in SPLITS:
         arrays = load_arrays(split_file(name))
         splits[name] = (arrays["x"], arrays["y"])
-    scores = evaluate_splits(model, splits, k)
+    scores = evaluate_splits(model, splits, task, cfg.task)
     info = read_json(TRAIN_INFO_FILE)
     metrics = {key: round(value, 6) for key, value in scores.items()}
     metrics.update(
@@ -73,12 +118,9 @@ def evaluate(cfg: Config) -> dict[str, Any]:
         }
     )
     x_test, y_test = splits["test"]
-    y_pred = np.argmax(model.predict(x_test, batch_size=512, verbose=0), axis=1)
-    matrix = confusion(y_test, y_pred, k)
-    report = per_class_report(matrix, class_names)
     verdict = diagnose(
         metrics,
-        k,
+        task,
         info["onset_epoch"],
         info.get("techniques", techniques(cfg)),
         batch_size=cfg.train.batch_size,
@@ -88,13 +130,16 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     history = read_history()
 
     write_json(METRICS_FILE, metrics)
-    write_json(PLOTS / "per_class.json", report)
     write_text(DIAGNOSIS_FILE, as_markdown(verdict))
-    pngs = [
-        plots.learning_curves(history, PLOTS / "learning_curves.png"),
-        plots.gap_curve(history, PLOTS / "gap_curve.png", info["onset_epoch"]),
-        plots.confusion_matrix_plot(matrix, class_names, PLOTS / "confusion_matrix.png"),
-    ]
+    with atomic_dir(PLOTS) as tmp:  # this task's plots only: none left from another task
+        report, task_pngs = task_reports(task, y_test, predictions(model, x_test), cfg, tmp)
+        pngs = [
+            plots.learning_curves(history, tmp / "learning_curves.png", task.headline),
+            plots.gap_curve(history, tmp / "gap_curve.png", info["onset_epoch"], task.headline),
+            *task_pngs,
+        ]
+    pngs = [PLOTS / png.name for png in pngs]
+    write_json(BREAKDOWN_FILE, report)
     print(as_markdown(verdict).strip())
 
     # The run train opened; skipped with a one-line warning when there is none here (train
@@ -114,7 +159,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
             tracking.log_tags({"diagnosis": verdict["verdict"], **stages})
             for png in pngs:
                 tracking.log_artifact(png, "plots")
-            for path in (METRICS_FILE, DIAGNOSIS_FILE, PLOTS / "per_class.json"):
+            for path in (METRICS_FILE, DIAGNOSIS_FILE, BREAKDOWN_FILE):
                 tracking.log_artifact(path, "reports")
             if Path("dvc.lock").is_file():
                 tracking.log_text_file(Path("dvc.lock"), "reports")
@@ -123,6 +168,6 @@ def evaluate(cfg: Config) -> dict[str, Any]:
                     tracking.registry(cfg.tracking),
                     record.registered_model,
                     record.model_version,
-                    {key: metrics[key] for key in ("test_accuracy", "val_accuracy", "gap_accuracy_test", "gap_accuracy_val")},
+                    {key: metrics[key] for key in (f"test_{task.headline}", f"val_{task.headline}", f"gap_{task.headline}_test", f"gap_{task.headline}_val")},
                 )
     return metrics

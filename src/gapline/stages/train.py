@@ -17,6 +17,7 @@ from ..files import load_arrays, write_json, write_text
 from ..model_io import save_model
 from ..models import warm_start
 from ..regularization import technique_label, techniques
+from ..tasks import for_run
 from ..tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
 from . import AUGMENTED, HISTORY_FILE, METRICS_FILE, MODEL_FILE, TRAIN_INFO_FILE, split_file
 
@@ -35,8 +36,17 @@ def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
     return provenance.json_digest({**parts, "data": meta["fingerprint"], **({"model_files": files} if files else {})})
 
 
-def history_csv(history: dict[str, list[float]]) -> str:
-    """Per-epoch history as CSV (1-based ``epoch`` first) for DVC plots."""
+def history_csv(history: dict[str, list[float]], headline: str | None = None) -> str:
+    """Per-epoch history as CSV (1-based ``epoch`` first) for DVC plots. ``headline``: the
+    task's headline metric, repeated as ``train_eval_headline``, ``val_headline`` and
+    ``gap_headline`` so dvc.yaml's plots read the same columns for every task."""
+    if headline is not None and f"gap_{headline}" in history:
+        history = {
+            **history,
+            "train_eval_headline": history[f"train_eval_{headline}"],
+            "val_headline": history[f"val_{headline}"],
+            "gap_headline": history[f"gap_{headline}"],
+        }
     keys = sorted(history)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -60,6 +70,7 @@ def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any], model: Any 
         "gapline.version": gapline.__version__,
         "techniques": technique_label(cfg, model_shares_weights(cfg, model)),
         "stage": "train",
+        "task": str(meta.get("task", "multiclass")),
         "processes": runtime.process()[1],
     }
 
@@ -106,10 +117,10 @@ def train_worker(cfg: Config, index: int, processes: int) -> dict[str, Any]:
 
     meta = read_meta()
     fit, train_split, val = training_arrays(cfg)
-    num_classes = len(meta["class_names"])
-    model = build_compiled(cfg, tuple(fit["x"].shape[1:]), num_classes, len(fit["x"]))
+    task = for_run(cfg, meta)
+    model = build_compiled(cfg, tuple(fit["x"].shape[1:]), task, len(fit["x"]))
     result = train_model(
-        cfg, fit["x"], fit["y"], val["x"], val["y"], num_classes,
+        cfg, fit["x"], fit["y"], val["x"], val["y"], task,
         gap_x=train_split["x"], gap_y=train_split["y"], model=model,
     )
     print(f"process {index} of {processes}: trained {result.epochs_run} epochs; weights {weights_digest(result.model)}")
@@ -134,11 +145,11 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
         if closed:
             print(f"closed MLflow run {closed} of a killed train stage as KILLED")
         ACTIVE_RUN_FILE.unlink()
+    task = for_run(cfg, meta)
     fit, train_split, val = training_arrays(cfg)
-    num_classes = len(meta["class_names"])
     # Built before the run opens: a config the model cannot honour fails with no run at all.
     warm: dict[str, Any] = {}  # what model.init_from copied, when set
-    model = build_compiled(cfg, tuple(fit["x"].shape[1:]), num_classes, len(fit["x"]), warm_start=warm)
+    model = build_compiled(cfg, tuple(fit["x"].shape[1:]), task, len(fit["x"]), warm_start=warm)
 
     with tracking.run(cfg) as active:
         callbacks = []
@@ -158,7 +169,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             fit["y"],
             val["x"],
             val["y"],
-            num_classes,
+            task,
             callbacks=callbacks,
             gap_x=train_split["x"],
             gap_y=train_split["y"],
@@ -172,9 +183,10 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             for epoch in range(min(resumed, result.epochs_run)):  # an early stop ends before train.epochs
                 tracking.log_metrics({k: v[epoch] for k, v in result.history.items()}, step=epoch + 1)
         save_model(result.model, MODEL_FILE)
-        write_text(HISTORY_FILE, history_csv(result.history))
+        write_text(HISTORY_FILE, history_csv(result.history, task.headline))
         onset = overfitting_onset(result.history["loss"], result.history["val_loss"])
         info = {
+            "task": task.name,
             "epochs_run": result.epochs_run,
             "best_epoch": onset.best_epoch,
             "onset_epoch": onset.onset_epoch,
