@@ -129,9 +129,11 @@ def test_evaluate_splits_keys_and_gap_relations() -> None:
         "test": (np.vstack([eye[y[:3]], eye[(y[3:] + 1) % 3]]), y),  # half right
     }
     out = evaluate_splits(model, splits, 3)
-    assert set(out) == {
-        "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
-        "gap_accuracy_val", "gap_loss_val", "gap_accuracy_test", "gap_loss_test",
+    # multiclass: loss, accuracy, macro F1 and calibration error (3 classes: no top-5) per
+    # split, each with its gap against val and test
+    names = ("loss", "accuracy", "macro_f1", "ece")
+    assert set(out) == {f"{s}_{n}" for s in ("train", "val", "test") for n in names} | {
+        f"gap_{n}_{s}" for s in ("val", "test") for n in names
     }
     assert out["train_accuracy"] == pytest.approx(1.0)
     assert out["val_accuracy"] == pytest.approx(0.0)
@@ -143,6 +145,8 @@ def test_evaluate_splits_keys_and_gap_relations() -> None:
     assert out["gap_loss_val"] > out["gap_loss_test"] > 0
     for other in ("val", "test"):
         assert out[f"gap_accuracy_{other}"] == pytest.approx(out["train_accuracy"] - out[f"{other}_accuracy"], abs=1e-9)
+        # an error's gap points the other way: the split's error minus train's
+        assert out[f"gap_ece_{other}"] == pytest.approx(out[f"{other}_ece"] - out["train_ece"], abs=1e-9)
         assert out[f"gap_loss_{other}"] == pytest.approx(out[f"{other}_loss"] - out["train_loss"], abs=1e-9)
     # Softmax of 5 * one-hot: the true class gets e^5 / (e^5 + 2).
     assert out["train_loss"] == pytest.approx(-np.log(np.exp(5) / (np.exp(5) + 2)), rel=1e-4)
