@@ -148,7 +148,7 @@ def read_labels(
     if task == "multilabel":
         raise _misfit(
             task,
-            "auto or a task for one label per sample (multiclass, binary, regression)",
+            "auto, multiclass, binary or regression",
             f"{field} of {source} is one label per sample; a multilabel task reads several 0/1 "
             "columns (data.label_columns in a CSV, a 2-d y of shape (n, labels) in an npz)",
         )
@@ -160,7 +160,7 @@ def read_labels(
         bad = ~np.isfinite(v)
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
-            what = "target values" if task == "regression" else "labels"
+            what = {"regression": "target values", "auto": "values"}.get(task, "labels")
             raise DataError(
                 f"{field} of {source} has {int(bad.sum())} NaN/infinite {what} (first at "
                 f"{rows(first)}: {_py(v[first])!r}): expected a finite number for every sample"
@@ -211,9 +211,10 @@ def _auto_integers(ints: np.ndarray, source: str, field: str) -> str:
         if k > AUTO_MAX_CLASSES
         else f"{rare} of them seen fewer than {AUTO_MIN_PER_CLASS} times, and they are not class indices 0..{k - 1}"
     )
+    shown = ", ".join(str(_py(u)) for u in uniques[:3]) + ", ..."
     raise DataError(
         f"task.type='auto' cannot tell the task of {field} of {source}: it holds {k} distinct "
-        f"integers ({_show([_py(u) for u in uniques], 3)}; {why}); set task.type=multiclass if "
+        f"integers ({shown}; {why}); set task.type=multiclass if "
         "they are class labels or task.type=regression if they are numbers to predict"
     )
 

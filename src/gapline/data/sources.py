@@ -336,7 +336,8 @@ def load_csv(
     label_values = frame[targets].to_numpy() if len(targets) > 1 else frame[targets[0]].to_numpy()
     if label_values.dtype.kind == "O":
         label_values = label_values.astype(str)
-    x = _to_float32(frame[features].to_numpy(), source)
+    # float64 first: a bool column beside numbers would make an object array
+    x = _to_float32(frame[features].to_numpy(dtype=np.float64), source)
     labels = read_labels(
         label_values,
         task,
