@@ -434,7 +434,8 @@ def load_image_folder(
     if not class_dirs:
         raise DataError(f"data.path={str(root)!r} has no class subfolders: expected {expected}")
     where = f"data.path={str(root)!r}"
-    folders = f"{len(class_dirs)} class folder{'s' if len(class_dirs) != 1 else ''} ({', '.join(d.name for d in class_dirs[:5])}{', ...' if len(class_dirs) > 5 else ''})"
+    shown = ", ".join(d.name for d in class_dirs[:5]) + (", ..." if len(class_dirs) > 5 else "")
+    folders = f"{len(class_dirs)} class folder{'s' if len(class_dirs) != 1 else ''} ({shown})"
     allowed = ("multiclass", "binary") if len(class_dirs) == 2 else ("multiclass",)
     task = fixed_task(task, where, allowed, f"one class per image in {folders}")
     files_by_class = [sorted((f for f in d.iterdir() if _is_image_file(f)), key=lambda f: f.name) for d in class_dirs]
