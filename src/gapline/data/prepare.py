@@ -8,36 +8,62 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gapline.config import Config, DataConfig
-from gapline.errors import ConfigError, bad_value
+from gapline.errors import ConfigError, DataError, bad_value
 from gapline.data.fingerprint import file_digest, fingerprint, tree_digest
-from gapline.data.sources import Dataset, load_csv, load_digits, load_image_folder, load_npz, validate_dataset
-from gapline.data.split import stratified_split, stratified_subset
+from gapline.data.sources import (
+    Dataset,
+    load_breast_cancer,
+    load_csv,
+    load_diabetes,
+    load_digits,
+    load_image_folder,
+    load_npz,
+    validate_dataset,
+)
+from gapline.data.split import task_split, task_subset
+from gapline.tasks import target_stats
+
+#: Sources bundled with scikit-learn (no path, no download), and their loaders.
+BUNDLED = {"digits": load_digits, "breast_cancer": load_breast_cancer, "diabetes": load_diabetes}
 
 
-def load_source(data: DataConfig) -> Dataset:
-    if data.source == "digits":
-        return load_digits()
+def load_source(data: DataConfig, task: str = "auto") -> Dataset:
+    """The configured source read for ``task`` (``cfg.task.type``; auto resolved from the
+    labels, see :mod:`gapline.data.labels`): ``Dataset.task`` is the task it resolved to.
+
+    ``task=binary`` with ``data.classes`` reads the labels as classes (the source may have
+    more than 2): :func:`split_source` keeps the 2 named ones and makes the task binary.
+    """
+    read_as = "multiclass" if task == "binary" and data.classes else task
+    if data.source in BUNDLED:
+        return BUNDLED[data.source](read_as)
     if data.source == "npz":
-        return load_npz(data.path)
+        return load_npz(data.path, read_as)
     if data.source == "csv":
-        return load_csv(data.path, data.label_column)
+        return load_csv(data.path, data.label_column, read_as, label_columns=tuple(data.label_columns))
     return load_image_folder(
-        data.path, tuple(data.image_size), data.color_mode, data.on_corrupt  # type: ignore[arg-type]
+        data.path, tuple(data.image_size), data.color_mode, data.on_corrupt, read_as  # type: ignore[arg-type]
     )
 
 
 def source_digest(data: DataConfig) -> str:
     """Lineage of the raw input: a file or folder digest, or the bundled dataset's name."""
-    if data.source == "digits":
-        return "sklearn.datasets.load_digits"
+    if data.source in BUNDLED:
+        return f"sklearn.datasets.load_{data.source}"
     path = Path(data.path)
     return tree_digest(path) if path.is_dir() else file_digest(path)
+
+
+def source_name(data: DataConfig) -> str:
+    """How messages name the source: the bundled set's name or the path."""
+    return data.source if data.source in BUNDLED else data.path
 
 
 def select_classes(ds: Dataset, classes: Sequence[str], source: str) -> Dataset:
@@ -68,32 +94,60 @@ def select_classes(ds: Dataset, classes: Sequence[str], source: str) -> Dataset:
     new_label = np.full(len(ds.class_names), -1, dtype=np.int64)
     new_label[kept] = np.arange(len(kept), dtype=np.int64)
     rows = np.flatnonzero(new_label[ds.y] >= 0)
-    return Dataset(
+    return replace(
+        ds,
         x=np.ascontiguousarray(ds.x[rows]),
         y=new_label[ds.y[rows]],
         class_names=tuple(ds.class_names[i] for i in kept),
-        kind=ds.kind,
-        skipped=ds.skipped,
     )
 
 
 def split_source(cfg: Config, ds: Dataset | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Load (unless given), validate, keep ``data.classes``, split and subset in memory:
-    ``({split: {x, y}}, meta)``.
+    """Load (unless given) for ``cfg.task.type``, validate, keep ``data.classes``, split and
+    subset in memory: ``({split: {x, y}}, meta)``.
 
-    Pure: the prepare stage writes what this returns; the learning curve and the study call
-    it directly (passing an already-loaded ``ds`` to load the source once).
+    Splits are stratified per task (:func:`gapline.data.split.task_split`). ``meta["task"]``
+    is the resolved task; a regression's ``meta["target"]`` holds the mean and std of the
+    training split's target (after ``data.train_fraction``), which the model standardizes
+    with. Pure: the prepare stage writes what this returns; the learning curve and the study
+    call it directly (passing an already-loaded ``ds``, from :func:`load_source` with the same
+    task, to load the source once).
     """
     data = cfg.data
+    task = cfg.task.type
     if ds is None:
-        ds = load_source(data)
+        ds = load_source(data, task)
         validate_dataset(ds, data.source)
+    if data.classes and ds.task not in ("multiclass", "binary"):
+        raise ConfigError(
+            bad_value(
+                "data.classes",
+                [str(c) for c in data.classes],
+                f"empty for task {ds.task}: it keeps classes of a multiclass or binary task",
+            )
+        )
     source_names = list(ds.class_names)
-    ds = select_classes(ds, data.classes, data.path if data.source != "digits" else data.source)
-    train_idx, val_idx, test_idx = stratified_split(
-        ds.y, data.val_fraction, data.test_fraction, data.seed, class_names=ds.class_names
+    ds = select_classes(ds, data.classes, source_name(data))
+    if task == "binary" and ds.task != "binary":
+        if len(ds.class_names) != 2:
+            raise ConfigError(
+                bad_value(
+                    "data.classes",
+                    [str(c) for c in data.classes],
+                    f"exactly 2 classes for task.type=binary (data source {source_name(data)!r} "
+                    f"has {len(source_names)})",
+                )
+            )
+        ds = replace(ds, task="binary")
+    if task != "auto" and ds.task != task:
+        raise DataError(
+            f"the dataset given was read for task {ds.task!r} but task.type={task!r}: expected "
+            "it loaded with load_source(cfg.data, cfg.task.type)"
+        )
+    train_idx, val_idx, test_idx = task_split(
+        ds.y, ds.task, data.val_fraction, data.test_fraction, data.seed, class_names=ds.class_names
     )
-    keep = stratified_subset(ds.y[train_idx], data.train_fraction, data.seed)
+    keep = task_subset(ds.y[train_idx], ds.task, data.train_fraction, data.seed)
     indices = {"train": train_idx[keep], "val": val_idx, "test": test_idx}
     splits = {name: {"x": ds.x[idx], "y": ds.y[idx]} for name, idx in indices.items()}
     fingerprints = {name: fingerprint(arrays) for name, arrays in splits.items()}
@@ -101,6 +155,7 @@ def split_source(cfg: Config, ds: Dataset | None = None) -> tuple[dict[str, dict
         "source": data.source,
         "source_digest": source_digest(data),
         "kind": ds.kind,
+        "task": ds.task,
         "class_names": list(ds.class_names),
         "input_shape": list(ds.x.shape[1:]),
         "counts": {name: int(len(idx)) for name, idx in indices.items()},
@@ -108,6 +163,8 @@ def split_source(cfg: Config, ds: Dataset | None = None) -> tuple[dict[str, dict
         "fingerprints": fingerprints,
         "fingerprint": combined_fingerprint(fingerprints),
     }
+    if ds.task == "regression":
+        meta["target"] = target_stats(splits["train"]["y"])
     if data.classes:  # lineage: a subset of the source's classes (absent otherwise: meta unchanged)
         meta["class_filter"] = {"classes": list(ds.class_names), "source_class_names": source_names}
     return splits, meta

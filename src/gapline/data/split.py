@@ -4,6 +4,11 @@ Implemented with numpy's ``default_rng`` (PCG64) rather than scikit-learn so tha
 indices depend only on the labels and the seed -- identical across runs, processes,
 platforms and library upgrades -- and so that every class is guaranteed a place in every
 split with a simple, explainable minimum (see :func:`min_samples_per_class`).
+
+Every task splits through the same per-stratum algorithm (:func:`task_split`,
+:func:`task_subset`); only the strata differ (:func:`strata`): the class for multiclass and
+binary (the labels themselves, so those splits are exactly :func:`stratified_split`'s), the
+label combination for multilabel and a target quantile for regression.
 """
 
 from __future__ import annotations
@@ -15,7 +20,20 @@ import numpy as np
 
 from gapline.errors import DataError, bad_value
 
-__all__ = ["min_samples_per_class", "stratified_split", "stratified_subset"]
+__all__ = [
+    "MAX_QUANTILE_BINS",
+    "min_samples_per_class",
+    "multilabel_strata",
+    "quantile_strata",
+    "strata",
+    "stratified_split",
+    "stratified_subset",
+    "task_split",
+    "task_subset",
+]
+
+#: regression: at most this many target-quantile strata.
+MAX_QUANTILE_BINS = 10
 
 
 def _round_half_up(value: float) -> int:
@@ -146,3 +164,90 @@ def stratified_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
         keep = min(len(members), max(1, _round_half_up(len(members) * f)))
         parts.append(rng.permutation(members)[:keep])
     return np.sort(np.concatenate(parts)).astype(np.int64)
+
+
+def multilabel_strata(y: np.ndarray) -> np.ndarray:
+    """One int64 stratum per row of a 0/1 ``(n, L)`` array: its label combination.
+
+    Combinations seen fewer than :func:`min_samples_per_class` times are pooled into one
+    stratum; if that pool is itself too small it joins the largest stratum. So every stratum
+    can give train, val and test a row once ``n >= 3``, and frequent combinations keep their
+    proportions in every split.
+    """
+    arr = np.asarray(y)
+    if arr.ndim != 2 or len(arr) == 0:
+        raise DataError(f"multilabel targets have shape {arr.shape}: expected a non-empty (n, labels) array")
+    _, inverse, counts = np.unique(arr, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1).astype(np.int64)
+    need = min_samples_per_class()
+    rare = counts < need
+    if rare.any():
+        pool = len(counts)  # an id of its own, after every combination's
+        pooled = rare[inverse]
+        if int(counts[rare].sum()) >= need:
+            inverse[pooled] = pool
+        else:
+            inverse[pooled] = int(np.argmax(np.where(rare, -1, counts))) if not rare.all() else pool
+    return inverse
+
+
+def quantile_strata(y: np.ndarray, max_bins: int = MAX_QUANTILE_BINS) -> np.ndarray:
+    """One int64 stratum per sample of a numeric target: its quantile bin.
+
+    Bins are rank-based and of equal size (ties broken by position, so the result is
+    deterministic): ``min(max_bins, n // 3)`` bins (at least 1), so each holds at least
+    :func:`min_samples_per_class` samples once ``n >= 3``.
+    """
+    arr = np.asarray(y, dtype=np.float64)
+    if arr.ndim != 1 or len(arr) == 0:
+        raise DataError(f"regression targets have shape {arr.shape}: expected a non-empty 1-d array")
+    n = len(arr)
+    bins = max(1, min(int(max_bins), n // min_samples_per_class()))
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[np.argsort(arr, kind="stable")] = np.arange(n, dtype=np.int64)
+    return ranks * bins // n
+
+
+def strata(y: np.ndarray, task: str) -> np.ndarray:
+    """What a split of ``task`` stratifies on: the labels (multiclass, binary), the label
+    combination (multilabel, :func:`multilabel_strata`) or the target quantile (regression,
+    :func:`quantile_strata`)."""
+    if task == "multilabel":
+        return multilabel_strata(y)
+    if task == "regression":
+        return quantile_strata(y)
+    if task in ("multiclass", "binary"):
+        return np.asarray(y)
+    raise DataError(bad_value("task", task, "multiclass, binary, multilabel or regression"))
+
+
+def task_split(
+    y: np.ndarray,
+    task: str,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    *,
+    class_names: Sequence[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`stratified_split` on the strata of ``task`` (:func:`strata`).
+
+    Multiclass and binary give exactly :func:`stratified_split`'s indices for ``y``.
+    """
+    if task in ("multilabel", "regression"):
+        n = len(np.asarray(y))
+        need = min_samples_per_class()
+        if n < need:
+            raise DataError(
+                f"the data has only {n} sample{'s' if n != 1 else ''}: expected at least {need} so "
+                f"that train, val and test each get one (val_fraction={val_fraction}, "
+                f"test_fraction={test_fraction})"
+            )
+        class_names = None
+    return stratified_split(strata(y, task), val_fraction, test_fraction, seed, class_names=class_names)
+
+
+def task_subset(y: np.ndarray, task: str, fraction: float, seed: int) -> np.ndarray:
+    """:func:`stratified_subset` on the strata of ``task``: ``data.train_fraction`` keeps
+    that share of each class, label combination or target quantile of the training split."""
+    return stratified_subset(strata(y, task), fraction, seed)
