@@ -54,7 +54,7 @@ def learning_curve(cfg: Config, fractions: Sequence[float]) -> list[dict[str, An
     for f in fractions:
         if not 0.0 < f <= 1.0:
             raise ConfigError(bad_value("fractions", list(fractions), "fractions in (0, 1]"))
-    ds = load_source(cfg.data)
+    ds = load_source(cfg.data, cfg.task.type)
     validate_dataset(ds, cfg.data.source)
     return [
         curve_row(fraction, run_trial(with_fraction(cfg, fraction), ds).row())
