@@ -50,7 +50,7 @@ def test_retrain_defaults_compose_from_conf(conf_project: Path) -> None:
 
     cfg = compose_config([], conf_project)
     assert cfg.retrain == RetrainConfig()
-    assert cfg.retrain.metric == "test_accuracy"
+    assert cfg.retrain.metric == "auto"
     assert cfg.retrain.lock_file == ".gapline/retrain.lock"
     tuned = compose_config(["retrain.metric=val_accuracy", "retrain.margin=0.01"], conf_project)
     assert (tuned.retrain.metric, tuned.retrain.margin) == ("val_accuracy", 0.01)
@@ -59,10 +59,11 @@ def test_retrain_defaults_compose_from_conf(conf_project: Path) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("metric", "f1", "one of test_accuracy, val_accuracy"),
+        ("metric", "f1", "one of auto, test_accuracy, test_auc, test_rmse"),
         ("margin", -0.1, "a number in [0, 1]"),
-        ("max_gap", 1.5, "a number in [0, 1]"),
-        ("min_score", 2.0, "a number in [0, 1]"),
+        ("max_gap", -0.5, "a number in [0, inf)"),
+        ("min_score", 2.0, "a number in [-1e+09, 1]"),
+        ("max_error", -1.0, "a number in [0, inf)"),
         ("lock_file", " ", "a non-empty path"),
         ("report", "", "a non-empty path"),
     ],
@@ -339,7 +340,8 @@ def test_first_retrain_promotes_when_the_floor_is_met(project: Path) -> None:
     run = _retrain_run(project, report["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["retrain.decision"] == "promoted"
-    assert run.data.params["retrain.metric"] == "test_accuracy"
+    assert run.data.params["retrain.metric"] == "auto"  # as configured; auto: the task's headline on test
+    assert run.data.params["retrain.judged_on"] == "test_accuracy"
     assert run.data.metrics["challenger_score"] == pytest.approx(report["challenger"]["score"])
     assert "champion_score" not in run.data.metrics
     assert "promoted" in proc.stdout and f"@champion -> v{first}" in proc.stdout

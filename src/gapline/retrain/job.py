@@ -151,6 +151,7 @@ class RetrainJob:
     started_at: str = ""
     run_id: str = ""
     challenger: str = ""  # the version the pipeline registered
+    judged_on: str = ""  # retrain.metric with auto resolved for the prepared data's task
     verdict: Optional[Verdict] = None
     failure: Optional[tuple[ExitCode, str]] = None
     finished_at: str = ""
@@ -189,7 +190,7 @@ class RetrainJob:
         return {
             "registered_model": self.name,
             "tracking_uri": self.tracking_uri,
-            "metric": rc.metric,
+            "metric": self.judged_on or rc.metric,
             "margin": rc.margin,
             "max_gap": rc.max_gap,
             "min_score": rc.min_score,
@@ -329,6 +330,8 @@ class RetrainJob:
         rc, t, champion_v = self.cfg.retrain, self.cfg.train, self.champion.version
         task = spec_from_meta(meta)
         rc = dataclasses.replace(rc, metric=retrain_metric(rc.metric, task.name))
+        self.judged_on = rc.metric
+        tracking.log_params({"retrain.judged_on": rc.metric})
         runtime.configure(t.seed, t.deterministic, t.accelerator, t.precision)
         challenger = score(
             tracking.load_registered_keras(self.name, self.challenger), self.challenger, splits, task, rc.metric, self.cfg.task
