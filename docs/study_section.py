@@ -14,6 +14,7 @@ import argparse
 import csv
 import math
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
@@ -32,11 +33,11 @@ def _pts(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
-def _units(value: float) -> str:
-    """An error in the target's units (RMSE), to three significant digits."""
+def _decimals(value: float) -> int:
+    """Three significant digits for a value in the target's units (54.2, 0.0345, 1234)."""
     if not math.isfinite(value) or value == 0:
-        return f"{value:.3f}"
-    return f"{value:.{int(min(6, max(0, 2 - math.floor(math.log10(abs(value))))))}f}"
+        return 3
+    return int(min(6, max(0, 2 - math.floor(math.log10(abs(value))))))
 
 
 class Metric:
@@ -46,7 +47,8 @@ class Metric:
 
     LABELS = {"accuracy": "accuracy", "auc": "AUC", "rmse": "RMSE"}
 
-    def __init__(self, columns: list[str]) -> None:
+    def __init__(self, columns: list[str], typical: float = float("nan")) -> None:
+        self.decimals = _decimals(typical)  # as the table has them: three digits of a typical test value
         self.name = next((m for m in ("rmse", "auc", "accuracy") if f"test_{m}_mean" in columns), "accuracy")
         self.label = self.LABELS[self.name]
         self.score = self.name != "rmse"
@@ -60,22 +62,27 @@ class Metric:
         """A test value as a sentence says it: ``98.7 % test accuracy``, ``a test RMSE of 54.2``."""
         if self.score:
             return f"{_pts(value)}{'' if std is None else ' ± ' + _pts(std)} % test {self.label}"
-        return f"a test {self.label} of {_units(value)}{'' if std is None else ' ± ' + _units(std)}"
+        return f"a test {self.label} of {self.units(value)}{'' if std is None else ' ± ' + self.units(std)}"
 
     def amount(self, value: float) -> str:
         """A gap or a difference: points for a score, units for an error."""
-        return f"{_pts(value)} points" if self.score else _units(value)
+        return f"{_pts(value)} points" if self.score else self.units(value)
 
     def number(self, value: float) -> str:
-        return _pts(value) if self.score else _units(value)
+        return _pts(value) if self.score else self.units(value)
+
+    def units(self, value: float) -> str:
+        return f"{value:.{self.decimals}f}"
 
 
 def render(study_dir: Path) -> str:
     """The README block: the table as the study wrote it, and the sentences its numbers make."""
     table = (study_dir / "study.md").read_text(encoding="utf-8").strip()
     raw = _rows(study_dir / "study.csv")
-    m = Metric(list(raw[0]) if raw else [])
     rows = {r["technique"]: r for r in raw}
+    m = Metric(list(raw[0]) if raw else [])
+    tests = [float(r[m.test + "_mean"]) for r in raw if r.get(m.test + "_mean") not in (None, "", "nan")]
+    m = Metric(list(raw[0]) if raw else [], statistics.median(tests) if tests else float("nan"))
     num = {name: {k: float(v) for k, v in r.items() if k not in ("technique", "techniques", "task") and v != ""} for name, r in rows.items()}
     test = {n: num[n][m.test + "_mean"] for n in num}
     classical = [n for n in num if n.endswith("(classical)")]
@@ -83,7 +90,7 @@ def render(study_dir: Path) -> str:
     # transfer_X vs scratch_X run on other data (their own split): compared with each other only
     pairs = [(n, "scratch_" + n[len("transfer_"):]) for n in num if n.startswith("transfer_") and "scratch_" + n[len("transfer_"):] in num]
     paired = {name for pair in pairs for name in pair}
-    best = m.best({n: test[n] for n in num if n not in paired})
+    best = m.best({n: test[n] for n in num if n not in paired and n not in classical})
     arms = [n for n in num if n not in classical and n not in paired]
     widest = max(arms, key=lambda n: num[n]["gap_loss_test_mean"])
     singles = sorted((n for n in arms if n not in ("baseline", best)), key=lambda n: -test[n] if m.score else test[n])
@@ -97,7 +104,7 @@ def render(study_dir: Path) -> str:
         if m.score:
             sentence += f", {_pts(diff)} points {'above' if diff >= 0 else 'below'} `{best_classical}`"
         else:
-            sentence += f", {_units(abs(diff))} {'lower' if diff <= 0 else 'higher'} than `{best_classical}`"
+            sentence += f", {m.units(abs(diff))} {'lower' if diff <= 0 else 'higher'} than `{best_classical}`"
     if "baseline" in num:
         sentence += (
             f"; its {m.label} gap is {m.amount(num[best][m.gap + '_mean'])}, against "

@@ -50,9 +50,9 @@ def with_fraction(cfg: Config, fraction: float) -> Config:
 def curve_row(fraction: float, row: Mapping[str, Any]) -> dict[str, Any]:
     """One point of the curve from a trial's flat row (``TrialResult.row()`` or a cached job):
     the one row shape both ``gapline learning-curve`` and the study write and plot, with the
-    task's headline (``task`` says which; a job cached before tasks existed is multiclass)."""
-    task = task_of(row)
-    return {"train_fraction": fraction, "task": task, **{k: row[k] for k in columns(task) if k in row}}
+    headline of the row's task (its ``task``; a job cached before tasks existed is multiclass).
+    The row's metric names say which headline it holds (``study.table.headline_of``)."""
+    return {"train_fraction": fraction, **{k: row[k] for k in columns(task_of(row)) if k in row}}
 
 
 def learning_curve(cfg: Config, fractions: Sequence[float]) -> list[dict[str, Any]]:

@@ -92,8 +92,7 @@ def log_learning_curve(cfg: Config, rows: Sequence[Mapping[str, Any]], files: Se
             return
         from .regularization import technique_label
 
-        task = task_of(rows[0]) if rows else None
-        tracking.log_tags({"gapline.mode": "learning_curve", "techniques": technique_label(cfg), "task": task})
+        tracking.log_tags({"gapline.mode": "learning_curve", "techniques": technique_label(cfg)})
         for row in rows:
             tracking.log_metrics(
                 {f"learning_curve.{k}": v for k, v in row.items() if isinstance(v, (int, float))},

@@ -145,7 +145,7 @@ def finish_parent_run(parent_id: str, status: str = "FINISHED") -> str:
     client = mlflow.MlflowClient()
     children = child_runs(parent_id)
     heads = [headline_of_run(c.data.tags, c.data.metrics) for c in children]
-    head = max(set(heads), key=heads.count) if heads else "accuracy"
+    head = max(sorted(set(heads)), key=heads.count) if heads else "accuracy"
     nan = float("nan")
     rows = []
     for child in children:
