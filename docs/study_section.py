@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
@@ -31,32 +33,82 @@ def _pts(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
+def _decimals(value: float) -> int:
+    """Three significant digits for a value in the target's units (54.2, 0.0345, 1234)."""
+    if not math.isfinite(value) or value == 0:
+        return 3
+    return int(min(6, max(0, 2 - math.floor(math.log10(abs(value))))))
+
+
+class Metric:
+    """The study's headline metric, read from the CSV's columns (``test_<metric>_mean``):
+    accuracy or AUC (scores in [0, 1], higher is better: percent and points) or RMSE (an error
+    in the target's units, lower is better)."""
+
+    LABELS = {"accuracy": "accuracy", "auc": "AUC", "rmse": "RMSE"}
+
+    def __init__(self, columns: list[str], typical: float = float("nan")) -> None:
+        self.decimals = _decimals(typical)  # as the table has them: three digits of a typical test value
+        self.name = next((m for m in ("rmse", "auc", "accuracy") if f"test_{m}_mean" in columns), "accuracy")
+        self.label = self.LABELS[self.name]
+        self.score = self.name != "rmse"
+        self.test, self.gap = f"test_{self.name}", f"gap_{self.name}_test"
+        self.gap_text = f"{self.label} gap ({'train−test' if self.score else 'test−train'})"
+
+    def best(self, values: dict[str, float]) -> str:
+        return (max if self.score else min)(values, key=values.get)
+
+    def level(self, value: float, std: float | None = None) -> str:
+        """A test value as a sentence says it: ``98.7 % test accuracy``, ``a test RMSE of 54.2``."""
+        if self.score:
+            return f"{_pts(value)}{'' if std is None else ' ± ' + _pts(std)} % test {self.label}"
+        return f"a test {self.label} of {self.units(value)}{'' if std is None else ' ± ' + self.units(std)}"
+
+    def amount(self, value: float) -> str:
+        """A gap or a difference: points for a score, units for an error."""
+        return f"{_pts(value)} points" if self.score else self.units(value)
+
+    def number(self, value: float) -> str:
+        return _pts(value) if self.score else self.units(value)
+
+    def units(self, value: float) -> str:
+        return f"{value:.{self.decimals}f}"
+
+
 def render(study_dir: Path) -> str:
     """The README block: the table as the study wrote it, and the sentences its numbers make."""
     table = (study_dir / "study.md").read_text(encoding="utf-8").strip()
-    rows = {r["technique"]: r for r in _rows(study_dir / "study.csv")}
-    num = {name: {k: float(v) for k, v in r.items() if k not in ("technique", "techniques") and v != ""} for name, r in rows.items()}
+    raw = _rows(study_dir / "study.csv")
+    rows = {r["technique"]: r for r in raw}
+    m = Metric(list(raw[0]) if raw else [])
+    tests = [float(r[m.test + "_mean"]) for r in raw if r.get(m.test + "_mean") not in (None, "", "nan")]
+    m = Metric(list(raw[0]) if raw else [], statistics.median(tests) if tests else float("nan"))
+    num = {name: {k: float(v) for k, v in r.items() if k not in ("technique", "techniques", "task") and v != ""} for name, r in rows.items()}
+    test = {n: num[n][m.test + "_mean"] for n in num}
     classical = [n for n in num if n.endswith("(classical)")]
-    best_classical = max(classical, key=lambda n: num[n]["test_accuracy_mean"]) if classical else None
+    best_classical = m.best({n: test[n] for n in classical}) if classical else None
     # transfer_X vs scratch_X run on other data (their own split): compared with each other only
     pairs = [(n, "scratch_" + n[len("transfer_"):]) for n in num if n.startswith("transfer_") and "scratch_" + n[len("transfer_"):] in num]
     paired = {name for pair in pairs for name in pair}
-    best = max((n for n in num if n not in paired), key=lambda n: num[n]["test_accuracy_mean"])
+    best = m.best({n: test[n] for n in num if n not in paired and n not in classical})
     arms = [n for n in num if n not in classical and n not in paired]
     widest = max(arms, key=lambda n: num[n]["gap_loss_test_mean"])
-    singles = sorted((n for n in arms if n not in ("baseline", best)), key=lambda n: -num[n]["test_accuracy_mean"])
+    singles = sorted((n for n in arms if n not in ("baseline", best)), key=lambda n: -test[n] if m.score else test[n])
     curve = _rows(study_dir / "learning_curve.csv")
     first, last = curve[0], curve[-1]
 
     lines = [BEGIN, "", table, ""]
-    sentence = f"The top arm is `{best}`, at {_pts(num[best]['test_accuracy_mean'])} % test accuracy"
+    sentence = f"The top arm is `{best}`, at {m.level(test[best])}"
     if best_classical:
-        diff = num[best]["test_accuracy_mean"] - num[best_classical]["test_accuracy_mean"]
-        sentence += f", {_pts(diff)} points {'above' if diff >= 0 else 'below'} `{best_classical}`"
+        diff = test[best] - test[best_classical]
+        if m.score:
+            sentence += f", {_pts(diff)} points {'above' if diff >= 0 else 'below'} `{best_classical}`"
+        else:
+            sentence += f", {m.units(abs(diff))} {'lower' if diff <= 0 else 'higher'} than `{best_classical}`"
     if "baseline" in num:
         sentence += (
-            f"; its accuracy gap is {_pts(num[best]['gap_accuracy_test_mean'])} points, against "
-            f"{_pts(num['baseline']['gap_accuracy_test_mean'])} for the plain MLP (`baseline`)"
+            f"; its {m.label} gap is {m.amount(num[best][m.gap + '_mean'])}, against "
+            f"{m.number(num['baseline'][m.gap + '_mean'])} for the plain MLP (`baseline`)"
         )
     lines.append(sentence + ".")
     if singles:
@@ -68,10 +120,10 @@ def render(study_dir: Path) -> str:
         t, c = num[transfer], num[scratch]
         lines.append(
             f"`{transfer}` and `{scratch}` are the transfer comparison, on their own data and test split "
-            f"(`conf/study/default.yaml`): warm-started from a source model, {_pts(t['test_accuracy_mean'])} ± "
-            f"{_pts(t['test_accuracy_std'])} % test accuracy with an accuracy gap of {_pts(t['gap_accuracy_test_mean'])} "
-            f"points, against {_pts(c['test_accuracy_mean'])} ± {_pts(c['test_accuracy_std'])} % and "
-            f"{_pts(c['gap_accuracy_test_mean'])} points from scratch."
+            f"(`conf/study/default.yaml`): warm-started from a source model, {m.level(t[m.test + '_mean'], t[m.test + '_std'])} "
+            f"with {'an' if m.label[0] in 'aAR' else 'a'} {m.label} gap of {m.amount(t[m.gap + '_mean'])}, against "
+            f"{m.number(c[m.test + '_mean'])} ± {m.number(c[m.test + '_std'])}{' %' if m.score else ''} and "
+            f"{m.amount(c[m.gap + '_mean'])} from scratch."
         )
     onset = num[widest].get("onset_epoch_mean", -1.0)
     lines.append(
@@ -79,12 +131,13 @@ def render(study_dir: Path) -> str:
         + (f", onset at epoch {onset:.0f}" if onset >= 0 else "")
         + ")."
     )
+    samples = "training images" if m.name == "accuracy" else "training samples"
     lines.append(
-        f"On the learning curve (`study.learning_curve_arm`), the accuracy gap (train−test) goes from "
-        f"{_pts(float(first['gap_accuracy_test']))} points at {first['train_samples']} training images to "
-        f"{_pts(float(last['gap_accuracy_test']))} at {last['train_samples']} (`reports/study/learning_curve.csv`)."
+        f"On the learning curve (`study.learning_curve_arm`), the {m.gap_text} goes from "
+        f"{m.amount(float(first[m.gap]))} at {first['train_samples']} {samples} to "
+        f"{m.number(float(last[m.gap]))} at {last['train_samples']} (`reports/study/learning_curve.csv`)."
     )
-    lines += ["", "![Test accuracy and gap per technique](docs/study.png)", "", END]
+    lines += ["", f"![Test {m.label} and gap per technique](docs/study.png)", "", END]
     return "\n".join(lines)
 
 

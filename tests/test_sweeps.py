@@ -149,6 +149,10 @@ def test_grid_sweep_parent_summarizes_and_tags_the_best_child(grid: dict[str, An
     for child in children:
         assert any(child.info.run_id in r and child.info.run_name in r for r in rows)
     assert best.info.run_id in rows[0]  # best objective first
+    # the summary follows the children's task (here multiclass: its headline is accuracy)
+    assert summary.splitlines()[0].startswith("| job | objective | test accuracy | gap on accuracy (train−val) |")
+    assert parent.data.metrics["best_test_accuracy"] == pytest.approx(best.data.metrics["test_accuracy"])
+    assert parent.data.tags["task"] == "multiclass" and all(c.data.tags["task"] == "multiclass" for c in children)
     objectives = [float(r.split("|")[2]) for r in rows]
     assert objectives == sorted(objectives)
     assert summary in grid["proc"].stdout  # also printed at the end of the sweep

@@ -105,14 +105,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _value(metric: str, value: float, sign: str = "") -> str:
+    """A score in [0, 1] with four decimals; an error in the target's units (RMSE) with four
+    significant digits."""
+    from .study.table import UNIT_SCORES
+
+    return format(value, f"{sign}.4f" if metric in UNIT_SCORES else f"{sign}.4g")
+
+
+def headline_line(m: Mapping[str, float]) -> str:
+    """The task's headline on test and its gaps, e.g. ``test rmse 54.2, gap on rmse (val vs
+    train) +10.1, (test vs train) +5.03`` (gaps: positive = overfitting)."""
+    from .study.table import headline_of
+    from .tasks import higher_is_better
+
+    head = headline_of(m)
+    order = (lambda o: f"train vs {o}") if higher_is_better(head) else (lambda o: f"{o} vs train")
+    return (
+        f"test {head} {_value(head, m[f'test_{head}'])}, gap on {head} ({order('val')}) "
+        f"{_value(head, m[f'gap_{head}_val'], '+')}, ({order('test')}) {_value(head, m[f'gap_{head}_test'], '+')}"
+    )
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .stages.evaluate import evaluate
 
-    m = evaluate(_load(args))
-    print(
-        f"test accuracy {m['test_accuracy']:.4f}, gap (train−val) {m['gap_accuracy_val']:+.4f}, "
-        f"gap (train−test) {m['gap_accuracy_test']:+.4f}"
-    )
+    print(headline_line(evaluate(_load(args))))
     return 0
 
 
@@ -126,10 +144,14 @@ def cmd_learning_curve(args: argparse.Namespace) -> int:
     rows = learning_curve(cfg, args.fractions)
     files = write_learning_curve(rows, Path(args.out))
     log_learning_curve(cfg, rows, files)
+    from .study.table import gap_label, headline_of
+
     for row in rows:
+        head = headline_of(row)
         print(
             f"fraction {row['train_fraction']:.2f} ({row['train_samples']} samples): "
-            f"test accuracy {row['test_accuracy']:.4f}, gap {row['gap_accuracy_test']:+.4f}"
+            f"test {head} {_value(head, row[f'test_{head}'])}, "
+            f"gap ({gap_label(head)}) {_value(head, row[f'gap_{head}_test'], '+')}"
         )
     print(f"wrote {', '.join(str(p) for p in files)}")
     return 0

@@ -17,19 +17,29 @@ from .config import Config
 from .validation import validate
 from .errors import ConfigError, bad_value
 from .files import write_text
+from .study.table import task_of
+from .tasks import HEADLINE
 
-COLUMNS = (
-    "train_fraction",
-    "train_samples",
-    "train_accuracy",
-    "val_accuracy",
-    "test_accuracy",
-    "gap_accuracy_val",
-    "gap_accuracy_test",
-    "gap_loss_val",
-    "epochs_run",
-    "train_seconds",
-)
+TAIL = ("gap_loss_val", "epochs_run", "train_seconds")
+
+
+def columns(task: str = "multiclass") -> tuple[str, ...]:
+    """The curve's columns for ``task``: its headline metric on every split and the gaps on it
+    (positive = overfitting), the loss gap, epochs and time."""
+    head = HEADLINE[task]
+    return (
+        "train_fraction",
+        "train_samples",
+        f"train_{head}",
+        f"val_{head}",
+        f"test_{head}",
+        f"gap_{head}_val",
+        f"gap_{head}_test",
+        *TAIL,
+    )
+
+
+COLUMNS = columns("multiclass")
 
 
 def with_fraction(cfg: Config, fraction: float) -> Config:
@@ -39,8 +49,10 @@ def with_fraction(cfg: Config, fraction: float) -> Config:
 
 def curve_row(fraction: float, row: Mapping[str, Any]) -> dict[str, Any]:
     """One point of the curve from a trial's flat row (``TrialResult.row()`` or a cached job):
-    the one row shape both ``gapline learning-curve`` and the study write and plot."""
-    return {"train_fraction": fraction, **{k: row[k] for k in COLUMNS if k in row}}
+    the one row shape both ``gapline learning-curve`` and the study write and plot, with the
+    headline of the row's task (its ``task``; a job cached before tasks existed is multiclass).
+    The row's metric names say which headline it holds (``study.table.headline_of``)."""
+    return {"train_fraction": fraction, **{k: row[k] for k in columns(task_of(row)) if k in row}}
 
 
 def learning_curve(cfg: Config, fractions: Sequence[float]) -> list[dict[str, Any]]:
@@ -64,7 +76,8 @@ def learning_curve(cfg: Config, fractions: Sequence[float]) -> list[dict[str, An
 
 def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n", extrasaction="ignore")
+    task = task_of(rows[0]) if rows else "multiclass"
+    writer = csv.DictWriter(buf, fieldnames=list(columns(task)), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})

@@ -100,17 +100,23 @@ def save(fig: Any, path: Path) -> Path:
 
 
 def learning_curve_plot(rows: Sequence[dict], path: Path) -> Path:
-    """Accuracy and gap against the number of training samples."""
+    """The task's headline metric (accuracy, AUC, RMSE) on every split and its gap against the
+    number of training samples."""
+    from .study.table import UNIT_SCORES, gap_label, headline_of, label
+
+    head = headline_of(rows[0]) if rows else "accuracy"
+    name = label(head)
     plt = pyplot()
     n = [r["train_samples"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    axes[0].plot(n, [r["train_accuracy"] for r in rows], "o-", label="train")
-    axes[0].plot(n, [r["val_accuracy"] for r in rows], "o-", label="validation")
-    axes[0].plot(n, [r["test_accuracy"] for r in rows], "o-", label="test")
-    axes[0].set_ylabel("accuracy")
-    axes[1].plot(n, [r["gap_accuracy_test"] for r in rows], "o-", color="C3", label="gap (train − test)")
+    axes[0].plot(n, [r[f"train_{head}"] for r in rows], "o-", label="train")
+    axes[0].plot(n, [r[f"val_{head}"] for r in rows], "o-", label="validation")
+    axes[0].plot(n, [r[f"test_{head}"] for r in rows], "o-", label="test")
+    axes[0].set_ylabel(name if head in UNIT_SCORES else f"{name} (target units)")
+    direction = gap_label(head).replace("−", " − ")
+    axes[1].plot(n, [r[f"gap_{head}_test"] for r in rows], "o-", color="C3", label=f"gap ({direction})")
     axes[1].axhline(0.0, color="grey", lw=0.8)
-    axes[1].set_ylabel("accuracy gap")
+    axes[1].set_ylabel(f"{name} gap")
     for ax in axes:
         ax.set_xlabel("training samples")
         ax.grid(alpha=0.3)

@@ -15,8 +15,19 @@ from . import tracking
 from .config import Config, TrackingConfig
 from .signals import Terminated, sigterm_as_interrupt
 from .study import StudyResult
+from .study.table import task_of
 
-SUMMARY_METRICS = ("test_accuracy", "gap_accuracy_test", "gap_loss_test", "train_seconds")
+SUMMARY_METRICS = ("test_accuracy", "gap_accuracy_test", "gap_loss_test", "train_seconds")  # multiclass
+
+
+def summary_metrics(task: str) -> tuple[str, ...]:
+    """The study table's numbers logged to its parent run, for ``task``: the headline on test
+    and its gap, the loss gap, the ECE gap (classification) and the train time."""
+    from .tasks import CLASSIFICATION, HEADLINE
+
+    head = HEADLINE[task]
+    ece = ("gap_ece_test",) if task in CLASSIFICATION else ()
+    return (f"test_{head}", f"gap_{head}_test", "gap_loss_test", *ece, "train_seconds")
 
 
 def open_sweep(tracking_cfg: TrackingConfig, overrides: Sequence[str]) -> str:
@@ -41,7 +52,11 @@ def log_study(cfg: Config, result: StudyResult) -> Optional[str]:
     """The study's parent run (its table's numbers and files) with a child run per job."""
     if not cfg.tracking.enabled:
         return None
-    tags = {"gapline.mode": "study", "study.arms": ",".join(r["technique"] for r in result.table)}
+    tags = {
+        "gapline.mode": "study",
+        "study.arms": ",".join(r["technique"] for r in result.table),
+        "task": result.table[0].get("task") if result.table else None,
+    }
     parent_id = tracking.create_parent_run(cfg.tracking, "regularization-study", tags)
     try:
         with sigterm_as_interrupt():  # a `kill` closes the parent KILLED, never leaves it RUNNING
@@ -63,10 +78,10 @@ def _study_metrics(result: StudyResult) -> dict[str, float]:
     metrics = {"study.jobs_trained": result.trained, "study.jobs_reused": result.reused, "study.seconds": result.seconds}
     for row in result.table:
         name = row["technique"].split(" ")[0]
-        metrics.update(
-            {f"{name}.{k}_{s}": row[f"{k}_{s}"] for k in SUMMARY_METRICS for s in ("mean", "std")
-             if row[f"{k}_{s}"] == row[f"{k}_{s}"]}  # drop NaN (classical rows have no loss gap)
-        )
+        keys = summary_metrics(task_of(row))
+        values = {f"{k}_{s}": row.get(f"{k}_{s}") for k in keys for s in ("mean", "std")}
+        # drop NaN and absent (classical rows have no loss gap)
+        metrics.update({f"{name}.{k}": v for k, v in values.items() if isinstance(v, (int, float)) and v == v})
     return metrics
 
 

@@ -1,42 +1,112 @@
-"""Classical baselines that put the study's networks in perspective: an RBF SVC and a
-logistic regression, fit on the very same split the arms train on."""
+"""Classical baselines that put the study's networks in perspective, fit on the very same
+split the arms train on and scored with :func:`gapline.scoring.scores`, so every number means
+what the networks' numbers mean (same metric names, same gap signs: positive = overfitting).
+
+Per task:
+
+* multiclass, binary: an RBF SVC and a logistic regression. The SVC has no probabilities: its
+  rows carry the metrics a decision needs (accuracy, F1, ...) and, for binary, the AUC and
+  average precision of its decision function (rank metrics); no ECE.
+* multilabel: a one-vs-rest logistic regression (AUC, subset accuracy, F1, ECE).
+* regression: a ridge regression and gradient boosting (RMSE, MAE, R² in the target's units).
+
+Linear models and the SVC see standardized features (a StandardScaler fitted on the train
+split, in a Pipeline) on tabular data; images keep their raw pixels (all on one scale already,
+and the committed digits study's baselines were fit on them).
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Mapping
+
+import numpy as np
 
 from ..config import Config
+from ..tasks import FINAL_METRICS, gap
+
+SPLITS = ("train", "val", "test")
 
 
 def classical_baselines(cfg: Config) -> list[dict[str, Any]]:
-    """RBF SVC and logistic regression on the very same (flattened) split."""
-    from sklearn.linear_model import LogisticRegression
+    """The task's classical rows on the very same (flattened) split as the arms."""
+    from ..data.prepare import split_source
+    from ..tasks import spec_from_meta
+
+    splits, meta = split_source(cfg)
+    flat = {n: (a["x"].reshape(len(a["x"]), -1), a["y"]) for n, a in splits.items()}
+    spec = spec_from_meta(meta)
+    return baselines(spec.name, flat, classes=len(spec.labels), scale=meta.get("kind") == "tabular")
+
+
+def models(task: str, scale: bool) -> list[tuple[str, Any]]:
+    """``(row name, unfitted estimator)`` per classical baseline of ``task``."""
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    from ..data.prepare import split_source
+    def scaled(model: Any) -> Any:
+        return make_pipeline(StandardScaler(), model) if scale else model
 
-    splits, _ = split_source(cfg)
-    flat = {n: (a["x"].reshape(len(a["x"]), -1), a["y"]) for n, a in splits.items()}
+    if task in ("multiclass", "binary"):
+        return [  # scikit-learn defaults, as users run them
+            ("svc_rbf (classical)", scaled(SVC(kernel="rbf"))),
+            ("logistic_regression (classical)", scaled(LogisticRegression(max_iter=5000))),
+        ]
+    if task == "multilabel":
+        return [("logistic_regression_ovr (classical)", scaled(OneVsRestClassifier(LogisticRegression(max_iter=5000))))]
+    if task == "regression":
+        return [
+            ("ridge (classical)", scaled(Ridge())),
+            ("gradient_boosting (classical)", GradientBoostingRegressor(random_state=0)),
+        ]
+    raise ValueError(f"unknown task {task!r}")
+
+
+def baselines(
+    task: str, flat: Mapping[str, tuple[np.ndarray, np.ndarray]], classes: int = 0, scale: bool = False
+) -> list[dict[str, Any]]:
+    """Fit each of the task's baselines on ``flat["train"]`` and score it on every split:
+    ``<split>_<metric>`` and ``gap_<metric>_<val|test>``, as the networks' job records."""
     rows = []
-    for name, model in (
-        ("svc_rbf (classical)", SVC(kernel="rbf")),  # scikit-learn defaults, as users run it
-        ("logistic_regression (classical)", LogisticRegression(max_iter=5000)),
-    ):
+    for name, model in models(task, scale):
         start = time.perf_counter()
         model.fit(*flat["train"])
         seconds = time.perf_counter() - start
-        acc = {n: float(model.score(x, y)) for n, (x, y) in flat.items()}
-        rows.append(
-            {
-                "arm": name,
-                "kind": "classical",
-                "test_accuracy": acc["test"],
-                "val_accuracy": acc["val"],
-                "train_accuracy": acc["train"],
-                "gap_accuracy_test": acc["train"] - acc["test"],
-                "gap_accuracy_val": acc["train"] - acc["val"],
-                "train_seconds": seconds,
-            }
-        )
+        per_split = {n: _scores(task, model, x, y, classes) for n, (x, y) in flat.items()}
+        row: dict[str, Any] = {"arm": name, "kind": "classical", "task": task}
+        for split in SPLITS:
+            row.update({f"{split}_{m}": v for m, v in per_split.get(split, {}).items()})
+        for other in ("val", "test"):
+            if "train" in per_split and other in per_split:
+                row.update({f"gap_{m}_{other}": gap(m, v, per_split[other][m]) for m, v in per_split["train"].items()})
+        row["train_seconds"] = seconds
+        rows.append(row)
     return rows
+
+
+def _scores(task: str, model: Any, x: np.ndarray, y: np.ndarray, classes: int) -> dict[str, float]:
+    from ..scoring import scores
+
+    metrics = FINAL_METRICS[task]
+    if task == "regression":
+        return scores(task, y, model.predict(x), metrics)
+    if hasattr(model, "predict_proba"):
+        proba = model.predict_proba(x)
+        if task == "binary":
+            return scores(task, y, proba[:, list(model.classes_).index(1)] if 1 in model.classes_ else np.zeros(len(x)), metrics)
+        if task == "multiclass":  # a column per class, also for a class the train split lacks
+            full = np.zeros((len(x), max(classes, int(np.max(model.classes_)) + 1)))
+            full[:, np.asarray(model.classes_, dtype=int)] = proba
+            return scores(task, y, full, metrics)
+        return scores(task, y, proba, metrics)
+    # no probabilities (SVC): decisions only, and for binary the decision function's ranking
+    if task == "binary":
+        margin = 1.0 / (1.0 + np.exp(-np.asarray(model.decision_function(x), dtype="float64")))  # p >= 0.5 iff predict
+        return scores(task, y, margin, [m for m in metrics if m != "ece"])
+    predicted = np.asarray(model.predict(x), dtype=int)
+    onehot = np.eye(max(classes, int(predicted.max()) + 1, int(np.max(y)) + 1))[predicted]
+    return scores(task, y, onehot, [m for m in metrics if m in ("accuracy", "macro_f1")])

@@ -86,6 +86,7 @@ def run_study(
     from tqdm.auto import tqdm
 
     from .baselines import classical_baselines
+    from .table import headline_of
 
     out_dir = Path(cfg.study.out_dir)
     if not out_dir.is_absolute():
@@ -114,7 +115,8 @@ def run_study(
                 done.append(result)
                 if on_result is not None:
                     on_result(result)
-                bar.set_postfix_str(f"{result['job']}: test {result['test_accuracy']:.3f}")
+                head = headline_of(result)
+                bar.set_postfix_str(f"{result['job']}: test {head} {result.get(f'test_{head}', float('nan')):.3f}")
                 bar.update(1)
     finally:
         bar.close()

@@ -18,11 +18,23 @@ from .log import final_metrics
 from .redaction import error_text, param_values, tag_values
 from .store import TrackingError, fallback_message, import_mlflow, setup
 
-CHILD_METRIC_KEYS = (
-    "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
-    "gap_accuracy_val", "gap_accuracy_test", "gap_loss_val", "gap_loss_test",
-    "best_epoch", "onset_epoch", "epochs_run", "params", "params_untied", "train_seconds", "objective",
-)
+# Besides every ``<split>_<metric>`` and ``gap_<metric>_<split>`` of the job (whatever its
+# task's metrics are: accuracy, AUC, RMSE, ...), these numbers of a job are logged.
+CHILD_METRIC_KEYS = ("best_epoch", "onset_epoch", "epochs_run", "params", "params_untied", "train_seconds", "objective")
+SCORE_PREFIXES = ("train_", "val_", "test_", "gap_")
+
+
+def child_metric_keys(job: Mapping[str, Any]) -> list[str]:
+    """The job's final numbers to log: its scores and gaps on every split, then the rest."""
+    scores = [k for k in job if k.startswith(SCORE_PREFIXES) and k not in ("train_samples", "train_seconds")]
+    return [*scores, *(k for k in CHILD_METRIC_KEYS if k in job)]
+
+
+def headline_of_run(tags: Mapping[str, str], metrics: Mapping[str, float]) -> str:
+    """A child run's headline metric: from its ``task`` tag, else from the metric names it has."""
+    from ..study.table import headline_of
+
+    return headline_of({"task": tags.get("task"), **metrics})
 
 
 def _experiment_id(tracking_cfg: TrackingConfig) -> str:
@@ -77,6 +89,7 @@ def log_child_run(parent_id: Optional[str], tracking_cfg: TrackingConfig, job: M
     exp_id = _experiment_id(tracking_cfg)
     tags = {
         "gapline.mode": job.get("kind", "job"),
+        "task": job.get("task") or None,
         "techniques": job.get("techniques", ""),
         "data.fingerprint": job.get("fingerprint", ""),
         "job.arm": job.get("arm", ""),
@@ -95,7 +108,8 @@ def log_child_run(parent_id: Optional[str], tracking_cfg: TrackingConfig, job: M
             client.log_batch(run_id, params=items[i : i + 100])
         now = int(time.time() * 1000)
         finals = final_metrics(
-            {k: job[k] for k in CHILD_METRIC_KEYS if isinstance(job.get(k), (int, float)) and job.get(k) == job.get(k)},
+            {k: job[k] for k in child_metric_keys(job)
+             if isinstance(job.get(k), (int, float)) and not isinstance(job.get(k), bool) and job.get(k) == job.get(k)},
             curves=(job.get("history") or {}).keys(),
         )
         metrics = [Metric(k, v, now, 0) for k, v in finals.items()]
@@ -122,26 +136,34 @@ def child_runs(parent_id: str) -> list[Any]:
 
 
 def finish_parent_run(parent_id: str, status: str = "FINISHED") -> str:
-    """Summarize the children (best objective first) into the parent and close it."""
+    """Summarize the children (best objective first) into the parent and close it. The table
+    and ``best_test_<metric>`` follow the children's task: its headline (accuracy, AUC, RMSE)
+    on test and the gaps on it (positive = overfitting)."""
+    from ..study.table import gap_label
+
     mlflow = import_mlflow()
     client = mlflow.MlflowClient()
     children = child_runs(parent_id)
+    heads = [headline_of_run(c.data.tags, c.data.metrics) for c in children]
+    head = max(sorted(set(heads)), key=heads.count) if heads else "accuracy"
+    nan = float("nan")
     rows = []
     for child in children:
         m = child.data.metrics
         rows.append(
             (
-                m.get("objective", float("nan")),
+                m.get("objective", nan),
                 child.info.run_name,
-                m.get("test_accuracy", float("nan")),
-                m.get("gap_accuracy_val", float("nan")),
-                m.get("gap_accuracy_test", float("nan")),
+                m.get(f"test_{head}", m.get(f"final_test_{head}", nan)),
+                m.get(f"gap_{head}_val", nan),
+                m.get(f"gap_{head}_test", nan),
                 child.info.run_id,
             )
         )
     rows.sort(key=lambda r: (r[0] != r[0], r[0]))
+    val_gap = gap_label(head).replace("test", "val")
     lines = [
-        "| job | objective | test accuracy | gap (train−val) | gap (train−test) | run |",
+        f"| job | objective | test {head} | gap on {head} ({val_gap}) | gap on {head} ({gap_label(head)}) | run |",
         "|---|---|---|---|---|---|",
     ]
     lines += [f"| {r[1]} | {r[0]:.4f} | {r[2]:.4f} | {r[3]:+.4f} | {r[4]:+.4f} | {r[5]} |" for r in rows]
@@ -151,8 +173,11 @@ def finish_parent_run(parent_id: str, status: str = "FINISHED") -> str:
         best = rows[0]
         client.set_tag(parent_id, "sweep.best_run", best[5])
         client.set_tag(parent_id, "sweep.best_job", best[1])
+        task = next((c.data.tags.get("task") for c in children if c.info.run_id == best[5]), None)
+        if task:
+            client.set_tag(parent_id, "task", task)
         client.log_metric(parent_id, "best_objective", float(best[0]))
-        client.log_metric(parent_id, "best_test_accuracy", float(best[2]))
+        client.log_metric(parent_id, f"best_test_{head}", float(best[2]))
     client.log_metric(parent_id, "jobs", float(len(rows)))
     close_parent_run(parent_id, status)
     return table
