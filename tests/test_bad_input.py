@@ -65,6 +65,13 @@ CONFIG_ROWS = [
     (["model=backbone", "model.backbone=VGG16"], ["model.backbone='VGG16'", "MobileNetV3Small"]),
     (["data.classes=[5]"], ["data.classes", "['5']", "at least 2 class names"]),
     (["data.classes=[5,6,5]"], ["data.classes", "5 repeated"]),
+    # tasks (README "Tasks"): a metric or loss the task does not have, when the task is set
+    (["task=regression", "regularization.early_stopping.monitor=val_accuracy"],
+     ["regularization.early_stopping.monitor='val_accuracy'", "val_rmse", "for task regression"]),
+    (["task=regression", "retrain.metric=test_auc"], ["retrain.metric='test_auc'", "test_rmse", "for task regression"]),
+    (["task=binary", "task.loss=huber"], ["task.loss='huber'", "crossentropy", "for task binary"]),
+    (["task=multilabel", "task.class_weight=balanced"], ["task.class_weight='balanced'", "for task multilabel"]),
+    (["task=classify"], ["task/classify", "regression"]),
 ]
 
 
@@ -161,6 +168,38 @@ def _unknown_class(p: Path) -> list[str]:
     return ["data.classes=[5,x]"]
 
 
+def _table(p: Path, name: str, header: str, label: Callable[[int], str]) -> Path:
+    rng = np.random.default_rng(0)
+    rows = [",".join(f"{v:.3f}" for v in rng.random(3)) + f",{label(i)}" for i in range(40)]
+    (p / name).write_text(f"a,b,c,{header}\n" + "\n".join(rows) + "\n")
+    return p / name
+
+
+def _regression_nan(p: Path) -> list[str]:
+    path = _table(p, "r.csv", "target", lambda i: "" if i == 5 else f"{i * 1.5 + 0.25}")
+    return ["data=csv", f"data.path={path}", "data.label_column=target", "task=regression"]
+
+
+def _binary_three_values(p: Path) -> list[str]:
+    path = _table(p, "b.csv", "label", lambda i: ("yes", "no", "maybe")[i % 3])
+    return ["data=csv", f"data.path={path}", "task=binary"]
+
+
+def _multilabel_not_01(p: Path) -> list[str]:
+    path = _table(p, "m.csv", "l1,l2", lambda i: f"{i % 2},{2 if i == 7 else (i // 2) % 2}")
+    return ["data=csv", f"data.path={path}", "data.label_columns=[l1,l2]"]
+
+
+def _task_does_not_fit(p: Path) -> list[str]:
+    path = _table(p, "t.csv", "label", lambda i: ("yes", "no")[i % 2])
+    return ["data=csv", f"data.path={path}", "task=regression"]
+
+
+def _task_ambiguous(p: Path) -> list[str]:
+    path = _table(p, "a.csv", "label", lambda i: str(i * 3 + 5))
+    return ["data=csv", f"data.path={path}"]
+
+
 def _single_class(p: Path) -> list[str]:
     return ["data=npz", f"data.path={_npz(p / 'd.npz', np.ones((30, 4)), np.zeros(30))}"]
 
@@ -176,6 +215,11 @@ DATA_ROWS: list[tuple[str, DataMaker, list[str]]] = [
     ("CSV with a non-numeric feature", _csv_text, ["'a'", "hello"]),
     ("NaN in the data", _nan, ["NaN"]),
     ("a single class", _single_class, ["single-class"]),
+    ("a regression target with NaN", _regression_nan, ["data.label_column='target'", "1 empty or NaN", "line 7"]),
+    ("a binary column with three values", _binary_three_values, ["data.label_column='label'", "3 distinct", "'maybe'", "task.type=binary"]),
+    ("multilabel columns that are not 0/1", _multilabel_not_01, ["data.label_columns=['l1', 'l2']", "'l2' holds 2", "only 0 or 1"]),
+    ("a task that does not fit the data", _task_does_not_fit, ["task.type='regression'", "holds text"]),
+    ("task=auto with labels that fit two tasks", _task_ambiguous, ["task.type='auto'", "task.type=multiclass", "task.type=regression"]),
     ("data.classes names an unknown class", _unknown_class, ["data.classes=['5', 'x']", "x is not among them", "0, 1, 2, 3, 4, 5, 6, 7, 8, 9"]),
 ]
 
@@ -185,6 +229,25 @@ def test_bad_data_is_one_line_and_leaves_no_output(project: Path, capsys, name, 
     line = _prepare_fails(capsys, *make(project))
     for text in mentions:
         assert text in line, line
+
+
+def test_metric_the_resolved_task_lacks_stops_train_before_any_run(project: Path, capsys) -> None:
+    """task=auto: the task is known once prepare read the labels; train checks the keys that
+    depend on it before the MLflow run opens (none is left RUNNING, no model is written)."""
+    path = _table(project, "r.csv", "target", lambda i: f"{i * 1.5 + 0.25}")
+    overrides = ["data=csv", f"data.path={path}", "data.label_column=target", "regularization.early_stopping.monitor=val_accuracy",
+                 f"tracking.uri=sqlite:///{project / 'mlflow.db'}", "tracking.system_metrics=false"]
+    assert cli.main(["params", *overrides]) == 0
+    assert cli.main(["prepare"]) == 0 and cli.main(["augment"]) == 0
+    capsys.readouterr()
+    line = _fails(capsys, "train")
+    assert "regularization.early_stopping.monitor='val_accuracy'" in line and "for task regression" in line
+    assert not Path("models/model.keras").exists() and not Path("reports/train.json").exists()
+    from mlflow import MlflowClient
+
+    if (project / "mlflow.db").exists():
+        client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+        assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
 def test_corrupt_image_skipped_and_counted_when_configured(project: Path, capsys) -> None:

@@ -54,6 +54,9 @@ class DataConfig:
     label_column: str = "label"
     # csv, multi-label: several 0/1 target columns (then label_column is not read)
     label_columns: list[str] = field(default_factory=list)
+    # Tabular data: the model standardizes each feature with the training split's mean and
+    # std (a layer of the saved model, so it serves raw features). Images are already in [0, 1].
+    standardize: bool = True
     image_size: list[int] = field(default_factory=lambda: [32, 32])
     color_mode: str = "grayscale"
     on_corrupt: str = "fail"

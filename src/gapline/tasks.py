@@ -89,13 +89,18 @@ class TaskSpec:
     ``labels``: the class names (multiclass, binary: negative first), the label names
     (multilabel) or the target's name (regression). Regression targets are standardized with
     ``target_mean``/``target_std`` of the training split inside the model, so its outputs are
-    in the user's units while the loss sees a unit-variance target.
+    in the user's units while the loss sees a unit-variance target. Tabular features are
+    standardized the same way (``feature_mean``/``feature_std``), also inside the model.
     """
 
     name: str
     labels: tuple[str, ...]
     target_mean: float = 0.0
     target_std: float = 1.0
+    # tabular data (data.standardize): the training split's per-feature mean and std, which
+    # the model's first layer standardizes its inputs with; None: inputs go in as they are
+    feature_mean: Optional[tuple[float, ...]] = None
+    feature_std: Optional[tuple[float, ...]] = None
 
     @property
     def outputs(self) -> int:
@@ -136,11 +141,14 @@ def spec_from_meta(meta: Mapping[str, Any]) -> TaskSpec:
     """The task the prepare stage resolved (meta.json); data prepared before tasks existed
     was multiclass."""
     target = meta.get("target") or {}
+    features = meta.get("features") or {}
     return TaskSpec(
         name=str(meta.get("task", "multiclass")),
         labels=tuple(str(c) for c in meta["class_names"]),
         target_mean=float(target.get("mean", 0.0)),
         target_std=float(target.get("std", 1.0)),
+        feature_mean=tuple(float(v) for v in features["mean"]) if features else None,
+        feature_std=tuple(float(v) for v in features["std"]) if features else None,
     )
 
 

@@ -30,11 +30,12 @@ ARTIFACTS = {
     "plots/confusion_matrix.png",
     "plots/gap_curve.png",
     "plots/learning_curves.png",
+    "plots/reliability.png",
+    "reports/breakdown.json",
     "reports/diagnosis.md",
     "reports/dvc.lock",
     "reports/history.csv",
     "reports/metrics.json",
-    "reports/per_class.json",
 }
 VERSION_TAGS = ("test_accuracy", "val_accuracy", "gap_accuracy_test", "gap_accuracy_val")
 

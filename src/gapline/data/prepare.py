@@ -109,7 +109,8 @@ def split_source(cfg: Config, ds: Dataset | None = None) -> tuple[dict[str, dict
     Splits are stratified per task (:func:`gapline.data.split.task_split`). ``meta["task"]``
     is the resolved task; a regression's ``meta["target"]`` holds the mean and std of the
     training split's target (after ``data.train_fraction``), which the model standardizes
-    with. Pure: the prepare stage writes what this returns; the learning curve and the study
+    with; tabular data with ``data.standardize`` gets ``meta["features"]``, the training
+    split's per-feature mean and std, for the model's input standardization. Pure: the prepare stage writes what this returns; the learning curve and the study
     call it directly (passing an already-loaded ``ds``, from :func:`load_source` with the same
     task, to load the source once).
     """
@@ -165,9 +166,20 @@ def split_source(cfg: Config, ds: Dataset | None = None) -> tuple[dict[str, dict
     }
     if ds.task == "regression":
         meta["target"] = target_stats(splits["train"]["y"])
+    if ds.kind == "tabular" and data.standardize:
+        meta["features"] = feature_stats(splits["train"]["x"])
     if data.classes:  # lineage: a subset of the source's classes (absent otherwise: meta unchanged)
         meta["class_filter"] = {"classes": list(ds.class_names), "source_class_names": source_names}
     return splits, meta
+
+
+def feature_stats(x: np.ndarray) -> dict[str, list[float]]:
+    """Per-feature mean and std of the training split, which a tabular model standardizes its
+    inputs with (a constant feature gets std 1: it stays at 0 instead of dividing by 0)."""
+    x = np.asarray(x, dtype="float64")
+    std = x.std(axis=0)
+    std[std == 0] = 1.0
+    return {"mean": [float(v) for v in x.mean(axis=0)], "std": [float(v) for v in std]}
 
 
 def combined_fingerprint(parts: dict[str, str]) -> str:

@@ -19,7 +19,7 @@ from .. import regularization as R
 from ..config import RegularizationConfig
 from ..errors import ConfigError, GaplineError, bad_value, one_line
 from .kit import KitUsage, ModelKit
-from .stem import ModelSpec
+from .stem import ModelSpec, input_layers
 
 # Weight attribute → (its regularizer attribute, its constraint attribute) on Keras layers.
 KERNELS = {
@@ -205,11 +205,11 @@ def apply_weight_penalties(model: Any, reg: RegularizationConfig) -> None:
 
 
 def with_input_stem(model: Any, spec: ModelSpec) -> Any:
-    """The builder's model behind gapline's input stem (online augmentation, input noise),
+    """The builder's model behind gapline's input stem (tabular standardization, online augmentation, input noise),
     when the config asks for either and the builder did not start from ``kit.inputs()``."""
     import keras
 
-    stem = R.online_augmentation(spec.online, len(spec.input_shape), spec.seed) + R.input_layers(spec.reg, spec.seed)
+    stem = input_layers(spec)
     if not stem:
         return model
     inputs = keras.Input(shape=spec.input_shape, name="inputs")

@@ -24,13 +24,26 @@ class ModelSpec:
     seed: int
 
 
+def input_layers(spec: ModelSpec) -> list[Any]:
+    """What every model puts first: tabular standardization (the training split's statistics,
+    fixed), online augmentation, input noise."""
+    import keras
+
+    layers = []
+    task = spec.task
+    if task.feature_mean is not None and task.feature_std is not None:
+        variance = [s * s for s in task.feature_std]
+        layers.append(keras.layers.Normalization(mean=list(task.feature_mean), variance=variance, name="standardize"))
+    return layers + R.online_augmentation(spec.online, len(spec.input_shape), spec.seed) + R.input_layers(spec.reg, spec.seed)
+
+
 def input_stem(spec: ModelSpec) -> tuple[Any, Any]:
-    """``(inputs, x)``: the model input, and it after online augmentation and input noise."""
+    """``(inputs, x)``: the model input, and it after :func:`input_layers`."""
     import keras
 
     inputs = keras.Input(shape=spec.input_shape, name="inputs")
     x = inputs
-    for layer in R.online_augmentation(spec.online, len(spec.input_shape), spec.seed) + R.input_layers(spec.reg, spec.seed):
+    for layer in input_layers(spec):
         x = layer(x)
     return inputs, x
 
