@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup pipeline test test-fast ui params clean chromium study-docs
+.PHONY: setup pipeline test test-fast ui params clean chromium study-docs tasks-docs
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found: gapline needs Python 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -48,6 +48,10 @@ test-fast: setup
 study-docs: setup
 	$(BIN)/gapline study experiment=study
 	$(BIN)/python docs/study_section.py
+
+# The task presets (README "Tasks"): train each with 3 seeds (about a minute), then the table.
+tasks-docs: setup
+	$(BIN)/python docs/tasks_section.py --run
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
