@@ -88,7 +88,7 @@ def test_subset_indices_fixed_and_seeded() -> None:
 
 def test_gap_callback_matches_hand_computation(make_tiny_config, tiny_image_splits, cpu_runtime) -> None:
     from gapline.evaluation import EVAL_BATCH
-    from gapline.targets import one_hot
+    from gapline.tasks import one_hot
     from gapline.training import train_model
 
     cpu_runtime(3)
@@ -128,7 +128,7 @@ def test_gap_callback_matches_hand_computation(make_tiny_config, tiny_image_spli
 
 
 def test_gap_measured_on_gap_x_not_on_the_fit_data(make_tiny_config, tiny_image_splits, cpu_runtime) -> None:
-    from gapline.targets import one_hot
+    from gapline.tasks import one_hot
     from gapline.training import train_model
 
     cpu_runtime(4)

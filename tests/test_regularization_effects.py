@@ -111,7 +111,7 @@ def runtime_cpu():
 def penalty_runs(runtime_cpu) -> dict[str, np.ndarray]:
     """The hidden kernel of the same MLP trained 30 epochs, same seed and data, with no
     penalty, a strong L1 and a strong L2 (through build_model + compile_model)."""
-    from gapline.targets import one_hot
+    from gapline.tasks import one_hot
     from gapline.training import compile_model
 
     x, y = blobs(120, seed=0)
@@ -203,7 +203,7 @@ def test_weight_noise_uses_noisy_layers_for_every_linear_layer(family: str) -> N
 def test_weight_noise_changes_the_training_step(family: str, runtime_cpu) -> None:
     """Gradients see the noisy kernels: one SGD step from identical weights on identical data
     lands on different weights with weight noise than without it."""
-    from gapline.targets import one_hot
+    from gapline.tasks import one_hot
     from gapline.training import compile_model
 
     runtime_cpu(0)
@@ -274,7 +274,7 @@ def test_early_stopping_stops_early_and_keeps_the_weights_restore_best_weights_a
 def test_batch_norm_moving_statistics_update_in_training_only(family: str, runtime_cpu) -> None:
     """predict/evaluate/inference calls leave moving_mean/variance alone; a training-mode call
     and a fit step move them."""
-    from gapline.targets import one_hot
+    from gapline.tasks import one_hot
     from gapline.training import compile_model
 
     runtime_cpu(0)
@@ -519,7 +519,7 @@ def test_cnn_params_do_not_grow_with_image_size_but_mlp_params_do() -> None:
 @pytest.fixture(scope="module")
 def max_norm_models(runtime_cpu) -> dict[str, Any]:
     """An MLP and a CNN trained 5 epochs at a high learning rate with max_norm=0.5."""
-    from gapline.targets import one_hot
+    from gapline.tasks import one_hot
     from gapline.training import compile_model
 
     x, y = images(48, seed=10)
@@ -581,7 +581,7 @@ def _confident_classifier(label_smoothing: float) -> Any:
 def test_label_smoothing_penalizes_perfectly_confident_correct_predictions() -> None:
     """Confident and correct costs ~0 without smoothing but clearly > 0 with it, because the
     smoothed target asks for some probability on the other classes."""
-    from gapline.targets import one_hot
+    from gapline.tasks import one_hot
 
     y = np.array([0, 1, 2, 1], dtype=np.int64)
     x = np.eye(3, dtype=np.float32)[y]

@@ -37,7 +37,7 @@ def _trained_source(path: Path, classes: int = 5, model: dict[str, Any] | None =
     """A gapline model fitted for a few steps (so its weights are not an initialisation),
     saved the way the train stage saves it."""
     from gapline.model_io import save_model
-    from gapline.targets import one_hot
+    from gapline.tasks import one_hot
 
     src = _build(_cfg(model, train={"seed": 11, "accelerator": "cpu"}), classes)
     rng = np.random.default_rng(0)

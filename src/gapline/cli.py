@@ -108,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _value(metric: str, value: float, sign: str = "") -> str:
     """A score in [0, 1] with four decimals; an error in the target's units (RMSE) with four
     significant digits."""
-    from .study.table import UNIT_SCORES
+    from .tasks import UNIT_SCORES
 
     return format(value, f"{sign}.4f" if metric in UNIT_SCORES else f"{sign}.4g")
 
@@ -116,8 +116,7 @@ def _value(metric: str, value: float, sign: str = "") -> str:
 def headline_line(m: Mapping[str, float]) -> str:
     """The task's headline on test and its gaps, e.g. ``test rmse 54.2, gap on rmse (val vs
     train) +10.1, (test vs train) +5.03`` (gaps: positive = overfitting)."""
-    from .study.table import headline_of
-    from .tasks import higher_is_better
+    from .tasks import headline_of, higher_is_better
 
     head = headline_of(m)
     order = (lambda o: f"train vs {o}") if higher_is_better(head) else (lambda o: f"{o} vs train")
@@ -144,7 +143,7 @@ def cmd_learning_curve(args: argparse.Namespace) -> int:
     rows = learning_curve(cfg, args.fractions)
     files = write_learning_curve(rows, Path(args.out))
     log_learning_curve(cfg, rows, files)
-    from .study.table import gap_label, headline_of
+    from .tasks import gap_label, headline_of
 
     for row in rows:
         head = headline_of(row)

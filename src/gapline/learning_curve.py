@@ -17,8 +17,7 @@ from .config import Config
 from .validation import validate
 from .errors import ConfigError, bad_value
 from .files import write_text
-from .study.table import task_of
-from .tasks import HEADLINE
+from .tasks import HEADLINE, task_of
 
 TAIL = ("gap_loss_val", "epochs_run", "train_seconds")
 
@@ -51,7 +50,7 @@ def curve_row(fraction: float, row: Mapping[str, Any]) -> dict[str, Any]:
     """One point of the curve from a trial's flat row (``TrialResult.row()`` or a cached job):
     the one row shape both ``gapline learning-curve`` and the study write and plot, with the
     headline of the row's task (its ``task``; a job cached before tasks existed is multiclass).
-    The row's metric names say which headline it holds (``study.table.headline_of``)."""
+    The row's metric names say which headline it holds (``tasks.headline_of``)."""
     return {"train_fraction": fraction, **{k: row[k] for k in columns(task_of(row)) if k in row}}
 
 

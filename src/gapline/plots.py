@@ -102,7 +102,7 @@ def save(fig: Any, path: Path) -> Path:
 def learning_curve_plot(rows: Sequence[dict], path: Path) -> Path:
     """The task's headline metric (accuracy, AUC, RMSE) on every split and its gap against the
     number of training samples."""
-    from .study.table import UNIT_SCORES, gap_label, headline_of, label
+    from .tasks import UNIT_SCORES, gap_label, headline_of, label
 
     head = headline_of(rows[0]) if rows else "accuracy"
     name = label(head)

@@ -122,10 +122,14 @@ class TaskSpec:
         """Targets as the loss compares them with the model's output (float32)."""
         y = np.asarray(y)
         if self.name == "multiclass":
-            return np.eye(len(self.labels), dtype="float32")[y]
+            return one_hot(y, len(self.labels))
         if self.name == "multilabel":
             return y.astype("float32")
         return y.astype("float32").reshape(-1, 1)
+
+
+def one_hot(y: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype="float32")[y]
 
 
 def multiclass(num_classes: int) -> TaskSpec:
@@ -250,3 +254,38 @@ def check(cfg: Any, task: str) -> None:
         refuse("regularization.early_stopping.monitor", monitor, "one of " + ", ".join(monitors(task)))
     if cfg.retrain.metric not in retrain_metrics(task):
         refuse("retrain.metric", cfg.retrain.metric, "one of " + ", ".join(retrain_metrics(task)))
+
+
+# How metrics are named and read back, for tables, plots and printed lines.
+UNIT_SCORES = ("accuracy", "auc", "pr_auc", "macro_f1", "micro_f1", "f1", "precision", "recall", "subset_accuracy", "ece")
+LABELS = {"accuracy": "accuracy", "auc": "AUC", "rmse": "RMSE", "mae": "MAE", "r2": "R²", "ece": "ECE"}
+
+
+def task_of(row: Mapping[str, Any]) -> str:
+    """The task of a trial's row, job record or summary/CSV row: its ``task`` when it has one,
+    else read from the metric names it holds (rows written before tasks existed: multiclass)."""
+    task = row.get("task")
+    if task in HEADLINE:
+        return str(task)
+    keys = " ".join(str(k) for k in row)
+    if "test_rmse" in keys:
+        return "regression"
+    if "test_subset_accuracy" in keys:
+        return "multilabel"
+    if "test_auc" in keys:
+        return "binary"
+    return "multiclass"
+
+
+def headline_of(row: Mapping[str, Any]) -> str:
+    """The headline metric of the row's task (accuracy, auc or rmse)."""
+    return HEADLINE[task_of(row)]
+
+
+def label(metric: str) -> str:
+    return LABELS.get(metric, metric.replace("_", " "))
+
+
+def gap_label(metric: str) -> str:
+    """Which way the gap on ``metric`` is taken (positive = overfitting)."""
+    return "train−test" if higher_is_better(metric) else "test−train"

@@ -15,7 +15,7 @@ from . import tracking
 from .config import Config, TrackingConfig
 from .signals import Terminated, sigterm_as_interrupt
 from .study import StudyResult
-from .study.table import task_of
+from .tasks import task_of
 
 SUMMARY_METRICS = ("test_accuracy", "gap_accuracy_test", "gap_loss_test", "train_seconds")  # multiclass
 

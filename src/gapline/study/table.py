@@ -18,43 +18,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..tasks import CLASSIFICATION, HEADLINE, higher_is_better
+from ..tasks import CLASSIFICATION, HEADLINE, UNIT_SCORES, gap_label, headline_of, higher_is_better, label, task_of  # noqa: F401 (re-exported)
 
 # Metrics whose values lie in [0, 1]: shown as percent (points for their gaps).
-UNIT_SCORES = ("accuracy", "auc", "pr_auc", "macro_f1", "micro_f1", "f1", "precision", "recall", "subset_accuracy", "ece")
-LABELS = {"accuracy": "accuracy", "auc": "AUC", "rmse": "RMSE", "mae": "MAE", "r2": "R²", "ece": "ECE"}
-
 TAIL_KEYS = ("onset_epoch", "best_epoch", "epochs_run", "params", "train_seconds")
-
-
-def task_of(row: Mapping[str, Any]) -> str:
-    """The task of a trial's row, job record or summary/CSV row: its ``task`` when it has one,
-    else read from the metric names it holds (rows written before tasks existed: multiclass)."""
-    task = row.get("task")
-    if task in HEADLINE:
-        return str(task)
-    keys = " ".join(str(k) for k in row)
-    if "test_rmse" in keys:
-        return "regression"
-    if "test_subset_accuracy" in keys:
-        return "multilabel"
-    if "test_auc" in keys:
-        return "binary"
-    return "multiclass"
-
-
-def headline_of(row: Mapping[str, Any]) -> str:
-    """The headline metric of the row's task (accuracy, auc or rmse)."""
-    return HEADLINE[task_of(row)]
-
-
-def label(metric: str) -> str:
-    return LABELS.get(metric, metric.replace("_", " "))
-
-
-def gap_label(metric: str) -> str:
-    """Which way the gap on ``metric`` is taken (positive = overfitting)."""
-    return "train−test" if higher_is_better(metric) else "test−train"
 
 
 def row_keys(task: str = "multiclass") -> tuple[str, ...]:

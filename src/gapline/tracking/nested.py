@@ -32,7 +32,7 @@ def child_metric_keys(job: Mapping[str, Any]) -> list[str]:
 
 def headline_of_run(tags: Mapping[str, str], metrics: Mapping[str, float]) -> str:
     """A child run's headline metric: from its ``task`` tag, else from the metric names it has."""
-    from ..study.table import headline_of
+    from ..tasks import headline_of
 
     return headline_of({"task": tags.get("task"), **metrics})
 
@@ -139,7 +139,7 @@ def finish_parent_run(parent_id: str, status: str = "FINISHED") -> str:
     """Summarize the children (best objective first) into the parent and close it. The table
     and ``best_test_<metric>`` follow the children's task: its headline (accuracy, AUC, RMSE)
     on test and the gaps on it (positive = overfitting)."""
-    from ..study.table import gap_label
+    from ..tasks import gap_label
 
     mlflow = import_mlflow()
     client = mlflow.MlflowClient()
