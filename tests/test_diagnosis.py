@@ -37,3 +37,33 @@ def test_flags_chance_level_validation_with_high_training_accuracy() -> None:
 def test_no_flags_for_a_healthy_run() -> None:
     d = diagnose(_m(0.99, 0.97), 10, None, ["batch_norm", "early_stopping"], batch_size=32, best_epoch=30, epochs_run=45)
     assert d["flags"] == []
+
+
+def test_regression_is_judged_on_rmse_relative_to_the_train_error() -> None:
+    from gapline.tasks import TaskSpec
+
+    task = TaskSpec("regression", ("price",))
+
+    def m(train_rmse: float, val_rmse: float, train_r2: float = 0.9) -> dict:
+        return {"train_rmse": train_rmse, "val_rmse": val_rmse, "gap_rmse_val": val_rmse - train_rmse,
+                "train_r2": train_r2, "gap_loss_val": 0.1}
+
+    over = diagnose(m(10.0, 60.0), task, onset_epoch=40, used=["l2"])
+    assert over["verdict"] == "overfitting"
+    assert "RMSE 10 vs validation 60" in over["text"] and "+500% of the train error" in over["text"]
+    assert "label_smoothing" not in over["text"]  # nothing to smooth in a regression
+    assert diagnose(m(50.0, 55.0), task, None, [])["verdict"] == "good fit"  # 10 % above train
+    assert diagnose(m(50.0, 52.0, train_r2=0.3), task, None, [])["verdict"] == "underfitting"
+
+
+def test_binary_is_judged_on_auc_and_overconfidence_is_flagged() -> None:
+    from gapline.tasks import TaskSpec
+
+    task = TaskSpec("binary", ("benign", "malignant"))
+    metrics = {"train_auc": 1.0, "val_auc": 0.95, "gap_auc_val": 0.05, "gap_loss_val": 0.2,
+               "train_ece": 0.001, "val_ece": 0.09}
+    d = diagnose(metrics, task, None, [])
+    assert d["verdict"] == "overfitting" and "train AUC 100.0% vs validation 95.0%" in d["text"]
+    assert any("overconfident" in f and "0.090" in f for f in d["flags"])
+    calibrated = {**metrics, "val_ece": 0.02}
+    assert not any("overconfident" in f for f in diagnose(calibrated, task, None, [])["flags"])

@@ -25,7 +25,7 @@ def test_nan_loss_fails_the_stage_and_its_run_and_registers_nothing(tmp_path: Pa
     uri = f"sqlite:///{project / 'mlflow.db'}"
     env = {"MLFLOW_TRACKING_URI": uri}
     run(["gapline", "params", "experiment=debug", "data=npz", "data.path=data/raw/huge.npz",
-         "train.optimizer=sgd", "train.learning_rate=10", "tracking.system_metrics=false"], project, env)
+         "data.standardize=false", "train.optimizer=sgd", "train.learning_rate=10", "tracking.system_metrics=false"], project, env)
     proc = run(["dvc", "repro"], project, env, check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr

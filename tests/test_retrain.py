@@ -124,6 +124,28 @@ def test_unscorable_champion_falls_back_to_the_floor() -> None:
 def test_gap_follows_the_metric_split() -> None:
     assert R.gap_key("test_accuracy") == "gap_accuracy_test"
     assert R.gap_key("val_accuracy") == "gap_accuracy_val"
+    assert R.gap_key("test_rmse") == "gap_rmse_test"
+
+
+def test_an_error_metric_promotes_the_lower_value_with_a_relative_margin() -> None:
+    rc = _rc(metric="test_rmse", max_gap=0.5, margin=0.1)
+    ok, reason = R.decide(rc, _scored("2", 45.0, gap=0.2), _scored("1", 50.0))
+    assert ok and "test_rmse 45 <= champion v1's 50 less margin 10%" in reason  # 45 <= 50 * 0.9
+    ok, reason = R.decide(rc, _scored("2", 46.0, gap=0.2), _scored("1", 50.0))
+    assert not ok and "> champion v1's 50 less margin 10% (45)" in reason
+    assert not R.decide(_rc(metric="test_rmse", max_gap=0.5), _scored("2", 51.0, gap=0.2), _scored("1", 50.0))[0]
+    # the ceiling replaces the floor (an RMSE of 45 is far above min_score=0.8 and must not fail it)
+    ok, reason = R.decide(_rc(metric="test_rmse", max_gap=0.5, max_error=40.0), _scored("2", 45.0, gap=0.2), None)
+    assert not ok and "above retrain.max_error=40" in reason and "min_score" not in reason
+    assert R.decide(_rc(metric="test_rmse", max_gap=0.5), _scored("2", 45.0, gap=0.2), None)[0]
+
+
+def test_an_errors_gap_is_relative_to_the_train_error() -> None:
+    metrics = {"train_rmse": 40.0, "test_rmse": 50.0, "gap_rmse_test": 10.0, "train_accuracy": 1.0, "gap_accuracy_test": 0.03}
+    assert R.judged_gap("test_rmse", metrics) == pytest.approx(0.25)
+    assert R.judged_gap("test_accuracy", metrics) == pytest.approx(0.03)  # a score's gap stays in points
+    ok, reason = R.decide(_rc(metric="test_rmse", max_gap=0.2), _scored("2", 50.0, gap=0.25), None)
+    assert not ok and "+25.0% of the train error exceeds retrain.max_gap=0.2" in reason
 
 
 # --------------------------------------------------------------------------------------

@@ -158,7 +158,7 @@ def test_evaluate_splits_without_train_has_no_gap_keys() -> None:
     model = _identity_classifier()
     y = np.array([0, 1, 2], dtype=np.int64)
     out = evaluate_splits(model, {"val": (np.eye(3, dtype=np.float32), y)}, 3)
-    assert set(out) == {"val_loss", "val_accuracy"}
+    assert set(out) == {"val_loss", "val_accuracy", "val_macro_f1", "val_ece"}
 
 
 def test_training_is_deterministic_for_a_seed(make_tiny_config, tiny_image_splits, cpu_runtime) -> None:

@@ -13,7 +13,7 @@ METRICS = {
 
 def _result() -> TrialResult:
     return TrialResult(
-        metrics=dict(METRICS), techniques="l2", train_samples=200, fit_samples=400, epochs_run=3,
+        metrics=dict(METRICS), task="multiclass", techniques="l2", train_samples=200, fit_samples=400, epochs_run=3,
         best_epoch=2, onset_epoch=-1, params={"params": 1000, "params_untied": 1200},
         train_seconds=1.5, fingerprint="sha256:abc", history={"loss": [0.5, 0.3, 0.1]},
     )
@@ -22,7 +22,7 @@ def _result() -> TrialResult:
 def test_row_is_flat_in_the_order_callers_read_and_leaves_out_the_curves() -> None:
     row = _result().row()
     assert list(row) == [
-        *METRICS, "techniques", "train_samples", "fit_samples", "epochs_run", "best_epoch",
+        *METRICS, "task", "techniques", "train_samples", "fit_samples", "epochs_run", "best_epoch",
         "onset_epoch", "params", "params_untied", "train_seconds", "fingerprint",
     ]
     assert row["params"] == 1000 and row["params_untied"] == 1200 and row["onset_epoch"] == -1

@@ -17,7 +17,7 @@ Nothing here imports TensorFlow or MLflow at import time: ``gapline --help`` rea
 
 from __future__ import annotations
 
-from .decision import SCORE_TOLERANCE, Scored, decide, gap_key, load_splits, score
+from .decision import SCORE_TOLERANCE, Scored, decide, gap_key, judged_gap, load_splits, score
 from .job import Champion, RetrainJob, Verdict, load_config, retrain
 from .lock import LockHeld, exclusive_lock, lock_holder
 from .outcome import ExitCode, Outcome, RetrainFailed, exit_codes_help
@@ -44,6 +44,6 @@ __all__ = [
     "PIPELINE_GROUPS", "SCORE_TOLERANCE", "TAG_CODE", "TAG_COMMIT", "TAG_CONFIG", "TAG_DATA", "TAG_VERSION",
     "Champion", "ExitCode", "LockHeld", "Outcome", "RetrainFailed", "RetrainJob", "Scored", "State", "Verdict",
     "challenger_version", "code_digest", "code_dir", "config_digest", "current_state", "decide",
-    "exclusive_lock", "exit_codes_help", "gap_key", "load_config", "load_splits", "lock_holder", "promote",
+    "exclusive_lock", "exit_codes_help", "gap_key", "judged_gap", "load_config", "load_splits", "lock_holder", "promote",
     "retrain", "run_pipeline", "score", "what_changed",
 ]
