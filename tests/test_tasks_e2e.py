@@ -137,7 +137,7 @@ def test_regression_diabetes_and_retrain_promotes_on_lower_rmse(project: Path) -
     assert scoring.scores("regression", y, pred, ["rmse"])["rmse"] == pytest.approx(metrics["test_rmse"], rel=1e-5)
     assert 25 < float(pred.mean()) < 346
 
-    second = _retrain(project, "train.epochs=40")
+    second = _retrain(project, "train.epochs=12")
     assert second.returncode == 0, second.stdout + second.stderr
     report = json.loads((project / "reports/retrain.json").read_text())
     assert report["decision"] == "promoted", report["reason"]
