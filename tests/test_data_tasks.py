@@ -135,7 +135,6 @@ def test_bundled_sources() -> None:
         ([0.5, 1.0, 2.0], "regression"),
         ([3, 7, 3], "binary"),
         ([0, 1, 2, 0], "multiclass"),  # class indices 0..k-1
-        ([5, 6, 7] * 3, "multiclass"),  # every value seen at least 3 times
         ([4, 4, 4], "multiclass"),  # one class: validation then refuses it
     ],
 )
@@ -214,9 +213,31 @@ def test_task_that_does_not_fit(tmp_path: Path, header: str, rows: list[str], co
 
 
 def test_two_d_labels_for_a_single_label_task(tmp_path: Path) -> None:
-    p = _csv(tmp_path / "d.csv", "f,a,b", ["1,0,1", "2,1,0"])
+    p = _csv(tmp_path / "d.csv", "f,a,b", ["1,0,1", "2,1,1"])
     msg = _error(load_csv, p, "label", "multiclass", label_columns=["a", "b"])
     assert "task.type='multiclass'" in msg and "auto or multilabel" in msg and "2 label columns" in msg
+    msg = _error(load_csv, p, "label", "regression", label_columns=["a", "b"])
+    assert "task.type='regression'" in msg
+
+
+def test_one_hot_rows_ask_under_auto_and_read_as_classes_for_multiclass(tmp_path: Path) -> None:
+    """A 0/1 matrix with one 1 per row is one-hot classes or one-label-per-row tags: auto asks."""
+    p = _csv(tmp_path / "d.csv", "f,a,b,c", ["1,0,1,0", "2,1,0,0", "3,0,0,1", "4,0,1,0"])
+    msg = _error(load_csv, p, "label", "auto", label_columns=["a", "b", "c"])
+    assert "task.type='auto'" in msg and "exactly one 1" in msg and "task.type=multilabel" in msg
+    ds = load_csv(p, "label", "multiclass", label_columns=["a", "b", "c"])
+    assert ds.task == "multiclass" and ds.y.tolist() == [1, 0, 2, 1] and ds.class_names == ("a", "b", "c")
+
+
+@pytest.mark.parametrize("labels", [[1, 2, 3, 4, 5] * 3, list(range(25)) * 2])
+def test_whole_numbers_that_are_not_small_class_indices_ask(labels: list[int]) -> None:
+    """Ratings 1..5 or 25 class indices could as well be quantities: auto asks, never guesses."""
+    from gapline.data.labels import read_labels
+
+    with pytest.raises(DataError) as err:
+        read_labels(np.array(labels), "auto", source="data file 'd.csv'", field="data.label_column='y'")
+    assert "task.type='auto' cannot tell" in str(err.value) and "task.type=regression" in str(err.value)
+    assert read_labels(np.array(labels), "multiclass", source="s", field="f").task == "multiclass"
 
 
 def test_npz_label_names_must_fit(tmp_path: Path) -> None:
@@ -337,3 +358,15 @@ def test_binary_from_two_selected_classes_and_explicit_task(tmp_path: Path) -> N
     ds = load_source(_cfg({"source": "breast_cancer"}).data)
     msg = _error(split_source, _cfg({"source": "breast_cancer"}, task="multiclass"), ds, kind=DataError)
     assert "task.type='multiclass'" in msg and "'binary'" in msg
+
+
+def test_multilabel_splits_keep_their_fractions_with_many_rare_combinations() -> None:
+    """Each stratum gives val and test at least one row: rare label combinations are pooled
+    until a stratum holds about 1 / the smallest fraction rows, so 8 labels (up to 256
+    combinations) still split near 65/15/20 and train_fraction keeps its share."""
+    from gapline.data.split import task_split, task_subset
+
+    y = (np.random.default_rng(0).random((300, 8)) < 0.3).astype(np.int64)
+    train, val, test = task_split(y, "multilabel", 0.15, 0.2, 42)
+    assert abs(len(val) / 300 - 0.15) < 0.02 and abs(len(test) / 300 - 0.2) < 0.02
+    assert abs(len(task_subset(y[train], "multilabel", 0.2, 42)) / len(train) - 0.2) < 0.02

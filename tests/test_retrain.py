@@ -61,7 +61,8 @@ def test_retrain_defaults_compose_from_conf(conf_project: Path) -> None:
     [
         ("metric", "f1", "one of auto, test_accuracy, test_auc, test_rmse"),
         ("margin", -0.1, "a number in [0, 1]"),
-        ("max_gap", -0.5, "a number in [0, inf)"),
+        ("max_gap", 1.5, "a number in [0, 1]"),
+        ("max_relative_gap", -0.5, "a number in [0, inf)"),
         ("min_score", 2.0, "a number in [-1e+09, 1]"),
         ("max_error", -1.0, "a number in [0, inf)"),
         ("lock_file", " ", "a non-empty path"),
@@ -128,24 +129,25 @@ def test_gap_follows_the_metric_split() -> None:
 
 
 def test_an_error_metric_promotes_the_lower_value_with_a_relative_margin() -> None:
-    rc = _rc(metric="test_rmse", max_gap=0.5, margin=0.1)
+    rc = _rc(metric="test_rmse", max_relative_gap=0.5, margin=0.1)
     ok, reason = R.decide(rc, _scored("2", 45.0, gap=0.2), _scored("1", 50.0))
     assert ok and "test_rmse 45 <= champion v1's 50 less margin 10%" in reason  # 45 <= 50 * 0.9
     ok, reason = R.decide(rc, _scored("2", 46.0, gap=0.2), _scored("1", 50.0))
     assert not ok and "> champion v1's 50 less margin 10% (45)" in reason
-    assert not R.decide(_rc(metric="test_rmse", max_gap=0.5), _scored("2", 51.0, gap=0.2), _scored("1", 50.0))[0]
+    assert not R.decide(_rc(metric="test_rmse", max_relative_gap=0.5), _scored("2", 51.0, gap=0.2), _scored("1", 50.0))[0]
     # the ceiling replaces the floor (an RMSE of 45 is far above min_score=0.8 and must not fail it)
-    ok, reason = R.decide(_rc(metric="test_rmse", max_gap=0.5, max_error=40.0), _scored("2", 45.0, gap=0.2), None)
+    ok, reason = R.decide(_rc(metric="test_rmse", max_relative_gap=0.5, max_error=40.0), _scored("2", 45.0, gap=0.2), None)
     assert not ok and "above retrain.max_error=40" in reason and "min_score" not in reason
-    assert R.decide(_rc(metric="test_rmse", max_gap=0.5), _scored("2", 45.0, gap=0.2), None)[0]
+    assert R.decide(_rc(metric="test_rmse", max_relative_gap=0.5), _scored("2", 45.0, gap=0.2), None)[0]
 
 
 def test_an_errors_gap_is_relative_to_the_train_error() -> None:
     metrics = {"train_rmse": 40.0, "test_rmse": 50.0, "gap_rmse_test": 10.0, "train_accuracy": 1.0, "gap_accuracy_test": 0.03}
     assert R.judged_gap("test_rmse", metrics) == pytest.approx(0.25)
     assert R.judged_gap("test_accuracy", metrics) == pytest.approx(0.03)  # a score's gap stays in points
-    ok, reason = R.decide(_rc(metric="test_rmse", max_gap=0.2), _scored("2", 50.0, gap=0.25), None)
-    assert not ok and "+25.0% of the train error exceeds retrain.max_gap=0.2" in reason
+    ok, reason = R.decide(_rc(metric="test_rmse", max_relative_gap=0.2), _scored("2", 50.0, gap=0.25), None)
+    assert not ok and "+25.0% of the train error exceeds retrain.max_relative_gap=0.2" in reason
+    assert R.decide(_rc(metric="test_rmse", max_gap=0.0, max_relative_gap=0.3), _scored("2", 50.0, gap=0.25), None)[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -165,6 +167,8 @@ def test_config_digest_covers_only_what_builds_the_model() -> None:
     assert R.config_digest(elsewhere) == digest
     assert R.config_digest(dataclasses.replace(base, train=dataclasses.replace(base.train, epochs=7))) != digest
     assert R.config_digest(dataclasses.replace(base, data=dataclasses.replace(base.data, seed=1))) != digest
+    # the task's settings train another model from the same data
+    assert R.config_digest(dataclasses.replace(base, task=dataclasses.replace(base.task, class_weight="balanced"))) != digest
 
 
 def test_code_digest_follows_sources_not_bytecode(tmp_path: Path) -> None:

@@ -92,7 +92,8 @@ def test_gap_curve_labels_follow_the_metric_direction(tmp_path, monkeypatch):
         [t.get_text() for t in fig.axes[0].get_legend().get_texts()]) or path)
     plots.gap_curve(history(REGRESSION), tmp_path / "g.png", None, metric="rmse")
     plots.gap_curve(history((*TODAY, "gap_auc", "gap_ece")), tmp_path / "g.png", 2, metric="auc")
-    assert seen[0] == ["gap_rmse (val − train)", "gap_loss (val − train)"]
+    # RMSE is in the target's units: its own right-hand axis, named in the legend
+    assert seen[0] == ["gap_loss (val − train)", "gap_rmse (val − train), right axis"]
     assert seen[1] == ["gap_auc (train − val)", "gap_loss (val − train)", "gap_ece (val − train)",
                        "overfitting onset (epoch 2)"]
     plots.pyplot().close("all")

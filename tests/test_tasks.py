@@ -118,3 +118,21 @@ def test_the_gap_callback_logs_each_tasks_epoch_metrics() -> None:
         assert len(h[f"val_{m}"]) == len(h[f"train_eval_{m}"]) == len(h[f"gap_{m}"]) == 2, m
     assert h["gap_auc"][-1] == pytest.approx(h["train_eval_auc"][-1] - h["val_auc"][-1])
     assert h["gap_ece"][-1] == pytest.approx(h["val_ece"][-1] - h["train_eval_ece"][-1])
+
+
+def test_a_saved_training_state_is_not_resumed_for_another_task_or_its_settings() -> None:
+    """A killed run's backup must not be restored after task.loss, class weights, the task
+    prepare resolved, or the standardization statistics changed (none is in the data
+    fingerprint: the same labels read as binary or multiclass have the same arrays)."""
+    import dataclasses
+
+    from gapline.stages.train import backup_key
+
+    cfg = _cfg()
+    meta = {"fingerprint": "f", "task": "binary", "features": {"mean": [0.0], "std": [1.0]}}
+    key = backup_key(cfg, meta)
+    assert backup_key(cfg, dict(meta)) == key
+    assert backup_key(dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, class_weight="balanced")), meta) != key
+    assert backup_key(cfg, {**meta, "task": "multiclass"}) != key
+    assert backup_key(cfg, {**meta, "features": {"mean": [1.0], "std": [1.0]}}) != key
+    assert backup_key(cfg, {k: v for k, v in meta.items() if k != "features"}) != key  # data.standardize=false

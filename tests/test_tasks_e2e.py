@@ -109,7 +109,7 @@ def test_multilabel_csv(project: Path) -> None:
 
 
 def _retrain(project: Path, *overrides: str):
-    return _run(["gapline", "retrain", "experiment=diabetes_regularized", "retrain.max_gap=10", *overrides], project, check=False)
+    return _run(["gapline", "retrain", "experiment=diabetes_regularized", "retrain.max_relative_gap=10", *overrides], project, check=False)
 
 
 def test_regression_diabetes_and_retrain_promotes_on_lower_rmse(project: Path) -> None:

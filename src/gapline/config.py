@@ -291,15 +291,17 @@ class RetrainConfig:
 
     Promotion needs the challenger to beat the champion by ``margin`` on ``metric``, to reach
     ``min_score`` (scores) or stay within ``max_error`` (errors), and a gap on that metric of at
-    most ``max_gap``; every score is measured on the current splits. For scores (accuracy,
-    AUC, R²) margin and gap are absolute (0.01 = one point); for errors (rmse, mae), whose
-    units are the target's, they are relative: the challenger's error at most
-    ``champion * (1 - margin)``, and ``(split error - train error) / train error <= max_gap``.
+    most ``max_gap`` (scores) or ``max_relative_gap`` (errors); every score is measured on the
+    current splits. For scores (accuracy, AUC, R²) margin and gap are absolute (0.01 = one
+    point); for errors (rmse, mae), whose units are the target's, they are relative: the
+    challenger's error at most ``champion * (1 - margin)``, and
+    ``(split error - train error) / train error <= max_relative_gap``.
     """
 
     metric: str = "auto"
     margin: float = 0.0
     max_gap: float = 0.05
+    max_relative_gap: float = 0.5
     # Absolute quality floor of a score: the first champion must reach it, and no later one may
     # fall below it. Errors (rmse, mae) use max_error instead, a ceiling (.inf: none).
     min_score: float = 0.9

@@ -34,8 +34,11 @@ SMALL_BATCH_FOR_BN = 8
 
 # A regression overfits when its validation error exceeds the training error by this share.
 RELATIVE_ERROR_GAP = 0.15
-# Calibration: flagged when validation ECE exceeds this and the train one by at least half of it.
-ECE_FLAG = 0.05
+# Calibration: flagged when validation ECE exceeds the train one by this, and is at least twice it.
+ECE_GAP_FLAG = 0.02
+# A classifier also overfits when its validation loss exceeds the train loss by this much: a
+# headline like AUC saturates near 1 while the loss (and the confidence) still drift apart.
+LOSS_GAP = 0.1
 NAMES = {"accuracy": "accuracy", "auc": "AUC", "rmse": "RMSE", "mae": "MAE"}
 
 
@@ -54,7 +57,8 @@ def diagnose(
     """Classify the fit on the task's headline metric and suggest what this config does not
     use yet. ``task``: a TaskSpec (a number of classes: multiclass). A classifier is judged
     on accuracy (multiclass) or AUC (binary, multilabel): underfitting below
-    ``underfit_accuracy``, overfitting above a ``gap_threshold`` gap; a regression on R²
+    ``underfit_accuracy``, overfitting above a ``gap_threshold`` gap or a loss gap above
+    :data:`LOSS_GAP`; a regression on R²
     (underfitting below 0.5) and on its validation RMSE against the training RMSE
     (overfitting above :data:`RELATIVE_ERROR_GAP` more)."""
     spec = as_spec(task)
@@ -71,7 +75,8 @@ def diagnose(
         under_text = f"Underfitting: the model explains only {r2:.0%} of the training target's variance (R²); {shown}."
     else:
         shown = f"train {name} {train:.1%} vs validation {val:.1%} (gap {gap * 100:.1f} points, loss gap {metrics['gap_loss_val']:.3f})"
-        underfit, overfit = train < underfit_accuracy, gap > gap_threshold
+        underfit = train < underfit_accuracy
+        overfit = gap > gap_threshold or metrics["gap_loss_val"] > LOSS_GAP
         under_text = f"Underfitting: training {name} is only {train:.1%} (validation {val:.1%})."
     if underfit:
         verdict = "underfitting"
@@ -119,7 +124,7 @@ def _flags(
             )
     if spec.classification:
         train_ece, val_ece = metrics.get("train_ece", math.nan), metrics.get("val_ece", math.nan)
-        if val_ece > ECE_FLAG and val_ece - train_ece > ECE_FLAG / 2:
+        if val_ece - train_ece > ECE_GAP_FLAG and val_ece >= 2 * train_ece:
             flags.append(
                 f"overconfident on unseen data: validation calibration error (ECE) {val_ece:.3f} vs "
                 f"{train_ece:.3f} on train; overfit networks grow overconfident: early stopping, "

@@ -48,16 +48,25 @@ def gap_curve(history: dict[str, list[float]], path: Path, onset_epoch: int | No
               metric: str = "accuracy") -> Path:
     """The gap per epoch on ``metric``, the loss and (when recorded) the ECE, each with the
     sign convention that makes positive mean overfitting: train − val for a score, val − train
-    for an error."""
-    from .tasks import higher_is_better
+    for an error. A metric in the target's units (RMSE) gets its own right-hand axis, so the
+    loss gap is not flattened against it."""
+    from .tasks import UNIT_SCORES, higher_is_better
 
     plt = pyplot()
     names = [m for m in dict.fromkeys((metric, "loss", "ece")) if f"gap_{m}" in history]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name in names:
+    own_axis = metric in names and metric not in UNIT_SCORES
+    right = ax.twinx() if own_axis else None
+    for i, name in enumerate(names):
         sign = "train − val" if higher_is_better(name) else "val − train"
         values = history[f"gap_{name}"]
-        ax.plot(np.arange(1, len(values) + 1), values, label=f"gap_{name} ({sign})")
+        target = right if (own_axis and name == metric) else ax
+        target.plot(np.arange(1, len(values) + 1), values, color=f"C{i}", label=f"gap_{name} ({sign})")
+    if right is not None:
+        right.set_ylabel(f"gap_{metric} (target's units)")
+        handles, labels = right.get_legend_handles_labels()
+        for h, lab in zip(handles, labels):
+            ax.plot([], [], color=h.get_color(), label=f"{lab}, right axis")
     ax.axhline(0.0, color="grey", lw=0.8)
     if onset_epoch:
         ax.axvline(onset_epoch, color="red", ls="--", label=f"overfitting onset (epoch {onset_epoch})")

@@ -69,7 +69,10 @@ TRAINING_METRIC = {"multiclass": "accuracy", "binary": "accuracy", "multilabel":
 
 def higher_is_better(metric: str) -> bool:
     """Direction of a metric name, with or without a split prefix (``val_rmse``)."""
-    name = metric.split("_", 1)[1] if metric.split("_", 1)[0] in ("train", "val", "test") else metric
+    name = metric.removeprefix("train_eval_")
+    name = name.split("_", 1)[1] if name.split("_", 1)[0] in ("train", "val", "test", "gap") else name
+    for suffix in ("_val", "_test"):  # gap_rmse_val
+        name = name.removesuffix(suffix) if name.removesuffix(suffix) in HIGHER_IS_BETTER else name
     return HIGHER_IS_BETTER.get(name, HIGHER_IS_BETTER.get(_base(name), True))
 
 

@@ -217,7 +217,8 @@ def validate(cfg: Config) -> Config:
     rt = cfg.retrain
     _choice("retrain.metric", rt.metric, RETRAIN_METRICS)
     _range("retrain.margin", rt.margin, 0.0, 1.0)
-    _range("retrain.max_gap", rt.max_gap, 0.0)
+    _range("retrain.max_gap", rt.max_gap, 0.0, 1.0)
+    _range("retrain.max_relative_gap", rt.max_relative_gap, 0.0)
     _range("retrain.min_score", rt.min_score, -1e9, 1.0)
     _range("retrain.max_error", rt.max_error, 0.0)
     for key in ("lock_file", "report"):

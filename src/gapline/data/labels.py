@@ -15,14 +15,15 @@ npz round trips often turn int labels into floats; bytes are decoded as UTF-8.
 ``task.type=auto`` is resolved only where the labels leave no doubt, else it asks:
 
 1. a 2-d 0/1 array with at least 2 columns (an npz ``y`` of shape ``(n, L)``, or CSV
-   ``data.label_columns``) -> multilabel;
+   ``data.label_columns``) -> multilabel, unless every row holds exactly one 1: one-hot
+   classes read the same, so auto asks (``task.type=multiclass`` reads them as classes);
 2. text or bool labels -> binary with 2 distinct values, otherwise multiclass;
 3. numbers with a non-integer value -> regression;
 4. integer-valued numbers: 2 distinct -> binary; 1 distinct -> multiclass (then refused as a
-   single class); 3 to 100 distinct that are exactly ``0..k-1`` (class indices) or that each
-   occur at least 3 times -> multiclass; anything else (e.g. scikit-learn's diabetes target:
-   214 distinct integers, most seen once or twice) -> one error line asking for
-   ``task.type=multiclass`` or ``task.type=regression``.
+   single class); exactly the class indices ``0..k-1`` with k at most 20 -> multiclass;
+   anything else (ratings 1..5, counts, sklearn's diabetes target with 214 distinct
+   integers) -> one error line asking for ``task.type=multiclass`` or
+   ``task.type=regression``: whole numbers are as often quantities as classes.
 
 Sources whose task is fixed (image folders, the bundled sets) check it with
 :func:`fixed_task`. Every refusal is one :class:`~gapline.errors.DataError` line naming the
@@ -40,12 +41,10 @@ import numpy as np
 from gapline.errors import DataError, bad_value
 from gapline.tasks import TASK_NAMES
 
-__all__ = ["AUTO_MAX_CLASSES", "AUTO_MIN_PER_CLASS", "Labels", "fixed_task", "read_labels"]
+__all__ = ["AUTO_MAX_CLASSES", "Labels", "fixed_task", "read_labels"]
 
-#: auto: integer labels with more distinct values than this are never taken for classes.
-AUTO_MAX_CLASSES = 100
-#: auto: integer labels (not exactly 0..k-1) are classes when each value occurs this often.
-AUTO_MIN_PER_CLASS = 3
+#: auto: integer labels are taken for classes only as the indices 0..k-1 with k at most this.
+AUTO_MAX_CLASSES = 20
 
 _TASKS = ("auto", *TASK_NAMES)
 
@@ -196,20 +195,19 @@ def read_labels(
 
 
 def _auto_integers(ints: np.ndarray, source: str, field: str) -> str:
-    uniques, counts = np.unique(ints, return_counts=True)
+    uniques = np.unique(ints)
     k = len(uniques)
     if k == 2:
         return "binary"
     if k == 1:
         return "multiclass"
     indices = uniques[0] == 0 and uniques[-1] == k - 1
-    rare = int((counts < AUTO_MIN_PER_CLASS).sum())
-    if k <= AUTO_MAX_CLASSES and (indices or rare == 0):
+    if indices and k <= AUTO_MAX_CLASSES:
         return "multiclass"
     why = (
-        f"more than {AUTO_MAX_CLASSES}"
-        if k > AUTO_MAX_CLASSES
-        else f"{rare} of them seen fewer than {AUTO_MIN_PER_CLASS} times, and they are not class indices 0..{k - 1}"
+        f"class indices 0..{k - 1}, but more than {AUTO_MAX_CLASSES} of them"
+        if indices
+        else f"not class indices 0..{k - 1}"
     )
     shown = ", ".join(str(_py(u)) for u in uniques[:3]) + ", ..."
     raise DataError(
@@ -241,11 +239,21 @@ def _multilabel(
             f"{field} of {source} has {n_labels} label columns but {len(names)} label names: "
             "expected one name per column"
         )
+    one_hot = v.dtype.kind in "biuf" and bool(np.all((v == 0) | (v == 1))) and bool(np.all(v.sum(axis=1) == 1))
+    if task == "multiclass" and one_hot:  # one-hot classes: read as their indices
+        return Labels(np.argmax(v, axis=1).astype(np.int64), names, "multiclass")
     if task not in ("auto", "multilabel"):
         raise _misfit(
             task,
             "auto or multilabel",
             f"{field} of {source} holds {n_labels} label columns per sample (shape {v.shape})",
+        )
+    if task == "auto" and one_hot:
+        raise DataError(
+            f"task.type='auto' cannot tell the task of {field} of {source}: every row of its "
+            f"{n_labels} 0/1 columns holds exactly one 1 (one-hot classes, or labels that happen "
+            "to come one per row); set task.type=multiclass if they are one class per sample or "
+            "task.type=multilabel if a sample may have several"
         )
     if n_labels < 2:
         raise DataError(

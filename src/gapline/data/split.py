@@ -13,6 +13,7 @@ label combination for multilabel and a target quantile for regression.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from numbers import Real
 
@@ -166,20 +167,21 @@ def stratified_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(parts)).astype(np.int64)
 
 
-def multilabel_strata(y: np.ndarray) -> np.ndarray:
+def multilabel_strata(y: np.ndarray, min_rows: int = 3) -> np.ndarray:
     """One int64 stratum per row of a 0/1 ``(n, L)`` array: its label combination.
 
-    Combinations seen fewer than :func:`min_samples_per_class` times are pooled into one
-    stratum; if that pool is itself too small it joins the largest stratum. So every stratum
-    can give train, val and test a row once ``n >= 3``, and frequent combinations keep their
-    proportions in every split.
+    Combinations seen fewer than ``min_rows`` times (at least :func:`min_samples_per_class`)
+    are pooled into one stratum; if that pool is itself too small it joins the largest
+    stratum. A split gives every stratum at least one row in val and in test, so
+    ``min_rows`` of about 1 / the smallest fraction keeps the splits' sizes near their
+    fractions (:func:`task_split`), and frequent combinations keep their proportions.
     """
     arr = np.asarray(y)
     if arr.ndim != 2 or len(arr) == 0:
         raise DataError(f"multilabel targets have shape {arr.shape}: expected a non-empty (n, labels) array")
     _, inverse, counts = np.unique(arr, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1).astype(np.int64)
-    need = min_samples_per_class()
+    need = max(min_samples_per_class(), int(min_rows))
     rare = counts < need
     if rare.any():
         pool = len(counts)  # an id of its own, after every combination's
@@ -191,31 +193,34 @@ def multilabel_strata(y: np.ndarray) -> np.ndarray:
     return inverse
 
 
-def quantile_strata(y: np.ndarray, max_bins: int = MAX_QUANTILE_BINS) -> np.ndarray:
+def quantile_strata(y: np.ndarray, max_bins: int = MAX_QUANTILE_BINS, min_rows: int = 3) -> np.ndarray:
     """One int64 stratum per sample of a numeric target: its quantile bin.
 
     Bins are rank-based and of equal size (ties broken by position, so the result is
-    deterministic): ``min(max_bins, n // 3)`` bins (at least 1), so each holds at least
-    :func:`min_samples_per_class` samples once ``n >= 3``.
+    deterministic): ``min(max_bins, n // min_rows)`` bins (at least 1), so each holds at
+    least ``min_rows`` (at least :func:`min_samples_per_class`) samples once ``n`` allows.
     """
     arr = np.asarray(y, dtype=np.float64)
     if arr.ndim != 1 or len(arr) == 0:
         raise DataError(f"regression targets have shape {arr.shape}: expected a non-empty 1-d array")
     n = len(arr)
-    bins = max(1, min(int(max_bins), n // min_samples_per_class()))
+    bins = max(1, min(int(max_bins), n // max(min_samples_per_class(), int(min_rows))))
     ranks = np.empty(n, dtype=np.int64)
     ranks[np.argsort(arr, kind="stable")] = np.arange(n, dtype=np.int64)
     return ranks * bins // n
 
 
-def strata(y: np.ndarray, task: str) -> np.ndarray:
+def strata(y: np.ndarray, task: str, smallest_fraction: float = 1.0) -> np.ndarray:
     """What a split of ``task`` stratifies on: the labels (multiclass, binary), the label
     combination (multilabel, :func:`multilabel_strata`) or the target quantile (regression,
-    :func:`quantile_strata`)."""
+    :func:`quantile_strata`). The strata a task builds itself hold at least about
+    1 / ``smallest_fraction`` rows, so that rounding each up to one row per split does not
+    inflate the small splits."""
+    min_rows = max(min_samples_per_class(), math.ceil(1.0 / smallest_fraction - 1e-9))
     if task == "multilabel":
-        return multilabel_strata(y)
+        return multilabel_strata(y, min_rows)
     if task == "regression":
-        return quantile_strata(y)
+        return quantile_strata(y, min_rows=min_rows)
     if task in ("multiclass", "binary"):
         return np.asarray(y)
     raise DataError(bad_value("task", task, "multiclass, binary, multilabel or regression"))
@@ -244,10 +249,11 @@ def task_split(
                 f"test_fraction={test_fraction})"
             )
         class_names = None
-    return stratified_split(strata(y, task), val_fraction, test_fraction, seed, class_names=class_names)
+    smallest = min(float(val_fraction), float(test_fraction))
+    return stratified_split(strata(y, task, smallest), val_fraction, test_fraction, seed, class_names=class_names)
 
 
 def task_subset(y: np.ndarray, task: str, fraction: float, seed: int) -> np.ndarray:
     """:func:`stratified_subset` on the strata of ``task``: ``data.train_fraction`` keeps
     that share of each class, label combination or target quantile of the training split."""
-    return stratified_subset(strata(y, task), fraction, seed)
+    return stratified_subset(strata(y, task, float(fraction)), fraction, seed)

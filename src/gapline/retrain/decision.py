@@ -27,8 +27,9 @@ def gap_key(metric: str) -> str:
 
 
 def judged_gap(metric: str, metrics: Mapping[str, float]) -> float:
-    """The gap ``retrain.max_gap`` bounds: absolute for a score (points of accuracy or AUC),
-    relative to the train error for an error (0.2: the split's error is 20 % above train's)."""
+    """The gap retraining bounds: absolute for a score (points of accuracy or AUC:
+    ``retrain.max_gap``), relative to the train error for an error (0.2: the split's error is
+    20 % above train's: ``retrain.max_relative_gap``)."""
     split, name = split_and_name(metric)
     value = float(metrics[gap_key(metric)])
     if higher_is_better(name):
@@ -57,8 +58,8 @@ class Scored:
 def decide(rc: RetrainConfig, challenger: Scored, champion: Optional[Scored]) -> tuple[bool, str]:
     """Promote the challenger only if every check passes:
 
-    - its gap on ``metric`` (positive = overfitting: absolute for a score, relative to the
-      train error for an error) is at most ``max_gap``;
+    - its gap on ``metric`` (positive = overfitting) is at most ``max_gap`` for a score (in
+      points) or ``max_relative_gap`` for an error (a share of the train error);
     - its score reaches the floor ``min_score`` (a score) or stays within ``max_error`` (an
       error);
     - there is no champion, or the champion cannot be scored on the current splits, or it
@@ -74,10 +75,11 @@ def decide(rc: RetrainConfig, challenger: Scored, champion: Optional[Scored]) ->
     failed: list[str] = []
     passed: list[str] = []
     gap_text = f"{challenger.gap:+.4f}" if higher else f"{challenger.gap:+.1%} of the train error"
-    if challenger.gap > rc.max_gap + SCORE_TOLERANCE:
-        failed.append(f"its gap {gap_text} exceeds retrain.max_gap={rc.max_gap:g}")
+    bound, key = (rc.max_gap, "max_gap") if higher else (rc.max_relative_gap, "max_relative_gap")
+    if challenger.gap > bound + SCORE_TOLERANCE:
+        failed.append(f"its gap {gap_text} exceeds retrain.{key}={bound:g}")
     else:
-        passed.append(f"gap {gap_text} <= {rc.max_gap:g}")
+        passed.append(f"gap {gap_text} <= {bound:g}")
     if higher and challenger.score < rc.min_score - SCORE_TOLERANCE:
         failed.append(f"its {metric} {challenger.score:.4f} is below retrain.min_score={rc.min_score:g}")
     elif higher:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..config import Config
-from ..errors import ConfigError, GaplineError
+from ..errors import ConfigError, GaplineError, bad_value
 from .decision import Scored, decide, load_splits, score
 from .lock import exclusive_lock
 from .outcome import ExitCode, Outcome
@@ -193,6 +193,7 @@ class RetrainJob:
             "metric": self.judged_on or rc.metric,
             "margin": rc.margin,
             "max_gap": rc.max_gap,
+            "max_relative_gap": rc.max_relative_gap,
             "min_score": rc.min_score,
             "max_error": rc.max_error,
             "forced": self.force,
@@ -277,7 +278,7 @@ class RetrainJob:
 
         rc = self.cfg.retrain
         tracking.log_params(
-            {"retrain.metric": rc.metric, "retrain.margin": rc.margin, "retrain.max_gap": rc.max_gap,
+            {"retrain.metric": rc.metric, "retrain.margin": rc.margin, "retrain.max_gap": rc.max_gap, "retrain.max_relative_gap": rc.max_relative_gap,
              "retrain.min_score": rc.min_score, "retrain.max_error": rc.max_error, "retrain.force": self.force, "registered_model": self.name}
         )
         tracking.log_tags(
@@ -325,11 +326,15 @@ class RetrainJob:
         scores to log (the verdict is kept even if logging them fails)."""
         from .. import runtime, tracking
 
-        from ..tasks import retrain_metric, spec_from_meta
+        from ..tasks import retrain_metric, retrain_metrics, spec_from_meta
 
         rc, t, champion_v = self.cfg.retrain, self.cfg.train, self.champion.version
         task = spec_from_meta(meta)
         rc = dataclasses.replace(rc, metric=retrain_metric(rc.metric, task.name))
+        if rc.metric not in retrain_metrics(task.name):  # auto resolved the task only now
+            raise ConfigError(
+                bad_value("retrain.metric", self.cfg.retrain.metric, f"one of {', '.join(retrain_metrics(task.name))} for task {task.name}")
+            )
         self.judged_on = rc.metric
         tracking.log_params({"retrain.judged_on": rc.metric})
         runtime.configure(t.seed, t.deterministic, t.accelerator, t.precision)

@@ -13,7 +13,7 @@ from ..provenance import config_groups, folder_digest, json_digest
 
 # The config groups the DVC pipeline reads to build the model. ``tracking`` (where results
 # go), ``retrain`` (how they are judged), ``study``, ``sweep`` and ``meta`` do not change it.
-PIPELINE_GROUPS = ("data", "augment", "model", "regularization", "train")
+PIPELINE_GROUPS = ("data", "task", "augment", "model", "regularization", "train")
 
 TAG_DATA = "retrain.data_fingerprint"
 TAG_CONFIG = "retrain.config_digest"

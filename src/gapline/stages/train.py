@@ -25,15 +25,20 @@ BACKUP_DIR = Path(".gapline/backup/train")
 
 
 def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
-    """What a saved training state is only valid for: the same data, training settings and
-    model files (a custom builder's package, a weights file, a warm-start model)."""
+    """What a saved training state is only valid for: the same data (and the task and
+    standardization prepare resolved for it), task and training settings and model files (a
+    custom builder's package, a weights file, a warm-start model)."""
     from dataclasses import asdict
 
     from ..user_code import model_files_digest
 
-    parts = provenance.config_groups(cfg, ("augment", "model", "regularization", "train"))
+    parts = provenance.config_groups(cfg, ("task", "augment", "model", "regularization", "train"))
     files = model_files_digest(asdict(cfg.model.deps), cfg.model.init_from)
-    return provenance.json_digest({**parts, "data": meta["fingerprint"], **({"model_files": files} if files else {})})
+    # the resolved task and the statistics the model standardizes with are not in the fingerprint
+    resolved = {k: meta.get(k) for k in ("task", "target", "features")}
+    return provenance.json_digest(
+        {**parts, "data": meta["fingerprint"], "resolved": resolved, **({"model_files": files} if files else {})}
+    )
 
 
 def history_csv(history: dict[str, list[float]], headline: str | None = None) -> str:
