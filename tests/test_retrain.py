@@ -576,3 +576,35 @@ def test_terminated_retrain_stops_the_pipeline_and_moves_nothing(project: Path) 
     assert _aliases(project)["champion"] == before["champion"]
     assert _aliases(project).get("previous-champion") == before.get("previous-champion")
     assert R.lock_holder(project / ".gapline" / "retrain.lock") == {}
+
+
+def test_a_score_that_is_not_a_number_never_promotes() -> None:
+    """An AUC on a split with one class, an RMSE of a model that outputs inf: NaN fails every
+    comparison, so without this check it would pass them all."""
+    nan = float("nan")
+    ok, reason = R.decide(_rc(metric="test_auc"), _scored("2", nan, gap=nan), _scored("1", 0.9))
+    assert not ok and "not a number" in reason
+    ok, reason = R.decide(_rc(metric="test_auc"), _scored("2", 0.9), _scored("1", nan))
+    assert ok and "cannot be scored" in reason  # a champion with no score counts as absent
+
+
+def test_a_champion_trained_for_another_task_is_read_from_its_run(tmp_path: Path) -> None:
+    """retrain compares the champion's task (its run's ``task`` tag, multiclass before tasks
+    existed) with the data's: a regression champion scored as a binary classifier would
+    report an AUC of its raw outputs and could keep a real classifier out."""
+    from types import SimpleNamespace
+
+    from mlflow import MlflowClient
+
+    from gapline.retrain.job import RetrainJob
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("e", artifact_location=str(tmp_path / "art"))
+    client.create_registered_model("m")
+    for tags in ({"task": "regression"}, {}):
+        run = client.create_run(exp, tags=tags)
+        client.create_model_version("m", str(tmp_path / "art"), run.info.run_id)
+    job = SimpleNamespace(champion=SimpleNamespace(client=client), name="m")
+    assert RetrainJob._version_task(job, "1") == "regression"
+    assert RetrainJob._version_task(job, "2") == "multiclass"  # no tag: trained before tasks existed

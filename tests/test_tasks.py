@@ -136,3 +136,44 @@ def test_a_saved_training_state_is_not_resumed_for_another_task_or_its_settings(
     assert backup_key(cfg, {**meta, "task": "multiclass"}) != key
     assert backup_key(cfg, {**meta, "features": {"mean": [1.0], "std": [1.0]}}) != key
     assert backup_key(cfg, {k: v for k, v in meta.items() if k != "features"}) != key  # data.standardize=false
+
+
+def _users_builder(tmp_path, monkeypatch, body: str) -> str:
+    import sys
+
+    (tmp_path / "tasknets.py").write_text("import keras\n\n\ndef build(kit):\n" + body)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tasknets", raising=False)  # each case imports its own
+    return "tasknets:build"
+
+
+@pytest.mark.parametrize(
+    ("task", "body", "expected"),
+    [
+        ("binary", "    inputs, x = kit.inputs()\n    return keras.Model(inputs, keras.layers.Dense(1)(x))\n",
+         "probabilities in [0, 1] for task binary"),
+        ("regression", "    inputs, x = kit.inputs()\n    return keras.Model(inputs, keras.layers.Dense(1)(kit.head(x)))\n",
+         "whose output is kit.head(x)"),
+        ("regression", "    inputs, x = kit.inputs()\n    return keras.Model(inputs, keras.layers.Dense(1)(x))\n",
+         "whose output is kit.head(x)"),
+    ],
+)
+def test_a_builder_output_the_task_cannot_read_is_refused(tmp_path, monkeypatch, task: str, body: str, expected: str) -> None:
+    """Logits where the task needs probabilities, or a layer after the regression head (the
+    loss weight and the user's units assume the head is last): one line at build time."""
+    from gapline.errors import ConfigError
+    from gapline.models import build_model
+
+    builder = _users_builder(tmp_path, monkeypatch, body)
+    cfg = _cfg("model.family=custom", f"model.builder={builder}")
+    spec = TaskSpec(task, ("a", "b") if task == "binary" else ("t",), target_mean=5.0, target_std=2.0)
+    with pytest.raises(ConfigError) as err:
+        build_model((6,), spec, cfg.model, cfg.regularization)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+    ok = "    inputs, x = kit.inputs()\n    return keras.Model(inputs, kit.head(keras.layers.Dense(4)(x)))\n"
+    (tmp_path / "tasknets.py").write_text("import keras\n\n\ndef build(kit):\n" + ok)
+    import importlib
+    import sys
+
+    importlib.reload(sys.modules["tasknets"])
+    assert build_model((6,), spec, cfg.model, cfg.regularization).output_shape == (None, 1)

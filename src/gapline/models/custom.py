@@ -42,13 +42,15 @@ def build_custom(spec: ModelSpec) -> Any:
         model = builder(kit, **kwargs)
     with users_code(spec, f"builds a model that fails on inputs of shape {[None, *spec.input_shape]} (kit.input_shape)"):
         model = as_keras_model(model, spec)
+    # checked before any wrapping: a regression must end with the head that de-standardizes
+    ends_with_head = ends_with_layer(model, "target_scale") if getattr(model, "outputs", None) else kit.usage.heads > 0
     refuse_inapplicable(spec.reg, kit.usage, model)
     if kit.usage.inputs == 0:
         with users_code(spec, "builds a model that cannot follow gapline's input noise or online augmentation"):
             model = with_input_stem(model, spec)
     apply_weight_penalties(model, spec.reg)
     with users_code(spec, f"builds a model that fails on inputs of shape {[None, *spec.input_shape]} (kit.input_shape)"):
-        check_outputs(model, spec, kit.usage.heads > 0)
+        check_outputs(model, spec, ends_with_head)
     check_reloads(model, spec)
     return model
 
@@ -219,10 +221,19 @@ def with_input_stem(model: Any, spec: ModelSpec) -> Any:
     return keras.Model(inputs, model(x), name=f"{model.name}_with_input_stem")
 
 
+def ends_with_layer(model: Any, name: str) -> bool:
+    """Whether a functional model's single output comes straight out of layer ``name``."""
+    outputs = getattr(model, "outputs", None) or []
+    history = getattr(outputs[0], "_keras_history", None) if len(outputs) == 1 else None
+    return history is not None and getattr(history.operation, "name", "") == name
+
+
 def check_outputs(model: Any, spec: ModelSpec, used_head: bool) -> None:
     """One output of the task's shape and kind: class probabilities (multiclass: rows
-    summing to 1; binary, multilabel: each in [0, 1]) or, for regression, the kit's head
-    (only it undoes the target standardization): what the loss and every metric assume."""
+    summing to 1; binary, multilabel: each in [0, 1]) or, for regression, the kit's head as
+    the last layer (only it undoes the target standardization): what the loss and every
+    metric assume. Probed with seeded random inputs: zeros through zero biases give 0, which
+    would pass for a probability even from a layer without a sigmoid."""
     import numpy as np
 
     task = spec.task
@@ -231,18 +242,19 @@ def check_outputs(model: Any, spec: ModelSpec, used_head: bool) -> None:
     outputs = getattr(model, "outputs", None) or []
     if len(outputs) > 1:
         raise ConfigError(bad_value("model.builder", builder, f"a model with one output, not {len(outputs)}"))
-    probe = model(np.zeros((2, *spec.input_shape), dtype="float32"), training=False)
+    rows = np.random.default_rng(0).normal(size=(8, *spec.input_shape)).astype("float32")
+    probe = model(rows, training=False)
     if isinstance(probe, (list, tuple, dict)):  # a subclassed model has no .outputs to count
         raise ConfigError(bad_value("model.builder", builder, "a model with one output, not several"))
     probe = np.asarray(probe)
-    if probe.shape != (2, task.outputs):
+    if probe.shape != (len(rows), task.outputs):
         raise ConfigError(
             bad_value("model.builder", builder, f"a model whose output has shape {expected} (kit.num_outputs for task {task.name}), not {[None, *probe.shape[1:]]}")
         )
     if task.name == "regression":
         if not used_head:
             raise ConfigError(
-                bad_value("model.builder", builder, "a regression model that ends with kit.head(x) (it predicts in the target's units)")
+                bad_value("model.builder", builder, "a regression model whose output is kit.head(x), with no layer after it (the head predicts in the target's units)")
             )
         return
     if task.name != "multiclass":

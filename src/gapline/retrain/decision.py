@@ -3,6 +3,7 @@ promote the challenger only if it clears every check in :func:`decide`."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -74,6 +75,14 @@ def decide(rc: RetrainConfig, challenger: Scored, champion: Optional[Scored]) ->
     assert challenger.score is not None and challenger.gap is not None
     failed: list[str] = []
     passed: list[str] = []
+    if not (math.isfinite(challenger.score) and math.isfinite(challenger.gap)):
+        # an AUC on a split with one class, an RMSE of a model that outputs inf: nothing to judge
+        return False, (
+            f"challenger v{challenger.version} kept out: its {metric} {challenger.score} (gap {challenger.gap}) "
+            "is not a number on the current splits (undefined there, or the model outputs non-finite values)"
+        )
+    if champion is not None and champion.score is not None and not math.isfinite(champion.score):
+        champion = Scored(champion.version, None, None, error=f"its {metric} is {champion.score} on the current splits")
     gap_text = f"{challenger.gap:+.4f}" if higher else f"{challenger.gap:+.1%} of the train error"
     bound, key = (rc.max_gap, "max_gap") if higher else (rc.max_relative_gap, "max_relative_gap")
     if challenger.gap > bound + SCORE_TOLERANCE:

@@ -312,6 +312,17 @@ class RetrainJob:
         tracking.log_tags({"retrain.challenger_version": version})
         return splits, meta
 
+    def _version_task(self, version: str) -> str:
+        """The task a registered version was trained for: its run's ``task`` tag (versions
+        trained before tasks existed were multiclass)."""
+        from .. import tracking
+
+        found = tracking.registry_version(self.champion.client, self.name, version)
+        run_id = getattr(found, "run_id", None)
+        if not run_id:
+            return "multiclass"
+        return str(self.champion.client.get_run(run_id).data.tags.get("task", "multiclass"))
+
     def _reproduced(self) -> Verdict:
         """DVC restored the champion's own outputs (what changed does not reach the model)."""
         version = self.champion.version
@@ -344,10 +355,14 @@ class RetrainJob:
         champion: Optional[Scored] = None
         if champion_v is not None:
             model = tracking.load_registered_keras(self.name, champion_v)  # cannot load: a failure
-            try:
-                champion = score(model, champion_v, splits, task, rc.metric, self.cfg.task)
-            except Exception as exc:  # noqa: BLE001 - e.g. another input shape or class count
-                champion = Scored(champion_v, None, None, error=tracking.error_text(exc))
+            trained_for = self._version_task(champion_v)
+            if trained_for != task.name:  # its outputs would be read as another task's: absent
+                champion = Scored(champion_v, None, None, error=f"it was trained for task {trained_for}, not {task.name}")
+            else:
+                try:
+                    champion = score(model, champion_v, splits, task, rc.metric, self.cfg.task)
+                except Exception as exc:  # noqa: BLE001 - e.g. another input shape or class count
+                    champion = Scored(champion_v, None, None, error=tracking.error_text(exc))
         promote, reason = decide(rc, challenger, champion)
         metrics = {"challenger_score": challenger.score, "challenger_gap": challenger.gap}
         metrics.update({f"challenger.{key}": v for key, v in challenger.metrics.items()})
