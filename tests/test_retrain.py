@@ -608,3 +608,9 @@ def test_a_champion_trained_for_another_task_is_read_from_its_run(tmp_path: Path
     job = SimpleNamespace(champion=SimpleNamespace(client=client), name="m")
     assert RetrainJob._version_task(job, "1") == "regression"
     assert RetrainJob._version_task(job, "2") == "multiclass"  # no tag: trained before tasks existed
+
+
+def test_an_infinite_relative_gap_fails_the_gap_bound() -> None:
+    """A regression that fits its training rows exactly (train RMSE 0) has an infinite gap."""
+    ok, reason = R.decide(_rc(metric="test_rmse"), _scored("2", 5.0, gap=float("inf")), None)
+    assert not ok and "exceeds retrain.max_relative_gap" in reason

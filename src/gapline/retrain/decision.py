@@ -75,8 +75,9 @@ def decide(rc: RetrainConfig, challenger: Scored, champion: Optional[Scored]) ->
     assert challenger.score is not None and challenger.gap is not None
     failed: list[str] = []
     passed: list[str] = []
-    if not (math.isfinite(challenger.score) and math.isfinite(challenger.gap)):
+    if not math.isfinite(challenger.score) or math.isnan(challenger.gap):
         # an AUC on a split with one class, an RMSE of a model that outputs inf: nothing to judge
+        # (an infinite relative gap, a train error of 0, fails the gap bound below instead)
         return False, (
             f"challenger v{challenger.version} kept out: its {metric} {challenger.score} (gap {challenger.gap}) "
             "is not a number on the current splits (undefined there, or the model outputs non-finite values)"
