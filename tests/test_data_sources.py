@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gapline.data.sources import (
-    Dataset,
-    load_csv,
-    load_digits,
-    load_image_folder,
-    load_npz,
-    validate_dataset,
-)
+from gapline.data.bundled import load_digits
+from gapline.data.dataset import Dataset, validate_dataset
+from gapline.data.images import load_image_folder
+from gapline.data.sources import load_csv, load_npz
 from gapline.errors import DataError
 
 

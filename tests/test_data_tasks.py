@@ -14,16 +14,10 @@ from PIL import Image
 from gapline.config import Config, from_container
 from gapline.data.labels import read_labels
 from gapline.data.prepare import load_source, split_source
-from gapline.data.sources import (
-    Dataset,
-    load_breast_cancer,
-    load_csv,
-    load_diabetes,
-    load_digits,
-    load_image_folder,
-    load_npz,
-    validate_dataset,
-)
+from gapline.data.bundled import load_breast_cancer, load_diabetes, load_digits
+from gapline.data.dataset import Dataset, validate_dataset
+from gapline.data.images import load_image_folder
+from gapline.data.sources import load_csv, load_npz
 from gapline.data.split import multilabel_strata, quantile_strata, stratified_split, task_split, task_subset
 from gapline.errors import ConfigError, DataError, GaplineError
 from gapline.tasks import target_stats

@@ -56,7 +56,7 @@ def curve_row(fraction: float, row: Mapping[str, Any]) -> dict[str, Any]:
 
 def learning_curve(cfg: Config, fractions: Sequence[float]) -> list[dict[str, Any]]:
     """One row per fraction (ascending); the source is loaded once and split identically."""
-    from .data.sources import validate_dataset
+    from .data.dataset import validate_dataset
     from .data.prepare import load_source
     from .trial import run_trial
 

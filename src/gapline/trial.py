@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from .augment import augment_dataset
 from .config import Config
-from .data.sources import Dataset
+from .data.dataset import Dataset
 from .gap import overfitting_onset
 
 

@@ -17,16 +17,10 @@ import numpy as np
 from gapline.config import Config, DataConfig
 from gapline.errors import ConfigError, DataError, bad_value
 from gapline.data.fingerprint import file_digest, fingerprint, tree_digest
-from gapline.data.sources import (
-    Dataset,
-    load_breast_cancer,
-    load_csv,
-    load_diabetes,
-    load_digits,
-    load_image_folder,
-    load_npz,
-    validate_dataset,
-)
+from gapline.data.bundled import load_breast_cancer, load_diabetes, load_digits
+from gapline.data.dataset import Dataset, validate_dataset
+from gapline.data.images import load_image_folder
+from gapline.data.sources import load_csv, load_npz
 from gapline.data.split import task_split, task_subset
 from gapline.tasks import target_stats
 
