@@ -92,22 +92,6 @@ with mlflow.start_run():
 print(json.dumps({"per_epoch_call": per_call, "flush": flush}))
 """
 
-MAKE_LARGE = r"""
-import sys
-import numpy as np
-# A generated image set users can recreate anywhere: each class is a fixed random 32x32x3
-# pattern, each sample 30 % that pattern and 70 % uniform noise (learnable, not trivial).
-n, size, classes, path = int(sys.argv[1]), int(sys.argv[2]), 10, sys.argv[3]
-rng = np.random.default_rng(0)
-templates = rng.uniform(0, 1, (classes, size, size, 3)).astype("float32")
-y = (np.arange(n) % classes).astype("int64")
-rng.shuffle(y)
-x = np.empty((n, size, size, 3), dtype="float32")
-for start in range(0, n, 5000):
-    idx = slice(start, start + 5000)
-    x[idx] = 0.3 * templates[y[idx]] + 0.7 * rng.uniform(0, 1, (len(y[idx]), size, size, 3)).astype("float32")
-np.savez(path, x=x, y=y)
-"""
 
 # The same model gapline builds, compiled and fitted the way the Keras guides do it:
 # default steps_per_execution (1), fit over numpy arrays with validation_data.
@@ -315,7 +299,7 @@ def bench_large(repeats: int) -> None:
     Keras, and the memory the train stage needs for it."""
     samples, epochs, batch = LARGE["samples"], LARGE["epochs"], LARGE["batch"]
     data = Path(tempfile.mkdtemp(prefix="gapline-large-")) / "large.npz"
-    sh([PY, "-c", MAKE_LARGE, str(samples), "32", str(data)], REPO)
+    sh([PY, str(REPO / "benchmarks/image_set.py"), str(samples), "32", str(data)], REPO)  # §7's set
     common = ["data=npz", f"data.path={data}", "augment=none", "regularization=none", f"train.epochs={epochs}",
               f"train.batch_size={batch}", "tracking.enabled=false", "train.resume=false"]
     root = project(common)

@@ -90,18 +90,11 @@ SIZE, CLASSES = 32, 10
 
 
 def make_images(n: int) -> tuple:
-    """bench.py's MAKE_LARGE generator, unchanged (same seed, same arrays)."""
-    import numpy as np
+    """bench.py's set (benchmarks/image_set.py: same seed, same arrays)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from image_set import make
 
-    rng = np.random.default_rng(0)
-    templates = rng.uniform(0, 1, (CLASSES, SIZE, SIZE, 3)).astype("float32")
-    y = (np.arange(n) % CLASSES).astype("int64")
-    rng.shuffle(y)
-    x = np.empty((n, SIZE, SIZE, 3), dtype="float32")
-    for start in range(0, n, 5000):
-        idx = slice(start, start + 5000)
-        x[idx] = 0.3 * templates[y[idx]] + 0.7 * rng.uniform(0, 1, (len(y[idx]), SIZE, SIZE, 3)).astype("float32")
-    return x, y
+    return make(n, SIZE, CLASSES)
 
 
 def split(x, y, val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 42) -> dict:
