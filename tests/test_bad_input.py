@@ -243,11 +243,7 @@ def test_metric_the_resolved_task_lacks_stops_train_before_any_run(project: Path
     line = _fails(capsys, "train")
     assert "regularization.early_stopping.monitor='val_accuracy'" in line and "for task regression" in line
     assert not Path("models/model.keras").exists() and not Path("reports/train.json").exists()
-    from mlflow import MlflowClient
-
-    if (project / "mlflow.db").exists():
-        client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-        assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+    assert not (project / "mlflow.db").exists()  # the store was never even opened: no run at all
 
 
 def test_corrupt_image_skipped_and_counted_when_configured(project: Path, capsys) -> None:

@@ -122,10 +122,9 @@ def _mlflow_run(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _client(project: Path):
-    from mlflow import MlflowClient
+    from helpers.project_store import local_client
 
-    uri = f"sqlite:///{project / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return local_client(project)
 
 
 def _all_runs(project: Path) -> list:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,10 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _section():
-    spec = importlib.util.spec_from_file_location("study_section", ROOT / "docs/study_section.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from helpers.project_store import docs_module
+
+    return docs_module("study_section")
 
 
 def test_readme_study_block_says_what_reports_study_says() -> None:

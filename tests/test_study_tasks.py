@@ -101,13 +101,10 @@ def test_the_committed_digits_table_renders_again_from_its_csv() -> None:
 
 
 def test_the_readme_block_renders_a_regression_study_in_its_units(tmp_path: Path) -> None:
-    import importlib.util
-
     from gapline.learning_curve import rows_csv
+    from helpers.project_store import docs_module
 
-    spec = importlib.util.spec_from_file_location("study_section", REPO / "docs/study_section.py")
-    section = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(section)
+    section = docs_module("study_section")
     jobs = [_job("baseline", 1, "regression", 70.0, 20.0), _job("l2", 1, "regression", 60.0, 4.0),
             _job("dropout", 1, "regression", 65.0, 9.0)]
     classical = [{"arm": "ridge (classical)", "kind": "classical", "task": "regression", "test_rmse": 58.0, "gap_rmse_test": 2.0}]

@@ -105,3 +105,18 @@ def test_task_plots_are_deterministic(tmp_path, rng):
     a = plots.roc_pr_plot(y, p, tmp_path / "a.png").read_bytes()
     b = plots.roc_pr_plot(y, p, tmp_path / "b.png").read_bytes()
     assert a == b
+
+
+def test_learning_curves_draw_the_tasks_metric_on_train_and_validation(tmp_path, monkeypatch):
+    """The second panel is the task's metric (RMSE for a regression), both curves drawn with
+    the history's own values: a panel silently left empty would still be a valid PNG."""
+    seen = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: seen.append(
+        [(ax.get_ylabel(), [ln.get_label() for ln in ax.lines], [list(ln.get_ydata()) for ln in ax.lines]) for ax in fig.axes]) or path)
+    h = history(REGRESSION)
+    plots.learning_curves(h, tmp_path / "lc.png", metric="rmse")
+    (loss_label, loss_lines, loss_values), (metric_label, metric_lines, metric_values) = seen[0]
+    assert (loss_label, metric_label) == ("loss", "rmse")
+    assert loss_lines == metric_lines == ["train (inference mode)", "validation"]
+    assert metric_values == [list(h["train_eval_rmse"]), list(h["val_rmse"])]
+    plots.pyplot().close("all")

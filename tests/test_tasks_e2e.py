@@ -29,10 +29,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _client(project: Path):
-    from mlflow import MlflowClient
+    from helpers.project_store import local_client
 
-    uri = f"sqlite:///{project / 'mlflow.db'}"
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return local_client(project)
 
 
 def _repro(project: Path, *overrides: str) -> tuple[dict, dict]:
