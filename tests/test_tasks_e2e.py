@@ -41,12 +41,15 @@ def _repro(project: Path, *overrides: str) -> tuple[dict, dict]:
 
 
 def _pyfunc(project: Path, record: dict, x: np.ndarray) -> np.ndarray:
-    """The registered version's predictions through mlflow.pyfunc, as a serving client sees them."""
+    """The registered version's predictions through mlflow.pyfunc, as a serving client sees them.
+    The process-wide URI is put back afterwards: later modules on this test process read
+    their own stores (a registry URI left here once sent them to this one)."""
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    mlflow.set_registry_uri(f"sqlite:///{project / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model(f"models:/{record['registered_model']}/{record['model_version']}")
+    from helpers.pipeline_run import mlflow_uri
+
+    with mlflow_uri(f"sqlite:///{project / 'mlflow.db'}"):
+        model = mlflow.pyfunc.load_model(f"models:/{record['registered_model']}/{record['model_version']}")
     return np.asarray(model.predict(x))
 
 
