@@ -55,11 +55,15 @@ class DataConfig:
     # csv, multi-label: several 0/1 target columns (then label_column is not read)
     label_columns: list[str] = field(default_factory=list)
     # Tabular data: the model standardizes each feature with the training split's mean and
-    # std (a layer of the saved model, so it serves raw features). Images are already in [0, 1].
+    # std (a layer of the saved model, so it serves raw features). Images stay uint8 pixels,
+    # scaled to [0, 1] by the model's first layer (pixel_scale).
     standardize: bool = True
     image_size: list[int] = field(default_factory=lambda: [32, 32])
     color_mode: str = "grayscale"
     on_corrupt: str = "fail"
+    # image folders: processes that decode the images, in chunks (0: every core this process
+    # may use); the result is the same for any number
+    workers: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     train_fraction: float = 1.0

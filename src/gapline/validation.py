@@ -74,6 +74,7 @@ def validate(cfg: Config) -> Config:
     _choice("data.source", d.source, DATA_SOURCES)
     _choice("data.color_mode", d.color_mode, COLOR_MODES)
     _choice("data.on_corrupt", d.on_corrupt, ON_CORRUPT)
+    _int_min("data.workers", d.workers, 0)
     if d.source != "digits" and not d.path:
         raise ConfigError(bad_value("data.path", d.path, f"a file or folder for data.source={d.source}"))
     if len(d.image_size) != 2 or any(s < 1 for s in d.image_size):

@@ -17,7 +17,10 @@ __all__ = ["Dataset", "validate_dataset"]
 class Dataset:
     """A loaded dataset in the one layout every later stage expects.
 
-    ``x`` is float32: images are ``(n, h, w, c)`` scaled to [0, 1]; tabular data is ``(n, d)``.
+    ``x``: images are uint8 pixels ``(n, h, w, c)`` in ``[0, pixel_max]`` (the model's first
+    layer scales them to [0, 1]: stored 4× smaller than float32, and served as raw pixels);
+    tabular data is float32 ``(n, d)`` with ``pixel_max`` 0. ``x`` may be a read-only
+    memory-mapped array (an image folder decoded to disk): nothing here reads it whole.
     ``y`` and ``class_names`` follow ``task`` (:mod:`gapline.data.labels`): multiclass and
     binary int64 class indices ``(n,)`` into ``class_names`` (binary: 2 names, negative first);
     multilabel int64 0/1 ``(n, L)`` with the L label names; regression float32 ``(n,)`` with
@@ -31,6 +34,7 @@ class Dataset:
     kind: str
     skipped: int = 0
     task: str = "multiclass"
+    pixel_max: int = 0
 
     @property
     def n_classes(self) -> int:
