@@ -39,7 +39,7 @@ def _prepare_fails(capsys, *overrides: str) -> str:
     assert cli.main(["params", *overrides]) == 0
     capsys.readouterr()
     line = _fails(capsys, "prepare")
-    assert not Path("data/prepared/train.npz").exists()  # nothing half-written
+    assert not Path("data/prepared").exists()  # nothing half-written
     return line
 
 
@@ -262,7 +262,7 @@ def test_mixed_sizes_and_channels_are_resized(project: Path, capsys) -> None:
     _images(project / "imgs", {"b": 4}, size=(12, 10), mode="RGB")
     assert cli.main(["params", "data=image_folder", f"data.path={project / 'imgs'}", "data.image_size=[6,6]"]) == 0
     assert cli.main(["prepare"]) == 0
-    x = np.load("data/prepared/train.npz")["x"]
+    x = np.load("data/prepared/train/x.npy")
     assert x.shape[1:] == (6, 6, 1)
 
 

@@ -33,9 +33,9 @@ def _config(npz: Path, **data: Any) -> Config:
     )
 
 
-def _load(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+def _load(folder: Path) -> dict[str, np.ndarray]:
+    """A split folder (x.npy, y.npy) read into memory."""
+    return {k: np.load(folder / f"{k}.npy") for k in ("x", "y")}
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_pipeline_stages_write_their_outputs(project: Path, tmp_path: Path) -> N
     meta = prepare(cfg)
     prepared = project / "data" / "prepared"
     for name in ("train", "val", "test"):
-        assert (prepared / f"{name}.npz").is_file()
+        assert (prepared / name / "x.npy").is_file() and (prepared / name / "y.npy").is_file()
     on_disk = json.loads((prepared / "meta.json").read_text())
     assert on_disk == json.loads(json.dumps(meta))
     assert on_disk["kind"] == "image" and on_disk["class_names"] == ["0", "1", "2"]
@@ -73,7 +73,7 @@ def test_pipeline_stages_write_their_outputs(project: Path, tmp_path: Path) -> N
     assert on_disk["fingerprint"].startswith("sha256:")
     splits = {}
     for name in ("train", "val", "test"):
-        arrays = _load(prepared / f"{name}.npz")
+        arrays = _load(prepared / name)
         splits[name] = arrays
         assert len(arrays["y"]) == counts[name]
         assert on_disk["fingerprints"][name] == fingerprint({"x": arrays["x"], "y": arrays["y"]})
@@ -81,7 +81,7 @@ def test_pipeline_stages_write_their_outputs(project: Path, tmp_path: Path) -> N
 
     # augment
     out = augment(cfg)
-    aug = _load(project / "data" / "augmented" / "train.npz")
+    aug = _load(project / "data" / "augmented" / "train")
     assert out["samples"] == len(aug["y"]) == 2 * counts["train"]
     np.testing.assert_array_equal(aug["x"][: counts["train"]], splits["train"]["x"])
     np.testing.assert_array_equal(aug["y"], np.concatenate([splits["train"]["y"]] * 2))
@@ -146,13 +146,13 @@ def test_prepare_twice_gives_identical_fingerprints(project: Path, tmp_path: Pat
 
     cfg = _config(tmp_path / "raw" / "dataset.npz")
     first = prepare(cfg)
-    first_bytes = {n: _load(project / "data" / "prepared" / f"{n}.npz") for n in ("train", "val", "test")}
+    first_bytes = {n: _load(project / "data" / "prepared" / n) for n in ("train", "val", "test")}
     second = prepare(cfg, out_dir=Path("again"))
     assert first["fingerprint"] == second["fingerprint"]
     assert first["fingerprints"] == second["fingerprints"]
     assert first == second
     for n, arrays in first_bytes.items():
-        again = _load(project / "again" / f"{n}.npz")
+        again = _load(project / "again" / n)
         assert again["x"].tobytes() == arrays["x"].tobytes()
         np.testing.assert_array_equal(again["y"], arrays["y"])
     # A different split seed is a different dataset.
@@ -172,15 +172,15 @@ def test_train_fraction_halves_train_only(project: Path, tmp_path: Path) -> None
     assert half["counts"]["test"] == full["counts"]["test"]
     assert half["fingerprints"]["train"] != full["fingerprints"]["train"]
     assert half["fingerprint"] != full["fingerprint"]
-    y_full = _load(project / "full" / "train.npz")["y"]
-    y_half = _load(project / "half" / "train.npz")["y"]
+    y_full = _load(project / "full" / "train")["y"]
+    y_half = _load(project / "half" / "train")["y"]
     per_full = np.bincount(y_full, minlength=3)
     per_half = np.bincount(y_half, minlength=3)
     assert np.all(np.abs(per_half - per_full / 2) <= 1), (per_half, per_full)
     assert np.all(per_half >= 1)
     # The smaller train split is a subset of the full one.
-    x_full = _load(project / "full" / "train.npz")["x"].reshape(len(y_full), -1)
-    x_half = _load(project / "half" / "train.npz")["x"].reshape(len(y_half), -1)
+    x_full = _load(project / "full" / "train")["x"].reshape(len(y_full), -1)
+    x_half = _load(project / "half" / "train")["x"].reshape(len(y_half), -1)
     full_rows = {row.tobytes() for row in x_full}
     assert all(row.tobytes() in full_rows for row in x_half)
 
@@ -207,8 +207,8 @@ def test_train_measures_the_gap_on_the_unaugmented_split(project: Path, tmp_path
     augment(cfg)
     train(cfg, OmegaConf.to_yaml(OmegaConf.structured(cfg)), OmegaConf.to_container(OmegaConf.structured(cfg)))
 
-    split = _load(project / "data" / "prepared" / "train.npz")
-    augmented = _load(project / "data" / "augmented" / "train.npz")
+    split = _load(project / "data" / "prepared" / "train")
+    augmented = _load(project / "data" / "augmented" / "train")
     assert len(augmented["y"]) == 3 * len(split["y"])  # the fit really saw augmented copies
     model = load_model(project / "models" / "model.keras")  # the last epoch's weights: no early stopping
     on_split = evaluate_splits(model, {"train": (split["x"], split["y"])}, 3)

@@ -3,16 +3,23 @@
 Images get random shifts, small rotations, zoom, optional horizontal flips and pixel noise;
 tabular rows get Gaussian feature noise (geometric transforms do not apply and are refused).
 The same seed and input always give the same output, byte for byte.
+
+Copies are made a block of :data:`BLOCK` rows at a time, each block from its own seed
+``(seed, copy, block)``: the output streams to disk in bounded memory, and does not depend on
+how much memory or how many chunks a machine uses. uint8 pixels are transformed in [0, 1]
+and rounded back to the source's ``pixel_max`` levels.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .config import AugmentConfig
+from .data.store import CHUNK_BYTES, X_FILE, Y_FILE, Resident, Split, open_split, release, row_bytes, row_chunks
 from .errors import ConfigError, bad_value
 
 
@@ -36,7 +43,7 @@ def _affine(img: np.ndarray, angle_deg: float, scale: float, shift: tuple[float,
 
 
 def augment_images(x: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """One augmented copy of every image in ``x`` (n, h, w, c), values kept in [0, 1]."""
+    """One augmented copy of every image in ``x`` (n, h, w, c) of floats in [0, 1], kept there."""
     n, h, w = x.shape[:3]
     out = np.empty_like(x)
     for i in range(n):
@@ -53,11 +60,24 @@ def augment_images(x: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) 
     return np.clip(out, 0.0, 1.0).astype(x.dtype)
 
 
-def augment_tabular(x: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Feature noise scaled by each column's spread."""
-    std = x.std(axis=0, keepdims=True)
-    std[std == 0] = 1.0
+def augment_tabular(x: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, std: np.ndarray) -> np.ndarray:
+    """Feature noise scaled by each column's spread (``std``, of the whole training split)."""
     return (x + rng.normal(0.0, cfg.noise_std, size=x.shape) * std).astype(x.dtype)
+
+
+def column_std(x: np.ndarray) -> np.ndarray:
+    """Each column's standard deviation (1 where constant), summed a chunk at a time."""
+    total = np.zeros(x.shape[1:], dtype="float64")
+    squares = np.zeros(x.shape[1:], dtype="float64")
+    reader = Resident(x)
+    for start, stop in row_chunks(len(x), row_bytes(x)):
+        chunk = reader.rows(start, stop).astype("float64")
+        total += chunk.sum(axis=0)
+        squares += (chunk * chunk).sum(axis=0)
+    mean = total / max(1, len(x))
+    std = np.sqrt(np.maximum(squares / max(1, len(x)) - mean * mean, 0.0))
+    std[std == 0] = 1.0
+    return std[np.newaxis]
 
 
 def refuse_geometric(cfg: Any, prefix: str) -> None:
@@ -82,14 +102,82 @@ def check_applicable(cfg: AugmentConfig, kind: str) -> None:
         )
 
 
+#: Rows per seeded block of an augmented copy (fixed: the output must not depend on memory).
+BLOCK = 256
+
+
+def augment_block(
+    x: np.ndarray, cfg: AugmentConfig, kind: str, pixel_max: int, rng: np.random.Generator, std: np.ndarray | None
+) -> np.ndarray:
+    """One augmented copy of a block of rows, in ``x``'s dtype."""
+    if kind != "image":
+        return augment_tabular(x, cfg, rng, std)  # type: ignore[arg-type]
+    if not pixel_max:
+        return augment_images(x, cfg, rng)
+    unit = augment_images(x.astype(np.float32) / np.float32(pixel_max), cfg, rng)
+    return np.rint(unit * np.float32(pixel_max)).astype(x.dtype)
+
+
+def augment_rows(
+    x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, kind: str, pixel_max: int, out: np.ndarray
+) -> np.ndarray:
+    """Fill ``out`` ((1 + copies) × len(x) rows: in memory, or a file mapping) with the
+    originals, then each copy, a block at a time; returns the labels, repeated unchanged."""
+    n = len(x)
+    reader = Resident(x)
+    std = column_std(x) if kind != "image" else None
+    per_chunk = max(BLOCK, CHUNK_BYTES // max(1, row_bytes(x)) // BLOCK * BLOCK)
+    for copy in range(cfg.copies + 1):
+        for start in range(0, n, per_chunk):
+            stop = min(n, start + per_chunk)
+            chunk = reader.rows(start, stop)
+            if copy:
+                chunk = np.concatenate(
+                    [
+                        augment_block(
+                            chunk[b - start : min(stop, b + BLOCK) - start],
+                            cfg,
+                            kind,
+                            pixel_max,
+                            np.random.default_rng([cfg.seed, copy, b // BLOCK]),
+                            std,
+                        )
+                        for b in range(start, stop, BLOCK)
+                    ]
+                )
+            out[copy * n + start : copy * n + stop] = chunk
+            if isinstance(out, np.memmap):
+                out.flush()
+                release(out)
+    return np.concatenate([np.asarray(y)] * (cfg.copies + 1), axis=0)
+
+
 def augment_dataset(
-    x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, kind: str
+    x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, kind: str, pixel_max: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Originals first, then ``copies`` augmented copies; labels repeated unchanged."""
+    """Originals first, then ``copies`` augmented copies, in memory (in-memory trials); the
+    augment stage streams the same rows to disk (:func:`augment_to`)."""
     check_applicable(cfg, kind)
     if cfg.copies == 0:
         return x, y
-    rng = np.random.default_rng(cfg.seed)
-    fn = augment_images if kind == "image" else augment_tabular
-    xs = [x] + [fn(x, cfg, rng) for _ in range(cfg.copies)]
-    return np.concatenate(xs, axis=0), np.concatenate([y] * (cfg.copies + 1), axis=0)
+    out = np.empty((len(x) * (cfg.copies + 1), *x.shape[1:]), dtype=x.dtype)
+    return out, augment_rows(x, y, cfg, kind, pixel_max, out)
+
+
+def augment_to(
+    folder: Path, x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, kind: str, pixel_max: int = 0
+) -> Split:
+    """The same rows as :func:`augment_dataset`, written to ``folder/{x,y}.npy`` a chunk at a
+    time (``x`` may be mapped): the augmented set is never whole in memory."""
+    check_applicable(cfg, kind)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = np.lib.format.open_memmap(
+        folder / X_FILE, mode="w+", dtype=x.dtype, shape=(len(x) * (cfg.copies + 1), *x.shape[1:])
+    )
+    try:
+        labels = augment_rows(x, y, cfg, kind, pixel_max, out)
+    finally:
+        out.flush()
+        del out
+    np.save(folder / Y_FILE, labels, allow_pickle=False)
+    return open_split(folder)

@@ -18,6 +18,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from .data.store import Resident
 from .runtime import replicas
 from .tasks import EPOCH_METRICS, TaskSpec, gap
 
@@ -46,12 +47,13 @@ def subset_indices(n: int, limit: int, seed: int) -> np.ndarray:
 
 
 def gap_subset(x: np.ndarray, y: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training samples the gap is measured on: all of them (no copy) when ``limit`` is 0
-    or more than there are, else a seeded subset."""
+    """The training samples the gap is measured on: all of them (no copy: a mapped set stays
+    mapped and is read a batch at a time) when ``limit`` is 0 or more than there are, else a
+    seeded subset, in memory (the one copy of training rows a stage keeps: ``limit`` rows)."""
     pick = subset_indices(len(x), limit, seed)
     if len(pick) == len(x):
         return x, y
-    return x[pick], y[pick]
+    return Resident(x).take(pick), y[pick]
 
 
 # Samples per inference call: one call for small data; for images, a batch whose activations
@@ -67,8 +69,9 @@ def predictions(model: Any, x: np.ndarray, batch_size: int = INFERENCE_BATCH) ->
     # concatenates their answers (N copies of each row); predict splits the batch instead.
     mirrored = replicas(model) > 1
     parts = []
+    reader = Resident(x)  # a memory-mapped split is read a batch at a time, in bounded memory
     for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size]
+        xb = reader.rows(start, start + batch_size)
         out = model.predict(xb, batch_size=len(xb), verbose=0) if mirrored else model.predict_on_batch(xb)
         parts.append(np.asarray(ops.convert_to_numpy(out), dtype="float32"))
     return np.concatenate(parts, axis=0)

@@ -93,7 +93,8 @@ class TaskSpec:
     (multilabel) or the target's name (regression). Regression targets are standardized with
     ``target_mean``/``target_std`` of the training split inside the model, so its outputs are
     in the user's units while the loss sees a unit-variance target. Tabular features are
-    standardized the same way (``feature_mean``/``feature_std``), also inside the model.
+    standardized the same way (``feature_mean``/``feature_std``), also inside the model, and
+    uint8 pixels are scaled to [0, 1] by ``1 / pixel_max``.
     """
 
     name: str
@@ -104,6 +105,8 @@ class TaskSpec:
     # the model's first layer standardizes its inputs with; None: inputs go in as they are
     feature_mean: Optional[tuple[float, ...]] = None
     feature_std: Optional[tuple[float, ...]] = None
+    # images: the model's first layer divides the uint8 pixels by this (0: inputs are floats)
+    pixel_max: int = 0
 
     @property
     def outputs(self) -> int:
@@ -156,6 +159,7 @@ def spec_from_meta(meta: Mapping[str, Any]) -> TaskSpec:
         target_std=float(target.get("std", 1.0)),
         feature_mean=tuple(float(v) for v in features["mean"]) if features else None,
         feature_std=tuple(float(v) for v in features["std"]) if features else None,
+        pixel_max=int(meta.get("pixel_max", 0)),
     )
 
 

@@ -74,32 +74,44 @@ def fit_data(
     start: int = 0,
     weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """What ``fit`` should iterate, with the least per-epoch overhead the backend allows.
+    """What ``fit`` should iterate: one stream of batches for the whole fit, gathered from
+    the arrays (``x`` may be memory-mapped: only the rows of a batch are read, and the
+    mapping's pages are released as it goes, :class:`gapline.data.store.Resident`).
 
-    On TensorFlow: one in-memory ``tf.data`` pipeline for the whole fit (a fixed
-    ``steps_per_epoch`` lets Keras keep a single iterator instead of building one per epoch,
-    about 5× faster on small data), whose row order in epoch e is a permutation seeded by
-    (seed, e) — so a run resumed at epoch ``start`` sees exactly the batches an uninterrupted
-    run would. Other backends get the arrays (Keras shuffles them). ``weights``: per-sample
-    loss weights (balanced classes), gathered with their rows.
+    Row order in epoch e is a permutation seeded by (seed, e) on every backend, so a run
+    resumed at epoch ``start`` sees exactly the batches an uninterrupted run would. A fixed
+    ``steps_per_epoch`` lets Keras keep a single iterator instead of building one per epoch
+    (about 5× faster on small data). TensorFlow iterates a ``tf.data`` pipeline that
+    prefetches; other backends (JAX) a :class:`keras.utils.PyDataset`, whose host-side gather
+    overlaps the device's asynchronous step. ``weights``: per-sample loss weights (balanced
+    classes), gathered with their rows.
     """
     import keras
 
-    from .backup import epoch_orders
+    from .data.store import Resident
 
     index, processes = process()
     if processes > 1:
         # multi_worker: each process fits its own equal share (equal, so every process runs
         # the same number of steps; each step's global batch is the shares' batches together).
+        # A strided view: a process reads only its own rows of a mapped set.
         if batch_size % processes:
             raise ConfigError(bad_value("train.batch_size", batch_size, f"a multiple of the {processes} processes"))
         usable = len(x) // processes * processes
         x, y, batch_size = x[index:usable:processes], y[index:usable:processes], batch_size // processes
         weights = None if weights is None else weights[index:usable:processes]
     steps = steps_per_epoch(len(x), batch_size)
+    arrays = (x, y) if weights is None else (x, y, weights)
+    readers = [Resident(a) for a in arrays]
+
+    def take(idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(reader.take(idx) for reader in readers)
+
     if keras.backend.backend() != "tensorflow":
-        return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True, **({"sample_weight": weights} if weights is not None else {})}
+        return {"x": EpochBatches(take, len(x), batch_size, seed, start, steps), "steps_per_epoch": steps, "shuffle": False}
     import tensorflow as tf
+
+    from .backup import epoch_orders
 
     orders = epoch_orders(len(x), epochs, seed, start)
     if len(orders) == 0:  # resumed after the last epoch: nothing left to iterate
@@ -108,11 +120,6 @@ def fit_data(
     # Batches are gathered from the numpy arrays themselves. Turning the training set into a
     # tensor (tf.constant) needed 2 more copies of it at peak, and a pipeline capturing that
     # tensor one more (measured on 50k 32x32x3 images): 4 copies instead of 1.
-    arrays = (x, y) if weights is None else (x, y, weights)
-
-    def take(idx: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple(a[idx] for a in arrays)
-
     def shaped(*batch: Any) -> tuple[Any, ...]:
         for tensor, a in zip(batch, arrays):
             tensor.set_shape((None, *a.shape[1:]))
@@ -131,6 +138,40 @@ def fit_data(
         .with_options(options)
     )
     return {"x": ds, "steps_per_epoch": steps, "shuffle": False}
+
+
+def epoch_batch(n: int, batch_size: int, seed: int, epoch: int, batch: int, cache: dict[int, np.ndarray]) -> np.ndarray:
+    """Row indices of batch ``batch`` of epoch ``epoch``: the same permutation as the
+    TensorFlow pipeline (:func:`gapline.backup.epoch_orders`), one epoch's order cached."""
+    if epoch not in cache:
+        cache.clear()
+        cache[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
+    return cache[epoch][batch * batch_size : (batch + 1) * batch_size]
+
+
+def _py_dataset_base() -> Any:
+    import keras
+
+    return keras.utils.PyDataset
+
+
+class EpochBatches(_py_dataset_base()):  # type: ignore[misc]
+    """The whole fit as one endless sequence of batches (global batch i is batch i mod steps
+    of epoch start + i div steps): no per-epoch state, so Keras's single iterator and a resumed
+    fit see the same batches as the TensorFlow pipeline."""
+
+    def __init__(self, take: Any, n: int, batch_size: int, seed: int, start: int, steps: int) -> None:
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.take, self.n, self.batch_size, self.seed, self.start, self.steps = take, n, batch_size, seed, start, steps
+        self._orders: dict[int, np.ndarray] = {}
+
+    @property
+    def num_batches(self) -> None:
+        return None  # endless: fit's steps_per_epoch cuts it into epochs
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+        epoch, batch = self.start + i // self.steps, i % self.steps
+        return self.take(epoch_batch(self.n, self.batch_size, self.seed, epoch, batch, self._orders))
 
 
 def build_compiled(

@@ -71,7 +71,9 @@ def run_trial(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0, keep_
     keras.backend.clear_session()  # jobs in one process must not accumulate graphs and names
     runtime.configure_for(cfg.train)
     splits, meta = split_source(cfg, ds)
-    x_fit, y_fit = augment_dataset(splits["train"]["x"], splits["train"]["y"], cfg.augment, meta["kind"])
+    x_fit, y_fit = augment_dataset(
+        splits["train"]["x"], splits["train"]["y"], cfg.augment, meta["kind"], int(meta.get("pixel_max", 0))
+    )
     task = for_run(cfg, meta)
     result = train_model(
         cfg,

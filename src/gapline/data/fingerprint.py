@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gapline.errors import DataError
+from gapline.data.store import Resident, row_bytes, row_chunks
 from gapline.provenance import file_md5, folder_files
 
 __all__ = ["file_digest", "fingerprint", "tree_digest"]
@@ -31,17 +32,26 @@ def fingerprint(arrays: Mapping[str, np.ndarray]) -> str:
     includes byte order (``<f4``), so the result is stable across runs, processes and
     machines and changes if any value, dtype, shape or name changes. Object arrays are
     refused because their bytes are memory addresses, not content.
+
+    A memory-mapped array is hashed a chunk of rows at a time (:class:`Resident`), so a split
+    larger than memory fingerprints in bounded memory, to the same digest as in memory.
     """
     h = hashlib.sha256()
     h.update(b"gapline-fingerprint-v1")
     for name in sorted(arrays):
-        a = np.ascontiguousarray(np.asarray(arrays[name]))
+        a = np.asarray(arrays[name])
         if a.dtype.hasobject:
             raise TypeError(f"array {name!r} has object dtype: cannot fingerprint its content")
         _frame(h, str(name).encode("utf-8"))
         _frame(h, a.dtype.str.encode("ascii"))
         _frame(h, repr(tuple(int(d) for d in a.shape)).encode("ascii"))
-        _frame(h, a.reshape(-1).view(np.uint8).data if a.size else b"")
+        h.update(int(a.nbytes).to_bytes(8, "little"))  # _frame's length prefix, then the bytes in chunks
+        if a.ndim == 0:
+            h.update(np.ascontiguousarray(a).view(np.uint8).data)
+            continue
+        reader = Resident(a)
+        for start, stop in row_chunks(len(a), row_bytes(a)):
+            h.update(np.ascontiguousarray(reader.rows(start, stop)).reshape(-1).view(np.uint8).data)
     return "sha256:" + h.hexdigest()
 
 

@@ -2,6 +2,13 @@
 
 Shared by the stages and by retraining; apart from the loaders so that a stage reading the
 prepared data does not depend on how a source is parsed.
+
+The layout (documented in the README for users who put it on shared storage)::
+
+    data/prepared/meta.json                     task, classes, counts, fingerprints, pixel_max
+    data/prepared/{train,val,test}/x.npy        features: uint8 pixels or float32 columns
+    data/prepared/{train,val,test}/y.npy        one label, label row or target per sample
+    data/augmented/train/{x,y}.npy              the originals first, then each augmented copy
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gapline.data.store import Split, open_split
 from gapline.files import read_json
 
 PREPARED = Path("data/prepared")
@@ -16,8 +24,13 @@ AUGMENTED = Path("data/augmented")
 SPLITS = ("train", "val", "test")
 
 
-def split_file(name: str, prepared: Path = PREPARED) -> Path:
-    return prepared / f"{name}.npz"
+def split_dir(name: str, root: Path = PREPARED) -> Path:
+    return root / name
+
+
+def read_split(name: str, root: Path = PREPARED) -> Split:
+    """A split of ``root`` (prepared by default): x memory-mapped, y in memory."""
+    return open_split(split_dir(name, root))
 
 
 def read_meta(prepared: Path = PREPARED) -> dict[str, Any]:

@@ -1,14 +1,18 @@
-"""A configured source, loaded, validated, split and fingerprinted in memory.
+"""A configured source, loaded, validated, split and fingerprinted.
 
-Pure: the prepare stage writes what :func:`split_source` returns; in-memory trials (sweeps,
-the study, the learning curve) and retraining call it directly.
+One plan (:func:`plan_splits`: the resolved task, each split's rows, the meta) and two ways
+to carry it out: :func:`write_prepared` streams the splits to disk a chunk at a time (the
+prepare stage, and retraining's look at the current data), :func:`split_source` takes them
+in memory (in-memory trials: sweeps, the study, the learning curve). Both give the same
+fingerprints for the same data.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import replace
+import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +26,21 @@ from gapline.data.dataset import Dataset, validate_dataset
 from gapline.data.images import load_image_folder
 from gapline.data.sources import load_csv, load_npz
 from gapline.data.split import task_split, task_subset
+from gapline.data.store import write_split
 from gapline.tasks import target_stats
 
 #: Sources bundled with scikit-learn (no path, no download), and their loaders.
 BUNDLED = {"digits": load_digits, "breast_cancer": load_breast_cancer, "diabetes": load_diabetes}
 
 
-def load_source(data: DataConfig, task: str = "auto") -> Dataset:
+def load_source(data: DataConfig, task: str = "auto", scratch: Path | None = None) -> Dataset:
     """The configured source read for ``task`` (``cfg.task.type``; auto resolved from the
     labels, see :mod:`gapline.data.labels`): ``Dataset.task`` is the task it resolved to.
 
     ``task=binary`` with ``data.classes`` reads the labels as classes (the source may have
     more than 2): :func:`split_source` keeps the 2 named ones and makes the task binary.
+    ``scratch``: a folder where an image folder is decoded to a memory-mapped file (in chunks,
+    by ``data.workers`` processes, only the classes ``data.classes`` keeps) instead of memory.
     """
     read_as = "multiclass" if task == "binary" and data.classes else task
     if data.source in BUNDLED:
@@ -43,7 +50,14 @@ def load_source(data: DataConfig, task: str = "auto") -> Dataset:
     if data.source == "csv":
         return load_csv(data.path, data.label_column, read_as, label_columns=tuple(data.label_columns))
     return load_image_folder(
-        data.path, tuple(data.image_size), data.color_mode, data.on_corrupt, read_as  # type: ignore[arg-type]
+        data.path,
+        tuple(data.image_size),  # type: ignore[arg-type]
+        data.color_mode,
+        data.on_corrupt,
+        read_as,
+        classes=tuple(str(c) for c in data.classes),
+        scratch=scratch,
+        workers=data.workers,
     )
 
 
@@ -88,31 +102,38 @@ def select_classes(ds: Dataset, classes: Sequence[str], source: str) -> Dataset:
     new_label = np.full(len(ds.class_names), -1, dtype=np.int64)
     new_label[kept] = np.arange(len(kept), dtype=np.int64)
     rows = np.flatnonzero(new_label[ds.y] >= 0)
+    # an image folder decodes only the kept classes: every row stays, and x (maybe mapped) is not copied
     return replace(
         ds,
-        x=np.ascontiguousarray(ds.x[rows]),
+        x=ds.x if len(rows) == len(ds.y) else np.ascontiguousarray(ds.x[rows]),
         y=new_label[ds.y[rows]],
         class_names=tuple(ds.class_names[i] for i in kept),
     )
 
 
-def split_source(cfg: Config, ds: Dataset | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Load (unless given) for ``cfg.task.type``, validate, keep ``data.classes``, split and
-    subset in memory: ``({split: {x, y}}, meta)``.
+@dataclass(frozen=True)
+class SplitPlan:
+    """What to write: the dataset (classes kept, task resolved), each split's rows into it,
+    and the meta every later stage reads (:func:`finish_meta` adds the fingerprints)."""
 
-    Splits are stratified per task (:func:`gapline.data.split.task_split`). ``meta["task"]``
-    is the resolved task; a regression's ``meta["target"]`` holds the mean and std of the
-    training split's target (after ``data.train_fraction``), which the model standardizes
-    with; tabular data with ``data.standardize`` gets ``meta["features"]``, the training
-    split's per-feature mean and std, for the model's input standardization. Pure: the prepare stage writes what this returns; the learning curve and the study
-    call it directly (passing an already-loaded ``ds``, from :func:`load_source` with the same
-    task, to load the source once).
+    ds: Dataset
+    rows: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+def plan_splits(cfg: Config, ds: Dataset) -> SplitPlan:
+    """Keep ``data.classes``, resolve the task and choose each split's rows (stratified per
+    task, :func:`gapline.data.split.task_split`, then ``data.train_fraction``).
+
+    ``meta["task"]`` is the resolved task; a regression's ``meta["target"]`` holds the mean and
+    std of the training split's target, which the model standardizes with; tabular data with
+    ``data.standardize`` gets ``meta["features"]``, the training split's per-feature mean and
+    std, for the model's input standardization; images get ``meta["pixel_max"]``, what the
+    model's first layer divides the uint8 pixels by. Reads only the labels and, for tabular
+    data, the training rows: an image set may be memory-mapped.
     """
     data = cfg.data
     task = cfg.task.type
-    if ds is None:
-        ds = load_source(data, task)
-        validate_dataset(ds, data.source)
     if data.classes and ds.task not in ("multiclass", "binary"):
         raise ConfigError(
             bad_value(
@@ -143,28 +164,74 @@ def split_source(cfg: Config, ds: Dataset | None = None) -> tuple[dict[str, dict
         ds.y, ds.task, data.val_fraction, data.test_fraction, data.seed, class_names=ds.class_names
     )
     keep = task_subset(ds.y[train_idx], ds.task, data.train_fraction, data.seed)
-    indices = {"train": train_idx[keep], "val": val_idx, "test": test_idx}
-    splits = {name: {"x": ds.x[idx], "y": ds.y[idx]} for name, idx in indices.items()}
-    fingerprints = {name: fingerprint(arrays) for name, arrays in splits.items()}
-    meta = {
+    rows = {"train": train_idx[keep], "val": val_idx, "test": test_idx}
+    meta: dict[str, Any] = {
         "source": data.source,
         "source_digest": source_digest(data),
         "kind": ds.kind,
         "task": ds.task,
         "class_names": list(ds.class_names),
         "input_shape": list(ds.x.shape[1:]),
-        "counts": {name: int(len(idx)) for name, idx in indices.items()},
+        "counts": {name: int(len(idx)) for name, idx in rows.items()},
         "skipped_corrupt": int(ds.skipped),
-        "fingerprints": fingerprints,
-        "fingerprint": combined_fingerprint(fingerprints),
     }
+    if ds.pixel_max:
+        meta["pixel_max"] = int(ds.pixel_max)
     if ds.task == "regression":
-        meta["target"] = target_stats(splits["train"]["y"])
+        meta["target"] = target_stats(ds.y[rows["train"]])
     if ds.kind == "tabular" and data.standardize:
-        meta["features"] = feature_stats(splits["train"]["x"])
+        meta["features"] = feature_stats(ds.x[rows["train"]])
     if data.classes:  # lineage: a subset of the source's classes (absent otherwise: meta unchanged)
         meta["class_filter"] = {"classes": list(ds.class_names), "source_class_names": source_names}
-    return splits, meta
+    return SplitPlan(ds=ds, rows=rows, meta=meta)
+
+
+def finish_meta(meta: dict[str, Any], fingerprints: dict[str, str]) -> dict[str, Any]:
+    """The plan's meta with each split's fingerprint and the combined one (in the order
+    meta.json has always listed them)."""
+    order = list(meta)
+    at = order.index("skipped_corrupt") + 1
+    out = {k: meta[k] for k in order[:at]}
+    out["fingerprints"] = fingerprints
+    out["fingerprint"] = combined_fingerprint(fingerprints)
+    out.update({k: meta[k] for k in order[at:]})
+    return out
+
+
+def split_source(cfg: Config, ds: Dataset | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Load (unless given) for ``cfg.task.type``, validate, plan (:func:`plan_splits`) and take
+    the splits in memory: ``({split: {x, y}}, meta)``, the same meta :func:`write_prepared`
+    writes. For in-memory trials (the learning curve and the study pass an already-loaded
+    ``ds``, from :func:`load_source` with the same task, to load the source once)."""
+    if ds is None:
+        ds = load_source(cfg.data, cfg.task.type)
+        validate_dataset(ds, cfg.data.source)
+    plan = plan_splits(cfg, ds)
+    splits = {name: {"x": np.asarray(plan.ds.x[idx]), "y": plan.ds.y[idx]} for name, idx in plan.rows.items()}
+    return splits, finish_meta(plan.meta, {name: fingerprint(arrays) for name, arrays in splits.items()})
+
+
+#: Where :func:`write_prepared` decodes an image folder before splitting it (removed after).
+SCRATCH = ".decoded"
+
+
+def write_prepared(cfg: Config, folder: Path) -> dict[str, Any]:
+    """Load, validate, plan and write every split into ``folder`` (``<split>/x.npy``,
+    ``<split>/y.npy``; the caller writes meta.json), a chunk of rows at a time; returns the
+    meta. An image folder is decoded into ``folder/.decoded`` first (memory-mapped, removed
+    before returning), so memory holds a chunk of images, never the set."""
+    scratch = folder / SCRATCH
+    try:
+        ds = load_source(cfg.data, cfg.task.type, scratch=scratch)
+        validate_dataset(ds, cfg.data.source)
+        plan = plan_splits(cfg, ds)
+        fingerprints = {}
+        for name, idx in plan.rows.items():
+            written = write_split(folder / name, plan.ds.x, plan.ds.y, idx)
+            fingerprints[name] = fingerprint({"x": written.x, "y": written.y})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return finish_meta(plan.meta, fingerprints)
 
 
 def feature_stats(x: np.ndarray) -> dict[str, list[float]]:

@@ -25,12 +25,15 @@ class ModelSpec:
 
 
 def input_layers(spec: ModelSpec) -> list[Any]:
-    """What every model puts first: tabular standardization (the training split's statistics,
-    fixed), online augmentation, input noise."""
+    """What every model puts first: the pixel scale (uint8 pixels / pixel_max, so training,
+    evaluation and a served model all take the raw pixels) or tabular standardization (the
+    training split's statistics, fixed), then online augmentation and input noise."""
     import keras
 
     layers = []
     task = spec.task
+    if task.pixel_max:
+        layers.append(keras.layers.Rescaling(1.0 / task.pixel_max, name="pixel_scale"))
     if task.feature_mean is not None and task.feature_std is not None:
         variance = [s * s for s in task.feature_std]
         layers.append(keras.layers.Normalization(mean=list(task.feature_mean), variance=variance, name="standardize"))

@@ -142,12 +142,8 @@ def score(model: Any, version: str, splits: Mapping[str, Any], task: Any, metric
 
 def load_splits(root: Path) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
     """The prepared splits both models are scored on, and their meta (fingerprint, classes)."""
-    from ..files import load_arrays
-    from ..data.layout import PREPARED, SPLITS, read_meta, split_file
+    from ..data.layout import PREPARED, SPLITS, read_meta, read_split
 
     meta = read_meta(root / PREPARED)
-    splits = {}
-    for name in SPLITS:
-        arrays = load_arrays(split_file(name, root / PREPARED))
-        splits[name] = (arrays["x"], arrays["y"])
-    return splits, meta
+    # x memory-mapped: both models are scored a batch at a time (evaluation.evaluate_splits)
+    return {name: read_split(name, root / PREPARED).pair() for name in SPLITS}, meta

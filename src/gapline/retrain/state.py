@@ -78,14 +78,19 @@ class State:
 
 def current_state(cfg: Config, root: Path, fingerprint: Optional[str] = None) -> State:
     """The state a retrain would train from now. The data fingerprint is recomputed from the
-    source (the same value ``prepare`` writes to meta.json) unless given."""
+    source (the same value ``prepare`` writes to meta.json) unless given: the splits are
+    streamed to a scratch folder and dropped, so a set larger than memory fingerprints too."""
     import gapline
 
     if fingerprint is None:
-        from ..data.prepare import split_source
+        import tempfile
 
-        with contextlib.chdir(root):  # data.path is relative to the project
-            fingerprint = split_source(cfg)[1]["fingerprint"]
+        from ..data.prepare import write_prepared
+
+        scratch = root / ".gapline"
+        scratch.mkdir(parents=True, exist_ok=True)
+        with contextlib.chdir(root), tempfile.TemporaryDirectory(dir=scratch, prefix="retrain-data-") as tmp:
+            fingerprint = write_prepared(cfg, Path(tmp))["fingerprint"]
     return State(
         data_fingerprint=str(fingerprint),
         config_digest=config_digest(cfg),

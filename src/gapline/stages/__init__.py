@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.layout import AUGMENTED, PREPARED, SPLITS, split_file  # noqa: F401  (the stages' shared paths)
+from ..data.layout import AUGMENTED, PREPARED, SPLITS, read_split, split_dir  # noqa: F401  (the stages' shared paths)
 
 MODEL_FILE = Path("models/model.keras")
 REPORTS = Path("reports")

@@ -1,22 +1,22 @@
-"""augment: the training split → a seeded, (1 + copies)× larger training set."""
+"""augment: the training split → a seeded, (1 + copies)× larger training set, streamed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ..augment import augment_dataset
+from ..augment import augment_to
 from ..config import Config
-from ..data.layout import read_meta
 from ..data.fingerprint import fingerprint
-from ..files import atomic_dir, load_arrays, save_arrays
+from ..data.layout import read_meta, read_split
+from ..files import atomic_dir
 from . import AUGMENTED, PREPARED
 
 
 def augment(cfg: Config, prepared: Path = PREPARED, out_dir: Path = AUGMENTED) -> dict[str, Any]:
     meta = read_meta(prepared)
-    arrays = load_arrays(prepared / "train.npz")
-    x, y = augment_dataset(arrays["x"], arrays["y"], cfg.augment, meta["kind"])
+    train = read_split("train", prepared)
     with atomic_dir(out_dir) as tmp:
-        save_arrays(tmp / "train.npz", x=x, y=y)
-    return {"samples": int(len(y)), "fingerprint": fingerprint({"x": x, "y": y})}
+        out = augment_to(tmp / "train", train.x, train.y, cfg.augment, meta["kind"], int(meta.get("pixel_max", 0)))
+        digest = fingerprint({"x": out.x, "y": out.y})
+    return {"samples": len(out), "fingerprint": digest}

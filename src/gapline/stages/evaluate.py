@@ -12,11 +12,11 @@ from .. import provenance, runtime, tracking
 from ..config import Config
 from ..data.layout import read_meta
 from ..diagnosis import as_markdown, diagnose
-from ..files import atomic_dir, load_arrays, read_json, write_json, write_text
+from ..files import atomic_dir, read_json, write_json, write_text
 from ..regularization import techniques
 from ..tasks import TaskSpec, spec_from_meta
 from ..tracking.run_record import RUN_FILE, RunRecord
-from . import BREAKDOWN_FILE, DIAGNOSIS_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, split_file
+from . import BREAKDOWN_FILE, DIAGNOSIS_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, read_split
 
 
 def read_history(path: Path = HISTORY_FILE) -> dict[str, list[float]]:
@@ -102,10 +102,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     meta = read_meta()
     task = spec_from_meta(meta)
     model = load_model(MODEL_FILE)
-    splits = {}
-    for name in SPLITS:
-        arrays = load_arrays(split_file(name))
-        splits[name] = (arrays["x"], arrays["y"])
+    splits = {name: read_split(name).pair() for name in SPLITS}  # x mapped: scored a batch at a time
     scores = evaluate_splits(model, splits, task, cfg.task)
     info = read_json(TRAIN_INFO_FILE)
     metrics = {key: round(value, 6) for key, value in scores.items()}

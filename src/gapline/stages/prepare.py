@@ -6,16 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..data.prepare import split_source
-from ..files import atomic_dir, save_arrays, write_json
+from ..data.prepare import write_prepared
+from ..files import atomic_dir, write_json
 from . import PREPARED
 
 
 def prepare(cfg: Config, out_dir: Path = PREPARED) -> dict[str, Any]:
-    """Write ``{train,val,test}.npz`` and ``meta.json``; returns the meta written."""
-    splits, meta = split_source(cfg)
+    """Write ``{train,val,test}/{x,y}.npy`` and ``meta.json``, streamed a chunk at a time;
+    returns the meta written. All or nothing: a failure leaves the previous folder as it was."""
     with atomic_dir(out_dir) as tmp:
-        for name, arrays in splits.items():
-            save_arrays(tmp / f"{name}.npz", **arrays)
+        meta = write_prepared(cfg, tmp)
         write_json(tmp / "meta.json", meta)
     return meta

@@ -7,19 +7,22 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import gapline
 
 from .. import provenance, runtime, tracking
 from ..config import Config
 from ..data.layout import read_meta
+from ..data.store import Split
 from ..gap import overfitting_onset
-from ..files import load_arrays, write_json, write_text
+from ..files import write_json, write_text
 from ..model_io import save_model
 from ..models import warm_start
 from ..regularization import technique_label, techniques
 from ..tasks import for_run
 from ..tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
-from . import AUGMENTED, HISTORY_FILE, METRICS_FILE, MODEL_FILE, TRAIN_INFO_FILE, split_file
+from . import AUGMENTED, HISTORY_FILE, METRICS_FILE, MODEL_FILE, TRAIN_INFO_FILE, read_split
 
 BACKUP_DIR = Path(".gapline/backup/train")
 
@@ -90,17 +93,17 @@ def model_shares_weights(cfg: Config, model: Any) -> Any:
     return weight_sharing_applied(cfg.model.family, model)
 
 
-def training_arrays(cfg: Config) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """The augmented training set, the un-augmented split and the validation split.
+def training_arrays(cfg: Config) -> tuple[Split, Split, Split]:
+    """The augmented training set, the un-augmented split and the validation split, all
+    memory-mapped: fit gathers its batches from them (training.fit_data), the gap callback
+    and evaluation read them a batch at a time, so no split is ever whole in memory.
 
-    One copy of the training data in memory: the augment stage writes the originals first,
-    so the un-augmented split (for the gap and the dataset record) is a view of the first
-    rows, not a second load; fit gathers its batches from these arrays (training.fit_data).
+    The augment stage writes the originals first, so the un-augmented split (for the gap and
+    the dataset record) is the first rows of the same mapping, not a second file.
     """
-    fit = load_arrays(AUGMENTED / "train.npz")
-    originals = len(fit["y"]) // (cfg.augment.copies + 1)
-    train_split = {"x": fit["x"][:originals], "y": fit["y"][:originals]}
-    return fit, train_split, load_arrays(split_file("val"))
+    fit = read_split("train", AUGMENTED)
+    originals = len(fit) // (cfg.augment.copies + 1)
+    return fit, Split(x=fit.x[:originals], y=fit.y[:originals]), read_split("val")
 
 
 def weights_digest(model: Any) -> str:
@@ -123,10 +126,10 @@ def train_worker(cfg: Config, index: int, processes: int) -> dict[str, Any]:
     meta = read_meta()
     fit, train_split, val = training_arrays(cfg)
     task = for_run(cfg, meta)
-    model = build_compiled(cfg, tuple(fit["x"].shape[1:]), task, len(fit["x"]))
+    model = build_compiled(cfg, tuple(fit.x.shape[1:]), task, len(fit.x))
     result = train_model(
-        cfg, fit["x"], fit["y"], val["x"], val["y"], task,
-        gap_x=train_split["x"], gap_y=train_split["y"], model=model,
+        cfg, fit.x, fit.y, val.x, val.y, task,
+        gap_x=train_split.x, gap_y=train_split.y, model=model,
     )
     print(f"process {index} of {processes}: trained {result.epochs_run} epochs; weights {weights_digest(result.model)}")
     return {"process": index, "epochs_run": result.epochs_run, "wall_seconds": result.wall_seconds}
@@ -154,7 +157,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
     fit, train_split, val = training_arrays(cfg)
     # Built before the run opens: a config the model cannot honour fails with no run at all.
     warm: dict[str, Any] = {}  # what model.init_from copied, when set
-    model = build_compiled(cfg, tuple(fit["x"].shape[1:]), task, len(fit["x"]), warm_start=warm)
+    model = build_compiled(cfg, tuple(fit.x.shape[1:]), task, len(fit.x), warm_start=warm)
 
     with tracking.run(cfg) as active:
         callbacks = []
@@ -162,7 +165,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             tracking.log_config(cfg_dict, cfg_yaml)
             tracking.log_tags({**run_tags(cfg, meta, env, model), **warm_start.run_tags(warm)})
             tracking.log_datasets(
-                meta, {"train": (train_split["x"], train_split["y"]), "val": (val["x"], val["y"])}
+                meta, {"train": (train_split.x, train_split.y), "val": (val.x, val.y)}
             )
             callbacks.append(tracking.epoch_logger())
             RunRecord.started(
@@ -170,14 +173,14 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             ).write(ACTIVE_RUN_FILE)
         result = train_model(
             cfg,
-            fit["x"],
-            fit["y"],
-            val["x"],
-            val["y"],
+            fit.x,
+            fit.y,
+            val.x,
+            val.y,
             task,
             callbacks=callbacks,
-            gap_x=train_split["x"],
-            gap_y=train_split["y"],
+            gap_x=train_split.x,
+            gap_y=train_split.y,
             backup=backup,
             model=model,
         )
@@ -196,7 +199,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             "best_epoch": onset.best_epoch,
             "onset_epoch": onset.onset_epoch,
             "params": result.params,
-            "train_samples": int(len(fit["y"])),
+            "train_samples": int(len(fit.y)),
             # what was really applied (a custom model's weight sharing is read from the model)
             "techniques": techniques(cfg, model_shares_weights(cfg, model)),
             **({"warm_start": warm_start.train_info(warm)} if warm else {}),
@@ -217,7 +220,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             )
             tracking.log_artifact(HISTORY_FILE, "reports")
             version = tracking.log_model(
-                result.model, val["x"][:2], cfg.tracking.registered_model or None
+                result.model, np.asarray(val.x[:2]), cfg.tracking.registered_model or None
             )
             tracking.flush()
             run_record = RunRecord(

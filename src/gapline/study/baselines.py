@@ -34,7 +34,11 @@ def classical_baselines(cfg: Config) -> list[dict[str, Any]]:
     from ..tasks import spec_from_meta
 
     splits, meta = split_source(cfg)
-    flat = {n: (a["x"].reshape(len(a["x"]), -1), a["y"]) for n, a in splits.items()}
+    pixel_max = int(meta.get("pixel_max", 0))  # uint8 pixels: in [0, 1], as the networks see them
+    flat = {
+        n: (a["x"].reshape(len(a["x"]), -1) / np.float32(pixel_max) if pixel_max else a["x"].reshape(len(a["x"]), -1), a["y"])
+        for n, a in splits.items()
+    }
     spec = spec_from_meta(meta)
     return baselines(spec.name, flat, classes=len(spec.labels), scale=meta.get("kind") == "tabular")
 

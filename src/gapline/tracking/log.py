@@ -76,7 +76,7 @@ def log_datasets(
 ) -> None:
     """Each split as a run input: ``<source>-<split>``, digest from meta.json's fingerprint
     (cut to MLflow's 36 characters; the whole one is the input's ``fingerprint`` tag), context
-    training/validation/test, the prepared ``.npz`` as its source."""
+    training/validation/test, the prepared split's folder as its source."""
     mlflow = import_mlflow()
     datasets, contexts, tags = [], [], []
     for split, (x, y) in splits.items():
@@ -87,7 +87,7 @@ def log_datasets(
                 mlflow.data.from_numpy(
                     x,
                     targets=y,
-                    source=str(prepared / f"{split}.npz"),
+                    source=str(prepared / split),
                     name=f"{meta['source']}-{split}",
                     digest=dataset_digest(meta["fingerprints"][split]),
                 )
