@@ -29,26 +29,32 @@ def _error(fn, *args, **kwargs) -> str:
 
 
 def test_load_digits_shape_and_scale() -> None:
+    from sklearn.datasets import load_digits as sk_digits
+
     ds = load_digits()
-    assert ds.x.shape == (1797, 8, 8, 1) and ds.x.dtype == np.float32
+    assert ds.x.shape == (1797, 8, 8, 1) and ds.x.dtype == np.uint8 and ds.pixel_max == 240
     assert ds.y.dtype == np.int64 and set(np.unique(ds.y)) == set(range(10))
     assert ds.class_names == tuple(str(i) for i in range(10))
     assert ds.kind == "image" and ds.skipped == 0
-    assert 0.0 <= ds.x.min() and ds.x.max() == 1.0
+    assert set(np.unique(ds.x).tolist()) == set(range(0, 241, 15))  # every 0..16 level, exact
+    # scaled by pixel_max, the same [0, 1] values as the old x / 16
+    np.testing.assert_allclose(ds.x[..., 0] / np.float32(240), sk_digits().images / 16, rtol=1e-6)
     validate_dataset(ds, "digits")
 
 
 # ------------------------------------------------------------------ npz
 
 
-def test_npz_3d_uint8_images_scaled_and_channel_added(tmp_path: Path) -> None:
+def test_npz_3d_uint8_images_kept_as_pixels_and_channel_added(tmp_path: Path) -> None:
     p = tmp_path / "d.npz"
     x = np.full((4, 5, 6), 255, dtype=np.uint8)
     x[0] = 0
+    x[1, 0, 0] = 7
     np.savez(p, x=x, y=np.array([1, 0, 1, 0]))
     ds = load_npz(p)
-    assert ds.kind == "image" and ds.x.shape == (4, 5, 6, 1) and ds.x.dtype == np.float32
-    assert ds.x.max() == 1.0 and ds.x[0].max() == 0.0
+    assert ds.kind == "image" and ds.x.shape == (4, 5, 6, 1) and ds.x.dtype == np.uint8
+    assert ds.pixel_max == 255
+    np.testing.assert_array_equal(ds.x[..., 0], x)
     assert ds.class_names == ("0", "1") and ds.y.tolist() == [1, 0, 1, 0]
 
 
@@ -57,7 +63,7 @@ def test_npz_4d_float_in_unit_range_kept(tmp_path: Path) -> None:
     x = np.linspace(0, 1, 4 * 3 * 3 * 3, dtype=np.float64).reshape(4, 3, 3, 3)
     np.savez(p, x=x, y=np.array([0, 1, 2, 0]))
     ds = load_npz(p)
-    assert ds.x.shape == (4, 3, 3, 3)
+    assert ds.x.shape == (4, 3, 3, 3) and ds.x.dtype == np.float32 and ds.pixel_max == 0
     np.testing.assert_allclose(ds.x, x, rtol=1e-6)
     assert ds.class_names == ("0", "1", "2")
 
@@ -65,7 +71,20 @@ def test_npz_4d_float_in_unit_range_kept(tmp_path: Path) -> None:
 def test_npz_4d_float_0_255_scaled(tmp_path: Path) -> None:
     p = tmp_path / "d.npz"
     np.savez(p, x=np.full((2, 2, 2, 3), 127.5), y=np.array([0, 1]))
-    assert load_npz(p).x.max() == pytest.approx(0.5)
+    ds = load_npz(p)
+    assert ds.x.max() == pytest.approx(0.5) and ds.x.dtype == np.float32 and ds.pixel_max == 0
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint16, np.int8])
+def test_npz_other_integer_images_scaled_to_float(tmp_path: Path, dtype: type) -> None:
+    # only uint8 stays pixels; other integers in 0..255 are divided by 255, as before
+    p = tmp_path / "d.npz"
+    x = np.zeros((2, 3, 3), dtype=dtype)
+    x[1] = 51
+    np.savez(p, x=x, y=np.array([0, 1]))
+    ds = load_npz(p)
+    assert ds.x.dtype == np.float32 and ds.pixel_max == 0 and ds.x.shape == (2, 3, 3, 1)
+    assert ds.x[1].max() == pytest.approx(0.2) and ds.x[0].max() == 0.0
 
 
 def test_npz_2d_tabular_not_scaled_string_labels(tmp_path: Path) -> None:
@@ -73,9 +92,12 @@ def test_npz_2d_tabular_not_scaled_string_labels(tmp_path: Path) -> None:
     x = np.array([[10.0, -3.0], [200.0, 4.0], [1.0, 2.0]])
     np.savez(p, x=x, y=np.array(["dog", "cat", "dog"]))
     ds = load_npz(p)
-    assert ds.kind == "tabular" and ds.x.shape == (3, 2) and ds.x.dtype == np.float32
+    assert ds.kind == "tabular" and ds.x.shape == (3, 2) and ds.x.dtype == np.float32 and ds.pixel_max == 0
     np.testing.assert_allclose(ds.x, x)
     assert ds.class_names == ("cat", "dog") and ds.y.tolist() == [1, 0, 1]
+    np.savez(p, x=np.array([[10, 3], [200, 4], [1, 2]], np.uint8), y=np.array([0, 1, 0]))  # not pixels
+    ds = load_npz(p)
+    assert ds.x.dtype == np.float32 and ds.pixel_max == 0 and ds.x.max() == 200
 
 
 def test_npz_sparse_int_labels_and_float_labels(tmp_path: Path) -> None:
@@ -206,10 +228,9 @@ def test_image_folder_mixed_sizes_and_modes(tmp_path: Path, mode: str, channels:
     root = _make_folder(tmp_path / "imgs")
     ds = load_image_folder(root, (6, 8), mode, "fail")
     assert ds.kind == "image" and ds.skipped == 0
-    assert ds.x.shape == (5, 6, 8, channels) and ds.x.dtype == np.float32
+    assert ds.x.shape == (5, 6, 8, channels) and ds.x.dtype == np.uint8 and ds.pixel_max == 255
     assert ds.class_names == ("cat", "dog") and ds.y.tolist() == [0, 0, 1, 1, 1]
-    assert 0.0 <= ds.x.min() and ds.x.max() <= 1.0
-    assert ds.x.mean() == pytest.approx(200 / 255, abs=0.02)
+    assert ds.x.mean() == pytest.approx(200, abs=5)  # JPEG is lossy
     validate_dataset(ds, str(root))
 
 
@@ -282,6 +303,151 @@ def test_image_folder_all_corrupt_in_class(tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         msg = _error(load_image_folder, root, (2, 2), "grayscale", "skip")
     assert str(root / "b") in msg and "no readable images" in msg
+
+
+def _distinct_folder(root: Path, layout: dict[str, list[str]], size: int = 3) -> list[Path]:
+    """Class folders of tiny grayscale PNGs, each file one distinct random image (a name
+    ending in ``!`` is written corrupt instead); returns every file in file order."""
+    rng = np.random.default_rng(7)
+    files = []
+    for label in sorted(layout):
+        for name in sorted(layout[label]):
+            f = root / label / (name.rstrip("!") + ".png")
+            f.parent.mkdir(parents=True, exist_ok=True)
+            if name.endswith("!"):
+                f.write_bytes(b"not a png at all")
+            else:
+                Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8), "L").save(f)
+            files.append(f)
+    return files
+
+
+def _pixels(f: Path, mode: str = "L") -> np.ndarray:
+    with Image.open(f) as im:
+        arr = np.asarray(im.convert(mode))
+    return arr[..., np.newaxis] if arr.ndim == 2 else arr
+
+
+def test_image_folder_uint8_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for i, label in enumerate(("a", "b", "b")):
+        arr = rng.integers(0, 256, (5, 4, 3), dtype=np.uint8)
+        (tmp_path / label).mkdir(exist_ok=True)
+        Image.fromarray(arr, "RGB").save(tmp_path / label / f"{i}.png")
+    files = sorted(tmp_path.glob("*/*.png"))
+    for mode, pil in (("rgb", "RGB"), ("grayscale", "L")):
+        ds = load_image_folder(tmp_path, (5, 4), mode, "fail")
+        assert ds.x.dtype == np.uint8 and ds.pixel_max == 255 and not isinstance(ds.x, np.memmap)
+        np.testing.assert_array_equal(ds.x, np.stack([_pixels(f, pil) for f in files]))
+        assert ds.y.tolist() == [0, 1, 1]
+
+
+def test_image_folder_16_bit_scaled_and_rounded_to_0_255(tmp_path: Path) -> None:
+    values = np.array([[0, 257], [32768, 65535]], dtype=np.uint16)  # /65535*255: 0, 1, 127.5, 255
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        Image.fromarray(values).save(tmp_path / label / "deep.png")
+    with Image.open(tmp_path / "a" / "deep.png") as im:
+        assert im.mode.startswith("I")  # really read as 16-bit
+    ds = load_image_folder(tmp_path, (2, 2), "rgb", "fail")
+    assert ds.x.dtype == np.uint8 and ds.x.shape == (2, 2, 2, 3)
+    assert ds.x[0, ..., 0].tolist() == [[0, 1], [128, 255]] and (ds.x[..., 1] == ds.x[..., 0]).all()
+
+
+def test_image_folder_scratch_is_a_read_only_memmap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gapline.data.images as images
+
+    monkeypatch.setattr(images, "CHUNK", 2)
+    root = tmp_path / "imgs"
+    files = _distinct_folder(root, {"a": ["0", "1", "2!"], "b": ["3", "4"]})
+    scratch = tmp_path / "scratch"
+    with pytest.warns(UserWarning):
+        ds = load_image_folder(root, (3, 3), "grayscale", "skip", scratch=scratch, workers=1)
+    assert isinstance(ds.x, np.memmap) and not ds.x.flags.writeable
+    assert Path(ds.x.filename) == scratch / "decoded.npy"
+    assert np.load(scratch / "decoded.npy", mmap_mode="r").shape == (5, 3, 3, 1)  # a row per file
+    kept = [f for i, f in enumerate(files) if i != 2]
+    np.testing.assert_array_equal(ds.x, np.stack([_pixels(f) for f in kept]))
+    assert ds.y.tolist() == [0, 0, 1, 1] and ds.skipped == 1
+    with pytest.raises(ValueError):
+        ds.x[0, 0, 0, 0] = 1
+    again = load_image_folder(root / "b" / "..", (3, 3), "grayscale", "fail", classes=["b"], scratch=scratch)
+    np.testing.assert_array_equal(ds.x[2:], again.x)  # the earlier map keeps its data
+    assert len(np.load(scratch / "decoded.npy", mmap_mode="r")) == 2
+
+
+def test_image_folder_skip_compacts_rows_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gapline.data.images as images
+
+    monkeypatch.setattr(images, "CHUNK", 2)  # the kept rows move across chunks
+    root = tmp_path / "imgs"
+    layout = {"a": ["0", "1!", "2", "3!", "4"], "b": ["5!", "6", "7", "8!", "9"]}
+    files = _distinct_folder(root, layout)
+    bad = [i for i, name in enumerate(n for k in sorted(layout) for n in layout[k]) if name.endswith("!")]
+    with pytest.warns(UserWarning) as record:
+        ds = load_image_folder(root, (3, 3), "grayscale", "skip", workers=1)
+    kept = [f for i, f in enumerate(files) if i not in bad]
+    np.testing.assert_array_equal(ds.x, np.stack([_pixels(f) for f in kept]))
+    assert ds.y.tolist() == [0, 0, 0, 1, 1, 1] and ds.skipped == 4
+    assert [str(w.message).split("'")[1] for w in record] == [str(files[i]) for i in bad]
+    assert all(w.filename == __file__ for w in record)  # pointing at the caller
+
+
+def test_image_folder_classes_decodes_only_those_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "imgs"
+    files = _distinct_folder(root, {"a": ["0", "1"], "b": ["2", "3!"], "c": ["4"]})
+    opened: list[str] = []
+    real_open = Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        opened.append(Path(fp).name)
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    ds = load_image_folder(root, (3, 3), "grayscale", "fail", classes=("c", "a"))  # b's corrupt file unread
+    assert opened == ["0.png", "1.png", "4.png"]
+    assert ds.class_names == ("a", "b", "c") and ds.y.tolist() == [0, 0, 2]
+    np.testing.assert_array_equal(ds.x, np.stack([_pixels(files[i]) for i in (0, 1, 4)]))
+    assert "3.png" in _error(load_image_folder, root, (3, 3), "grayscale", "fail", classes=["b"])
+
+
+def test_image_folder_bad_workers(tmp_path: Path) -> None:
+    root = _make_folder(tmp_path / "imgs")
+    msg = _error(load_image_folder, root, (4, 4), "rgb", "fail", workers=-1)
+    assert msg.startswith("data.workers=-1 is not allowed: expected an integer >= 0")
+
+
+def test_image_folder_workers_give_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gapline.data.images as images
+
+    monkeypatch.setattr(images, "CHUNK", 3)
+    root = tmp_path / "imgs"
+    layout = {"a": [str(i) for i in range(6)] + ["6!"], "b": [str(i) for i in range(7, 14)]}
+    _distinct_folder(root, layout)  # 14 files: 5 chunks, so the pool is used
+    scratch = tmp_path / "scratch"
+    loads = []
+    for workers in (1, 2):
+        with pytest.warns(UserWarning, match="6.png"):
+            ds = load_image_folder(root, (3, 3), "grayscale", "skip", scratch=scratch / str(workers), workers=workers)
+        loads.append(ds)
+    one, two = loads
+    assert one.x.tobytes() == two.x.tobytes() and one.x.shape == two.x.shape == (13, 3, 3, 1)
+    assert one.y.tolist() == two.y.tolist() and one.skipped == two.skipped == 1
+
+
+def test_image_folder_fail_names_the_first_corrupt_file_in_file_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gapline.data.images as images
+
+    monkeypatch.setattr(images, "CHUNK", 2)
+    root = tmp_path / "imgs"
+    # the first corrupt file is the last of its chunk, the second the first of a later one
+    _distinct_folder(root, {"a": ["0", "1", "2", "3!"], "b": ["4", "5", "6!", "7", "8"]})
+    for workers in (1, 2):
+        msg = _error(load_image_folder, root, (3, 3), "grayscale", "fail", scratch=tmp_path / "s", workers=workers)
+        assert str(root / "a" / "3.png") in msg and "6.png" not in msg
+        assert not (tmp_path / "s" / "decoded.npy").exists()  # the half-written file is removed
 
 
 # ------------------------------------------------------------------ validation

@@ -89,7 +89,10 @@ def test_image_folder_tasks(tmp_path: Path) -> None:
         (tmp_path / label).mkdir()
         for i in range(2):
             Image.fromarray(np.full((4, 4), 9 * i, np.uint8), "L").save(tmp_path / label / f"{i}.png")
-    assert load_image_folder(tmp_path, (4, 4), "grayscale", "fail").task == "multiclass"
+    ds = load_image_folder(tmp_path, (4, 4), "grayscale", "fail")
+    assert ds.task == "multiclass" and ds.x.dtype == np.uint8 and ds.pixel_max == 255
+    assert ds.x[:, 0, 0, 0].tolist() == [0, 9, 0, 9]
+    assert load_image_folder(tmp_path, (4, 4), "grayscale", "fail", classes=["dog"]).y.tolist() == [1, 1]
     ds = load_image_folder(tmp_path, (4, 4), "grayscale", "fail", "binary")
     assert ds.task == "binary" and ds.class_names == ("cat", "dog")
     for task in ("regression", "multilabel"):
@@ -296,11 +299,13 @@ def test_regression_split_spans_the_target_quantiles() -> None:
 
 
 DIGITS_SPLIT_SHA256 = "c7d2797c6071fb03f07a3d24fff06685d6c689f29f17605dba522d26851d7725"
-DIGITS_FINGERPRINT = "sha256:e8b9f4ea148c4641664e93751d974872baf5bd8dc0e276db3d7d4a0adfe6e487"
+# The same split of x as uint8 pixels 0..240 (issue #14; float32 x / 16 before: sha256:e8b9f4ea...).
+DIGITS_FINGERPRINT = "sha256:ef806ac346f103d12d140657eeed55fa9efd9d9f1411f129b3adbef91cb931cd"
 
 
 def test_digits_default_split_unchanged() -> None:
-    # Digests of the default digits split computed before tasks existed (main at f5f0a15).
+    # The split's digest computed before tasks existed (main at f5f0a15); the fingerprint since
+    # digits became uint8 pixels.
     y = load_digits().y
     parts = task_split(y, "multiclass", 0.15, 0.2, 42)
     for a, b in zip(parts, stratified_split(y, 0.15, 0.2, 42)):

@@ -8,22 +8,27 @@ import numpy as np
 from gapline.data.dataset import Dataset
 from gapline.data.labels import fixed_task
 
-__all__ = ["load_breast_cancer", "load_diabetes", "load_digits"]
+__all__ = ["DIGITS_SCALE", "load_breast_cancer", "load_diabetes", "load_digits"]
+
+#: Digits' 0..16 pixels are stored times this (0..240, ``pixel_max`` 240).
+DIGITS_SCALE = 15
 
 
 def load_digits(task: str = "auto") -> Dataset:
-    """scikit-learn's bundled 8x8 digits (no download), as ``(1797, 8, 8, 1)`` images in [0, 1].
+    """scikit-learn's bundled 8x8 digits (no download), as ``(1797, 8, 8, 1)`` uint8 images.
 
-    Pixels are 0..16 in the source, so they are divided by 16 (not 255). Multiclass only.
+    Source pixels are 0..16; they are stored times 15, as 0..240 with ``pixel_max`` 240: every
+    level stays exact (x / 240 is the old x / 16), and augmentation has 240 levels to round to.
+    Multiclass only.
     """
     from sklearn.datasets import load_digits as _sk_load_digits
 
     task = fixed_task(task, "data.source='digits'", ("multiclass",), "10 classes of digit images")
     bunch = _sk_load_digits()
-    x = (np.asarray(bunch.images, dtype=np.float32) / np.float32(16.0))[..., np.newaxis]
+    x = (np.asarray(bunch.images, dtype=np.int64) * DIGITS_SCALE).astype(np.uint8)[..., np.newaxis]
     y = np.asarray(bunch.target, dtype=np.int64)
     names = tuple(str(n) for n in bunch.target_names)
-    return Dataset(x=x, y=y, class_names=names, kind="image", task=task)
+    return Dataset(x=x, y=y, class_names=names, kind="image", task=task, pixel_max=16 * DIGITS_SCALE)
 
 
 def load_breast_cancer(task: str = "auto") -> Dataset:

@@ -52,8 +52,16 @@ def _to_float32(x: np.ndarray, source: str) -> np.ndarray:
         return x.astype(np.float32)
 
 
+def _image_pixels(x: np.ndarray, source: str) -> tuple[np.ndarray, int]:
+    """Images as stored and their ``pixel_max``: uint8 kept as pixels (255), anything else
+    float32 in [0, 1] (0) by :func:`_scale_images`."""
+    if x.dtype == np.uint8:
+        return x, 255
+    return _scale_images(x, source), 0
+
+
 def _scale_images(x: np.ndarray, source: str) -> np.ndarray:
-    """Scale images to float32 in [0, 1] (see :func:`load_npz` for the rule)."""
+    """Scale non-uint8 images to float32 in [0, 1] (see :func:`load_npz` for the rule)."""
     xf = _to_float32(x, source)
     if x.dtype.kind == "b":
         return xf  # True/False masks are already 1/0
@@ -86,10 +94,12 @@ def load_npz(path: PathLike, task: str = "auto") -> Dataset:
     Layout by ``x.ndim``: 2 -> tabular ``(n, d)``; 3 -> grayscale images ``(n, h, w)`` (a
     channel axis is added); 4 -> images ``(n, h, w, c)``.
 
-    Image scaling rule: if ``x`` has an integer dtype, or is float with a maximum above 1,
-    it is treated as 0..255 pixels and divided by 255; otherwise floats already in [0, 1]
-    are kept. Values outside [0, 255] (or negative) are an error. Tabular ``x`` is only cast
-    to float32, never scaled.
+    Images by dtype: uint8 stays uint8 pixels with ``pixel_max`` 255 (the model scales
+    them; nothing is copied to float). Every other dtype becomes float32 in [0, 1] with
+    ``pixel_max`` 0: floats already in [0, 1] are kept; other integers (int64, uint16, ...),
+    and floats with a maximum above 1, are read as 0..255 pixels and divided by 255; bool is
+    1/0. Values outside [0, 255] (or negative) are an error. Tabular ``x`` is only cast to
+    float32 (``pixel_max`` 0), never scaled.
 
     ``y`` is read for ``task`` by :func:`gapline.data.labels.read_labels`: one label per sample
     (ints or strings map to class indices in sorted order of their unique values and
@@ -131,12 +141,13 @@ def load_npz(path: PathLike, task: str = "auto") -> Dataset:
         )
     if len(x_raw) == 0:
         raise DataError(f"{source} contains 0 samples: expected at least one sample per class")
+    pixel_max = 0
     if x_raw.ndim == 2:
         kind = "tabular"
         x = _to_float32(x_raw, source)
     elif x_raw.ndim in (3, 4):
         kind = "image"
-        x = _scale_images(x_raw, source)
+        x, pixel_max = _image_pixels(x_raw, source)
         if x.ndim == 3:
             x = x[..., np.newaxis]
     else:
@@ -146,7 +157,14 @@ def load_npz(path: PathLike, task: str = "auto") -> Dataset:
         )
     label_names = _label_names(names_raw, y_raw, source)
     labels = read_labels(y_raw, task, source=source, field="array 'y'", names=label_names)
-    return Dataset(x=np.ascontiguousarray(x), y=labels.y, class_names=labels.names, kind=kind, task=labels.task)
+    return Dataset(
+        x=np.ascontiguousarray(x),
+        y=labels.y,
+        class_names=labels.names,
+        kind=kind,
+        task=labels.task,
+        pixel_max=pixel_max,
+    )
 
 
 def _label_names(raw: np.ndarray | None, y: np.ndarray, source: str) -> tuple[str, ...] | None:
