@@ -49,7 +49,7 @@ def load_source(data: DataConfig, task: str = "auto", scratch: Path | None = Non
         return load_npz(data.path, read_as)
     if data.source == "csv":
         return load_csv(data.path, data.label_column, read_as, label_columns=tuple(data.label_columns))
-    return load_image_folder(
+    ds = load_image_folder(
         data.path,
         tuple(data.image_size),  # type: ignore[arg-type]
         data.color_mode,
@@ -59,6 +59,8 @@ def load_source(data: DataConfig, task: str = "auto", scratch: Path | None = Non
         scratch=scratch,
         workers=data.workers,
     )
+    check_classes(ds, data.classes, source_name(data))  # before validation: only these were decoded
+    return ds
 
 
 def source_digest(data: DataConfig) -> str:
@@ -74,15 +76,9 @@ def source_name(data: DataConfig) -> str:
     return data.source if data.source in BUNDLED else data.path
 
 
-def select_classes(ds: Dataset, classes: Sequence[str], source: str) -> Dataset:
-    """Only the samples of ``classes`` (``data.classes``; empty: ``ds`` unchanged), relabelled
-    ``0..k-1`` in the source's class order, so ``class_names`` are the kept names.
-
-    Idempotent: selecting again from a selection keeps it as it is. An unknown name is one
-    line naming ``data.classes``, the value and the source's class names.
-    """
-    if not classes:
-        return ds
+def check_classes(ds: Dataset, classes: Sequence[str], source: str) -> list[str]:
+    """``data.classes`` as strings, every one a class name of ``ds``; an unknown name is one
+    line naming the field, the value and the source's class names."""
     wanted = [str(c) for c in classes]
     unknown = [c for c in wanted if c not in ds.class_names]
     if unknown:
@@ -96,6 +92,19 @@ def select_classes(ds: Dataset, classes: Sequence[str], source: str) -> Dataset:
                 f"{'is' if len(unknown) == 1 else 'are'} not among them): {shown}",
             )
         )
+    return wanted
+
+
+def select_classes(ds: Dataset, classes: Sequence[str], source: str) -> Dataset:
+    """Only the samples of ``classes`` (``data.classes``; empty: ``ds`` unchanged), relabelled
+    ``0..k-1`` in the source's class order, so ``class_names`` are the kept names.
+
+    Idempotent: selecting again from a selection keeps it as it is. An unknown name is one
+    line naming ``data.classes``, the value and the source's class names.
+    """
+    if not classes:
+        return ds
+    wanted = check_classes(ds, classes, source)
     kept = [i for i, name in enumerate(ds.class_names) if name in wanted]
     if kept == list(range(len(ds.class_names))):
         return ds
