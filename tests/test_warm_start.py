@@ -192,7 +192,7 @@ def test_nested_models_are_matched_layer_by_layer(tmp_path: Path) -> None:
 
 
 def test_classes_keep_only_the_listed_digits(tmp_path: Path) -> None:
-    from sklearn.datasets import load_digits
+    from gapline.data.bundled import load_digits
 
     from gapline.data.prepare import split_source
 
@@ -201,12 +201,12 @@ def test_classes_keep_only_the_listed_digits(tmp_path: Path) -> None:
     assert meta["class_names"] == ["5", "6", "7", "8", "9"]
     assert meta["class_filter"] == {"classes": ["5", "6", "7", "8", "9"], "source_class_names": [str(d) for d in range(10)]}
     digits = load_digits()
-    wanted = digits.target >= 5
+    wanted = digits.y >= 5
     assert sum(meta["counts"].values()) == int(wanted.sum())
     for split in splits.values():
         assert sorted(np.unique(split["y"]).tolist()) == [0, 1, 2, 3, 4]
     # every kept image is a 5..9 of the source, with its label shifted to the kept names' index
-    source = {img.tobytes(): int(t) for img, t in zip((digits.images / 16.0).astype(np.float32), digits.target)}
+    source = {img.tobytes(): int(t) for img, t in zip(digits.x[..., 0], digits.y)}
     for split in splits.values():
         for img, label in zip(split["x"][..., 0], split["y"]):
             assert source[img.tobytes()] == int(label) + 5
@@ -225,9 +225,9 @@ def test_prepare_stage_writes_the_selected_classes(tmp_path: Path, monkeypatch: 
     assert cli.main(["prepare"]) == 0
     meta = json.loads(Path("data/prepared/meta.json").read_text())
     assert meta["class_names"] == ["5", "6", "7", "8", "9"]
-    with np.load("data/prepared/train.npz") as f:
-        assert sorted(np.unique(f["y"]).tolist()) == [0, 1, 2, 3, 4]
-        assert len(f["y"]) == meta["counts"]["train"] == 59  # train_fraction=0.1 of ~590
+    y = np.load("data/prepared/train/y.npy")
+    assert sorted(np.unique(y).tolist()) == [0, 1, 2, 3, 4]
+    assert len(y) == len(np.load("data/prepared/train/x.npy", mmap_mode="r")) == meta["counts"]["train"] == 59
 
 
 # -- the train stage ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .config import AugmentConfig
-from .data.store import CHUNK_BYTES, X_FILE, Y_FILE, Resident, Split, open_split, release, row_bytes, row_chunks
+from .data.store import CHUNK_BYTES, X_FILE, Y_FILE, MemoryRows, RowReader, RowWriter, Split, open_split, row_bytes, row_chunks
 from .errors import ConfigError, bad_value
 
 
@@ -69,7 +69,7 @@ def column_std(x: np.ndarray) -> np.ndarray:
     """Each column's standard deviation (1 where constant), summed a chunk at a time."""
     total = np.zeros(x.shape[1:], dtype="float64")
     squares = np.zeros(x.shape[1:], dtype="float64")
-    reader = Resident(x)
+    reader = RowReader(x)
     for start, stop in row_chunks(len(x), row_bytes(x)):
         chunk = reader.rows(start, stop).astype("float64")
         total += chunk.sum(axis=0)
@@ -119,12 +119,13 @@ def augment_block(
 
 
 def augment_rows(
-    x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, kind: str, pixel_max: int, out: np.ndarray
+    x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, kind: str, pixel_max: int, out: Any
 ) -> np.ndarray:
-    """Fill ``out`` ((1 + copies) × len(x) rows: in memory, or a file mapping) with the
-    originals, then each copy, a block at a time; returns the labels, repeated unchanged."""
+    """Write the originals, then each copy, a block at a time, through ``out.write(start,
+    rows)`` ((1 + copies) × len(x) rows: an array in memory or a file); returns the labels,
+    repeated unchanged."""
     n = len(x)
-    reader = Resident(x)
+    reader = RowReader(x)
     std = column_std(x) if kind != "image" else None
     per_chunk = max(BLOCK, CHUNK_BYTES // max(1, row_bytes(x)) // BLOCK * BLOCK)
     for copy in range(cfg.copies + 1):
@@ -145,10 +146,7 @@ def augment_rows(
                         for b in range(start, stop, BLOCK)
                     ]
                 )
-            out[copy * n + start : copy * n + stop] = chunk
-            if isinstance(out, np.memmap):
-                out.flush()
-                release(out)
+            out.write(copy * n + start, chunk)
     return np.concatenate([np.asarray(y)] * (cfg.copies + 1), axis=0)
 
 
@@ -160,8 +158,8 @@ def augment_dataset(
     check_applicable(cfg, kind)
     if cfg.copies == 0:
         return x, y
-    out = np.empty((len(x) * (cfg.copies + 1), *x.shape[1:]), dtype=x.dtype)
-    return out, augment_rows(x, y, cfg, kind, pixel_max, out)
+    out = MemoryRows(x.dtype, (len(x) * (cfg.copies + 1), *x.shape[1:]))
+    return out.array, augment_rows(x, y, cfg, kind, pixel_max, out)
 
 
 def augment_to(
@@ -171,13 +169,7 @@ def augment_to(
     time (``x`` may be mapped): the augmented set is never whole in memory."""
     check_applicable(cfg, kind)
     folder.mkdir(parents=True, exist_ok=True)
-    out = np.lib.format.open_memmap(
-        folder / X_FILE, mode="w+", dtype=x.dtype, shape=(len(x) * (cfg.copies + 1), *x.shape[1:])
-    )
-    try:
+    with RowWriter(folder / X_FILE, x.dtype, (len(x) * (cfg.copies + 1), *x.shape[1:])) as out:
         labels = augment_rows(x, y, cfg, kind, pixel_max, out)
-    finally:
-        out.flush()
-        del out
     np.save(folder / Y_FILE, labels, allow_pickle=False)
     return open_split(folder)

@@ -226,7 +226,8 @@ class TrainConfig:
     gap_eval_samples: int = 2048
     # CPU threads for the backend's kernels (0 = its default: all cores).
     threads: int = 0
-    # Training steps per compiled call (0 = auto: a whole epoch, at most 64 steps).
+    # Training steps per compiled call (0 = auto: a whole epoch, at most 64 steps); always
+    # the largest divisor of the epoch's steps up to this, so a call never crosses an epoch.
     steps_per_execution: int = 0
     # XLA compilation of the train step; off by default (slower to start on small CPU runs).
     jit_compile: bool = False

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .data.store import Resident
+from .data.store import RowReader
 from .runtime import replicas
 from .tasks import EPOCH_METRICS, TaskSpec, gap
 
@@ -53,7 +53,7 @@ def gap_subset(x: np.ndarray, y: np.ndarray, limit: int, seed: int) -> tuple[np.
     pick = subset_indices(len(x), limit, seed)
     if len(pick) == len(x):
         return x, y
-    return Resident(x).take(pick), y[pick]
+    return RowReader(x).take(pick), y[pick]
 
 
 # Samples per inference call: one call for small data; for images, a batch whose activations
@@ -69,7 +69,7 @@ def predictions(model: Any, x: np.ndarray, batch_size: int = INFERENCE_BATCH) ->
     # concatenates their answers (N copies of each row); predict splits the batch instead.
     mirrored = replicas(model) > 1
     parts = []
-    reader = Resident(x)  # a memory-mapped split is read a batch at a time, in bounded memory
+    reader = RowReader(x)  # a memory-mapped split is read a batch at a time, in bounded memory
     for start in range(0, len(x), batch_size):
         xb = reader.rows(start, start + batch_size)
         out = model.predict(xb, batch_size=len(xb), verbose=0) if mirrored else model.predict_on_batch(xb)

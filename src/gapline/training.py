@@ -43,6 +43,16 @@ def steps_per_epoch(samples: int, batch_size: int) -> int:
     return max(1, -(-samples // batch_size))
 
 
+def steps_per_execution(steps: int, limit: int) -> int:
+    """The largest divisor of ``steps`` (per epoch) up to ``limit``.
+
+    Keras runs every call for the full ``steps_per_execution`` and does not stop at the
+    epoch's end: on the one batch stream of a whole fit (:func:`fit_data`) a call that did not
+    divide the epoch would run into the next epoch's batches, so epoch e would no longer see
+    epoch e's seeded order (and a resumed run would differ from an uninterrupted one)."""
+    return max(d for d in range(1, min(steps, max(1, limit)) + 1) if steps % d == 0)
+
+
 def compile_model(model: Any, cfg: Config, steps: int = 1, task: "TaskSpec | int | None" = None) -> Any:
     """Compile with the task's loss (built-in Keras losses only, so a saved model compiles
     without gapline; a regression loss is weighted onto the standardized target) and its
@@ -53,7 +63,7 @@ def compile_model(model: Any, cfg: Config, steps: int = 1, task: "TaskSpec | int
     loss, weight = tasks.loss(spec, cfg.task, cfg.regularization.label_smoothing)
     # Mirrored training runs one step per call: Keras 3.15 cannot run a multi-step call
     # under MirroredStrategy (validation.validate refuses an explicit value above 1).
-    spe = 1 if cfg.train.distribute == "mirrored" else cfg.train.steps_per_execution or min(steps, 64)
+    spe = 1 if cfg.train.distribute == "mirrored" else steps_per_execution(steps, cfg.train.steps_per_execution or 64)
     model.compile(
         optimizer=make_optimizer(cfg.train.optimizer, cfg.train.learning_rate),
         loss=loss,
@@ -75,8 +85,8 @@ def fit_data(
     weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """What ``fit`` should iterate: one stream of batches for the whole fit, gathered from
-    the arrays (``x`` may be memory-mapped: only the rows of a batch are read, and the
-    mapping's pages are released as it goes, :class:`gapline.data.store.Resident`).
+    the arrays (``x`` may be memory-mapped: only the rows of a batch are read, with ``pread``,
+    :class:`gapline.data.store.RowReader`).
 
     Row order in epoch e is a permutation seeded by (seed, e) on every backend, so a run
     resumed at epoch ``start`` sees exactly the batches an uninterrupted run would. A fixed
@@ -88,7 +98,7 @@ def fit_data(
     """
     import keras
 
-    from .data.store import Resident
+    from .data.store import RowReader
 
     index, processes = process()
     if processes > 1:
@@ -102,7 +112,7 @@ def fit_data(
         weights = None if weights is None else weights[index:usable:processes]
     steps = steps_per_epoch(len(x), batch_size)
     arrays = (x, y) if weights is None else (x, y, weights)
-    readers = [Resident(a) for a in arrays]
+    readers = [RowReader(a) for a in arrays]
 
     def take(idx: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(reader.take(idx) for reader in readers)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gapline.errors import DataError
-from gapline.data.store import Resident, row_bytes, row_chunks
+from gapline.data.store import RowReader, row_bytes, row_chunks
 from gapline.provenance import file_md5, folder_files
 
 __all__ = ["file_digest", "fingerprint", "tree_digest"]
@@ -33,7 +33,7 @@ def fingerprint(arrays: Mapping[str, np.ndarray]) -> str:
     machines and changes if any value, dtype, shape or name changes. Object arrays are
     refused because their bytes are memory addresses, not content.
 
-    A memory-mapped array is hashed a chunk of rows at a time (:class:`Resident`), so a split
+    A memory-mapped array is hashed a chunk of rows at a time (:class:`RowReader`), so a split
     larger than memory fingerprints in bounded memory, to the same digest as in memory.
     """
     h = hashlib.sha256()
@@ -49,7 +49,7 @@ def fingerprint(arrays: Mapping[str, np.ndarray]) -> str:
         if a.ndim == 0:
             h.update(np.ascontiguousarray(a).view(np.uint8).data)
             continue
-        reader = Resident(a)
+        reader = RowReader(a)
         for start, stop in row_chunks(len(a), row_bytes(a)):
             h.update(np.ascontiguousarray(reader.rows(start, stop)).reshape(-1).view(np.uint8).data)
     return "sha256:" + h.hexdigest()

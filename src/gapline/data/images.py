@@ -26,6 +26,7 @@ import numpy as np
 from gapline.data.dataset import Dataset
 from gapline.data.labels import fixed_task
 from gapline.data.sources import PathLike, require_path
+from gapline.data.store import MemoryRows, RowWriter, new_rows
 from gapline.errors import DataError, bad_value, flat_message
 
 __all__ = ["CHUNK", "DECODED_NAME", "IMAGE_SUFFIXES", "load_image_folder"]
@@ -170,14 +171,14 @@ def _corrupt_error(file: Path, reason: str) -> DataError:
 
 
 def _fill(
-    x: np.ndarray, files: Sequence[Path], size: tuple[int, int], color_mode: str, on_corrupt: str, workers: int
+    x: RowWriter | MemoryRows, files: Sequence[Path], size: tuple[int, int], color_mode: str, on_corrupt: str, workers: int
 ) -> list[int]:
     """Decode ``files`` into the rows of ``x`` chunk by chunk; the indices of corrupt files
     (each warned about, in file order), or a DataError naming the first with ``fail``."""
     corrupt: list[int] = []
     with closing(_decoded_chunks(files, size, color_mode, workers)) as chunks:  # closing: stops the pool
         for start, (pixels, bad) in chunks:
-            x[start : start + len(pixels)] = pixels
+            x.write(start, pixels)
             for offset, reason in bad:
                 i = start + offset
                 if on_corrupt == "fail":
@@ -188,20 +189,20 @@ def _fill(
     return corrupt
 
 
-def _compact(x: np.ndarray, corrupt: Sequence[int]) -> int:
+def _compact(x: RowWriter | MemoryRows, corrupt: Sequence[int], n: int) -> int:
     """Move the kept rows to the front of ``x`` in order, chunk by chunk; return how many.
 
     Safe in place: the j-th kept row comes from row ``rows[j] >= j``, and each chunk is read
     (copied) whole before it is written, over rows no later chunk reads.
     """
     if not corrupt:
-        return len(x)
-    keep = np.ones(len(x), dtype=bool)
+        return n
+    keep = np.ones(n, dtype=bool)
     keep[list(corrupt)] = False
     rows = np.flatnonzero(keep)
     for j0 in range(0, len(rows), CHUNK):
         j1 = min(j0 + CHUNK, len(rows))
-        x[j0:j1] = x[rows[j0:j1]]
+        x.write(j0, x.take(rows[j0:j1]))
     return len(rows)
 
 
@@ -251,29 +252,23 @@ def _is_image_file(p: Path) -> bool:
     return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _pixel_array(scratch: PathLike | None, shape: tuple[int, ...]) -> np.ndarray:
-    """Where the decoded pixels go: a new ``.npy`` file memory-mapped under ``scratch``, or
-    memory. The old file is unlinked first, so a Dataset still mapping it keeps its data."""
+def _pixel_rows(scratch: PathLike | None, shape: tuple[int, ...]) -> RowWriter | MemoryRows:
+    """Where the decoded pixels go: a new ``.npy`` file under ``scratch`` (written with
+    ``pwrite``, never mapped into this process), or memory. The old file is unlinked first,
+    so a Dataset still mapping it keeps its data."""
     if scratch is None or shape[0] == 0:
-        return np.empty(shape, dtype=np.uint8)
+        return new_rows(None, np.dtype(np.uint8), shape)
     folder = Path(scratch)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / DECODED_NAME).unlink(missing_ok=True)
-    return np.lib.format.open_memmap(folder / DECODED_NAME, mode="w+", dtype=np.uint8, shape=shape)
+    return new_rows(folder / DECODED_NAME, np.dtype(np.uint8), shape)
 
 
-def _read_only(x: np.ndarray, kept: int) -> np.ndarray:
-    """The first ``kept`` rows: a read-only memory map of the scratch file, or memory."""
-    if not isinstance(x, np.memmap):
-        return x[:kept]
-    x.flush()
-    return np.load(x.filename, mmap_mode="r")[:kept]
-
-
-def _discard(x: np.ndarray) -> None:
+def _discard(x: RowWriter | MemoryRows) -> None:
     """Remove a scratch file left half written by an error."""
-    if isinstance(x, np.memmap) and x.filename:
-        Path(x.filename).unlink(missing_ok=True)  # the mapping itself goes with x
+    x.close()
+    if isinstance(x, RowWriter):
+        x.path.unlink(missing_ok=True)
 
 
 def _decode_all(
@@ -287,14 +282,14 @@ def _decode_all(
     """Every file decoded into one array, kept rows first (see :func:`_compact`), and the
     indices of corrupt files; a half-written scratch file is removed on error."""
     channels = 1 if color_mode == "grayscale" else 3
-    x = _pixel_array(scratch, (len(files), *size, channels))
+    x = _pixel_rows(scratch, (len(files), *size, channels))
     try:
         corrupt = _fill(x, files, size, color_mode, on_corrupt, workers)
-        kept = _compact(x, corrupt)
+        kept = _compact(x, corrupt, len(files))
     except BaseException:
         _discard(x)
         raise
-    return _read_only(x, kept), corrupt
+    return x.mapped(kept), corrupt  # read-only memory map of the scratch file, or memory
 
 
 def load_image_folder(
