@@ -35,9 +35,13 @@ import json, sys, time
 import numpy as np
 import gapline  # same TF environment defaults as the pipeline (oneDNN off, quiet logs)
 import keras
-from gapline.files import load_arrays
+from gapline.data.layout import AUGMENTED, read_meta, read_split
 epochs, batch, naive = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "naive"
-tr = load_arrays("data/augmented/train.npz"); va = load_arrays("data/prepared/val.npz")
+scale = np.float32(1 / read_meta().get("pixel_max", 1) if read_meta().get("pixel_max") else 1)
+def arrays(name, root=None):  # what a user's script holds: the split in memory, pixels in [0, 1]
+    s = read_split(name, root) if root else read_split(name)
+    return {"x": np.asarray(s.x) * scale, "y": s.y}
+tr = arrays("train", AUGMENTED); va = arrays("val")
 k = int(tr["y"].max()) + 1
 oh = lambda y: np.eye(k, dtype="float32")[y]
 keras.utils.set_random_seed(42)
@@ -53,7 +57,7 @@ model.compile(keras.optimizers.Adam(1e-3), keras.losses.CategoricalCrossentropy(
 t = time.perf_counter()
 model.fit(tr["x"], oh(tr["y"]), validation_data=(va["x"], oh(va["y"])), epochs=epochs, batch_size=batch, verbose=0)
 wall = time.perf_counter() - t
-te = load_arrays("data/prepared/test.npz")
+te = arrays("test")
 acc = model.evaluate(te["x"], oh(te["y"]), verbose=0, return_dict=True)["accuracy"]
 print(json.dumps({"wall": wall, "test_accuracy": float(acc)}))
 """
@@ -101,22 +105,27 @@ import numpy as np
 import gapline.training  # TF and Keras imported before the clock starts
 import keras
 from gapline import runtime
-from gapline.files import load_arrays
+from gapline.data.layout import AUGMENTED, read_meta, read_split
 from gapline.models import build_model
 from gapline.params import load_params
+from gapline.tasks import spec_from_meta
 cfg = load_params("params.yaml")
 runtime.configure_for(cfg.train)
-tr = load_arrays("data/augmented/train.npz"); va = load_arrays("data/prepared/val.npz")
+def arrays(name, root=None):  # the split in memory, as Keras' guides fit it
+    s = read_split(name, root) if root else read_split(name)
+    return {"x": np.asarray(s.x), "y": s.y}
+tr = arrays("train", AUGMENTED); va = arrays("val")
 k = int(tr["y"].max()) + 1
 oh = lambda y: np.eye(k, dtype="float32")[y]
-model = build_model(tuple(tr["x"].shape[1:]), k, cfg.model, cfg.regularization, cfg.augment.online, cfg.train.seed)
+# gapline's own model (its pixel_scale layer included), fitted the naive way
+model = build_model(tuple(tr["x"].shape[1:]), spec_from_meta(read_meta()), cfg.model, cfg.regularization, cfg.augment.online, cfg.train.seed)
 model.compile(keras.optimizers.Adam(cfg.train.learning_rate), keras.losses.CategoricalCrossentropy(),
               metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
 t = time.perf_counter()
 model.fit(tr["x"], oh(tr["y"]), validation_data=(va["x"], oh(va["y"])), epochs=cfg.train.epochs,
           batch_size=cfg.train.batch_size, verbose=0)
 wall = time.perf_counter() - t
-te = load_arrays("data/prepared/test.npz")
+te = arrays("test")
 acc = model.evaluate(te["x"], oh(te["y"]), verbose=0, return_dict=True)["accuracy"]
 print(json.dumps({"wall": wall, "samples_per_second": len(tr["y"]) * cfg.train.epochs / wall, "test_accuracy": float(acc)}))
 """
@@ -124,11 +133,11 @@ print(json.dumps({"wall": wall, "samples_per_second": len(tr["y"]) * cfg.train.e
 TRAIN_FLOPS = r"""
 import json
 import gapline.training
-from gapline.files import load_arrays
+from gapline.data.layout import read_split
 from gapline.models import build_model
 from gapline.params import load_params
 cfg = load_params("params.yaml")
-x = load_arrays("data/prepared/val.npz")["x"]
+x = read_split("val").x
 model = build_model(tuple(x.shape[1:]), 10, cfg.model, cfg.regularization, cfg.augment.online, cfg.train.seed)
 forward = 0
 for layer in model.layers:  # multiply-adds of the layers that do the arithmetic, x2 for FLOPs
@@ -286,7 +295,7 @@ def bench_startup(repeats: int) -> None:
 def bench_memory(repeats: int) -> None:
     root = project([])
     rss = [child(PEAK_RSS, ["gapline", "train"], root)["peak_rss_mib"] for _ in range(repeats)]
-    size = sum(p.stat().st_size for p in (root / "data").rglob("*.npz")) / 2**20
+    size = sum(p.stat().st_size for p in (root / "data").rglob("*.npy")) / 2**20
     print(f"[memory] peak RSS of the default train stage, {repeats} runs")
     print(f"  peak RSS                                 median {median(rss):6.0f} MiB  (prepared+augmented arrays on disk: {size:.1f} MiB)")
 
@@ -303,7 +312,7 @@ def bench_large(repeats: int) -> None:
     common = ["data=npz", f"data.path={data}", "augment=none", "regularization=none", f"train.epochs={epochs}",
               f"train.batch_size={batch}", "tracking.enabled=false", "train.resume=false"]
     root = project(common)
-    train_x = (root / "data/augmented/train.npz").stat().st_size / 2**20
+    train_x = (root / "data/augmented/train/x.npy").stat().st_size / 2**20
     print(f"[large] {samples:,} generated 32x32x3 images, 10 classes ({train_x:.0f} MiB of training arrays), "
           f"{epochs} epochs, batch {batch}, {repeats} runs each")
     for family in ("mlp", "cnn"):

@@ -65,6 +65,7 @@ CONFIG_ROWS = [
     (["model=backbone", "model.backbone=VGG16"], ["model.backbone='VGG16'", "MobileNetV3Small"]),
     (["data.classes=[5]"], ["data.classes", "['5']", "at least 2 class names"]),
     (["data.classes=[5,6,5]"], ["data.classes", "5 repeated"]),
+    (["data.workers=-1"], ["data.workers=-1", "an integer >= 0"]),
     # tasks (README "Tasks"): a metric or loss the task does not have, when the task is set
     (["task=regression", "regularization.early_stopping.monitor=val_accuracy"],
      ["regularization.early_stopping.monitor='val_accuracy'", "val_rmse", "for task regression"]),
@@ -244,6 +245,24 @@ def test_metric_the_resolved_task_lacks_stops_train_before_any_run(project: Path
     assert "regularization.early_stopping.monitor='val_accuracy'" in line and "for task regression" in line
     assert not Path("models/model.keras").exists() and not Path("reports/train.json").exists()
     assert not (project / "mlflow.db").exists()  # the store was never even opened: no run at all
+
+
+@pytest.mark.parametrize("damage", ["deleted", "cut short"])
+def test_a_missing_or_short_split_is_one_line_naming_it(project: Path, capsys, damage: str) -> None:
+    """A prepared split deleted or truncated by hand (or a stage run out of order): the stage
+    reading it names the file and what writes it, and writes nothing."""
+    assert cli.main(["params", "tracking.enabled=false", "train.epochs=1"]) == 0
+    assert cli.main(["prepare"]) == 0 and cli.main(["augment"]) == 0
+    x = Path("data/prepared/val/x.npy")
+    if damage == "deleted":
+        x.unlink()
+    else:
+        x.write_bytes(x.read_bytes()[:-100])
+    capsys.readouterr()
+    line = _fails(capsys, "train")
+    assert "data/prepared/val/x.npy" in line
+    assert ("does not exist" in line and "dvc repro" in line) or "cannot be read" in line, line
+    assert not Path("models/model.keras").exists()
 
 
 def test_corrupt_image_skipped_and_counted_when_configured(project: Path, capsys) -> None:

@@ -42,9 +42,10 @@ def test_repro_builds_everything_and_logs_one_finished_run(project: Path) -> Non
     proc = _run(["dvc", "repro"], project)
     assert _stages_run(proc) == {"config", "prepare", "augment", "train", "evaluate"}
     for rel in (
-        "data/prepared/train.npz",
+        "data/prepared/train/x.npy",
+        "data/prepared/train/y.npy",
         "data/prepared/meta.json",
-        "data/augmented/train.npz",
+        "data/augmented/train/x.npy",
         "models/model.keras",
         "reports/history.csv",
         "reports/diagnosis.md",

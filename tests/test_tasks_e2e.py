@@ -54,8 +54,7 @@ def _pyfunc(project: Path, record: dict, x: np.ndarray) -> np.ndarray:
 
 
 def _test_split(project: Path) -> tuple[np.ndarray, np.ndarray]:
-    data = np.load(project / "data/prepared/test.npz")
-    return data["x"], data["y"]
+    return np.load(project / "data/prepared/test/x.npy"), np.load(project / "data/prepared/test/y.npy")
 
 
 def _curve(project: Path, run_id: str, key: str) -> list[int]:
