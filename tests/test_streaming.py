@@ -82,7 +82,7 @@ def test_row_reader_never_maps_a_split_into_memory(tmp_path: Path) -> None:
         return rows, (_rss_file_kib() - before) // 1024  # MiB
 
     mapped_rows, mapped_mib = gathered(lambda x: np.asarray(x[idx]))
-    read_rows, read_mib = gathered(lambda x: RowReader(x).take(idx))
+    read_rows, read_mib = gathered(lambda x: RowReader(x, in_memory_below=0).take(idx))
     assert read_rows.tobytes() == mapped_rows.tobytes()
     assert np.array_equal(read_rows[:, 0], idx // 4096)
     assert read_mib <= 1, read_mib
@@ -90,8 +90,9 @@ def test_row_reader_never_maps_a_split_into_memory(tmp_path: Path) -> None:
     # a view (the first rows, a strided share) reads the same bytes as numpy
     x = np.load(path, mmap_mode="r")
     for view in (x[:1000], x[1:999:2]):
-        assert RowReader(view).take(np.array([0, 5, 3])).tobytes() == np.asarray(view[[0, 5, 3]]).tobytes()
-        assert RowReader(view).rows(2, 7).tobytes() == np.asarray(view[2:7]).tobytes()
+        for reader in (RowReader(view, in_memory_below=0), RowReader(view)):  # streamed, and read whole
+            assert reader.take(np.array([0, 5, 3])).tobytes() == np.asarray(view[[0, 5, 3]]).tobytes()
+            assert reader.rows(2, 7).tobytes() == np.asarray(view[2:7]).tobytes()
 
 
 def test_streamed_epoch_order_is_the_seeded_order_on_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -271,3 +272,48 @@ def test_train_and_evaluate_memory_does_not_grow_with_the_dataset(tmp_path: Path
     grown = peaks[65536] - peaks[4096]
     data_grown = (65536 - 4096) * 1.25 * 4096 / 2**20  # 300 MiB more data
     assert grown < 0.25 * data_grown, (peaks, grown, data_grown)
+
+
+def test_a_trial_streams_from_the_prepared_folder_only_when_it_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_tiny_images, cpu_runtime
+) -> None:
+    """A sweep job or study arm whose data settings and source match data/prepared reads the
+    prepared splits (the same bytes it would split in memory, so the same result); another
+    data setting, or an edited source, splits the source in memory."""
+    from gapline import trial
+    from gapline.config import from_container
+    from gapline.stages.prepare import prepare
+
+    x, y = make_tiny_images(60, size=4, classes=3, seed=0)
+    np.savez(tmp_path / "d.npz", x=(x * 255).astype(np.uint8), y=y)
+    monkeypatch.chdir(tmp_path)
+
+    def cfg(**data):
+        return from_container(
+            {
+                "data": {"source": "npz", "path": "d.npz", **data},
+                "augment": {"copies": 1, "noise_std": 0.05, "seed": 2},
+                "model": {"family": "mlp", "hidden_units": [8]},
+                "regularization": {"early_stopping": {"enabled": False}},
+                "train": {"epochs": 2, "batch_size": 16, "accelerator": "cpu", "seed": 3},
+                "tracking": {"enabled": False},
+            }
+        )
+
+    cpu_runtime(0)
+    in_memory = trial.run_trial(cfg())
+    prepare(cfg())
+    assert trial.matching_prepared(cfg()) == Path("data/prepared")
+    assert trial.matching_prepared(cfg(train_fraction=0.5)) is None
+    assert trial.matching_prepared(cfg(workers=1)) == Path("data/prepared")  # decoding processes change nothing
+
+    def no_split(*args, **kwargs):
+        raise AssertionError("split the source in memory")
+
+    monkeypatch.setattr("gapline.data.prepare.split_source", no_split)
+    cpu_runtime(0)
+    streamed = trial.run_trial(cfg())
+    assert streamed.metrics == in_memory.metrics and streamed.fit_samples == in_memory.fit_samples == 2 * streamed.train_samples
+    assert not list(Path(".gapline").glob("trial-augmented-*"))  # the streamed copies are gone
+    np.savez(tmp_path / "d.npz", x=(x * 200).astype(np.uint8), y=y)  # the source changed: prepared is stale
+    assert trial.matching_prepared(cfg()) is None

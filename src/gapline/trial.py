@@ -1,12 +1,19 @@
-"""One trial in memory: split → augment → train → evaluate → one typed result.
+"""One trial: split → augment → train → evaluate → one typed result.
 
 The DVC stages write every step to disk so DVC can cache it; sweeps, learning curves and the
 study run many small variants where only the numbers matter. Both call the same pure functions.
+A trial whose data settings match the prepared folder (``data/prepared``, same settings and
+same source content) streams from it, as the train stage does: a sweep on a set larger than
+memory, or on many machines sharing the project's path (Ray), reads the same files. Any
+other trial splits the source in memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 from .augment import augment_dataset
@@ -70,29 +77,35 @@ def run_trial(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0, keep_
 
     keras.backend.clear_session()  # jobs in one process must not accumulate graphs and names
     runtime.configure_for(cfg.train)
-    splits, meta = split_source(cfg, ds)
-    x_fit, y_fit = augment_dataset(
-        splits["train"]["x"], splits["train"]["y"], cfg.augment, meta["kind"], int(meta.get("pixel_max", 0))
-    )
-    task = for_run(cfg, meta)
-    result = train_model(
-        cfg,
-        x_fit,
-        y_fit,
-        splits["val"]["x"],
-        splits["val"]["y"],
-        task,
-        gap_x=splits["train"]["x"],
-        gap_y=splits["train"]["y"],
-        verbose=verbose,
-    )
-    scores = evaluate_splits(result.model, {n: (a["x"], a["y"]) for n, a in splits.items()}, task, cfg.task)
+    prepared = matching_prepared(cfg) if ds is None else None
+    if prepared is not None:
+        from .data.layout import SPLITS, read_meta, read_split
+
+        meta = read_meta(prepared)
+        splits = {name: read_split(name, prepared).pair() for name in SPLITS}
+    else:
+        arrays, meta = split_source(cfg, ds)
+        splits = {name: (a["x"], a["y"]) for name, a in arrays.items()}
+    with augmented(cfg, splits["train"], meta, streamed=prepared is not None) as (x_fit, y_fit):
+        task = for_run(cfg, meta)
+        result = train_model(
+            cfg,
+            x_fit,
+            y_fit,
+            splits["val"][0],
+            splits["val"][1],
+            task,
+            gap_x=splits["train"][0],
+            gap_y=splits["train"][1],
+            verbose=verbose,
+        )
+    scores = evaluate_splits(result.model, splits, task, cfg.task)
     onset = overfitting_onset(result.history["loss"], result.history["val_loss"])
     return TrialResult(
         metrics=scores,
         task=task.name,
         techniques=technique_label(cfg, weight_sharing_applied(cfg.model.family, result.model)),
-        train_samples=int(len(splits["train"]["y"])),
+        train_samples=int(len(splits["train"][1])),
         fit_samples=int(len(y_fit)),
         epochs_run=result.epochs_run,
         best_epoch=onset.best_epoch,
@@ -103,3 +116,45 @@ def run_trial(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0, keep_
         history=result.history,
         model=result.model if keep_model else None,
     )
+
+
+def matching_prepared(cfg: Config, folder: Optional[Path] = None) -> Optional[Path]:
+    """``data/prepared`` (relative to the working directory) when it holds exactly the splits
+    ``cfg`` would make: the same data settings and task (meta's ``data_key``) and the same
+    source content (its ``source_digest``, recomputed: edited raw data is never read stale)."""
+    from .data.layout import PREPARED
+    from .data.prepare import data_key, source_digest
+    from .errors import GaplineError
+    from .files import read_json
+
+    folder = PREPARED if folder is None else folder
+    meta_file = folder / "meta.json"
+    if not meta_file.is_file():
+        return None
+    try:
+        meta = read_json(meta_file)
+        if meta.get("data_key") != data_key(cfg) or meta.get("source_digest") != source_digest(cfg.data):
+            return None
+    except (GaplineError, OSError, ValueError):
+        return None  # unreadable or a source that moved: split the source itself
+    return folder
+
+
+@contextmanager
+def augmented(cfg: Config, train: tuple[Any, Any], meta: dict[str, Any], streamed: bool) -> Iterator[tuple[Any, Any]]:
+    """The training set to fit: the split itself without copies; with copies, augmented in
+    memory, or (``streamed``: a prepared split) to a scratch folder under ``.gapline/`` that
+    is removed when the trial ends."""
+    x, y = train
+    pixel_max = int(meta.get("pixel_max", 0))
+    if cfg.augment.copies == 0 or not streamed:
+        yield augment_dataset(x, y, cfg.augment, meta["kind"], pixel_max)
+        return
+    import tempfile
+
+    from .augment import augment_to
+
+    Path(".gapline").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=".gapline", prefix="trial-augmented-") as tmp:
+        split = augment_to(Path(tmp) / "train", x, y, cfg.augment, meta["kind"], pixel_max)
+        yield split.pair()

@@ -177,6 +177,7 @@ def plan_splits(cfg: Config, ds: Dataset) -> SplitPlan:
     meta: dict[str, Any] = {
         "source": data.source,
         "source_digest": source_digest(data),
+        "data_key": data_key(cfg),
         "kind": ds.kind,
         "task": ds.task,
         "class_names": list(ds.class_names),
@@ -193,6 +194,18 @@ def plan_splits(cfg: Config, ds: Dataset) -> SplitPlan:
     if data.classes:  # lineage: a subset of the source's classes (absent otherwise: meta unchanged)
         meta["class_filter"] = {"classes": list(ds.class_names), "source_class_names": source_names}
     return SplitPlan(ds=ds, rows=rows, meta=meta)
+
+
+def data_key(cfg: Config) -> str:
+    """What decides the prepared splits besides the source's content: the data settings (not
+    ``data.workers``: any number writes the same bytes) and the task asked for. In-memory
+    trials reuse a prepared folder whose meta has this key and the source's digest."""
+    from dataclasses import asdict
+
+    from gapline.provenance import json_digest
+
+    settings = {k: v for k, v in asdict(cfg.data).items() if k != "workers"}
+    return json_digest({"data": settings, "task": cfg.task.type})
 
 
 def finish_meta(meta: dict[str, Any], fingerprints: dict[str, str]) -> dict[str, Any]:

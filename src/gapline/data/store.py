@@ -110,12 +110,20 @@ def _file_rows(a: np.ndarray) -> _FileRows | None:
 
 class RowReader:
     """Rows of ``a`` as in-memory arrays: read from its file with ``pread`` when ``a`` is
-    memory-mapped (nothing is mapped into this process), else indexed in memory."""
+    memory-mapped (nothing is mapped into this process), else indexed in memory.
 
-    def __init__(self, a: np.ndarray) -> None:
+    A mapped array of at most ``in_memory_below`` bytes (the chunk buffer a stage may hold
+    anyway) is read whole once, in one call: a small split (the default digits) is then
+    gathered by numpy at full speed, a large one streams."""
+
+    def __init__(self, a: np.ndarray, in_memory_below: int = CHUNK_BYTES) -> None:
         self.a = a
         self.file = _file_rows(a)
         self._fd: int | None = None
+        if self.file is not None and a.nbytes <= in_memory_below:
+            self.a = self.rows(0, len(a))
+            self.close()
+            self.file = None
 
     def _open(self) -> int:
         if self._fd is None:

@@ -1,0 +1,554 @@
+"""Data larger than memory (issue #14, BENCHMARKS.md section 10): print the figures and write
+them to ``benchmarks/results/streaming/<bench>.json``.
+
+    .venv/bin/python benchmarks/stream_bench.py [--repeats 5] [--only limit,throughput,decode]
+
+- ``limit``: a generated image folder (PNG, one subfolder per class) whose decoded uint8 pixels
+  are at least twice a cgroup v1 memory limit; the whole pipeline (``dvc repro -s <stage>``, one
+  stage after another) runs inside the limit in a throwaway project copy. Per stage: wall
+  time, exit status, the largest single process's peak RSS (``getrusage(RUSAGE_CHILDREN)``
+  of a wrapper around ``dvc``), each process's own peak (``VmHWM``, sampled every 0.2 s), and
+  the group's ``memory.max_usage_in_bytes`` and ``memory.failcnt`` (both count page cache).
+  Needs root and a cgroup v1 memory controller at /sys/fs/cgroup/memory.
+- ``throughput``: ``gapline.training.train_model`` on a split that fits in memory, streamed
+  from ``.npy`` (``open_split``: rows read with pread) against loaded whole (``np.load``),
+  MLP and CNN, same seed and batch size, fresh process per run, alternating (ABBA).
+- ``decode``: ``load_image_folder`` images/s with ``workers=1`` against ``workers=0`` (all
+  cores), and the bytes per image of the prepared data and of the DVC cache after ``dvc repro``
+  (through augment) with this code (uint8 ``.npy``) and with the code before issue #14
+  (float32 ``.npz``, commit ``OLD_COMMIT``, run from ``git archive`` on ``PYTHONPATH``).
+
+Every figure is a median over ``--repeats`` runs (the limit run is one run: its size is the
+point); ratios are taken from medians of the same invocation. The generated image folder is
+kept under ``--work`` (default /tmp/stream-bench) between invocations and reused when its
+parameters match; delete it when done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+BIN = Path(PY).parent
+RESULTS = REPO / "benchmarks/results/streaming"
+CGROUP = Path("/sys/fs/cgroup/memory/gapline-bench")
+#: The last commit whose prepare stage wrote float32 ``{train,val,test}.npz`` (before #14).
+OLD_COMMIT = "b21e3e4"
+
+OPTS = {"work": Path("/tmp/stream-bench"), "images": 70_000, "size": 128, "limit_gib": 1.5, "batch": 1024,
+        "decode_images": 8_000, "tp_samples": 20_000, "tp_epochs": 3, "tp_batch": 32}
+
+
+def env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    out = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    out.pop("MLFLOW_TRACKING_URI", None)
+    out.update(extra or {})
+    return out
+
+
+def sh(args: list[str], cwd: Path, check: bool = True, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(args, cwd=cwd, env=env(extra), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, args))} failed (rc {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def du(path: Path) -> int:
+    """Bytes of the regular files under ``path`` (apparent sizes, each inode once)."""
+    if not path.exists():
+        return 0
+    seen, total = set(), 0
+    for p in [path] if path.is_file() else path.rglob("*"):
+        st = p.lstat()
+        if p.is_file() and not p.is_symlink() and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
+def disk_usage(path: Path) -> int:
+    """Allocated bytes (``du -sb`` counts apparent; ``du -s --block-size=1`` allocated)."""
+    out = subprocess.run(["du", "-s", "--block-size=1", str(path)], capture_output=True, text=True).stdout
+    return int(out.split()[0]) if out else 0
+
+
+def git_state() -> dict[str, str]:
+    head = sh(["git", "rev-parse", "--short", "HEAD"], REPO).stdout.strip()
+    dirty = sh(["git", "status", "--short", "--untracked-files=no", "src", "conf", "dvc.yaml"], REPO).stdout.strip()
+    return {"head": head, "src_conf_dvc_yaml_modified": dirty.splitlines()}
+
+
+def machine() -> dict[str, object]:
+    import keras
+
+    return {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "keras": keras.__version__, "backend": keras.backend.backend(),
+            "mem_total_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+
+
+def save(name: str, data: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), "git": git_state(), **data}, indent=2) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# The generated image folder: 10 classes, each a fixed random size x size x 3 pattern; each
+# image 30 % its class pattern and 70 % uniform noise (as benchmarks/image_set.py), as uint8
+# PNGs (compress_level 1: noise barely compresses, and writing is 5x faster than level 6).
+
+
+def _write_images(task: tuple[str, int, int, int, int, int]) -> int:
+    from PIL import Image
+
+    root, start, stop, size, classes, seed = task
+    templates = np.random.default_rng(seed).uniform(0, 255, (classes, size, size, 3))
+    for i in range(start, stop):
+        k = i % classes
+        noise = np.random.default_rng([seed, i]).integers(0, 256, (size, size, 3), dtype=np.uint8)
+        img = np.rint(0.3 * templates[k] + 0.7 * noise).astype(np.uint8)
+        Image.fromarray(img).save(Path(root) / f"class_{k:02d}" / f"{i:07d}.png", compress_level=1)
+    return stop - start
+
+
+def image_folder(root: Path, n: int, size: int, classes: int = 10, seed: int = 0) -> dict[str, object]:
+    """``root/class_XX/NNNNNNN.png``, written in parallel (seeded: the same files every time);
+    reused when ``root/.params.json`` matches."""
+    params = {"n": n, "size": size, "classes": classes, "seed": seed}
+    marker = root / ".params.json"
+    t = time.perf_counter()
+    if not (marker.is_file() and json.loads(marker.read_text()) == params):
+        shutil.rmtree(root, ignore_errors=True)
+        for k in range(classes):
+            (root / f"class_{k:02d}").mkdir(parents=True)
+        tasks = [(str(root), s, min(n, s + 1000), size, classes, seed) for s in range(0, n, 1000)]
+        with ProcessPoolExecutor(os.cpu_count()) as pool:
+            list(pool.map(_write_images, tasks))
+        marker.write_text(json.dumps(params))
+    return {**params, "files": n, "decoded_bytes": n * size * size * 3, "raw_bytes": du(root) - marker.stat().st_size,
+            "generate_seconds": round(time.perf_counter() - t, 1)}
+
+
+# ---------------------------------------------------------------------------------------
+# Throwaway project copies (DVC needs git).
+
+
+def project_copy(dest: Path, source: Path = REPO, files: list[str] | None = None) -> Path:
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    if files is None:
+        files = sh(["git", "ls-files", "-co", "--exclude-standard"], source).stdout.splitlines()
+    for rel in files:
+        src = source / rel
+        if src.is_file() and not rel.startswith(("reports/", "mlruns/", "docs/")) and rel not in ("dvc.lock", "mlflow.db"):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    sh(["git", "init", "-q"], dest)
+    sh(["git", "add", "-A"], dest)
+    sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm", "bench copy"], dest)
+    return dest
+
+
+# ---------------------------------------------------------------------------------------
+# limit: the pipeline inside a cgroup v1 memory limit.
+
+# Runs its arguments as a child and prints its exit status, wall time and the largest peak
+# RSS of any process below it that was waited for (dvc, the stage, decoding workers).
+WRAP = r"""
+import json, resource, subprocess, sys, time
+t = time.perf_counter()
+with open(sys.argv[1], "w") as log:
+    rc = subprocess.run(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT).returncode
+wall = time.perf_counter() - t
+print(json.dumps({"rc": rc, "wall": wall, "max_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))
+"""
+
+
+def cg_read(name: str) -> str:
+    return (CGROUP / name).read_text().strip()
+
+
+def cg_write(name: str, value: object) -> None:
+    (CGROUP / name).write_text(str(value))
+
+
+def cg_stat() -> dict[str, int]:
+    return {k: int(v) for k, v in (line.split() for line in cg_read("memory.stat").splitlines())}
+
+
+def make_cgroup(limit: int) -> dict[str, object]:
+    if CGROUP.exists():
+        remove_cgroup()
+    CGROUP.mkdir()
+    cg_write("memory.limit_in_bytes", limit)
+    memsw = (CGROUP / "memory.memsw.limit_in_bytes").exists()
+    if memsw:
+        cg_write("memory.memsw.limit_in_bytes", limit)
+    return {"limit_bytes": int(cg_read("memory.limit_in_bytes")), "memsw_limit_set": memsw,
+            "memsw_limit_bytes": int(cg_read("memory.memsw.limit_in_bytes")) if memsw else None}
+
+
+def remove_cgroup() -> None:
+    if CGROUP.exists():
+        for pid in cg_read("cgroup.procs").split():  # none should be left; move any to the root group
+            Path("/sys/fs/cgroup/memory/cgroup.procs").write_text(pid)
+        CGROUP.rmdir()
+
+
+class Sampler(threading.Thread):
+    """Every 0.2 s: each process in the group (its VmHWM, its own peak so far, by command
+    line) and the group's anonymous (``total_rss``) and page-cache (``total_cache``) bytes."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.procs: dict[int, dict[str, object]] = {}
+        self.max_anon = self.max_cache = self.max_usage_seen = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                pids = [int(p) for p in cg_read("cgroup.procs").split()]
+                stat = cg_stat()
+                self.max_anon = max(self.max_anon, stat.get("total_rss", 0))
+                self.max_cache = max(self.max_cache, stat.get("total_cache", 0))
+                self.max_usage_seen = max(self.max_usage_seen, int(cg_read("memory.usage_in_bytes")))
+            except OSError:
+                pids = []
+            for pid in pids:
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                except OSError:
+                    continue
+                hwm = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+                rec = self.procs.setdefault(pid, {"cmd": cmd[:160], "peak_rss_bytes": 0})
+                rec["peak_rss_bytes"] = max(int(rec["peak_rss_bytes"]), hwm)
+            self.stop.wait(0.2)
+
+
+def label(cmd: str) -> str:
+    if "multiprocessing" in cmd or "spawn_main" in cmd:
+        return "decoding worker" if "resource_tracker" not in cmd else "resource tracker"
+    if "bin/dvc" in cmd or cmd.startswith("dvc"):
+        return "dvc"
+    if "bin/gapline" in cmd or cmd.startswith("gapline"):
+        return "gapline " + cmd.split("gapline", 1)[1].split()[0] if len(cmd.split("gapline", 1)[1].split()) else "gapline"
+    if cmd.startswith("/bin/sh") or cmd.startswith("sh "):
+        return "shell"
+    return cmd.split()[0] if cmd else "?"
+
+
+def run_limited(root: Path, args: list[str], log: Path) -> dict[str, object]:
+    """``args`` inside the cgroup (via WRAP), with the group's peak and fail count reset first."""
+    cg_write("memory.max_usage_in_bytes", 0)
+    cg_write("memory.failcnt", 0)
+    if (CGROUP / "memory.memsw.max_usage_in_bytes").exists():
+        cg_write("memory.memsw.max_usage_in_bytes", 0)
+        cg_write("memory.memsw.failcnt", 0)
+    oom_before = oom_kills()
+    sampler = Sampler()
+    sampler.start()
+    script = f"echo $$ > {CGROUP}/cgroup.procs && exec \"$@\""
+    proc = subprocess.run(["sh", "-c", script, "sh", PY, "-c", WRAP, str(log), *args], cwd=root, env=env(),
+                          capture_output=True, text=True)
+    sampler.stop.set()
+    sampler.join()
+    try:
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):  # the wrapper itself was killed
+        out = {"rc": proc.returncode, "wall": None, "max_rss_bytes": None, "wrapper_stderr": proc.stderr[-2000:]}
+    by_kind: dict[str, int] = {}
+    for rec in sampler.procs.values():
+        kind = label(str(rec["cmd"]))
+        by_kind[kind] = max(by_kind.get(kind, 0), int(rec["peak_rss_bytes"]))
+    return {
+        **out,
+        "cgroup_max_usage_bytes": int(cg_read("memory.max_usage_in_bytes")),
+        "cgroup_failcnt": int(cg_read("memory.failcnt")),
+        "cgroup_oom_kills": oom_kills() - oom_before,
+        "sampled_peak_rss_by_process_bytes": by_kind,
+        "sampled_max_anon_bytes": sampler.max_anon,
+        "sampled_max_page_cache_bytes": sampler.max_cache,
+        "log_tail": log.read_text()[-1500:] if log.exists() else "",
+    }
+
+
+def oom_kills() -> int:
+    for line in cg_read("memory.oom_control").splitlines():
+        if line.startswith("oom_kill "):
+            return int(line.split()[1])
+    return 0
+
+
+def bench_limit(repeats: int) -> dict:
+    n, size, limit_gib = OPTS["images"], OPTS["size"], OPTS["limit_gib"]
+    work = OPTS["work"]
+    images = work / "images"
+    data = image_folder(images, n, size)
+    limit = int(limit_gib * 2**30)
+    print(f"[limit] {n:,} PNG images {size}x{size}x3 in 10 classes: {data['decoded_bytes'] / 2**30:.2f} GiB decoded "
+          f"({data['decoded_bytes'] / limit:.2f}x the {limit_gib} GiB limit), {data['raw_bytes'] / 2**30:.2f} GiB of PNG files "
+          f"(generated in {data['generate_seconds']} s)")
+    root = project_copy(work / "limit-repo")
+    overrides = ["data=image_folder", f"data.path={images}", f"data.image_size=[{size},{size}]", "data.color_mode=rgb",
+                 "augment=none", "model=mlp", "train.epochs=1", f"train.batch_size={OPTS['batch']}", "train.resume=false"]
+    sh(["gapline", "params", *overrides], root)
+    cg = make_cgroup(limit)
+    # What the group is charged for starts empty: page cache the generator left belongs to
+    # another group, so drop it (clean pages only) and let the stages read from disk.
+    subprocess.run(["sync"])
+    Path("/proc/sys/vm/drop_caches").write_text("1")
+    stages = {}
+    try:
+        for stage in ("config", "prepare", "augment", "train", "evaluate"):
+            r = run_limited(root, ["dvc", "repro", "-s", stage], work / f"limit-{stage}.log")
+            stages[stage] = r
+            procs = ", ".join(f"{k} {v / 2**20:.0f}" for k, v in sorted(r["sampled_peak_rss_by_process_bytes"].items()))
+            print(f"  {stage:9s} rc {r['rc']}  wall {r['wall'] or 0:7.1f} s  largest process peak RSS "
+                  f"{(r['max_rss_bytes'] or 0) / 2**20:6.0f} MiB  group max usage {r['cgroup_max_usage_bytes'] / 2**20:6.0f} MiB "
+                  f"(anon <= {r['sampled_max_anon_bytes'] / 2**20:.0f}, cache <= {r['sampled_max_page_cache_bytes'] / 2**20:.0f})  "
+                  f"failcnt {r['cgroup_failcnt']}  oom kills {r['cgroup_oom_kills']}")
+            print(f"            per process (MiB, sampled VmHWM): {procs}")
+            if r["rc"] != 0:
+                print(f"  {stage} FAILED; log tail:\n{r['log_tail']}")
+                break
+        whole = run_limited(root, ["dvc", "repro"], work / "limit-all.log")
+    finally:
+        remove_cgroup()
+    status = sh(["dvc", "status"], root, check=False).stdout.strip()
+    metrics = json.loads((root / "reports/metrics.json").read_text()) if (root / "reports/metrics.json").exists() else {}
+    train_info = json.loads((root / "reports/train.json").read_text()) if (root / "reports/train.json").exists() else {}
+    sizes = {"prepared_bytes": du(root / "data/prepared"), "augmented_bytes": du(root / "data/augmented"),
+             "dvc_cache_bytes": du(root / ".dvc/cache"), "model_bytes": du(root / "models")}
+    print(f"  then `dvc repro` of the whole pipeline: rc {whole['rc']} ({whole['wall'] or 0:.1f} s); dvc status: {status!r}")
+    print(f"  prepared {sizes['prepared_bytes'] / 2**30:.2f} GiB, augmented {sizes['augmented_bytes'] / 2**30:.2f} GiB, "
+          f"DVC cache {sizes['dvc_cache_bytes'] / 2**30:.2f} GiB; test accuracy {metrics.get('test_accuracy')}, "
+          f"train {train_info.get('train_samples')} samples at {train_info.get('samples_per_second')} samples/s")
+    return {"data": data, "cgroup": cg, "overrides": overrides, "stages": stages, "repro_after": whole,
+            "dvc_status_after": status, "sizes": sizes, "metrics": metrics,
+            "train": {k: train_info.get(k) for k in ("train_samples", "epochs_run", "wall_seconds", "samples_per_second")}}
+
+
+# ---------------------------------------------------------------------------------------
+# throughput: streamed (.npy, pread) against in memory (np.load), gapline's own fit path.
+
+TRAIN_ONE = r"""
+import json, sys, time
+import numpy as np
+import gapline.training  # TF and Keras imported before the clock starts
+import keras
+from gapline import runtime
+from gapline.data.store import open_split
+from gapline.params import compose_config
+from gapline.tasks import TaskSpec
+from gapline.training import train_model
+mode, family, epochs, batch, folder = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+cfg = compose_config([f"model={family}", "augment=none", "regularization=none", f"train.epochs={epochs}",
+                      f"train.batch_size={batch}", "tracking.enabled=false", "train.resume=false"])
+runtime.configure_for(cfg.train)
+def split(name):
+    if mode == "streamed":
+        return open_split(__import__("pathlib").Path(folder) / name).pair()
+    return np.load(f"{folder}/{name}/x.npy"), np.load(f"{folder}/{name}/y.npy")
+(x, y), (xv, yv) = split("train"), split("val")
+spec = TaskSpec("multiclass", tuple(str(k) for k in range(10)), pixel_max=255)
+times = []
+class Timer(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None): self.t = time.perf_counter()
+    def on_epoch_end(self, epoch, logs=None): times.append(time.perf_counter() - self.t)
+r = train_model(cfg, x, y, xv, yv, spec, callbacks=[Timer()])
+print(json.dumps({"epoch_seconds": times, "samples": len(x), "x_type": type(x).__name__, "dtype": str(x.dtype),
+                  "samples_per_second_all_epochs": r.samples_per_second, "val_accuracy": r.history.get("val_accuracy", [None])[-1]}))
+"""
+
+
+def throughput_set(folder: Path, n: int) -> dict[str, int]:
+    """§7's generated 32x32x3 set (benchmarks/image_set.py) as uint8, split 65/15/20 by a
+    seeded permutation and written as on-disk splits (x.npy, y.npy)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import image_set
+
+    from gapline.data.store import write_split
+
+    x, y = image_set.make(n, 32)
+    x = np.rint(x * 255).astype(np.uint8)
+    order = np.random.default_rng(0).permutation(n)
+    cut = [0, int(0.65 * n), int(0.80 * n), n]
+    counts = {}
+    for name, a, b in zip(("train", "val", "test"), cut, cut[1:]):
+        write_split(folder / name, x, y, np.sort(order[a:b]))
+        counts[name] = b - a
+    return counts
+
+
+def bench_throughput(repeats: int) -> dict:
+    folder = OPTS["work"] / "throughput"
+    shutil.rmtree(folder, ignore_errors=True)
+    counts = throughput_set(folder, OPTS["tp_samples"])
+    epochs, batch = OPTS["tp_epochs"], OPTS["tp_batch"]
+    print(f"[throughput] {counts['train']:,} training 32x32x3 uint8 images ({counts['train'] * 3072 / 2**20:.0f} MiB), "
+          f"{counts['val']:,} val; train_model {epochs} epochs at batch {batch}; samples/s over the epochs after the "
+          f"first (gap and validation included), median over them and over {repeats} runs per side (ABBA order)")
+    out: dict[str, dict] = {}
+    for family in ("mlp", "cnn"):
+        runs: dict[str, list[dict]] = {"streamed": [], "memory": []}
+        for i in range(repeats):
+            order = ("streamed", "memory") if i % 2 == 0 else ("memory", "streamed")
+            for mode in order:
+                r = json.loads(sh([PY, "-c", TRAIN_ONE, mode, family, str(epochs), str(batch), str(folder)], REPO).stdout.strip().splitlines()[-1])
+                r["samples_per_second"] = r["samples"] / median(r["epoch_seconds"][1:])
+                runs[mode].append(r)
+        s = median([r["samples_per_second"] for r in runs["streamed"]])
+        m = median([r["samples_per_second"] for r in runs["memory"]])
+        sa = median([r["samples_per_second_all_epochs"] for r in runs["streamed"]])
+        ma = median([r["samples_per_second_all_epochs"] for r in runs["memory"]])
+        out[family] = {"streamed": s, "memory": m, "ratio": s / m, "streamed_all_epochs": sa, "memory_all_epochs": ma,
+                       "ratio_all_epochs": sa / ma, "runs": runs}
+        print(f"  {family}: in memory {m:8.0f} samples/s, streamed {s:8.0f} samples/s, ratio {s / m:.3f} "
+              f"(all epochs incl. the first: {ma:.0f} / {sa:.0f}, ratio {sa / ma:.3f}); "
+              f"per-run streamed {[round(r['samples_per_second']) for r in runs['streamed']]}, "
+              f"memory {[round(r['samples_per_second']) for r in runs['memory']]}")
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"counts": counts, "epochs": epochs, "batch": batch, "repeats": repeats, "results": out}
+
+
+# ---------------------------------------------------------------------------------------
+# decode: images/s of load_image_folder by workers, and bytes per image on disk and in DVC.
+
+DECODE_ONE = r"""
+import json, shutil, sys, tempfile, time
+from gapline.data.images import load_image_folder
+path, size, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+scratch = tempfile.mkdtemp(dir=sys.argv[4])
+t = time.perf_counter()
+ds = load_image_folder(path, (size, size), "rgb", "fail", scratch=scratch, workers=workers)
+wall = time.perf_counter() - t
+print(json.dumps({"seconds": wall, "images": len(ds.y), "dtype": str(ds.x.dtype)}))
+shutil.rmtree(scratch)
+"""
+
+
+def prepared_sizes(root: Path) -> dict[str, int]:
+    prepared, augmented, cache = root / "data/prepared", root / "data/augmented", root / ".dvc/cache"
+    return {"prepared_bytes": du(prepared), "augmented_bytes": du(augmented), "dvc_cache_bytes": du(cache),
+            "prepared_allocated_bytes": disk_usage(prepared), "dvc_cache_allocated_bytes": disk_usage(cache),
+            "files": {str(p.relative_to(root)): p.stat().st_size for d in (prepared, augmented) for p in sorted(d.rglob("*")) if p.is_file()}}
+
+
+def bench_decode(repeats: int) -> dict:
+    n, size = OPTS["decode_images"], OPTS["size"]
+    work = OPTS["work"]
+    images = work / "decode-images"
+    data = image_folder(images, n, size, seed=1)
+    scratch = work / "decode-scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    cores = len(os.sched_getaffinity(0))
+    print(f"[decode] load_image_folder of {n:,} PNG images {size}x{size}x3 ({data['raw_bytes'] / 2**20:.0f} MiB of files, "
+          f"in the page cache) to a scratch .npy, {repeats} runs per side, alternating; {cores} cores")
+    runs: dict[str, list[float]] = {"1": [], "0": []}
+    sh([PY, "-c", DECODE_ONE, str(images), str(size), "1", str(scratch)], REPO)  # warm the page cache
+    for i in range(repeats):
+        for w in (("1", "0") if i % 2 == 0 else ("0", "1")):
+            r = json.loads(sh([PY, "-c", DECODE_ONE, str(images), str(size), w, str(scratch)], REPO).stdout.strip().splitlines()[-1])
+            runs[w].append(r["seconds"])
+    one, all_ = n / median(runs["1"]), n / median(runs["0"])
+    print(f"  workers=1: {one:7.0f} images/s   workers=0 ({cores} processes): {all_:7.0f} images/s   speed-up {all_ / one:.2f}x")
+    print(f"  per-run seconds: workers=1 {[round(s, 2) for s in runs['1']]}, workers=0 {[round(s, 2) for s in runs['0']]}")
+
+    # Bytes per image: `dvc repro -s augment` (config, prepare, augment) on the same folder,
+    # with this code and with the code before #14 (float32 .npz).
+    overrides = ["data=image_folder", f"data.path={images}", f"data.image_size=[{size},{size}]", "data.color_mode=rgb",
+                 "augment=none", "tracking.enabled=false"]
+    new_root = project_copy(work / "decode-new")
+    sh(["gapline", "params", *overrides], new_root)
+    t = time.perf_counter()
+    sh(["dvc", "repro", "-s", "augment"], new_root)
+    sh(["dvc", "repro", "-s", "prepare", "-f"], new_root)  # warm
+    new_wall = time.perf_counter() - t
+    new = prepared_sizes(new_root)
+    old_src = work / "old-src"
+    shutil.rmtree(old_src, ignore_errors=True)
+    old_src.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", OLD_COMMIT], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old_src)], input=archive, check=True)
+    files = sh(["git", "ls-tree", "-r", "--name-only", OLD_COMMIT], REPO).stdout.splitlines()
+    old_root = project_copy(work / "decode-old", old_src, files)
+    old_env = {"PYTHONPATH": str(old_src / "src")}
+    sh(["gapline", "params", *[o for o in overrides if not o.startswith("data.workers")]], old_root, extra=old_env)
+    sh(["dvc", "repro", "-s", "augment"], old_root, extra=old_env)
+    old = prepared_sizes(old_root)
+    # the old prepare decoded in one process, into memory: its wall time as a stage, for scale
+    old_prep = []
+    new_prep = []
+    for _ in range(max(1, min(repeats, 3))):
+        t = time.perf_counter(); sh(["gapline", "prepare"], old_root, extra=old_env); old_prep.append(time.perf_counter() - t)
+        t = time.perf_counter(); sh(["gapline", "prepare"], new_root); new_prep.append(time.perf_counter() - t)
+    meta_old = json.loads((old_root / "data/prepared/meta.json").read_text())
+    total = sum(meta_old["counts"].values())
+    for name, s in (("float32 .npz (before #14)", old), ("uint8 .npy (now)", new)):
+        print(f"  {name:26s} prepared {s['prepared_bytes'] / total:9.0f} B/image   DVC cache {s['dvc_cache_bytes'] / total:9.0f} B/image "
+              f"(prepared {s['prepared_bytes'] / 2**20:.1f} MiB, augmented {s['augmented_bytes'] / 2**20:.1f} MiB, "
+              f"cache {s['dvc_cache_bytes'] / 2**20:.1f} MiB, for {total:,} images)")
+    print(f"  prepared/cache ratio old/new: {old['prepared_bytes'] / new['prepared_bytes']:.2f}x / {old['dvc_cache_bytes'] / new['dvc_cache_bytes']:.2f}x")
+    print(f"  `gapline prepare` stage wall (incl. interpreter start, validation, split, fingerprints, writing): "
+          f"before #14 median {median(old_prep):.1f} s, now median {median(new_prep):.1f} s")
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {"data": data, "cores": cores, "repeats": repeats, "seconds": runs,
+            "images_per_second": {"workers_1": one, "workers_0": all_, "speedup": all_ / one},
+            "bytes": {"images": total, "old_float32_npz": old, "new_uint8_npy": new, "old_commit": OLD_COMMIT},
+            "prepare_stage_seconds": {"old": old_prep, "new": new_prep}, "new_repro_seconds": new_wall}
+
+
+BENCHES = {"limit": bench_limit, "throughput": bench_throughput, "decode": bench_decode}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", default=",".join(BENCHES))
+    parser.add_argument("--work", type=Path, default=OPTS["work"], help="scratch folder (the image folders are kept there)")
+    parser.add_argument("--images", type=int, default=OPTS["images"], help="limit: images in the generated folder")
+    parser.add_argument("--size", type=int, default=OPTS["size"], help="image height and width")
+    parser.add_argument("--limit-gib", type=float, default=OPTS["limit_gib"], help="limit: the cgroup's memory limit")
+    parser.add_argument("--batch", type=int, default=OPTS["batch"], help="limit: train.batch_size")
+    parser.add_argument("--decode-images", type=int, default=OPTS["decode_images"])
+    parser.add_argument("--tp-samples", type=int, default=OPTS["tp_samples"], help="throughput: generated images (65 %% train)")
+    parser.add_argument("--tp-epochs", type=int, default=OPTS["tp_epochs"])
+    parser.add_argument("--tp-batch", type=int, default=OPTS["tp_batch"])
+    args = parser.parse_args()
+    OPTS.update(work=args.work, images=args.images, size=args.size, limit_gib=args.limit_gib, batch=args.batch,
+                decode_images=args.decode_images, tp_samples=args.tp_samples, tp_epochs=args.tp_epochs, tp_batch=args.tp_batch)
+    m = machine()
+    print(f"# {m['platform']}, {m['cpus']} CPUs, {m['mem_total_gib']} GiB, Python {m['python']}, Keras {m['keras']} ({m['backend']})")
+    for name in args.only.split(","):
+        t = time.perf_counter()
+        result = BENCHES[name](args.repeats)
+        result["bench_seconds"] = round(time.perf_counter() - t, 1)
+        result["options"] = {k: str(v) for k, v in OPTS.items()}
+        print(f"  -> {save(name, result)} ({result['bench_seconds']} s)")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
