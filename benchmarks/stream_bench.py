@@ -51,7 +51,7 @@ CGROUP = Path("/sys/fs/cgroup/memory/gapline-bench")
 OLD_COMMIT = "b21e3e4"
 
 OPTS = {"work": Path("/tmp/stream-bench"), "images": 70_000, "size": 128, "limit_gib": 1.5, "batch": 1024,
-        "decode_images": 8_000, "tp_samples": 20_000, "tp_epochs": 3, "tp_batch": 32}
+        "decode_images": 8_000, "tp_samples": 20_000, "tp_epochs": 3, "tp_batch": 32, "tp_families": "mlp,cnn", "tag": ""}
 
 
 def env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -137,7 +137,8 @@ def image_folder(root: Path, n: int, size: int, classes: int = 10, seed: int = 0
     params = {"n": n, "size": size, "classes": classes, "seed": seed}
     marker = root / ".params.json"
     t = time.perf_counter()
-    if not (marker.is_file() and json.loads(marker.read_text()) == params):
+    reused = marker.is_file() and json.loads(marker.read_text()) == params
+    if not reused:
         shutil.rmtree(root, ignore_errors=True)
         for k in range(classes):
             (root / f"class_{k:02d}").mkdir(parents=True)
@@ -146,7 +147,8 @@ def image_folder(root: Path, n: int, size: int, classes: int = 10, seed: int = 0
             list(pool.map(_write_images, tasks))
         marker.write_text(json.dumps(params))
     return {**params, "files": n, "decoded_bytes": n * size * size * 3, "raw_bytes": du(root) - marker.stat().st_size,
-            "generate_seconds": round(time.perf_counter() - t, 1)}
+            "reused": reused,
+            "generate_seconds": None if reused else round(time.perf_counter() - t, 1)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -241,13 +243,18 @@ class Sampler(threading.Thread):
                     cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
                 except OSError:
                     continue
-                hwm = next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")), 0)
-                rec = self.procs.setdefault(pid, {"cmd": cmd[:160], "peak_rss_bytes": 0})
-                rec["peak_rss_bytes"] = max(int(rec["peak_rss_bytes"]), hwm)
+                fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in status.splitlines()
+                          if line.startswith(("VmHWM:", "RssAnon:", "RssFile:", "RssShmem:"))}
+                rec = self.procs.setdefault(pid, {"cmd": cmd[:160], "peak_rss_bytes": 0, "max_anon_bytes": 0, "max_file_bytes": 0})
+                rec["peak_rss_bytes"] = max(int(rec["peak_rss_bytes"]), fields.get("VmHWM", 0))
+                rec["max_anon_bytes"] = max(int(rec["max_anon_bytes"]), fields.get("RssAnon", 0))
+                rec["max_file_bytes"] = max(int(rec["max_file_bytes"]), fields.get("RssFile", 0) + fields.get("RssShmem", 0))
             self.stop.wait(0.2)
 
 
 def label(cmd: str) -> str:
+    if "import json, resource, subprocess" in cmd:
+        return "wrapper"
     if "multiprocessing" in cmd or "spawn_main" in cmd:
         return "decoding worker" if "resource_tracker" not in cmd else "resource tracker"
     if "bin/dvc" in cmd or cmd.startswith("dvc"):
@@ -279,15 +286,23 @@ def run_limited(root: Path, args: list[str], log: Path) -> dict[str, object]:
     except (IndexError, json.JSONDecodeError):  # the wrapper itself was killed
         out = {"rc": proc.returncode, "wall": None, "max_rss_bytes": None, "wrapper_stderr": proc.stderr[-2000:]}
     by_kind: dict[str, int] = {}
+    anon_by_kind: dict[str, int] = {}
+    file_by_kind: dict[str, int] = {}
     for rec in sampler.procs.values():
         kind = label(str(rec["cmd"]))
         by_kind[kind] = max(by_kind.get(kind, 0), int(rec["peak_rss_bytes"]))
+        anon_by_kind[kind] = max(anon_by_kind.get(kind, 0), int(rec["max_anon_bytes"]))
+        file_by_kind[kind] = max(file_by_kind.get(kind, 0), int(rec["max_file_bytes"]))
     return {
         **out,
         "cgroup_max_usage_bytes": int(cg_read("memory.max_usage_in_bytes")),
         "cgroup_failcnt": int(cg_read("memory.failcnt")),
         "cgroup_oom_kills": oom_kills() - oom_before,
         "sampled_peak_rss_by_process_bytes": by_kind,
+        # RSS splits into anonymous memory (the process's own) and mapped files (libraries,
+        # shared with every process that maps them and charged to whichever group read them first)
+        "sampled_max_rss_anon_by_process_bytes": anon_by_kind,
+        "sampled_max_rss_file_by_process_bytes": file_by_kind,
         "sampled_max_anon_bytes": sampler.max_anon,
         "sampled_max_page_cache_bytes": sampler.max_cache,
         "log_tail": log.read_text()[-1500:] if log.exists() else "",
@@ -309,7 +324,7 @@ def bench_limit(repeats: int) -> dict:
     limit = int(limit_gib * 2**30)
     print(f"[limit] {n:,} PNG images {size}x{size}x3 in 10 classes: {data['decoded_bytes'] / 2**30:.2f} GiB decoded "
           f"({data['decoded_bytes'] / limit:.2f}x the {limit_gib} GiB limit), {data['raw_bytes'] / 2**30:.2f} GiB of PNG files "
-          f"(generated in {data['generate_seconds']} s)")
+          + ("(reused from an earlier run)" if data["reused"] else f"(generated in {data['generate_seconds']} s)"))
     root = project_copy(work / "limit-repo")
     overrides = ["data=image_folder", f"data.path={images}", f"data.image_size=[{size},{size}]", "data.color_mode=rgb",
                  "augment=none", "model=mlp", "train.epochs=1", f"train.batch_size={OPTS['batch']}", "train.resume=false"]
@@ -330,6 +345,9 @@ def bench_limit(repeats: int) -> dict:
                   f"(anon <= {r['sampled_max_anon_bytes'] / 2**20:.0f}, cache <= {r['sampled_max_page_cache_bytes'] / 2**20:.0f})  "
                   f"failcnt {r['cgroup_failcnt']}  oom kills {r['cgroup_oom_kills']}")
             print(f"            per process (MiB, sampled VmHWM): {procs}")
+            anon = ", ".join(f"{k} {v / 2**20:.0f}/{r['sampled_max_rss_file_by_process_bytes'][k] / 2**20:.0f}"
+                             for k, v in sorted(r["sampled_max_rss_anon_by_process_bytes"].items()))
+            print(f"            per process, largest sampled RssAnon/RssFile (MiB): {anon}")
             if r["rc"] != 0:
                 print(f"  {stage} FAILED; log tail:\n{r['log_tail']}")
                 break
@@ -339,6 +357,12 @@ def bench_limit(repeats: int) -> dict:
     status = sh(["dvc", "status"], root, check=False).stdout.strip()
     metrics = json.loads((root / "reports/metrics.json").read_text()) if (root / "reports/metrics.json").exists() else {}
     train_info = json.loads((root / "reports/train.json").read_text()) if (root / "reports/train.json").exists() else {}
+    import re
+
+    fit = re.search(r"trained (\d+) epochs in ([\d.]+)s", stages.get("train", {}).get("log_tail", ""))
+    if fit:  # the stage's own line: fit wall time (gap and validation included)
+        train_info["fit_seconds"] = float(fit.group(2))
+        train_info["samples_per_second"] = train_info.get("train_samples", 0) * int(fit.group(1)) / float(fit.group(2))
     sizes = {"prepared_bytes": du(root / "data/prepared"), "augmented_bytes": du(root / "data/augmented"),
              "dvc_cache_bytes": du(root / ".dvc/cache"), "model_bytes": du(root / "models")}
     print(f"  then `dvc repro` of the whole pipeline: rc {whole['rc']} ({whole['wall'] or 0:.1f} s); dvc status: {status!r}")
@@ -347,7 +371,7 @@ def bench_limit(repeats: int) -> dict:
           f"train {train_info.get('train_samples')} samples at {train_info.get('samples_per_second')} samples/s")
     return {"data": data, "cgroup": cg, "overrides": overrides, "stages": stages, "repro_after": whole,
             "dvc_status_after": status, "sizes": sizes, "metrics": metrics,
-            "train": {k: train_info.get(k) for k in ("train_samples", "epochs_run", "wall_seconds", "samples_per_second")}}
+            "train": {k: train_info.get(k) for k in ("train_samples", "epochs_run", "fit_seconds", "samples_per_second")}}
 
 
 # ---------------------------------------------------------------------------------------
@@ -411,7 +435,7 @@ def bench_throughput(repeats: int) -> dict:
           f"{counts['val']:,} val; train_model {epochs} epochs at batch {batch}; samples/s over the epochs after the "
           f"first (gap and validation included), median over them and over {repeats} runs per side (ABBA order)")
     out: dict[str, dict] = {}
-    for family in ("mlp", "cnn"):
+    for family in OPTS["tp_families"].split(","):
         runs: dict[str, list[dict]] = {"streamed": [], "memory": []}
         for i in range(repeats):
             order = ("streamed", "memory") if i % 2 == 0 else ("memory", "streamed")
@@ -466,26 +490,28 @@ def bench_decode(repeats: int) -> dict:
     cores = len(os.sched_getaffinity(0))
     print(f"[decode] load_image_folder of {n:,} PNG images {size}x{size}x3 ({data['raw_bytes'] / 2**20:.0f} MiB of files, "
           f"in the page cache) to a scratch .npy, {repeats} runs per side, alternating; {cores} cores")
-    runs: dict[str, list[float]] = {"1": [], "0": []}
     sh([PY, "-c", DECODE_ONE, str(images), str(size), "1", str(scratch)], REPO)  # warm the page cache
-    for i in range(repeats):
-        for w in (("1", "0") if i % 2 == 0 else ("0", "1")):
-            r = json.loads(sh([PY, "-c", DECODE_ONE, str(images), str(size), w, str(scratch)], REPO).stdout.strip().splitlines()[-1])
-            runs[w].append(r["seconds"])
-    one, all_ = n / median(runs["1"]), n / median(runs["0"])
-    print(f"  workers=1: {one:7.0f} images/s   workers=0 ({cores} processes): {all_:7.0f} images/s   speed-up {all_ / one:.2f}x")
-    print(f"  per-run seconds: workers=1 {[round(s, 2) for s in runs['1']]}, workers=0 {[round(s, 2) for s in runs['0']]}")
+    rates: dict[str, dict] = {}
+    # at the files' size (decode and copy only), and resized to half (PIL's bilinear resize per image)
+    for out_size in (size, size // 2):
+        runs: dict[str, list[float]] = {"1": [], "0": []}
+        for i in range(repeats):
+            for w in (("1", "0") if i % 2 == 0 else ("0", "1")):
+                r = json.loads(sh([PY, "-c", DECODE_ONE, str(images), str(out_size), w, str(scratch)], REPO).stdout.strip().splitlines()[-1])
+                runs[w].append(r["seconds"])
+        one, all_ = n / median(runs["1"]), n / median(runs["0"])
+        rates[f"{out_size}x{out_size}"] = {"seconds": runs, "workers_1": one, "workers_0": all_, "speedup": all_ / one}
+        print(f"  to {out_size}x{out_size}: workers=1 {one:7.0f} images/s   workers=0 ({cores} processes) {all_:7.0f} images/s   "
+              f"speed-up {all_ / one:.2f}x")
+        print(f"    per-run seconds: workers=1 {[round(s, 2) for s in runs['1']]}, workers=0 {[round(s, 2) for s in runs['0']]}")
 
-    # Bytes per image: `dvc repro -s augment` (config, prepare, augment) on the same folder,
+    # Bytes per image: `dvc repro augment` (config, prepare, augment) on the same folder,
     # with this code and with the code before #14 (float32 .npz).
     overrides = ["data=image_folder", f"data.path={images}", f"data.image_size=[{size},{size}]", "data.color_mode=rgb",
                  "augment=none", "tracking.enabled=false"]
     new_root = project_copy(work / "decode-new")
     sh(["gapline", "params", *overrides], new_root)
-    t = time.perf_counter()
-    sh(["dvc", "repro", "-s", "augment"], new_root)
-    sh(["dvc", "repro", "-s", "prepare", "-f"], new_root)  # warm
-    new_wall = time.perf_counter() - t
+    sh(["dvc", "repro", "augment"], new_root)
     new = prepared_sizes(new_root)
     old_src = work / "old-src"
     shutil.rmtree(old_src, ignore_errors=True)
@@ -496,7 +522,7 @@ def bench_decode(repeats: int) -> dict:
     old_root = project_copy(work / "decode-old", old_src, files)
     old_env = {"PYTHONPATH": str(old_src / "src")}
     sh(["gapline", "params", *[o for o in overrides if not o.startswith("data.workers")]], old_root, extra=old_env)
-    sh(["dvc", "repro", "-s", "augment"], old_root, extra=old_env)
+    sh(["dvc", "repro", "augment"], old_root, extra=old_env)
     old = prepared_sizes(old_root)
     # the old prepare decoded in one process, into memory: its wall time as a stage, for scale
     old_prep = []
@@ -514,10 +540,9 @@ def bench_decode(repeats: int) -> dict:
     print(f"  `gapline prepare` stage wall (incl. interpreter start, validation, split, fingerprints, writing): "
           f"before #14 median {median(old_prep):.1f} s, now median {median(new_prep):.1f} s")
     shutil.rmtree(scratch, ignore_errors=True)
-    return {"data": data, "cores": cores, "repeats": repeats, "seconds": runs,
-            "images_per_second": {"workers_1": one, "workers_0": all_, "speedup": all_ / one},
+    return {"data": data, "cores": cores, "repeats": repeats, "images_per_second": rates,
             "bytes": {"images": total, "old_float32_npz": old, "new_uint8_npy": new, "old_commit": OLD_COMMIT},
-            "prepare_stage_seconds": {"old": old_prep, "new": new_prep}, "new_repro_seconds": new_wall}
+            "prepare_stage_seconds": {"old": old_prep, "new": new_prep}}
 
 
 BENCHES = {"limit": bench_limit, "throughput": bench_throughput, "decode": bench_decode}
@@ -536,9 +561,12 @@ def main() -> None:
     parser.add_argument("--tp-samples", type=int, default=OPTS["tp_samples"], help="throughput: generated images (65 %% train)")
     parser.add_argument("--tp-epochs", type=int, default=OPTS["tp_epochs"])
     parser.add_argument("--tp-batch", type=int, default=OPTS["tp_batch"])
+    parser.add_argument("--tp-families", default=OPTS["tp_families"], help="throughput: model families, e.g. mlp,cnn")
+    parser.add_argument("--tag", default="", help="suffix of the results file names (<bench>_<tag>.json)")
     args = parser.parse_args()
     OPTS.update(work=args.work, images=args.images, size=args.size, limit_gib=args.limit_gib, batch=args.batch,
-                decode_images=args.decode_images, tp_samples=args.tp_samples, tp_epochs=args.tp_epochs, tp_batch=args.tp_batch)
+                decode_images=args.decode_images, tp_samples=args.tp_samples, tp_epochs=args.tp_epochs, tp_batch=args.tp_batch,
+                tp_families=args.tp_families, tag=args.tag)
     m = machine()
     print(f"# {m['platform']}, {m['cpus']} CPUs, {m['mem_total_gib']} GiB, Python {m['python']}, Keras {m['keras']} ({m['backend']})")
     for name in args.only.split(","):
@@ -546,7 +574,7 @@ def main() -> None:
         result = BENCHES[name](args.repeats)
         result["bench_seconds"] = round(time.perf_counter() - t, 1)
         result["options"] = {k: str(v) for k, v in OPTS.items()}
-        print(f"  -> {save(name, result)} ({result['bench_seconds']} s)")
+        print(f"  -> {save(name + (f'_{args.tag}' if args.tag else ''), result)} ({result['bench_seconds']} s)")
         sys.stdout.flush()
 
 

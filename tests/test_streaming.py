@@ -317,3 +317,30 @@ def test_a_trial_streams_from_the_prepared_folder_only_when_it_matches(
     assert not list(Path(".gapline").glob("trial-augmented-*"))  # the streamed copies are gone
     np.savez(tmp_path / "d.npz", x=(x * 200).astype(np.uint8), y=y)  # the source changed: prepared is stale
     assert trial.matching_prepared(cfg()) is None
+
+
+def test_a_split_read_while_a_new_one_is_renamed_in_keeps_reading_its_own_file(tmp_path: Path) -> None:
+    """dvc repro renames a new data/prepared into place while a sweep still reads the old one:
+    rows come from the file that was opened, never new rows next to old labels."""
+    from gapline.files import atomic_dir
+
+    x, y = _images(30)
+    with atomic_dir(tmp_path / "prepared") as tmp:
+        write_split(tmp / "train", x, y)
+    old = open_split(tmp_path / "prepared" / "train")
+    with atomic_dir(tmp_path / "prepared") as tmp:
+        write_split(tmp / "train", 255 - x, y[::-1])
+    for reader in (RowReader(old.x, in_memory_below=0), RowReader(old.x[:20], in_memory_below=0), RowReader(old.x)):
+        assert reader.take(np.array([3, 0])).tobytes() == x[[3, 0]].tobytes()
+    assert open_split(tmp_path / "prepared" / "train").x[0].tobytes() == (255 - x[0]).tobytes()
+
+
+def test_multi_worker_calls_are_sized_on_each_process_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """1025 rows, batch 64, 2 processes: each runs 16 steps an epoch (512 rows, 32 a step),
+    not the 17 of one process, so a compiled call of 17 steps would cross its epoch."""
+    from gapline import training
+
+    assert training.epoch_steps(1025, 64) == 17
+    monkeypatch.setattr(training, "process", lambda: (0, 2))
+    assert training.epoch_steps(1025, 64) == 16
+    assert training.steps_per_execution(training.epoch_steps(1025, 64), 64) == 16

@@ -25,11 +25,17 @@ STATE_FILE = "state.json"
 ARRAYS_FILE = "variables.npz"
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Row order of ``epoch``: a permutation seeded by (seed, epoch) alone, so any epoch's
+    order can be made on its own (training streams them one epoch at a time)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
 def epoch_orders(n: int, epochs: int, seed: int, start: int = 0) -> np.ndarray:
-    """Row order of every epoch from ``start`` on: epoch e is a permutation seeded by (seed, e)."""
+    """Row order of every epoch from ``start`` on (:func:`epoch_order` stacked)."""
     if start >= epochs:
         return np.zeros((0, n), dtype=np.int64)
-    return np.stack([np.random.default_rng([seed, e]).permutation(n) for e in range(start, epochs)])
+    return np.stack([epoch_order(n, seed, e) for e in range(start, epochs)])
 
 
 class Backup:

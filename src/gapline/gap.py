@@ -100,11 +100,11 @@ def inference_scores(
 
     probs = predictions(model, x, batch_size) if pred is None else pred
     weight = tasks.loss(task, task_cfg)[1]
-    target = task.encode(y)
     total = 0.0
     for start in range(0, len(x), batch_size):
         stop = start + batch_size
-        total += float(ops.convert_to_numpy(model.loss(target[start:stop], probs[start:stop]))) * len(target[start:stop])
+        target = task.encode(y[start:stop])  # a batch's one-hot rows at a time
+        total += float(ops.convert_to_numpy(model.loss(target, probs[start:stop]))) * len(target)
     penalty = sum(float(ops.convert_to_numpy(v)) for v in model.losses)
     out = {"loss": total / len(x) * weight + penalty}
     names = EPOCH_METRICS[task.name] if metrics is None else metrics

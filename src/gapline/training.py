@@ -43,6 +43,15 @@ def steps_per_epoch(samples: int, batch_size: int) -> int:
     return max(1, -(-samples // batch_size))
 
 
+def epoch_steps(samples: int, batch_size: int) -> int:
+    """Steps per epoch that each process runs: under multi_worker a process fits its share
+    (``samples // processes`` rows, ``batch_size // processes`` at a time, :func:`fit_data`)."""
+    processes = process()[1]
+    if processes > 1:
+        samples, batch_size = samples // processes, max(1, batch_size // processes)
+    return steps_per_epoch(samples, batch_size)
+
+
 def steps_per_execution(steps: int, limit: int) -> int:
     """The largest divisor of ``steps`` (per epoch) up to ``limit``.
 
@@ -83,21 +92,24 @@ def fit_data(
     epochs: int,
     start: int = 0,
     weights: np.ndarray | None = None,
+    encode: Any = None,
 ) -> dict[str, Any]:
     """What ``fit`` should iterate: one stream of batches for the whole fit, gathered from
     the arrays (``x`` may be memory-mapped: only the rows of a batch are read, with ``pread``,
-    :class:`gapline.data.store.RowReader`).
+    :class:`gapline.data.store.RowReader`). ``encode``: turns a batch's labels into the loss's
+    targets (one-hot rows exist for a batch at a time, never for the whole set).
 
     Row order in epoch e is a permutation seeded by (seed, e) on every backend, so a run
-    resumed at epoch ``start`` sees exactly the batches an uninterrupted run would. A fixed
-    ``steps_per_epoch`` lets Keras keep a single iterator instead of building one per epoch
-    (about 5× faster on small data). TensorFlow iterates a ``tf.data`` pipeline that
-    prefetches; other backends (JAX) a :class:`keras.utils.PyDataset`, whose host-side gather
-    overlaps the device's asynchronous step. ``weights``: per-sample loss weights (balanced
-    classes), gathered with their rows.
+    resumed at epoch ``start`` sees exactly the batches an uninterrupted run would; one
+    epoch's order is in memory at a time. A fixed ``steps_per_epoch`` lets Keras keep a single
+    iterator instead of building one per epoch (about 5× faster on small data). TensorFlow
+    iterates a ``tf.data`` pipeline that prefetches; other backends (JAX) a
+    :class:`keras.utils.PyDataset`, whose host-side gather overlaps the device's asynchronous
+    step. ``weights``: per-sample loss weights (balanced classes), gathered with their rows.
     """
     import keras
 
+    from .backup import epoch_order
     from .data.store import RowReader
 
     index, processes = process()
@@ -111,38 +123,43 @@ def fit_data(
         x, y, batch_size = x[index:usable:processes], y[index:usable:processes], batch_size // processes
         weights = None if weights is None else weights[index:usable:processes]
     steps = steps_per_epoch(len(x), batch_size)
-    arrays = (x, y) if weights is None else (x, y, weights)
-    readers = [RowReader(a) for a in arrays]
+    encode = encode or (lambda labels: labels)
+    readers = [RowReader(x), RowReader(y)] + ([RowReader(weights)] if weights is not None else [])
 
     def take(idx: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple(reader.take(idx) for reader in readers)
+        rows = [reader.take(idx) for reader in readers]
+        rows[1] = encode(rows[1])
+        return tuple(rows)
 
     if keras.backend.backend() != "tensorflow":
         return {"x": EpochBatches(take, len(x), batch_size, seed, start, steps), "steps_per_epoch": steps, "shuffle": False}
     import tensorflow as tf
 
-    from .backup import epoch_orders
+    sample = take(np.zeros(1, dtype=np.int64))  # the dtypes and row shapes a batch has
+    n = len(x)
 
-    orders = epoch_orders(len(x), epochs, seed, start)
-    if len(orders) == 0:  # resumed after the last epoch: nothing left to iterate
-        orders = np.zeros((1, len(x)), dtype=np.int64)
+    def order(epoch: Any) -> np.ndarray:
+        return epoch_order(n, seed, int(epoch))
+
+    def shaped(*batch: Any) -> tuple[Any, ...]:
+        for tensor, rows in zip(batch, sample):
+            tensor.set_shape((None, *rows.shape[1:]))
+        return batch
 
     # Batches are gathered from the numpy arrays themselves. Turning the training set into a
     # tensor (tf.constant) needed 2 more copies of it at peak, and a pipeline capturing that
     # tensor one more (measured on 50k 32x32x3 images): 4 copies instead of 1.
-    def shaped(*batch: Any) -> tuple[Any, ...]:
-        for tensor, a in zip(batch, arrays):
-            tensor.set_shape((None, *a.shape[1:]))
-        return batch
-
     # tf.data's default graph rewrites have nothing to fuse here and cost ~10 % per step on
     # images: off.
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False
+    # resumed after the last epoch: one epoch that fit never reads (an empty stream is refused)
     ds = (
-        tf.data.Dataset.from_tensor_slices(orders)
-        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
-        .map(lambda idx: tf.numpy_function(take, [idx], tuple(tf.as_dtype(a.dtype) for a in arrays), stateful=False))
+        tf.data.Dataset.range(start, max(epochs, start + 1))
+        .flat_map(
+            lambda e: tf.data.Dataset.from_tensor_slices(tf.numpy_function(order, [e], tf.int64, stateful=False)).batch(batch_size)
+        )
+        .map(lambda idx: tf.numpy_function(take, [idx], tuple(tf.as_dtype(r.dtype) for r in sample), stateful=False))
         .map(shaped)
         .prefetch(2)
         .with_options(options)
@@ -152,10 +169,12 @@ def fit_data(
 
 def epoch_batch(n: int, batch_size: int, seed: int, epoch: int, batch: int, cache: dict[int, np.ndarray]) -> np.ndarray:
     """Row indices of batch ``batch`` of epoch ``epoch``: the same permutation as the
-    TensorFlow pipeline (:func:`gapline.backup.epoch_orders`), one epoch's order cached."""
+    TensorFlow pipeline (:func:`gapline.backup.epoch_order`), one epoch's order cached."""
+    from .backup import epoch_order
+
     if epoch not in cache:
         cache.clear()
-        cache[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
+        cache[epoch] = epoch_order(n, seed, epoch)
     return cache[epoch][batch * batch_size : (batch + 1) * batch_size]
 
 
@@ -210,7 +229,7 @@ def build_compiled(
             summary = copy_weights(model, cfg.model.init_from, source=source)
             if warm_start is not None:
                 warm_start.update(summary)
-        return compile_model(model, cfg, steps_per_epoch(samples, cfg.train.batch_size), spec)
+        return compile_model(model, cfg, epoch_steps(samples, cfg.train.batch_size), spec)
 
 
 class TrainingDiverged(GaplineError):
@@ -290,7 +309,7 @@ def train_model(
     from .tasks import sample_weights
 
     spec = as_spec(task)
-    steps = steps_per_epoch(len(x_train), cfg.train.batch_size)
+    steps = epoch_steps(len(x_train), cfg.train.batch_size)
     if model is None:
         model = build_compiled(cfg, tuple(x_train.shape[1:]), spec, len(x_train))
     gx, gy = gap_subset(
@@ -302,7 +321,7 @@ def train_model(
     fit = PhaseFit(
         model,
         x_train,
-        spec.encode(y_train),
+        y_train,
         [GapCallback(gx, gy, spec, cfg.task, val=(x_val, y_val)), _LearningRateLogger.make()],
         list(callbacks),
         backup,
@@ -344,7 +363,7 @@ class PhaseFit:
 
     model: Any
     x: np.ndarray
-    y: np.ndarray  # encoded for the loss (TaskSpec.encode)
+    y: np.ndarray  # as the prepared data holds it: each batch is encoded (TaskSpec.encode) in fit_data
     shared: list[Any]  # the gap and learning-rate loggers: the same in every phase
     callbacks: list[Any]  # the caller's (the MLflow epoch logger): after gapline's own
     backup: Any
@@ -377,7 +396,7 @@ class PhaseFit:
         if self.backup is not None:  # last: it saves what every other callback has written
             cbs.append(resume_callback(self.backup, stopping[0] if stopping else None, restored, history, restore))
         hist = self.model.fit(
-            **fit_data(self.x, self.y, cfg.train.batch_size, cfg.train.seed, end, first, self.weights),
+            **fit_data(self.x, self.y, cfg.train.batch_size, cfg.train.seed, end, first, self.weights, self.task.encode),
             epochs=end,
             initial_epoch=first,
             callbacks=cbs,

@@ -34,6 +34,7 @@ __all__ = [
     "Split",
     "X_FILE",
     "Y_FILE",
+    "map_npy",
     "new_rows",
     "open_split",
     "row_bytes",
@@ -77,12 +78,43 @@ def row_chunks(n: int, size: int, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tu
 
 @dataclass(frozen=True)
 class _FileRows:
-    """Where an array's rows lie in its file: row i at ``offset + i * stride``."""
+    """Where an array's rows lie in its file: row i at ``offset + i * stride``. ``fd``: the
+    file the array was mapped from, held open by :func:`map_npy` (-1: open ``path``)."""
 
     path: str
     offset: int
     stride: int
     size: int
+    fd: int = -1
+
+
+#: The attribute of a :func:`map_npy` array holding its open file.
+_FILE_ATTR = "_gapline_file"
+
+
+def map_npy(path: Path) -> np.ndarray:
+    """A read-only memory map of an ``.npy`` file that keeps the file itself open, so rows
+    read later (``pread``) come from the very file that was mapped even when the path is
+    replaced meanwhile (``dvc repro`` renaming a new ``data/prepared`` into place while a
+    sweep still reads the old one): never new rows next to old labels."""
+    fh = open(path, "rb")
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        if dtype.hasobject:
+            raise ValueError("object arrays cannot be mapped")
+        if int(np.prod(shape, dtype=np.int64)) == 0:
+            fh.close()
+            return np.empty(shape, dtype=dtype)
+        x = np.memmap(fh, dtype=dtype, mode="r", offset=fh.tell(), shape=shape, order="F" if fortran else "C")
+    except BaseException:
+        fh.close()
+        raise
+    setattr(x, _FILE_ATTR, fh)  # closed with the array
+    return x
 
 
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
@@ -105,7 +137,9 @@ def _file_rows(a: np.ndarray) -> _FileRows | None:
     if a.strides[1:] != _c_strides(a.shape[1:], a.itemsize):
         return None  # a row is not one run of bytes: let numpy index it
     start = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
-    return _FileRows(str(root.filename), int(root.offset) + start, int(a.strides[0]), size)
+    held = getattr(root, _FILE_ATTR, None)
+    fd = held.fileno() if held is not None and not held.closed else -1
+    return _FileRows(str(root.filename), int(root.offset) + start, int(a.strides[0]), size, fd)
 
 
 class RowReader:
@@ -126,6 +160,8 @@ class RowReader:
             self.file = None
 
     def _open(self) -> int:
+        if self.file is not None and self.file.fd >= 0:
+            return self.file.fd  # the mapped file, held open by its array (map_npy)
         if self._fd is None:
             self._fd = os.open(self.file.path, os.O_RDONLY)  # type: ignore[union-attr]
         return self._fd
@@ -210,13 +246,18 @@ class RowWriter:
         view = memoryview(data.reshape(-1).view(np.uint8)) if data.size else memoryview(b"")
         done = 0
         while done < len(view):
-            done += os.pwrite(self._fd, view[done:], self.offset + start * self.size + done)
+            wrote = os.pwrite(self._fd, view[done:], self.offset + start * self.size + done)
+            if wrote <= 0:
+                raise OSError(f"could not write {self.path}: the disk took {wrote} bytes of {len(view) - done}")
+            done += wrote
 
     def close(self) -> None:
         if self._fd is not None:
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None  # type: ignore[assignment]
+            fd, self._fd = self._fd, None  # type: ignore[assignment]
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def __enter__(self) -> "RowWriter":
         return self
@@ -227,7 +268,7 @@ class RowWriter:
     def mapped(self, rows: int | None = None) -> np.ndarray:
         """The file as a read-only memory map (its first ``rows`` rows), after closing."""
         self.close()
-        x = np.load(self.path, mmap_mode="r")
+        x = map_npy(self.path)
         return x if rows is None else x[:rows]
 
 
@@ -280,7 +321,7 @@ def open_split(folder: Path) -> Split:
     """The split in ``folder``: x mapped read-only, y read whole. A missing or unreadable
     file is one line saying which stage writes it."""
     arrays = []
-    for name, mode in ((X_FILE, "r"), (Y_FILE, None)):
+    for name in (X_FILE, Y_FILE):
         path = folder / name
         if not path.is_file():
             raise DataError(
@@ -288,11 +329,11 @@ def open_split(folder: Path) -> Split:
                 "stage (run the stages in order, e.g. `dvc repro`)"
             )
         try:
-            arrays.append(np.load(path, mmap_mode=mode, allow_pickle=False))
+            arrays.append(map_npy(path) if name == X_FILE else np.load(path, allow_pickle=False))
         except (OSError, ValueError, EOFError) as exc:
             raise DataError(
                 f"split file {str(path)!r} cannot be read ({flat_message(exc)}): expected a .npy "
-                "array written by gapline"
+                "array written by gapline (rerun the stage that writes it, e.g. `dvc repro`)"
             ) from exc
     x, y = arrays
     if len(x) != len(y):
