@@ -183,6 +183,11 @@ def test_augment_streams_the_same_bytes_whatever_the_chunk(tmp_path: Path, monke
     assert isinstance(streamed.x, np.memmap)
     assert streamed.x.tobytes() == in_memory.tobytes()
     np.testing.assert_array_equal(streamed.y, labels)
+    # no copies: the prepared file itself, hard-linked (no disk), not rewritten
+    prepared = write_split(tmp_path / "prepared", x, y)
+    same = aug.augment_to(tmp_path / "none", prepared.x, prepared.y, AugmentConfig(copies=0), "image", 255)
+    assert same.x.tobytes() == x.tobytes() and np.array_equal(same.y, y)
+    assert (tmp_path / "none" / "x.npy").stat().st_ino == (tmp_path / "prepared" / "x.npy").stat().st_ino
 
 
 def test_prepare_writes_uint8_pixels_that_the_model_scales(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -344,3 +349,22 @@ def test_multi_worker_calls_are_sized_on_each_process_share(monkeypatch: pytest.
     monkeypatch.setattr(training, "process", lambda: (0, 2))
     assert training.epoch_steps(1025, 64) == 16
     assert training.steps_per_execution(training.epoch_steps(1025, 64), 64) == 16
+
+
+def test_a_champion_trained_on_floats_is_scored_on_the_same_pixels(cpu_runtime) -> None:
+    """A champion registered before images were stored as uint8 pixels has no pixel_scale
+    layer: retrain puts the scale in front of it, so it sees what it was trained on."""
+    from gapline.config import from_container
+    from gapline.retrain.decision import takes_pixels
+    from gapline.tasks import TaskSpec
+    from gapline.training import build_compiled
+
+    cpu_runtime(0)
+    cfg = from_container({"model": {"family": "mlp", "hidden_units": [4]}, "tracking": {"enabled": False}})
+    old = build_compiled(cfg, (4, 4, 1), TaskSpec("multiclass", ("a", "b")), 10)  # floats in [0, 1]
+    x = np.random.default_rng(0).integers(0, 256, (5, 4, 4, 1), dtype=np.uint8)
+    scaled = takes_pixels(old, {"pixel_max": 255})
+    np.testing.assert_allclose(scaled.predict_on_batch(x), old.predict_on_batch(x / np.float32(255)), rtol=1e-6)
+    assert scaled.loss is not None
+    new = build_compiled(cfg, (4, 4, 1), TaskSpec("multiclass", ("a", "b"), pixel_max=255), 10)
+    assert takes_pixels(new, {"pixel_max": 255}) is new and takes_pixels(old, {}) is old

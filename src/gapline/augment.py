@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .config import AugmentConfig
-from .data.store import CHUNK_BYTES, X_FILE, Y_FILE, MemoryRows, RowReader, RowWriter, Split, open_split, row_bytes, row_chunks
+from .data.store import CHUNK_BYTES, X_FILE, Y_FILE, MemoryRows, RowReader, RowWriter, Split, link_or_copy, open_split, row_bytes, row_chunks, whole_file
 from .errors import ConfigError, bad_value
 
 
@@ -66,16 +66,18 @@ def augment_tabular(x: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
 
 
 def column_std(x: np.ndarray) -> np.ndarray:
-    """Each column's standard deviation (1 where constant), summed a chunk at a time."""
-    total = np.zeros(x.shape[1:], dtype="float64")
-    squares = np.zeros(x.shape[1:], dtype="float64")
+    """Each column's standard deviation (1 where constant), in two passes of chunks (the mean,
+    then the squared deviations: exact where one pass of x² − mean² would cancel)."""
     reader = RowReader(x)
+    n = max(1, len(x))
+    mean = np.zeros(x.shape[1:], dtype="float64")
     for start, stop in row_chunks(len(x), row_bytes(x)):
-        chunk = reader.rows(start, stop).astype("float64")
-        total += chunk.sum(axis=0)
-        squares += (chunk * chunk).sum(axis=0)
-    mean = total / max(1, len(x))
-    std = np.sqrt(np.maximum(squares / max(1, len(x)) - mean * mean, 0.0))
+        mean += reader.rows(start, stop).astype("float64").sum(axis=0)
+    mean /= n
+    squares = np.zeros(x.shape[1:], dtype="float64")
+    for start, stop in row_chunks(len(x), row_bytes(x)):
+        squares += ((reader.rows(start, stop).astype("float64") - mean) ** 2).sum(axis=0)
+    std = np.sqrt(squares / n)
     std[std == 0] = 1.0
     return std[np.newaxis]
 
@@ -169,6 +171,12 @@ def augment_to(
     time (``x`` may be mapped): the augmented set is never whole in memory."""
     check_applicable(cfg, kind)
     folder.mkdir(parents=True, exist_ok=True)
+    if cfg.copies == 0 and whole_file(x) is not None:
+        # the training split as it is: a hard link to the prepared file costs no disk (DVC
+        # caches both outputs as one object anyway); a copy where links are not possible
+        link_or_copy(whole_file(x), folder / X_FILE)  # type: ignore[arg-type]
+        np.save(folder / Y_FILE, np.asarray(y), allow_pickle=False)
+        return open_split(folder)
     with RowWriter(folder / X_FILE, x.dtype, (len(x) * (cfg.copies + 1), *x.shape[1:])) as out:
         labels = augment_rows(x, y, cfg, kind, pixel_max, out)
     np.save(folder / Y_FILE, labels, allow_pickle=False)

@@ -155,6 +155,7 @@ def augmented(cfg: Config, train: tuple[Any, Any], meta: dict[str, Any], streame
     from .augment import augment_to
 
     Path(".gapline").mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=".gapline", prefix="trial-augmented-") as tmp:
+    # ignore_cleanup_errors: on NFS a file still open (the fit's reader) is renamed, not removed
+    with tempfile.TemporaryDirectory(dir=".gapline", prefix="trial-augmented-", ignore_cleanup_errors=True) as tmp:
         split = augment_to(Path(tmp) / "train", x, y, cfg.augment, meta["kind"], pixel_max)
         yield split.pair()

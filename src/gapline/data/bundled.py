@@ -18,7 +18,8 @@ def load_digits(task: str = "auto") -> Dataset:
     """scikit-learn's bundled 8x8 digits (no download), as ``(1797, 8, 8, 1)`` uint8 images.
 
     Source pixels are 0..16; they are stored times 15, as 0..240 with ``pixel_max`` 240: every
-    level stays exact (x / 240 is the old x / 16), and augmentation has 240 levels to round to.
+    level stays distinct (the model's ``x * float32(1/240)`` is k/16 to within 1 ulp), and
+    offline augmentation has 240 levels to round to instead of 16.
     Multiclass only.
     """
     from sklearn.datasets import load_digits as _sk_load_digits

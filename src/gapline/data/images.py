@@ -1,9 +1,10 @@
 """A folder of images, one subfolder per class, decoded with PIL into a :class:`Dataset` of
 uint8 pixels (``pixel_max`` 255).
 
-Files are decoded in fixed-size chunks (:data:`CHUNK` files), by a pool of spawned processes
-for a large folder, straight into one array: in memory, or a ``.npy`` file memory-mapped under
-a scratch folder so that a set larger than memory is never held whole. The result is the
+Files are decoded in chunks (:data:`CHUNK` files, fewer for large images: :func:`chunk_files`)
+by a pool of spawned processes for a large folder, straight into one array: in memory, or a
+``.npy`` file under a scratch folder (written with ``pwrite``, then memory-mapped read-only)
+so that a set larger than memory is never held whole. The result is the
 same, byte for byte, for any number of workers. A corrupt or truncated file is one
 :class:`~gapline.errors.DataError` line naming the first such file in file order (or a warning
 and a count with ``on_corrupt="skip"``), never a PIL traceback.
@@ -34,9 +35,19 @@ __all__ = ["CHUNK", "DECODED_NAME", "IMAGE_SUFFIXES", "load_image_folder"]
 #: File endings (compared case-insensitively) that the image-folder loader reads.
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 
-#: Files decoded per task: a worker's unit of work and of memory in flight (a module
+#: Files decoded per task at most: a worker's unit of work and of memory in flight (a module
 #: constant so that tests can make it small).
 CHUNK = 256
+#: Decoded bytes per task at most: large images come in smaller chunks, so the 2 chunks per
+#: worker in flight stay within 2 × data.workers × this.
+CHUNK_BYTES = 16 * 2**20
+
+
+def chunk_files(size: tuple[int, int], color_mode: str) -> int:
+    """Files per chunk for images of ``size`` in ``color_mode``: CHUNK, or fewer so that a
+    chunk's decoded pixels stay within CHUNK_BYTES (the output never depends on it)."""
+    image_bytes = size[0] * size[1] * (1 if color_mode == "grayscale" else 3)
+    return max(1, min(CHUNK, CHUNK_BYTES // max(1, image_bytes)))
 
 #: The name of the decoded pixels in a scratch folder.
 DECODED_NAME = "decoded.npy"
@@ -110,14 +121,14 @@ def _decode_chunk(files: Sequence[Path], size: tuple[int, int], color_mode: str)
     return pixels, bad
 
 
-def _worker_count(workers: int, n_files: int) -> int:
+def _worker_count(workers: int, n_files: int, chunk: int) -> int:
     """Processes worth starting: 1 (decode here) for a folder under 2 chunks, where starting
     a pool would cost more than it saves; never more than there are chunks."""
     if workers == 0:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if n_files < 2 * CHUNK:
+    if n_files < 2 * chunk:
         return 1
-    return min(workers, -(-n_files // CHUNK))
+    return min(workers, -(-n_files // chunk))
 
 
 def _decoded_chunks(
@@ -129,18 +140,19 @@ def _decoded_chunks(
     worker in flight, so memory stays bounded; results are taken in submission order, so a
     slow chunk delays the ones after it but never reorders them.
     """
-    starts = range(0, len(files), CHUNK)
-    n = _worker_count(workers, len(files))
+    chunk = chunk_files(size, color_mode)
+    starts = range(0, len(files), chunk)
+    n = _worker_count(workers, len(files), chunk)
     if n <= 1:
         for start in starts:
-            yield start, _decode_chunk(files[start : start + CHUNK], size, color_mode)
+            yield start, _decode_chunk(files[start : start + chunk], size, color_mode)
         return
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
     pending: deque[tuple[int, Future[ChunkResult]]] = deque()
     try:
         for start in starts:
-            pending.append((start, pool.submit(_decode_chunk, files[start : start + CHUNK], size, color_mode)))
+            pending.append((start, pool.submit(_decode_chunk, files[start : start + chunk], size, color_mode)))
             if len(pending) >= 2 * n:
                 first, future = pending.popleft()
                 yield first, _result(future, workers)

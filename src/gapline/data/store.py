@@ -291,6 +291,23 @@ class MemoryRows:
         return self.array if rows is None else self.array[:rows]
 
 
+def whole_file(a: np.ndarray) -> Path | None:
+    """The ``.npy`` file ``a`` maps as a whole (not a view of part of it), if any."""
+    if isinstance(a, np.memmap) and isinstance(a.base, mmap.mmap) and a.filename is not None:
+        return Path(a.filename)
+    return None
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (no bytes copied), or a copy across devices."""
+    import shutil
+
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def new_rows(path: Path | None, dtype: np.dtype, shape: tuple[int, ...]) -> RowWriter | MemoryRows:
     """Rows to fill: a new ``.npy`` file at ``path``, or memory when ``path`` is None."""
     return MemoryRows(dtype, shape) if path is None else RowWriter(path, dtype, shape)

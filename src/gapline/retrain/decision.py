@@ -140,6 +140,22 @@ def score(model: Any, version: str, splits: Mapping[str, Any], task: Any, metric
     return Scored(version=str(version), score=metrics[metric], gap=round(judged_gap(metric, metrics), 6), metrics=metrics)
 
 
+def takes_pixels(model: Any, meta: Mapping[str, Any]) -> Any:
+    """``model`` as one that takes the prepared uint8 pixels. A champion registered before
+    images were stored as pixels (no ``pixel_scale`` layer: it was trained on [0, 1] floats)
+    gets the same scale put in front of it, so both models are judged on the same inputs."""
+    pixel_max = int(meta.get("pixel_max", 0))
+    names = {layer.name for layer in getattr(model, "layers", [])}
+    if not pixel_max or "pixel_scale" in names:
+        return model
+    import keras
+
+    inputs = keras.Input(shape=tuple(model.input_shape[1:]), name="inputs")
+    scaled = keras.Model(inputs, model(keras.layers.Rescaling(1.0 / pixel_max, name="pixel_scale")(inputs)))
+    scaled.compile(loss=model.loss)  # scoring reads the compiled loss
+    return scaled
+
+
 def load_splits(root: Path) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
     """The prepared splits both models are scored on, and their meta (fingerprint, classes)."""
     from ..data.layout import PREPARED, SPLITS, read_meta, read_split

@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..config import Config
 from ..errors import ConfigError, GaplineError, bad_value
-from .decision import Scored, decide, load_splits, score
+from .decision import Scored, decide, load_splits, score, takes_pixels
 from .lock import exclusive_lock
 from .outcome import ExitCode, Outcome
 from .pipeline import challenger_version, run_pipeline
@@ -354,7 +354,8 @@ class RetrainJob:
         )
         champion: Optional[Scored] = None
         if champion_v is not None:
-            model = tracking.load_registered_keras(self.name, champion_v)  # cannot load: a failure
+            # cannot load: a failure; registered before images were pixels: scaled in front
+            model = takes_pixels(tracking.load_registered_keras(self.name, champion_v), meta)
             trained_for = self._version_task(champion_v)
             if trained_for != task.name:  # its outputs would be read as another task's: absent
                 champion = Scored(champion_v, None, None, error=f"it was trained for task {trained_for}, not {task.name}")

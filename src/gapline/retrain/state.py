@@ -87,9 +87,11 @@ def current_state(cfg: Config, root: Path, fingerprint: Optional[str] = None) ->
 
         from ..data.prepare import write_prepared
 
-        scratch = root / ".gapline"
+        scratch = Path(root).resolve() / ".gapline"
         scratch.mkdir(parents=True, exist_ok=True)
-        with contextlib.chdir(root), tempfile.TemporaryDirectory(dir=scratch, prefix="retrain-data-") as tmp:
+        with contextlib.chdir(root), tempfile.TemporaryDirectory(
+            dir=scratch, prefix="retrain-data-", ignore_cleanup_errors=True
+        ) as tmp:
             fingerprint = write_prepared(cfg, Path(tmp))["fingerprint"]
     return State(
         data_fingerprint=str(fingerprint),
