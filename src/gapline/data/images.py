@@ -21,6 +21,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -56,7 +57,7 @@ _EXPECTED = "a folder with one subfolder of .png/.jpg/.jpeg images per class"
 
 #: A chunk's result: its pixels (corrupt files' rows left zero) and each corrupt file's
 #: offset in the chunk with the reason, in file order.
-ChunkResult = tuple[np.ndarray, list[tuple[int, str]]]
+ChunkResult = tuple[Optional[np.ndarray], list[tuple[int, str]]]  # pixels (None: written by the worker), corrupt files
 
 
 @contextmanager
@@ -104,9 +105,13 @@ def _read_image(file: Path, size: tuple[int, int], color_mode: str) -> np.ndarra
     return arr[..., np.newaxis] if arr.ndim == 2 else arr
 
 
-def _decode_chunk(files: Sequence[Path], size: tuple[int, int], color_mode: str) -> ChunkResult:
+def _decode_chunk(
+    files: Sequence[Path], size: tuple[int, int], color_mode: str, into: tuple[str, int] | None = None
+) -> ChunkResult:
     """Decode ``files`` (in a worker process or in this one); a corrupt file is reported,
-    never raised, so that the caller can name the first in file order."""
+    never raised, so that the caller can name the first in file order. ``into``: (scratch
+    file, byte offset of the chunk's first row): a worker writes its pixels there itself
+    (``pwrite``) and returns none, so decoded images never travel through a pipe."""
     from PIL import Image
 
     channels = 1 if color_mode == "grayscale" else 3
@@ -118,7 +123,19 @@ def _decode_chunk(files: Sequence[Path], size: tuple[int, int], color_mode: str)
                 pixels[i] = _read_image(f, size, color_mode)
             except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
                 bad.append((i, flat_message(exc)))
-    return pixels, bad
+    if into is None:
+        return pixels, bad
+    fd = os.open(into[0], os.O_WRONLY)
+    try:
+        view, done = memoryview(pixels.reshape(-1)), 0
+        while done < len(view):
+            wrote = os.pwrite(fd, view[done:], into[1] + done)
+            if wrote <= 0:
+                raise OSError(f"could not write {into[0]}")
+            done += wrote
+    finally:
+        os.close(fd)
+    return None, bad
 
 
 def _worker_count(workers: int, n_files: int, chunk: int) -> int:
@@ -132,7 +149,7 @@ def _worker_count(workers: int, n_files: int, chunk: int) -> int:
 
 
 def _decoded_chunks(
-    files: Sequence[Path], size: tuple[int, int], color_mode: str, workers: int
+    files: Sequence[Path], size: tuple[int, int], color_mode: str, workers: int, into: tuple[str, int, int] | None = None
 ) -> Iterator[tuple[int, ChunkResult]]:
     """``(start, chunk result)`` for each chunk, always in file order.
 
@@ -152,7 +169,9 @@ def _decoded_chunks(
     pending: deque[tuple[int, Future[ChunkResult]]] = deque()
     try:
         for start in starts:
-            pending.append((start, pool.submit(_decode_chunk, files[start : start + chunk], size, color_mode)))
+            # into a scratch file: the worker writes the rows at (file, offset of row start)
+            target = None if into is None else (into[0], into[1] + start * into[2])
+            pending.append((start, pool.submit(_decode_chunk, files[start : start + chunk], size, color_mode, target)))
             if len(pending) >= 2 * n:
                 first, future = pending.popleft()
                 yield first, _result(future, workers)
@@ -188,9 +207,11 @@ def _fill(
     """Decode ``files`` into the rows of ``x`` chunk by chunk; the indices of corrupt files
     (each warned about, in file order), or a DataError naming the first with ``fail``."""
     corrupt: list[int] = []
-    with closing(_decoded_chunks(files, size, color_mode, workers)) as chunks:  # closing: stops the pool
+    into = (str(x.path), x.offset, x.size) if isinstance(x, RowWriter) else None
+    with closing(_decoded_chunks(files, size, color_mode, workers, into)) as chunks:  # closing: stops the pool
         for start, (pixels, bad) in chunks:
-            x.write(start, pixels)
+            if pixels is not None:  # None: a worker wrote them into the scratch file
+                x.write(start, pixels)
             for offset, reason in bad:
                 i = start + offset
                 if on_corrupt == "fail":
