@@ -368,3 +368,12 @@ def test_a_champion_trained_on_floats_is_scored_on_the_same_pixels(cpu_runtime) 
     assert scaled.loss is not None
     new = build_compiled(cfg, (4, 4, 1), TaskSpec("multiclass", ("a", "b"), pixel_max=255), 10)
     assert takes_pixels(new, {"pixel_max": 255}) is new and takes_pixels(old, {}) is old
+
+
+def test_decoding_processes_change_no_digest() -> None:
+    """data.workers writes the same bytes: it is not a config change for retraining."""
+    from gapline.config import from_container
+    from gapline.retrain.state import config_digest
+
+    assert config_digest(from_container({"data": {"workers": 1}})) == config_digest(from_container({}))
+    assert config_digest(from_container({"data": {"seed": 1}})) != config_digest(from_container({}))
