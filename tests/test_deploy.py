@@ -328,7 +328,7 @@ def test_dockerignore_keeps_data_stores_and_caches_out_but_not_what_is_copied() 
         line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    for out in ("data/prepared/train.npz", "data/augmented/train.npz", "data/raw/digits.npz", "mlruns/0/meta.yaml",
+    for out in ("data/prepared/train/x.npy", "data/augmented/train/x.npy", "data/raw/digits.npz", "mlruns/0/meta.yaml",
                 "mlflow.db", ".dvc/cache/files/md5/00/ab", ".git/HEAD", ".venv/bin/python", "models/model.keras",
                 "src/gapline/__pycache__/cli.cpython-311.pyc", ".pytest_cache/v", ".gapline/retrain.lock",
                 "reports/metrics.json"):

@@ -55,8 +55,7 @@ def test_registry_model_from_server_predicts_like_the_local_model(server_run: Pi
     import keras
     import mlflow
 
-    with np.load(server_run.project / "data/prepared/test.npz") as f:
-        x_test = f["x"]
+    x_test = np.load(server_run.project / "data/prepared/test/x.npy")  # raw uint8 pixels: the model scales them
     local = keras.saving.load_model(server_run.project / "models/model.keras")
     expected = np.argmax(local.predict(x_test, verbose=0), axis=1)
     registered = mlflow.pyfunc.load_model(download_registered_model(server_run, "models:/gapline@challenger"))
