@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from gapline.backup import epoch_orders
-from gapline.data import store
 from gapline.data.fingerprint import fingerprint
 from gapline.data.store import RowReader, RowWriter, open_split, write_split
 
