@@ -16,16 +16,12 @@ import json
 import os
 import platform
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-PY = sys.executable
-BIN = Path(PY).parent
+from common import PY, REPO, median, sh  # noqa: E402  (benchmarks/ is on sys.path: the scripts run from it)
 
 # ---------------------------------------------------------------------------------------
 # Child programs (run with `python -c`), each printing one JSON line of measurements.
@@ -161,17 +157,8 @@ print(json.dumps({"rc": proc.returncode, "peak_rss_mib": usage.ru_maxrss / 1024}
 """
 
 
-def env() -> dict[str, str]:
-    out = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    out.pop("MLFLOW_TRACKING_URI", None)
-    return out
 
 
-def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def child(code: str, args: list[str], cwd: Path) -> dict:
@@ -196,8 +183,6 @@ def project(overrides: list[str]) -> Path:
     return root
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def bench_overhead(repeats: int) -> None:

@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import threading
@@ -41,34 +40,20 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-PY = sys.executable
-BIN = Path(PY).parent
+from common import PY, REPO, env, median, sh  # noqa: E402  (benchmarks/ is on sys.path: the scripts run from it)
 RESULTS = REPO / "benchmarks/results/streaming"
 CGROUP = Path("/sys/fs/cgroup/memory/gapline-bench")
 #: The last commit whose prepare stage wrote float32 ``{train,val,test}.npz`` (before #14).
 OLD_COMMIT = "b21e3e4"
 
 OPTS = {"work": Path("/tmp/stream-bench"), "images": 70_000, "size": 128, "limit_gib": 1.5, "batch": 1024,
-        "decode_images": 8_000, "tp_samples": 20_000, "tp_epochs": 3, "tp_batch": 32, "tp_families": "mlp,cnn", "tag": ""}
+        "decode_images": 8_000, "tp_samples": 40_000, "tp_epochs": 3, "tp_batch": 32, "tp_families": "mlp,cnn", "tag": ""}
 
 
-def env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    out = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    out.pop("MLFLOW_TRACKING_URI", None)
-    out.update(extra or {})
-    return out
 
 
-def sh(args: list[str], cwd: Path, check: bool = True, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=cwd, env=env(extra), capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, args))} failed (rc {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
 
 
 def du(path: Path) -> int:
@@ -422,6 +407,12 @@ def throughput_set(folder: Path, n: int) -> dict[str, int]:
     for name, a, b in zip(("train", "val", "test"), cut, cut[1:]):
         write_split(folder / name, x, y, np.sort(order[a:b]))
         counts[name] = b - a
+    from gapline.data.store import CHUNK_BYTES
+
+    train_bytes = counts["train"] * x[0].nbytes
+    if train_bytes <= CHUNK_BYTES:  # RowReader would read it whole: no pread to measure
+        raise SystemExit(f"--tp-samples={n}: the training split is {train_bytes / 2**20:.0f} MiB; expected more than "
+                         f"{CHUNK_BYTES / 2**20:.0f} MiB, which is read whole instead of streamed (use at least 34,000)")
     return counts
 
 

@@ -95,8 +95,8 @@ def fit_data(
     encode: Any = None,
 ) -> dict[str, Any]:
     """What ``fit`` should iterate: one stream of batches for the whole fit, gathered from
-    the arrays (``x`` may be memory-mapped: only the rows of a batch are read, with ``pread``,
-    :class:`gapline.data.store.RowReader`). ``encode``: turns a batch's labels into the loss's
+    the arrays (``x`` may be memory-mapped: only the rows of a batch are read, and none stays
+    resident, :class:`gapline.data.store.RowReader`). ``encode``: turns a batch's labels into the loss's
     targets (one-hot rows exist for a batch at a time, never for the whole set).
 
     Row order in epoch e is a permutation seeded by (seed, e) on every backend, so a run

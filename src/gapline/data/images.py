@@ -28,7 +28,7 @@ import numpy as np
 from gapline.data.dataset import Dataset
 from gapline.data.labels import fixed_task
 from gapline.data.sources import PathLike, require_path
-from gapline.data.store import MemoryRows, RowWriter, new_rows
+from gapline.data.store import MemoryRows, RowWriter, new_rows, write_exactly
 from gapline.errors import DataError, bad_value, flat_message
 
 __all__ = ["CHUNK", "DECODED_NAME", "IMAGE_SUFFIXES", "load_image_folder"]
@@ -127,12 +127,7 @@ def _decode_chunk(
         return pixels, bad
     fd = os.open(into[0], os.O_WRONLY)
     try:
-        view, done = memoryview(pixels.reshape(-1)), 0
-        while done < len(view):
-            wrote = os.pwrite(fd, view[done:], into[1] + done)
-            if wrote <= 0:
-                raise OSError(f"could not write {into[0]}")
-            done += wrote
+        write_exactly(fd, pixels, into[1], into[0])
     finally:
         os.close(fd)
     return None, bad

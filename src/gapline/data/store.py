@@ -6,12 +6,13 @@ read the same bytes), ``np.load(mmap_mode="r")`` gives its shape and dtype witho
 it, DVC caches it as an ordinary file, and a folder of them can sit on shared storage for
 many machines. ``y`` is small (one label or target per row) and is read whole.
 
-Rows of ``x`` are read and written with ``pread``/``pwrite`` (:class:`RowReader`,
-:class:`RowWriter`), never through the memory map: reading a mapped file makes its pages
-part of the process's resident memory, and with the large page-cache folios of current
-kernels one 4 KiB row read maps up to 2 MiB (measured: 100 random rows of a 256 MiB file
-mapped 125 MiB). Read with ``pread``, the data stays in the kernel's page cache, which it
-reclaims under a memory limit, and the process holds only the rows in hand.
+Rows of ``x`` are written with ``pwrite`` (:class:`RowWriter`) and read in ways that keep the
+file out of the process's resident memory (:class:`RowReader`): ranges of rows with one
+``pread``; scattered rows (a batch) gathered through the map a piece at a time, its pages
+dropped after each piece. Reading a mapped file makes its pages part of the process's
+resident memory, and with the large page-cache folios of current kernels one 4 KiB row read
+maps up to 2 MiB (measured: 100 random rows of a 256 MiB file mapped 125 MiB). The data stays
+in the kernel's page cache, which it reclaims under a memory limit.
 """
 
 from __future__ import annotations
@@ -39,11 +40,15 @@ __all__ = [
     "open_split",
     "row_bytes",
     "row_chunks",
+    "write_exactly",
     "write_split",
 ]
 
 X_FILE = "x.npy"
 Y_FILE = "y.npy"
+#: Scattered rows gathered through a map between two drops of its pages: one row read maps
+#: up to a 2 MiB folio, so at most 32 MiB of the file is resident in the process at once.
+PIECE_ROWS = 16
 #: Bytes of x a chunked reader or writer handles at once: the buffer a streaming stage adds
 #: to its memory, whatever the dataset's size.
 CHUNK_BYTES = 64 * 2**20
@@ -117,6 +122,13 @@ def map_npy(path: Path) -> np.ndarray:
     return x
 
 
+def _root_mmap(a: np.ndarray) -> mmap.mmap | None:
+    """The mmap behind a memory-mapped array or a view of one."""
+    while a is not None and not isinstance(a, mmap.mmap):
+        a = getattr(a, "base", None)
+    return a
+
+
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
     strides, step = [], itemsize
     for dim in reversed(shape):
@@ -179,16 +191,26 @@ class RowReader:
         return out, out.reshape(n, -1).view(np.uint8) if n else out
 
     def take(self, idx: np.ndarray) -> np.ndarray:
-        """Rows ``idx``, in that order."""
+        """Rows ``idx``, in that order.
+
+        Scattered rows of a mapped array are gathered by numpy through the map, ``PIECE_ROWS``
+        at a time, and the map's pages are dropped after each piece (``madvise``): at most a
+        piece's folios are resident at once. One ``pread`` per row instead gave up and took
+        back the interpreter lock once per row, and cost 27 % of a small MLP's speed
+        (BENCHMARKS §10)."""
         if self.file is None:
             return np.asarray(self.a[idx])
         idx = np.asarray(idx, dtype=np.int64)
         if len(idx) and (idx.min() < 0 or idx.max() >= len(self.a)):
             raise IndexError(f"rows {idx.min()}..{idx.max()} of an array of {len(self.a)} rows")
-        out, raw = self._empty(len(idx))
-        fd, f = self._open(), self.file
-        for j, i in enumerate(idx.tolist()):
-            _read_exactly(fd, raw[j], f.offset + i * f.stride)
+        mapping = _root_mmap(self.a)
+        if mapping is None or mapping.closed:
+            out, _ = self._empty(len(idx))
+            return _gather_rows(self._open(), idx, self.file.offset, self.file.stride, out)
+        out, _ = self._empty(len(idx))
+        for start in range(0, len(idx), PIECE_ROWS):
+            out[start : start + PIECE_ROWS] = self.a[idx[start : start + PIECE_ROWS]]
+            mapping.madvise(mmap.MADV_DONTNEED)
         return out
 
     def rows(self, start: int, stop: int) -> np.ndarray:
@@ -204,6 +226,27 @@ class RowReader:
         out, _ = self._empty(stop - start)
         _read_exactly(self._open(), out.reshape(-1).view(np.uint8), self.file.offset + start * self.file.stride)
         return out
+
+
+def _gather_rows(fd: int, idx: np.ndarray, offset: int, stride: int, out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` with rows ``idx`` of a file (row i at ``offset + i * stride``), one
+    ``pread`` per row; returns ``out``."""
+    raw = out.reshape(len(idx), -1).view(np.uint8) if len(idx) else out
+    for j, i in enumerate(np.asarray(idx, dtype=np.int64).tolist()):
+        _read_exactly(fd, raw[j], offset + i * stride)
+    return out
+
+
+def write_exactly(fd: int, block: np.ndarray, offset: int, path: object) -> None:
+    """All of ``block``'s bytes at ``offset`` of the open file ``fd`` (``path`` names it in
+    the error), however many ``pwrite`` calls that takes."""
+    view = memoryview(np.ascontiguousarray(block).reshape(-1).view(np.uint8)) if block.size else memoryview(b"")
+    done = 0
+    while done < len(view):
+        wrote = os.pwrite(fd, view[done:], offset + done)
+        if wrote <= 0:
+            raise OSError(f"could not write {path}: the disk took {wrote} bytes of {len(view) - done}")
+        done += wrote
 
 
 def _read_exactly(fd: int, buffer: np.ndarray, offset: int) -> None:
@@ -233,23 +276,14 @@ class RowWriter:
     def take(self, idx: np.ndarray) -> np.ndarray:
         """Rows ``idx`` as written so far (a compaction reads what it moves)."""
         out = np.empty((len(idx), *self.shape[1:]), dtype=self.dtype)
-        raw = out.reshape(len(idx), -1).view(np.uint8)
-        for j, i in enumerate(np.asarray(idx, dtype=np.int64).tolist()):
-            _read_exactly(self._fd, raw[j], self.offset + i * self.size)
-        return out
+        return _gather_rows(self._fd, idx, self.offset, self.size, out)
 
     def write(self, start: int, block: np.ndarray) -> None:
         """Rows ``start : start + len(block)``."""
         data = np.ascontiguousarray(block, dtype=self.dtype)
         if data.shape[1:] != self.shape[1:] or start < 0 or start + len(data) > self.shape[0]:
             raise ValueError(f"rows {start}..{start + len(data)} of shape {data.shape[1:]} do not fit {self.shape}")
-        view = memoryview(data.reshape(-1).view(np.uint8)) if data.size else memoryview(b"")
-        done = 0
-        while done < len(view):
-            wrote = os.pwrite(self._fd, view[done:], self.offset + start * self.size + done)
-            if wrote <= 0:
-                raise OSError(f"could not write {self.path}: the disk took {wrote} bytes of {len(view) - done}")
-            done += wrote
+        write_exactly(self._fd, data, self.offset + start * self.size, self.path)
 
     def close(self) -> None:
         if self._fd is not None:
