@@ -66,6 +66,8 @@ CONFIG_ROWS = [
     (["data.classes=[5]"], ["data.classes", "['5']", "at least 2 class names"]),
     (["data.classes=[5,6,5]"], ["data.classes", "5 repeated"]),
     (["data.workers=-1"], ["data.workers=-1", "an integer >= 0"]),
+    (["train.verbose=loud"], ["train.verbose='loud'", "auto, bar, lines, quiet"]),
+    (["train.progress_every=-1"], ["train.progress_every=-1", "[0, inf)"]),
     # tasks (README "Tasks"): a metric or loss the task does not have, when the task is set
     (["task=regression", "regularization.early_stopping.monitor=val_accuracy"],
      ["regularization.early_stopping.monitor='val_accuracy'", "val_rmse", "for task regression"]),

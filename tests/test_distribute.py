@@ -139,9 +139,9 @@ def test_multi_worker_two_processes_train_one_model_and_only_the_chief_logs(tmp_
     assert metrics["test_accuracy"] > 0.5
     # The per-epoch validation loss the processes computed together is the one a single
     # process computes from the saved model (each sample counted once, not once per process).
-    last = (project / "reports/history.csv").read_text().strip().splitlines()
-    header, row = last[0].split(","), last[-1].split(",")
-    assert float(row[header.index("val_loss")]) == pytest.approx(metrics["val_loss"], rel=1e-4)
+    from gapline.curves import read_curves
+
+    assert read_curves(project / "dvclive")["val_loss"][-1] == pytest.approx(metrics["val_loss"], rel=1e-4)
 
 
 def test_multi_worker_misconfigured_is_one_line_before_any_run(tmp_path: Path) -> None:

@@ -47,7 +47,8 @@ def test_repro_builds_everything_and_logs_one_finished_run(project: Path) -> Non
         "data/prepared/meta.json",
         "data/augmented/train/x.npy",
         "models/model.keras",
-        "reports/history.csv",
+        "dvclive/metrics.json",
+        "dvclive/plots/metrics/gap/headline.tsv",
         "reports/diagnosis.md",
         "reports/plots/gap_curve.png",
         "reports/plots/learning_curves.png",
@@ -79,8 +80,20 @@ def test_repro_builds_everything_and_logs_one_finished_run(project: Path) -> Non
     # dvc metrics/plots read what the pipeline declared
     shown = _run(["dvc", "metrics", "show", "--json"], project)
     assert "gap_accuracy_val" in shown.stdout
-    plots = _run(["dvc", "plots", "show", "--json"], project)
-    assert "gap_accuracy" in plots.stdout
+    assert json.loads(shown.stdout)[""]["data"]["dvclive/metrics.json"]["data"]["gap"]["headline"] == pytest.approx(
+        m["gap_accuracy_val"], abs=1e-6
+    )  # DVCLive's last epoch: the validation gap evaluate reports
+    plots = json.loads(_run(["dvc", "plots", "show", "--json"], project).stdout)["data"]
+    series = {
+        "loss": {"train_eval/loss.tsv", "eval/loss.tsv", "gap/loss.tsv"},
+        "accuracy": {"train_eval/headline.tsv", "eval/headline.tsv"},
+        "gap": {None},
+    }
+    for name, files in series.items():  # the three plots, each with its curves, every epoch
+        (plot,) = plots[name]
+        values = plot["content"]["data"]["values"]
+        assert {v.get("filename") for v in values} == files, name
+        assert sorted(int(v["step"]) for v in values) == sorted([1, 2, 3] * len(files)), name
 
 
 def test_unchanged_tree_does_nothing(project: Path) -> None:

@@ -118,6 +118,19 @@ def test_closure_follows_lazy_and_relative_imports() -> None:
     assert Path("src/gapline/stages/__init__.py") in train
 
 
+def test_train_params_are_every_train_key_but_the_output_only_ones() -> None:
+    """Editing any train key that can change the model reruns train; train.verbose does not."""
+    import dataclasses
+
+    from gapline.config import OUTPUT_ONLY, TrainConfig
+
+    listed = [p for p in stages()["train"]["params"] if isinstance(p, str)]
+    assert "train" not in listed  # the whole group would include the output-only keys
+    keys = {p.split(".", 1)[1] for p in listed if p.startswith("train.")}
+    expected = {f.name for f in dataclasses.fields(TrainConfig)} - set(OUTPUT_ONLY["train"])
+    assert keys == expected, f"dvc.yaml train params: missing {sorted(expected - keys)}, extra {sorted(keys - expected)}"
+
+
 if __name__ == "__main__":
     for stage_name, roots in STAGE_ROOTS.items():
         print(f"{stage_name}:")

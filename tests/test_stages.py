@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from gapline.config import Config, from_container
+from gapline.curves import read_curves
 
 
 def _write_dataset(path: Path, make_tiny_images) -> Path:
@@ -95,17 +96,16 @@ def test_pipeline_stages_write_their_outputs(project: Path, tmp_path: Path) -> N
     assert info["epochs_run"] == 2
     assert info["train_samples"] == 2 * counts["train"]
     assert info["run"]["run_id"] is None  # tracking off: no MLflow run
-    with open(project / "reports" / "history.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    assert len(rows) == 2
-    assert [r["epoch"] for r in rows] == ["1", "2"]
+    history = read_curves(project / "dvclive")
     for col in ("loss", "val_loss", "accuracy", "val_accuracy", "train_eval_loss",
                 "train_eval_accuracy", "gap_loss", "gap_accuracy", "learning_rate"):
-        assert col in rows[0], col
-    for r in rows:
-        assert float(r["gap_accuracy"]) == pytest.approx(
-            float(r["train_eval_accuracy"]) - float(r["val_accuracy"]), abs=1e-5
-        )
+        assert len(history[col]) == 2, col
+    for gap, train_eval, val in zip(history["gap_accuracy"], history["train_eval_accuracy"], history["val_accuracy"]):
+        assert gap == pytest.approx(train_eval - val, abs=1e-12)
+    with open(project / "dvclive/plots/metrics/gap/headline.tsv", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert [r["step"] for r in rows] == ["1", "2"]  # step = the 1-based epoch, as in MLflow
+    assert [float(r["headline"]) for r in rows] == history["gap_accuracy"]
     assert not (tmp_path / "mlflow.db").exists()  # tracking off: nothing logged
 
     # evaluate
@@ -196,7 +196,6 @@ def test_train_measures_the_gap_on_the_unaugmented_split(project: Path, tmp_path
 
     from gapline.model_io import load_model
     from gapline.stages.augment import augment
-    from gapline.stages.evaluate import read_history
     from gapline.stages.prepare import prepare
     from gapline.stages.train import train
     from gapline.evaluation import evaluate_splits
@@ -215,7 +214,7 @@ def test_train_measures_the_gap_on_the_unaugmented_split(project: Path, tmp_path
     on_augmented = evaluate_splits(model, {"train": (augmented["x"], augmented["y"])}, 3)
     assert abs(on_augmented["train_loss"] - on_split["train_loss"]) > 0.01  # the check can tell them apart
 
-    history = read_history(project / "reports" / "history.csv")
+    history = read_curves(project / "dvclive")
     assert history["train_eval_loss"][-1] == pytest.approx(on_split["train_loss"], rel=1e-4)
     assert history["train_eval_accuracy"][-1] == pytest.approx(on_split["train_accuracy"], abs=1e-5)
     assert history["gap_loss"][-1] == pytest.approx(history["val_loss"][-1] - on_split["train_loss"], abs=1e-4)

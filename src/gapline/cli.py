@@ -92,6 +92,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .stages.train import train
 
     cfg = _load(args)
+    if args.quiet:
+        from dataclasses import replace
+
+        cfg = replace(cfg, train=replace(cfg.train, verbose="quiet"))
     text = Path(args.params).read_text(encoding="utf-8")
     out = train(cfg, text, yaml.safe_load(text))
     if "process" in out:  # a multi_worker process other than the chief: it printed its line
@@ -326,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
         "in memory, e.g. `gapline train -m regularization=none,l2 train.seed=0,1`",
     )
     p.add_argument("-m", "--multirun", action="store_true", help="Hydra multirun: sweep every combination")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress while training (train.verbose=quiet)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides (sweeps with -m: a=1,2)")
     add("evaluate", cmd_evaluate, "DVC stage: metrics, gaps, plots and diagnosis")
     p = add("study", cmd_study, "the regularization study: every technique on the same split and seeds", params=False)

@@ -37,6 +37,12 @@ MONITORS = (
 )
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
+# train.verbose: a live bar on a terminal and lines otherwise (auto), always one, or silence.
+VERBOSITY = ("auto", "bar", "lines", "quiet")
+# Keys that change what is printed or how fast, never a byte of the data or the model: left
+# out of every digest of "the config" (resume, retrain, study cache) and of the train stage's
+# DVC params, so that changing them retrains nothing.
+OUTPUT_ONLY = {"data": ("workers",), "train": ("verbose", "progress_every")}
 OBJECTIVES = ("val_loss", "val_loss_plus_gap", "val_error")
 # retrain.metric: a split and one of the task's headline metrics; rmse and mae are errors
 # (lower is better), the others scores.
@@ -241,6 +247,13 @@ class TrainConfig:
     # With distribute=mirrored and no GPU: split the CPU into this many logical devices, so
     # the data-parallel path runs (and is tested) without GPUs. 0 = one replica per GPU.
     cpu_replicas: int = 0
+    # Progress while training (the train stage only; sweeps and the study show their jobs):
+    # auto = a live bar on a terminal, one line per epoch otherwise (DVC, cron, container
+    # logs); bar; lines; quiet. `gapline train --quiet` is train.verbose=quiet.
+    verbose: str = "auto"
+    # lines: at most one line per this many seconds (the first and last epoch always), and a
+    # line inside an epoch that runs longer than this; 0 = a line at the end of every epoch.
+    progress_every: float = 10.0
 
 
 @dataclass

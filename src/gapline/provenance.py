@@ -76,7 +76,20 @@ def json_digest(value: Any, length: int = 16) -> str:
 
 def config_groups(cfg: Any, names: Iterable[str]) -> dict[str, Any]:
     """The named groups of a config as plain dicts: what a digest of "the config" covers."""
-    return {name: dataclasses.asdict(getattr(cfg, name)) for name in names}
+    return without_output_only({name: dataclasses.asdict(getattr(cfg, name)) for name in names})
+
+
+def without_output_only(groups: dict[str, Any]) -> dict[str, Any]:
+    """``groups`` (a config as plain dicts, or some of its groups) less the keys that only
+    change what is printed or how fast (:data:`gapline.config.OUTPUT_ONLY`): a digest of
+    the config stays the same when they change, and the same as before they existed."""
+    from .config import OUTPUT_ONLY
+
+    out = dict(groups)
+    for group, keys in OUTPUT_ONLY.items():
+        if isinstance(out.get(group), dict):
+            out[group] = {k: v for k, v in out[group].items() if k not in keys}
+    return out
 
 
 def dvc_stage_digests(lock: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:

@@ -24,6 +24,7 @@ from .config import (
     PRECISIONS,
     RETRAIN_METRICS,
     TASKS,
+    VERBOSITY,
     Config,
     FineTuneConfig,
     ModelConfig,
@@ -192,6 +193,8 @@ def validate(cfg: Config) -> Config:
     _int_min("train.steps_per_execution", t.steps_per_execution, 0)
     _choice("train.distribute", t.distribute, DISTRIBUTIONS)
     _int_min("train.cpu_replicas", t.cpu_replicas, 0)
+    _choice("train.verbose", t.verbose, VERBOSITY)
+    _range("train.progress_every", t.progress_every, 0.0)
     if t.distribute == "mirrored" and t.steps_per_execution > 1:
         # Keras 3.15 + MirroredStrategy: a multi-step compiled call fails with "You must feed
         # a value for placeholder tensor" on the first epoch.

@@ -34,7 +34,6 @@ ARTIFACTS = {
     "reports/breakdown.json",
     "reports/diagnosis.md",
     "reports/dvc.lock",
-    "reports/history.csv",
     "reports/metrics.json",
 }
 VERSION_TAGS = ("test_accuracy", "val_accuracy", "gap_accuracy_test", "gap_accuracy_val")
@@ -74,9 +73,9 @@ def run_pipeline(project: Path, uri: str, overrides: list[str], env: Optional[di
 
 
 def _history(p: PipelineRun) -> dict[str, list[float]]:
-    with open(p.project / "reports/history.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return {k: [float(r[k]) for r in rows] for k in rows[0] if k != "epoch"}
+    from gapline.curves import read_curves
+
+    return read_curves(p.project / "dvclive")
 
 
 def artifact_paths(client: Any, run_id: str, path: Optional[str] = None) -> set[str]:
@@ -138,7 +137,7 @@ def check_logged_run(p: PipelineRun, *, experiment: str, system_metrics: bool) -
     assert tags["techniques"] == technique_label(cfg) == "l2+dropout+early_stopping"
     assert tags["diagnosis"] in ("underfitting", "good fit", "overfitting")
 
-    # Per-epoch metrics: every epoch of every curve, equal to reports/history.csv.
+    # Per-epoch metrics: every epoch of every curve, equal to DVCLive's curves.
     history = _history(p)
     epochs = int(p.json("reports/train.json")["epochs_run"])
     for key in PER_EPOCH:
@@ -159,7 +158,9 @@ def check_logged_run(p: PipelineRun, *, experiment: str, system_metrics: bool) -
     assert data.metrics["epochs_run"] == epochs == 3
 
     # Artifacts (the model is a LoggedModel of its own, checked below).
-    assert artifact_paths(client, p.run_id) == ARTIFACTS
+    curves = {f.relative_to(p.project).as_posix() for f in (p.project / "dvclive").rglob("*") if f.is_file()}
+    assert "dvclive/plots/metrics/gap/headline.tsv" in curves and "dvclive/metrics.json" in curves
+    assert artifact_paths(client, p.run_id) == ARTIFACTS | curves  # DVCLive's files, as the run ends
     with tempfile.TemporaryDirectory() as tmp:
         logged = Path(client.download_artifacts(p.run_id, "config/params.yaml", tmp))
         assert logged.read_text(encoding="utf-8") == tracking.redact(p.read("params.yaml"))

@@ -27,12 +27,9 @@ COMPARED = {"data": TAG_DATA, "config": TAG_CONFIG, "code": (TAG_CODE, TAG_VERSI
 
 def config_digest(cfg: Config) -> str:
     """Digest of the config groups that determine the model (:data:`PIPELINE_GROUPS`), less
-    ``data.workers``: how many processes decode the images changes no byte of the data (and a
-    champion recorded before the key existed keeps its digest)."""
-    groups = config_groups(cfg, PIPELINE_GROUPS)
-    if "data" in groups:
-        groups["data"] = {k: v for k, v in groups["data"].items() if k != "workers"}
-    return json_digest(groups)
+    the output-only keys (``data.workers``, ``train.verbose``...): they change no byte of the
+    data or the model (and a champion recorded before they existed keeps its digest)."""
+    return json_digest(config_groups(cfg, PIPELINE_GROUPS))
 
 
 def code_dir(root: Path) -> Path:

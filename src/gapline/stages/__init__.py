@@ -8,7 +8,6 @@ from ..data.layout import AUGMENTED, PREPARED, SPLITS, read_split, split_dir  # 
 
 MODEL_FILE = Path("models/model.keras")
 REPORTS = Path("reports")
-HISTORY_FILE = REPORTS / "history.csv"
 METRICS_FILE = REPORTS / "metrics.json"
 TRAIN_INFO_FILE = REPORTS / "train.json"
 PLOTS = REPORTS / "plots"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import provenance, runtime, tracking
+from ..curves import read_curves
 from ..config import Config
 from ..data.layout import read_meta
 from ..diagnosis import as_markdown, diagnose
@@ -16,14 +16,7 @@ from ..files import atomic_dir, read_json, write_json, write_text
 from ..regularization import techniques
 from ..tasks import TaskSpec, spec_from_meta
 from ..tracking.run_record import RUN_FILE, RunRecord
-from . import BREAKDOWN_FILE, DIAGNOSIS_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, read_split
-
-
-def read_history(path: Path = HISTORY_FILE) -> dict[str, list[float]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    keys = [k for k in (rows[0].keys() if rows else []) if k != "epoch"]
-    return {k: [float(r[k]) for r in rows] for k in keys}
+from . import BREAKDOWN_FILE, DIAGNOSIS_FILE, METRICS_FILE, MODEL_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, read_split
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
@@ -124,7 +117,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
         best_epoch=info["best_epoch"],
         epochs_run=info["epochs_run"],
     )
-    history = read_history()
+    history = read_curves()
 
     write_json(METRICS_FILE, metrics)
     write_text(DIAGNOSIS_FILE, as_markdown(verdict))

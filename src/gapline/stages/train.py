@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +9,18 @@ import numpy as np
 
 import gapline
 
-from .. import provenance, runtime, tracking
+from .. import curves, progress, provenance, runtime, tracking
 from ..config import Config
 from ..data.layout import read_meta
 from ..data.store import Split
 from ..gap import overfitting_onset
-from ..files import write_json, write_text
+from ..files import write_json
 from ..model_io import save_model
 from ..models import warm_start
 from ..regularization import technique_label, techniques
 from ..tasks import for_run
 from ..tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
-from . import AUGMENTED, HISTORY_FILE, METRICS_FILE, MODEL_FILE, TRAIN_INFO_FILE, read_split
+from . import AUGMENTED, METRICS_FILE, MODEL_FILE, TRAIN_INFO_FILE, read_split
 
 BACKUP_DIR = Path(".gapline/backup/train")
 
@@ -44,24 +42,10 @@ def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
     )
 
 
-def history_csv(history: dict[str, list[float]], headline: str | None = None) -> str:
-    """Per-epoch history as CSV (1-based ``epoch`` first) for DVC plots. ``headline``: the
-    task's headline metric, repeated as ``train_eval_headline``, ``val_headline`` and
-    ``gap_headline`` so dvc.yaml's plots read the same columns for every task."""
-    if headline is not None and f"gap_{headline}" in history:
-        history = {
-            **history,
-            "train_eval_headline": history[f"train_eval_{headline}"],
-            "val_headline": history[f"val_{headline}"],
-            "gap_headline": history[f"gap_{headline}"],
-        }
-    keys = sorted(history)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["epoch", *keys])
-    for i in range(len(history[keys[0]]) if keys else 0):
-        writer.writerow([i + 1, *(f"{history[k][i]:.6g}" for k in keys)])
-    return buf.getvalue()
+def total_epochs(cfg: Config) -> int:
+    """Every epoch the run may train: a fine-tuned backbone's two phases together."""
+    fine = cfg.model.fine_tune.epochs if cfg.model.family == "backbone" else 0
+    return cfg.train.epochs + fine
 
 
 def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any], model: Any = None) -> dict[str, Any]:
@@ -159,8 +143,13 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
     warm: dict[str, Any] = {}  # what model.init_from copied, when set
     model = build_compiled(cfg, tuple(fit.x.shape[1:]), task, len(fit.x), warm_start=warm)
 
+    # The curves DVC shows, live: a resumed run first writes back the epochs its backup holds.
+    live = curves.open_live()
+    state = backup.state() if backup is not None else None
+    curves.replay(live, state["history"] if state else {}, task.headline)
+    shown = progress.callback(cfg.train, total_epochs(cfg), task.headline)
     with tracking.run(cfg) as active:
-        callbacks = []
+        callbacks = [curves.callback(live, task.headline)]
         if active is not None:
             tracking.log_config(cfg_dict, cfg_yaml)
             tracking.log_tags({**run_tags(cfg, meta, env, model), **warm_start.run_tags(warm)})
@@ -171,19 +160,26 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             RunRecord.started(
                 active.info.run_id, tracking.canonical_uri(tracking.resolve_uri(cfg.tracking))
             ).write(ACTIVE_RUN_FILE)
-        result = train_model(
-            cfg,
-            fit.x,
-            fit.y,
-            val.x,
-            val.y,
-            task,
-            callbacks=callbacks,
-            gap_x=train_split.x,
-            gap_y=train_split.y,
-            backup=backup,
-            model=model,
-        )
+        if shown is not None:
+            callbacks.append(shown)
+        try:
+            result = train_model(
+                cfg,
+                fit.x,
+                fit.y,
+                val.x,
+                val.y,
+                task,
+                callbacks=callbacks,
+                gap_x=train_split.x,
+                gap_y=train_split.y,
+                backup=backup,
+                model=model,
+            )
+        finally:
+            if shown is not None:
+                shown.close()
+        live.end()
         resumed = int(result.extra.get("resumed_from", 0))
         if resumed:
             print(f"resumed from the state saved after epoch {resumed}")
@@ -191,7 +187,6 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             for epoch in range(min(resumed, result.epochs_run)):  # an early stop ends before train.epochs
                 tracking.log_metrics({k: v[epoch] for k, v in result.history.items()}, step=epoch + 1)
         save_model(result.model, MODEL_FILE)
-        write_text(HISTORY_FILE, history_csv(result.history, task.headline))
         onset = overfitting_onset(result.history["loss"], result.history["val_loss"])
         info = {
             "task": task.name,
@@ -218,7 +213,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
                     "replicas": result.extra.get("replicas", 1),
                 }
             )
-            tracking.log_artifact(HISTORY_FILE, "reports")
+            tracking.log_artifacts(curves.CURVES_DIR, curves.CURVES_DIR.name)
             version = tracking.log_model(
                 result.model, np.asarray(val.x[:2]), cfg.tracking.registered_model or None
             )

@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 
 from ..config import Config
 from ..errors import ConfigError, bad_value
-from ..provenance import json_digest
+from ..provenance import json_digest, without_output_only
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def job_key(job: Job, cfg_dict: dict[str, Any]) -> str:
     copies, e.g. a study source)."""
     from ..user_code import model_files_digest
 
-    relevant = {k: v for k, v in cfg_dict.items() if k not in ("study", "tracking", "meta")}
+    relevant = without_output_only({k: v for k, v in cfg_dict.items() if k not in ("study", "tracking", "meta")})
     model = cfg_dict.get("model", {})
     files = model_files_digest(model.get("deps", {}), model.get("init_from", ""))
     if files:

@@ -61,6 +61,10 @@ def log_artifact(path: Path, artifact_path: Optional[str] = None) -> None:
     import_mlflow().log_artifact(str(path), artifact_path=artifact_path)
 
 
+def log_artifacts(folder: Path, artifact_path: Optional[str] = None) -> None:
+    import_mlflow().log_artifacts(str(folder), artifact_path=artifact_path)
+
+
 def log_text_file(path: Path, artifact_path: str) -> None:
     """A text file as an artifact, with secrets redacted (dvc.lock holds params, for one)."""
     import_mlflow().log_text(redact(path.read_text(encoding="utf-8")), f"{artifact_path}/{path.name}")

@@ -1,0 +1,109 @@
+"""DVCLive's per-epoch curves: names, the live view during training, resume, side effects."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gapline import curves
+
+HISTORY_KEYS = [
+    "loss", "accuracy", "val_loss", "val_accuracy", "train_eval_loss", "train_eval_accuracy",
+    "gap_loss", "gap_accuracy", "learning_rate", "phase", "val_rmse", "gap_rmse", "train_eval_auc",
+]
+
+
+def test_names_follow_dvclive_and_map_back() -> None:
+    assert curves.curve_name("loss") == "train/loss"
+    assert curves.curve_name("val_loss") == "eval/loss"
+    assert curves.curve_name("train_eval_accuracy") == "train_eval/accuracy"
+    assert curves.curve_name("gap_accuracy") == "gap/accuracy"
+    assert curves.curve_name("learning_rate") == "learning_rate"
+    for key in HISTORY_KEYS:
+        assert curves.history_key(curves.curve_name(key)) == key
+
+
+def _history(epochs: int) -> dict[str, list[float]]:
+    rng = np.random.default_rng(1)
+    keys = ["loss", "accuracy", "val_loss", "val_accuracy", "train_eval_loss", "train_eval_accuracy", "gap_loss", "gap_accuracy"]
+    return {k: [float(v) for v in rng.random(epochs)] for k in keys}
+
+
+def test_replayed_then_continued_equals_logged_straight(tmp_path: Path, monkeypatch) -> None:
+    """A resumed train stage writes back its backup's epochs, then logs on: the same bytes."""
+    monkeypatch.chdir(tmp_path)
+    history = _history(5)
+    straight = curves.open_live(Path("straight"))
+    for epoch in range(5):
+        curves.log_epoch(straight, epoch + 1, {k: v[epoch] for k, v in history.items()}, "accuracy")
+        straight.next_step()
+    straight.end()
+    resumed = curves.open_live(Path("resumed"))
+    curves.replay(resumed, {k: v[:3] for k, v in history.items()}, "accuracy")
+    for epoch in (3, 4):
+        curves.log_epoch(resumed, epoch + 1, {k: v[epoch] for k, v in history.items()}, "accuracy")
+        resumed.next_step()
+    resumed.end()
+    files = sorted(p.relative_to("straight") for p in Path("straight").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to("resumed") for p in Path("resumed").rglob("*") if p.is_file())
+    for rel in files:
+        assert (Path("resumed") / rel).read_bytes() == (Path("straight") / rel).read_bytes(), rel
+    assert curves.read_curves(Path("straight")) == history  # exact floats back, no aliases
+    assert json.loads(Path("straight/metrics.json").read_text())["step"] == 5
+
+
+def test_curves_are_on_disk_after_every_epoch_while_training(tmp_path: Path, monkeypatch) -> None:
+    """What `dvc plots show`, VS Code and Studio read live: epoch k's row is written at its end."""
+    import keras
+
+    from gapline.gap import GapCallback
+    from gapline.tasks import multiclass
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss=keras.losses.CategoricalCrossentropy())
+    live = curves.open_live()
+    seen: list[tuple[int, int, float]] = []
+
+    class Look(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
+            rows = (curves.CURVES_DIR / "plots/metrics/gap/headline.tsv").read_text().splitlines()
+            summary = json.loads((curves.CURVES_DIR / "metrics.json").read_text())
+            seen.append((len(rows) - 1, summary["step"], float(rows[-1].split("\t")[1])))
+
+    history = model.fit(
+        x, np.eye(2, dtype="float32")[y], epochs=3, verbose=0,
+        callbacks=[GapCallback(x, y, multiclass(2), val=(x[:8], y[:8])), curves.callback(live, "accuracy"), Look()],
+    )
+    live.end()
+    gaps = history.history["gap_accuracy"]
+    assert [(rows, step) for rows, step, _ in seen] == [(1, 1), (2, 2), (3, 3)]
+    assert [gap for _, _, gap in seen] == gaps
+
+
+def test_outside_a_dvc_project_nothing_is_initialised(tmp_path: Path, monkeypatch) -> None:
+    """DVCLive alone would `dvc init` the enclosing git repository."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    live = curves.open_live()
+    curves.log_epoch(live, 1, {"loss": 0.5}, None)
+    live.next_step()
+    live.end()
+    assert not (tmp_path / ".dvc").exists() and not (tmp_path / "dvc.yaml").exists()
+    assert curves.read_curves() == {"loss": [0.5]}
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_headline_aliases_repeat_the_tasks_headline(task: str) -> None:
+    head = {"multiclass": "accuracy", "regression": "rmse"}[task]
+    logs = {f"train_eval_{head}": 0.9, f"val_{head}": 0.8, f"gap_{head}": 0.1, "loss": 1.0}
+    out = curves.epoch_curves(logs, head)
+    assert out["train_eval/headline"] == 0.9 and out["eval/headline"] == 0.8 and out["gap/headline"] == 0.1

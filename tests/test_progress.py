@@ -1,0 +1,117 @@
+"""Training progress: a live bar on a terminal, compact lines in logs, silence on request."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gapline import cli, progress
+from gapline.config import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+LINE = re.compile(
+    r"^epoch (\d+)/(\d+)  loss \S+  val_loss \S+  gap_accuracy [+-]\S+  elapsed \d+:\d\d  eta \d+:\d\d$"
+)
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _fit(train: TrainConfig, epochs: int, stream: io.StringIO, patience: int = 0) -> int:
+    """A tiny model fit with the gap callback first and the progress callback after it, as the
+    train stage orders them; returns the epochs run."""
+    import keras
+
+    from gapline.gap import GapCallback
+    from gapline.tasks import multiclass
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss=keras.losses.CategoricalCrossentropy())
+    shown = progress.callback(train, epochs, "accuracy", stream)
+    callbacks = [GapCallback(x, y, multiclass(2), val=(x, y))]
+    if patience:  # nothing counts as better after the first epoch: stops `patience` later
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", mode="max", min_delta=1e9, patience=patience))
+    if shown is not None:
+        callbacks.append(shown)
+    history = model.fit(x, np.eye(2, dtype="float32")[y], batch_size=16, epochs=epochs, verbose=0, callbacks=callbacks)
+    if shown is not None:
+        shown.close()
+    return len(history.history["loss"])
+
+
+def test_auto_is_a_bar_on_a_terminal_and_lines_elsewhere() -> None:
+    assert progress.resolve("auto", Tty()) == "bar"
+    assert progress.resolve("auto", io.StringIO()) == "lines"
+    assert progress.resolve("lines", Tty()) == "lines"
+    assert progress.callback(TrainConfig(verbose="quiet"), 3, "accuracy", Tty()) is None
+
+
+def test_lines_every_epoch_with_loss_val_loss_gap_and_eta() -> None:
+    out = io.StringIO()
+    _fit(TrainConfig(verbose="auto", progress_every=0), 3, out)
+    lines = out.getvalue().splitlines()
+    assert [LINE.match(line).groups() for line in lines] == [("1", "3"), ("2", "3"), ("3", "3")], lines
+    assert lines[-1].endswith("eta 0:00")
+    assert "\r" not in out.getvalue()  # nothing a log file shows as one endless line
+
+
+def test_lines_at_most_every_n_seconds_keep_the_first_and_last_epoch() -> None:
+    out = io.StringIO()
+    _fit(TrainConfig(verbose="lines", progress_every=3600), 6, out)
+    assert [LINE.match(line).group(1) for line in out.getvalue().splitlines()] == ["1", "6"]
+
+
+def test_an_early_stop_still_prints_its_last_epoch() -> None:
+    out = io.StringIO()
+    ran = _fit(TrainConfig(verbose="lines", progress_every=3600), 20, out, patience=2)
+    assert ran < 20
+    assert [LINE.match(line).group(1) for line in out.getvalue().splitlines()] == ["1", str(ran)]
+
+
+def test_bar_on_a_terminal_shows_epoch_eta_and_the_gap() -> None:
+    out = Tty()
+    _fit(TrainConfig(verbose="auto"), 3, out)
+    text = out.getvalue()
+    assert "\r" in text and "epoch 3/3" in text and "100%" in text
+    last = text.rsplit("\r", 1)[-1]
+    assert re.search(r"loss \S+  val_loss \S+  gap_accuracy [+-]\S+", last), last
+    assert not LINE.search(text)
+
+
+def test_clock() -> None:
+    assert progress.clock(0) == "0:00"
+    assert progress.clock(75.4) == "1:15"
+    assert progress.clock(3 * 3600 + 62) == "3:01:02"
+
+
+def test_train_stage_prints_lines_and_quiet_prints_none(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The stage command as DVC runs it (output not a terminal): one line per epoch with
+    progress_every=0; `gapline train --quiet` trains the same model and prints no epoch."""
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    monkeypatch.chdir(tmp_path)
+    common = ["tracking.enabled=false", "train.epochs=3", "data.train_fraction=0.2", "regularization=none"]
+    assert cli.main(["params", *common, "train.progress_every=0"]) == 0
+    assert cli.main(["prepare"]) == 0 and cli.main(["augment"]) == 0
+    capsys.readouterr()
+    assert cli.main(["train"]) == 0
+    shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [LINE.match(line).groups() for line in shown] == [("1", "3"), ("2", "3"), ("3", "3")], shown
+    curves = {p: p.read_bytes() for p in sorted(Path("dvclive").rglob("*.tsv"))}
+    assert len(curves) >= 10
+    assert cli.main(["train", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("trained 3 epochs") and len(out.splitlines()) == 1, out
+    # the same training (in one process Keras names the second model's layers differently,
+    # so the model files differ; the curves, every number of every epoch, do not)
+    assert {p: p.read_bytes() for p in sorted(Path("dvclive").rglob("*.tsv"))} == curves
