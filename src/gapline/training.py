@@ -410,7 +410,7 @@ class PhaseFit:
 
 
 def _phase_logger(phase: int) -> Any:
-    """Adds ``phase`` to each epoch's logs: MLflow and reports/history.csv show the boundary."""
+    """Adds ``phase`` to each epoch's logs: MLflow and the DVCLive curves show the boundary."""
     import keras
 
     class Phase(keras.callbacks.Callback):
