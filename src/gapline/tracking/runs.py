@@ -31,9 +31,12 @@ def keep(operation: Any) -> None:
 
 
 def flush() -> None:
-    """Wait for async logging to land; raise if any of it failed."""
-    mlflow = import_mlflow()
-    mlflow.flush_async_logging()
+    """Wait for what gapline logged asynchronously to land; raise if any of it failed.
+
+    Each operation is waited for, not ``mlflow.flush_async_logging()``: that shuts MLflow's
+    logging thread pools down and starts new ones, and the system-metrics thread logging in
+    between submitted to a pool already shut down; the next ``log_batch`` then failed with
+    "cannot schedule new futures after shutdown" (seen under load, in `Model.log`)."""
     pending, _pending[:] = list(_pending), []
     for operation in pending:
         try:
