@@ -75,6 +75,9 @@ CONFIG_ROWS = [
     (["task=binary", "task.loss=huber"], ["task.loss='huber'", "crossentropy", "for task binary"]),
     (["task=multilabel", "task.class_weight=balanced"], ["task.class_weight='balanced'", "for task multilabel"]),
     (["task=classify"], ["task/classify", "regression"]),
+    # retraining's drift gate (README "Scheduled retraining")
+    (["retrain.drift=sometimes"], ["retrain.drift='sometimes'", "one of report, require, block"]),
+    (["retrain.max_drift=1.5"], ["retrain.max_drift=1.5", "a number in [0, 1]"]),
 ]
 
 

@@ -21,6 +21,7 @@ from gapline.cli import build_parser, _retrain_words
 from gapline.config import Config, RetrainConfig, from_container
 from gapline.errors import ConfigError
 from gapline.exit_codes import PROMOTE_MEANINGS
+from gapline.retrain.drift import TAG_REFERENCE
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -65,6 +66,8 @@ def test_retrain_defaults_compose_from_conf(conf_project: Path) -> None:
         ("max_relative_gap", -0.5, "a number in [0, inf)"),
         ("min_score", 2.0, "a number in [-1e+09, 1]"),
         ("max_error", -1.0, "a number in [0, inf)"),
+        ("drift", "always", "one of report, require, block"),
+        ("max_drift", -0.1, "a number in [0, 1]"),
         ("lock_file", " ", "a non-empty path"),
         ("report", "", "a non-empty path"),
     ],
@@ -362,6 +365,11 @@ def test_first_retrain_promotes_when_the_floor_is_met(project: Path) -> None:
     tags = _client(project).get_model_version(NAME, first).tags
     assert tags[R.TAG_DATA] == meta["fingerprint"]
     assert tags[R.TAG_CONFIG] and tags[R.TAG_CODE] and tags["retrain.decision"] == "promoted"
+    # ...and the summary of its training data, the reference of the next drift check
+    assert tags[TAG_REFERENCE] == report["mlflow_run_id"]
+    stored = {a.path for a in _client(project).list_artifacts(report["mlflow_run_id"], "drift/reference")}
+    assert stored == {"drift/reference/reference.npz", "drift/reference/reference.json"}
+    assert report["drift"]["status"] == "no-champion" and report["drift_policy"] == "report"
     run = _retrain_run(project, report["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.tags["retrain.decision"] == "promoted"
@@ -428,6 +436,10 @@ def test_worse_challenger_is_kept_out_and_the_champion_stays(project: Path) -> N
     assert run.data.metrics["champion_score"] == pytest.approx(report["champion"]["score"])
     assert run.data.metrics["challenger_score"] == pytest.approx(report["challenger"]["score"])
     assert _client(project).get_model_version(NAME, worse).tags["retrain.decision"] == "kept"
+    # the same data as the champion's: the drift check has nothing to compare, and says so
+    assert report["drift"]["status"] == "unchanged" and report["drift"]["drift_share"] == 0.0
+    assert run.data.metrics["drift_share"] == 0.0 and run.data.tags["retrain.drift_gate"] == "train"
+    assert (project / "reports/drift/drift.html").is_file()
     _no_run_left_running(project)
 
 

@@ -48,6 +48,10 @@ OBJECTIVES = ("val_loss", "val_loss_plus_gap", "val_error")
 # (lower is better), the others scores.
 # auto: the task's headline on the test split (test_accuracy, test_auc or test_rmse).
 RETRAIN_METRICS = ("auto", *(f"{split}_{m}" for split in ("test", "val") for m in ("accuracy", "auc", "rmse", "mae", "r2")))
+# retrain.drift: what the drift check between the champion's training data and the current
+# data does (gapline.retrain.drift): report only; train only on drift or more rows; block
+# promotion (and training) when the data drifted beyond retrain.max_drift.
+DRIFT_POLICIES = ("report", "require", "block")
 
 
 @dataclass
@@ -324,6 +328,13 @@ class RetrainConfig:
     # fall below it. Errors (rmse, mae) use max_error instead, a ceiling (.inf: none).
     min_score: float = 0.9
     max_error: float = float("inf")
+    # The drift check before training (docs/retraining.md): report (log it, decide nothing),
+    # require (data-only changes retrain only when the data drifted or grew) or block (data
+    # that drifted beyond max_drift is not trained on or promoted: exit 3).
+    drift: str = "report"
+    # The data drifted when more than this share of its columns (features or image statistics,
+    # and the label) drifted, each by its own test at p < 0.05.
+    max_drift: float = 0.5
     # Held (flock) while a retrain or promote runs; relative to the project root.
     lock_file: str = ".gapline/retrain.lock"
     # The decision, both scores and the reason, as JSON; relative to the project root.

@@ -23,8 +23,8 @@ class ExitCode(enum.IntEnum):
         member.meaning = meaning
         return member
 
-    OK = 0, 'promoted, or up to date ("up to date: nothing to retrain")'
-    KEPT = 3, "challenger kept out: the champion is unchanged"
+    OK = 0, 'promoted, or up to date ("up to date: nothing to retrain", or no drift under retrain.drift=require)'
+    KEPT = 3, "challenger kept out, or data drift blocked it (retrain.drift=block): the champion is unchanged"
     LOCKED = 75, "another retrain (or promote) holds the lock; nothing was run"  # EX_TEMPFAIL
     FAILED = 1, "failure (pipeline, evaluation or tracking store); aliases untouched"
     BAD_INPUT = 2, "bad input (invalid config, override or option); nothing was run"

@@ -13,6 +13,7 @@ from .config import (
     COLOR_MODES,
     DATA_SOURCES,
     DISTRIBUTIONS,
+    DRIFT_POLICIES,
     MODEL_FAMILIES,
     MODELS_SCHEME,
     MONITORS,
@@ -225,6 +226,8 @@ def validate(cfg: Config) -> Config:
     _range("retrain.max_relative_gap", rt.max_relative_gap, 0.0)
     _range("retrain.min_score", rt.min_score, -1e9, 1.0)
     _range("retrain.max_error", rt.max_error, 0.0)
+    _choice("retrain.drift", rt.drift, DRIFT_POLICIES)
+    _range("retrain.max_drift", rt.max_drift, 0.0, 1.0)
     for key in ("lock_file", "report"):
         if not getattr(rt, key).strip():
             raise ConfigError(bad_value(f"retrain.{key}", getattr(rt, key), "a non-empty path"))

@@ -7,14 +7,19 @@ In order:
 2. Compare what the ``champion`` was trained from (its version tags) with what would be
    trained now: the data fingerprint, a digest of the config groups the pipeline reads, and
    the code. Nothing changed (and no ``--force``): exit 0, "up to date: nothing to retrain".
-3. ``dvc repro`` (cached stages are reused). The train stage registers the challenger.
-4. Score the challenger and the champion on the same, current splits; promote the challenger
+3. The drift check (:mod:`.drift`): the current data against the champion's stored reference,
+   reported in ``reports/drift/`` and the MLflow run. Under ``retrain.drift=require`` a
+   data-only change that neither drifted nor grew stops here (exit 0); under ``block`` data
+   that drifted beyond ``retrain.max_drift`` stops here (exit 3). Nothing was trained.
+4. ``dvc repro`` (cached stages are reused). The train stage registers the challenger, and
+   the run stores the summary of its training data as the reference of the next check.
+5. Score the challenger and the champion on the same, current splits; promote the challenger
    to ``champion`` (the old one becomes ``previous-champion``) only if it clears the rule in
    :func:`~gapline.retrain.decision.decide`. The decision goes to ``reports/retrain.json`` and
    to an MLflow run ``retrain``; moving the aliases is the very last step, so a failure never
    moves them.
 
-Steps 2-4 are a :class:`RetrainJob`: it holds what they share, learns the rest as it goes
+Steps 2-5 are a :class:`RetrainJob`: it holds what they share, learns the rest as it goes
 (the run, the challenger, the verdict, a failure), and builds the report from that in one
 place, so every path (success, failure, interruption) writes the same fields.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +36,13 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..config import Config
 from ..errors import ConfigError, GaplineError, bad_value
+from . import drift as drift_check
 from .decision import Scored, decide, load_splits, score, takes_pixels
 from .lock import exclusive_lock
 from .outcome import ExitCode, Outcome
 from .pipeline import challenger_version, run_pipeline
 from .records import aliases_moved, decision_tags, run_config, utc_now, write_report
-from .state import State, current_state, what_changed
+from .state import TAG_DATA, State, current_state, what_changed
 
 
 def retrain(
@@ -118,10 +125,10 @@ class Champion:
 class Verdict:
     """What the retrain decided about the challenger, before any alias moves."""
 
-    decision: str  # promoted | kept | up-to-date
+    decision: str  # promoted | kept | up-to-date | skipped (drift: require) | blocked (drift: block)
     exit_code: ExitCode
     reason: str
-    challenger: dict[str, Any]
+    challenger: Optional[dict[str, Any]]  # None: nothing was trained (skipped, blocked)
     champion: Optional[dict[str, Any]]
     champion_after: Optional[str]
     previous_champion_after: Optional[str] = None  # promoted only
@@ -146,12 +153,14 @@ class RetrainJob:
     champion: Champion
     changed: dict[str, dict[str, str]]
     tracking_uri: str
+    current: Optional[drift_check.Summary] = None  # the current data's summary (when the champion has a reference)
     # What the MLflow run learns, in order; :meth:`report` is built from these.
     started: float = 0.0
     started_at: str = ""
     run_id: str = ""
     challenger: str = ""  # the version the pipeline registered
     judged_on: str = ""  # retrain.metric with auto resolved for the prepared data's task
+    drift: Optional[drift_check.Drift] = None  # the drift check, before training
     verdict: Optional[Verdict] = None
     failure: Optional[tuple[ExitCode, str]] = None
     finished_at: str = ""
@@ -162,11 +171,20 @@ class RetrainJob:
         """Compare what the champion was trained from with what would be trained now."""
         from .. import tracking
 
-        state = current_state(cfg, root)
         champion = Champion.look_up(cfg, root)
+        tags = champion.tags or {}
+        current: list[drift_check.Summary] = []
+
+        def sample(folder: Path, meta: dict[str, Any]) -> None:
+            """The current data's summary, while its prepared scratch copy exists: only when
+            the champion has a reference to compare it with, and other data."""
+            if tags.get(drift_check.TAG_REFERENCE) and tags.get(TAG_DATA) != meta["fingerprint"]:
+                current.append(drift_check.summarize(folder, meta))
+
+        state = current_state(cfg, root, inspect=sample)
         changed = what_changed(champion.tags, state)
         uri = tracking.canonical_uri(tracking.resolve_uri(cfg.tracking), root)
-        return cls(cfg, root, force, echo, state, champion, changed, uri)
+        return cls(cfg, root, force, echo, state, champion, changed, uri, current[0] if current else None)
 
     @property
     def name(self) -> str:
@@ -196,6 +214,8 @@ class RetrainJob:
             "max_relative_gap": rc.max_relative_gap,
             "min_score": rc.min_score,
             "max_error": rc.max_error,
+            "drift_policy": rc.drift,
+            "max_drift": rc.max_drift,
             "forced": self.force,
             "changed": sorted(self.changed),
             "changes": self.changed,
@@ -212,6 +232,8 @@ class RetrainJob:
             report["mlflow_run_id"] = self.run_id
         if self.challenger:
             report["challenger_version"] = self.challenger
+        if self.drift is not None:
+            report["drift"] = self.drift.summary()
         if self.verdict is not None:
             report.update(self.verdict.report())
         if self.failure is not None:
@@ -279,12 +301,19 @@ class RetrainJob:
         rc = self.cfg.retrain
         tracking.log_params(
             {"retrain.metric": rc.metric, "retrain.margin": rc.margin, "retrain.max_gap": rc.max_gap, "retrain.max_relative_gap": rc.max_relative_gap,
-             "retrain.min_score": rc.min_score, "retrain.max_error": rc.max_error, "retrain.force": self.force, "registered_model": self.name}
+             "retrain.min_score": rc.min_score, "retrain.max_error": rc.max_error, "retrain.force": self.force, "registered_model": self.name,
+             "retrain.drift": rc.drift, "retrain.max_drift": rc.max_drift}
         )
         tracking.log_tags(
             {"gapline.mode": "retrain", "retrain.changed": ",".join(sorted(self.changed)) or "none",
              "retrain.champion_before": self.champion.version or "none", **self.state.tags()}
         )
+        gate = self._check_drift()
+        if gate is not None:  # the drift policy stops the retrain before anything is trained
+            self.verdict = gate
+            self._stop_clock()
+            self._record_verdict()
+            return
         splits, meta = self._train()
         if self.challenger == self.champion.version:
             self.verdict = self._reproduced()
@@ -308,9 +337,85 @@ class RetrainJob:
         splits, meta = load_splits(self.root)
         self.state = dataclasses.replace(self.state, data_fingerprint=str(meta["fingerprint"]))
         self.challenger = version
-        tracking.tag_version(self.champion.client, self.name, version, self.state.tags())
+        tracking.tag_version(self.champion.client, self.name, version, {**self.state.tags(), **self._store_reference(meta)})
         tracking.log_tags({"retrain.challenger_version": version})
         return splits, meta
+
+    def _scratch(self) -> tempfile.TemporaryDirectory:
+        folder = self.root / ".gapline"
+        folder.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryDirectory(dir=folder, prefix="retrain-drift-", ignore_cleanup_errors=True)
+
+    def _store_reference(self, meta: dict[str, Any]) -> dict[str, str]:
+        """The summary of the data the challenger was trained on (the prepared training
+        split), stored in this run: the reference the next retrain's drift check compares with
+        if the challenger becomes the champion. Returns the version tag that points at it."""
+        from ..data.layout import PREPARED
+
+        summary = drift_check.summarize(self.root / PREPARED, meta)
+        with self._scratch() as tmp:
+            drift_check.log_reference(summary, Path(tmp))
+        return {drift_check.TAG_REFERENCE: self.run_id}
+
+    # ----------------------------------------------------------------------------------
+    # The drift check
+    # ----------------------------------------------------------------------------------
+
+    def _measure_drift(self) -> tuple[drift_check.Drift, Optional[drift_check.Summary]]:
+        """The current data against the champion's reference (its training data's summary)."""
+        rc, version, tags = self.cfg.retrain, self.champion.version, self.champion.tags
+        policy = dict(policy=rc.drift, max_drift=rc.max_drift, champion=version)
+        if tags is None:
+            return drift_check.Drift("no-champion", note="no champion yet: nothing to compare the data with", **policy), None
+        if tags.get(TAG_DATA) == self.state.data_fingerprint:
+            return drift_check.Drift("unchanged", **policy), None
+        run_id = tags.get(drift_check.TAG_REFERENCE)
+        if not run_id or self.current is None:
+            note = (f"champion v{version} has no stored reference (tag {drift_check.TAG_REFERENCE}): no retrain "
+                    "recorded its training data; the next champion a retrain trains will have one")
+            return drift_check.Drift("no-reference", note=note, **policy), None
+        try:
+            with self._scratch() as tmp:
+                reference = drift_check.fetch_reference(self.champion.client, run_id, Path(tmp))
+        except Exception as exc:  # noqa: BLE001 - an artifact deleted by hand must not stop every retrain
+            from .. import tracking
+
+            note = f"cannot read champion v{version}'s reference from run {run_id}: {tracking.error_text(exc)}"
+            return drift_check.Drift("no-reference", note=note, reference_run=run_id, **policy), None
+        return drift_check.compare(reference, self.current, reference_run=run_id, **policy), reference
+
+    def _check_drift(self) -> Optional[Verdict]:
+        """Measure, report (``reports/drift/``, the run) and apply ``retrain.drift``: a verdict
+        when the policy stops the retrain here, None to train."""
+        from .. import tracking
+
+        self.drift, reference = self._measure_drift()
+        d, rc, version = self.drift, self.cfg.retrain, self.champion.version
+        self.echo(f"retrain: drift check: {d.describe()}")
+        gate: Optional[Verdict] = None
+        html = self._drift_folder() / "drift.html"
+        where = f"see {html.relative_to(self.root) if html.is_relative_to(self.root) else html}"
+        if rc.drift == "block" and d.detected:
+            reason = (f"data drift blocks the retrain (retrain.drift=block): {d.describe()}; nothing was trained "
+                      f"or promoted, {where}")
+            gate = Verdict("blocked", ExitCode.KEPT, reason, None, {"version": version}, version)
+        elif (rc.drift == "require" and not self.force and set(self.changed) == {"data"} and d.known
+              and not d.detected and not d.grew):
+            reason = (f"nothing to retrain: the data changed but neither drifted nor grew (retrain.drift=require): "
+                      f"{d.describe()}; {where}")
+            gate = Verdict("skipped", ExitCode.OK, reason, None, {"version": version}, version)
+        decision = "train" if gate is None else gate.decision
+        paths = drift_check.write_report(self._drift_folder(), d, reference, self.current, decision)
+        tracking.log_metrics(d.metrics())
+        tracking.log_tags({"retrain.drift_status": d.status, "retrain.drift_detected": str(d.detected).lower(),
+                           "retrain.drift_gate": decision})
+        for path in paths:
+            tracking.log_artifact(path, "drift")
+        return gate
+
+    def _drift_folder(self) -> Path:
+        """``drift/`` next to ``retrain.report`` (``reports/drift/`` by default)."""
+        return (self.root / self.cfg.retrain.report).parent / "drift"
 
     def _version_task(self, version: str) -> str:
         """The task a registered version was trained for: its run's ``task`` tag (versions
@@ -388,7 +493,7 @@ class RetrainJob:
             {"retrain.decision": verdict.decision, "retrain.reason": verdict.reason,
              "retrain.champion_after": verdict.champion_after or "none"}
         )
-        if verdict.decision != "up-to-date":
+        if verdict.decision not in ("up-to-date", "skipped", "blocked"):  # those trained no challenger
             promoted_at = self.finished_at if verdict.decision == "promoted" else ""
             tags = decision_tags(verdict.decision, verdict.reason, self.run_id, promoted_at)
             tracking.tag_version(self.champion.client, self.name, self.challenger, tags)
@@ -422,6 +527,6 @@ class RetrainJob:
         if verdict.decision == "promoted":
             moved = aliases_moved(self.name, str(verdict.champion_after), verdict.previous_champion_after)
             return f"{verdict.reason}. {moved}"
-        if verdict.decision == "kept":
+        if verdict.decision in ("kept", "blocked"):
             return f"{verdict.reason}. {self.name}@champion stays v{self.champion.version}"
         return verdict.reason

@@ -21,7 +21,7 @@ class RetrainFailed(GaplineError):
 class Outcome:
     """What a retrain or promote decided, with the exit code the CLI returns."""
 
-    decision: str  # promoted | kept | up-to-date | failed
+    decision: str  # promoted | kept | up-to-date | skipped | blocked | failed
     exit_code: ExitCode
     message: str
     report: dict[str, Any] = field(default_factory=dict)

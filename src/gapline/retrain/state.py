@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from ..config import Config
 from ..provenance import config_groups, folder_digest, json_digest
@@ -78,10 +78,17 @@ class State:
         return tags
 
 
-def current_state(cfg: Config, root: Path, fingerprint: Optional[str] = None) -> State:
+def current_state(
+    cfg: Config,
+    root: Path,
+    fingerprint: Optional[str] = None,
+    inspect: Optional[Callable[[Path, dict[str, Any]], None]] = None,
+) -> State:
     """The state a retrain would train from now. The data fingerprint is recomputed from the
     source (the same value ``prepare`` writes to meta.json) unless given: the splits are
-    streamed to a scratch folder and dropped, so a set larger than memory fingerprints too."""
+    streamed to a scratch folder and dropped, so a set larger than memory fingerprints too.
+    ``inspect(folder, meta)`` sees that prepared folder before it is dropped (the drift check
+    samples it)."""
     import gapline
 
     if fingerprint is None:
@@ -94,7 +101,10 @@ def current_state(cfg: Config, root: Path, fingerprint: Optional[str] = None) ->
         with contextlib.chdir(root), tempfile.TemporaryDirectory(
             dir=scratch, prefix="retrain-data-", ignore_cleanup_errors=True
         ) as tmp:
-            fingerprint = write_prepared(cfg, Path(tmp))["fingerprint"]
+            meta = write_prepared(cfg, Path(tmp))
+            fingerprint = meta["fingerprint"]
+            if inspect is not None:
+                inspect(Path(tmp), meta)
     return State(
         data_fingerprint=str(fingerprint),
         config_digest=config_digest(cfg),

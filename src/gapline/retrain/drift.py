@@ -1,0 +1,414 @@
+"""The drift gate of ``gapline retrain``: how the current data differs from the data the
+``champion`` was trained on, measured before anything is trained.
+
+What is compared. A *summary* of a prepared training split: a seeded sample of at most
+:data:`SAMPLE_ROWS` rows (read with :class:`~gapline.data.store.RowReader`, never the whole
+split), turned into columns:
+
+- tabular data: each feature as it is;
+- images: per-image pixel statistics, in [0, 1] of ``pixel_max`` (mean, std, the 5th, 50th
+  and 95th percentiles, the mean of each of a 4 x 4 grid of cells, and per channel means for
+  colour), a compact representation that needs neither the model nor stored images;
+- the label: the class (or each 0/1 label of a multilabel task), or the regression target.
+
+Each retrain stores the summary of its challenger's training data as an artifact of its
+MLflow run (``drift/reference/reference.npz`` and ``reference.json``) and points the version's tag
+``retrain.drift_reference`` at that run. The next retrain reads the champion's reference and
+tests every column against the same summary of the current data: two-sample
+Kolmogorov-Smirnov for numeric columns, chi-square on the counts for a class label, a 0/1
+label, or a feature with at most :data:`CATEGORICAL_MAX_VALUES` distinct values. A column
+drifts when its p-value is below :data:`P_VALUE`; the data drifted when the share of drifted
+columns exceeds ``retrain.max_drift``.
+
+No TensorFlow and no MLflow import here: the run's logging goes through :mod:`gapline.tracking`
+and the artifact download through the registry client the job already holds.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+#: Rows of the training split a summary samples (seeded, without replacement).
+SAMPLE_ROWS = 1000
+SAMPLE_SEED = 0
+#: A column drifts when its test's p-value is below this (evidently's default for samples of
+#: up to 1,000 rows).
+P_VALUE = 0.05
+#: A feature with at most this many distinct values is tested as categorical (chi-square).
+CATEGORICAL_MAX_VALUES = 10
+#: Cells per side of the grid whose mean brightness describes an image's layout.
+GRID = 4
+#: Bump when the summary's columns change: a reference of another format is not compared.
+FORMAT = 1
+
+TAG_REFERENCE = "retrain.drift_reference"
+REFERENCE_DIR = "drift/reference"
+REFERENCE_ARRAYS = "reference.npz"
+REFERENCE_META = "reference.json"
+POLICIES = ("report", "require", "block")
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+# --------------------------------------------------------------------------------------
+# Summaries
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """The columns of a sampled training split, and what they were taken from."""
+
+    kind: str  # image | tabular
+    columns: list[str]  # feature columns first, then the label column(s)
+    label_columns: list[str]
+    categorical: list[str]  # label columns tested with chi-square (features decide by their values)
+    values: np.ndarray  # (sample rows, columns) float64
+    rows: int  # rows of the whole prepared data (every split)
+    train_rows: int
+    fingerprint: str = ""
+    format: int = FORMAT
+
+    def meta(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "values"}
+        out["sample_rows"] = int(len(self.values))
+        return out
+
+    def save(self, folder: Path) -> list[Path]:
+        """``reference.npz`` (the sampled columns) and ``reference.json`` (the rest) in ``folder``."""
+        from ..files import save_arrays, write_json
+
+        arrays, meta = folder / REFERENCE_ARRAYS, folder / REFERENCE_META
+        save_arrays(arrays, values=np.asarray(self.values, dtype=np.float64))
+        write_json(meta, self.meta())
+        return [arrays, meta]
+
+    @classmethod
+    def load(cls, folder: Path) -> "Summary":
+        from ..files import load_arrays, read_json
+
+        meta = read_json(folder / REFERENCE_META)
+        meta.pop("sample_rows", None)
+        return cls(values=load_arrays(folder / REFERENCE_ARRAYS)["values"], **meta)
+
+
+def sample_rows(n: int, size: int = SAMPLE_ROWS, seed: int = SAMPLE_SEED) -> np.ndarray:
+    """A seeded sample of ``min(n, size)`` row indices of ``n``, in file order (read faster)."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+def image_features(x: np.ndarray, pixel_max: int) -> tuple[np.ndarray, list[str]]:
+    """Per-image statistics of ``x`` (n, h, w, c), in [0, 1] of ``pixel_max`` (1 for floats)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 3:
+        x = x[..., None]
+    x = x / float(pixel_max or 1)
+    n, h, w, c = x.shape
+    flat = x.reshape(n, -1)
+    cols = [flat.mean(1), flat.std(1), *np.percentile(flat, [5, 50, 95], axis=1)]
+    names = ["pixel_mean", "pixel_std", "pixel_p05", "pixel_p50", "pixel_p95"]
+    gray = x.mean(axis=3)
+    for i, rows in enumerate(np.array_split(np.arange(h), min(GRID, h))):
+        for j, cells in enumerate(np.array_split(np.arange(w), min(GRID, w))):
+            cols.append(gray[:, rows][:, :, cells].reshape(n, -1).mean(1))
+            names.append(f"cell_{i}{j}_mean")
+    if c > 1:
+        for k in range(c):
+            cols.append(x[..., k].reshape(n, -1).mean(1))
+            names.append(f"channel_{k}_mean")
+    return np.stack(cols, axis=1), names
+
+
+def label_columns(y: np.ndarray, meta: Mapping[str, Any]) -> tuple[np.ndarray, list[str], list[str]]:
+    """The label as columns: ``(values, names, categorical names)``."""
+    y = np.asarray(y)
+    task = str(meta.get("task", "multiclass"))
+    if y.ndim == 2:  # multilabel: one 0/1 column per label
+        names = [f"label:{name}" for name in meta.get("label_names") or meta.get("class_names") or range(y.shape[1])]
+        names = names if len(names) == y.shape[1] else [f"label:{i}" for i in range(y.shape[1])]
+        return y.astype(np.float64), names, names
+    if task == "regression":
+        return y.astype(np.float64)[:, None], ["target"], []
+    return y.astype(np.float64)[:, None], ["label"], ["label"]
+
+
+def summarize(prepared: Path, meta: Mapping[str, Any], size: int = SAMPLE_ROWS) -> Summary:
+    """The summary of the training split of the prepared folder ``prepared`` (with its meta)."""
+    from ..data.layout import SPLITS, read_split
+    from ..data.store import RowReader
+
+    train = read_split("train", prepared)
+    idx = sample_rows(len(train), size)
+    reader = RowReader(train.x)
+    try:
+        x = reader.take(idx)
+    finally:
+        reader.close()
+    kind = "image" if x.ndim >= 3 else "tabular"
+    if kind == "image":
+        features, names = image_features(x, int(meta.get("pixel_max", 0)))
+    else:
+        features = np.asarray(x, dtype=np.float64).reshape(len(idx), -1)
+        names = [f"feature_{i}" for i in range(features.shape[1])]
+    labels, label_names, categorical = label_columns(train.y[idx], meta)
+    rows = sum(len(read_split(name, prepared)) for name in SPLITS)
+    return Summary(kind=kind, columns=[*names, *label_names], label_columns=label_names, categorical=categorical,
+                   values=np.concatenate([features, labels], axis=1), rows=int(rows), train_rows=len(train),
+                   fingerprint=str(meta.get("fingerprint", "")))
+
+
+# --------------------------------------------------------------------------------------
+# The comparison
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Column:
+    """One column's test."""
+
+    name: str
+    test: str  # ks | chi2 | none (constant in both)
+    statistic: float
+    p_value: float
+    drifted: bool
+    reference_mean: float
+    current_mean: float
+    reference_std: float
+    current_std: float
+
+
+def column_test(name: str, ref: np.ndarray, cur: np.ndarray, categorical: bool) -> Column:
+    """Kolmogorov-Smirnov for numbers, chi-square on the counts for categories."""
+    from scipy import stats
+
+    ref, cur = np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
+    values = np.union1d(ref, cur)
+    moments = dict(reference_mean=float(ref.mean()), current_mean=float(cur.mean()),
+                   reference_std=float(ref.std()), current_std=float(cur.std()))
+    if len(values) <= 1:
+        return Column(name, "none", 0.0, 1.0, False, **moments)
+    if categorical or len(values) <= CATEGORICAL_MAX_VALUES:
+        table = np.stack([[np.sum(ref == v) for v in values], [np.sum(cur == v) for v in values]])
+        statistic, p_value = stats.chi2_contingency(table)[:2]
+        test = "chi2"
+    else:
+        result = stats.ks_2samp(ref, cur)
+        statistic, p_value, test = result.statistic, result.pvalue, "ks"
+    p_value = float(p_value)
+    return Column(name, test, round(float(statistic), 6), p_value, bool(p_value < P_VALUE), **moments)
+
+
+@dataclass
+class Drift:
+    """The drift check of one retrain: what was compared, the per-column tests, the verdict.
+
+    ``status``: ``checked`` (compared), ``unchanged`` (the same data fingerprint as the
+    champion's: nothing to compare), ``no-champion``, or ``no-reference`` (the champion has no
+    stored reference, or it cannot be read or compared: ``note`` says why)."""
+
+    status: str
+    policy: str
+    max_drift: float
+    note: str = ""
+    champion: Optional[str] = None
+    reference_run: Optional[str] = None
+    columns: list[Column] = field(default_factory=list)
+    rows_reference: Optional[int] = None
+    rows_current: Optional[int] = None
+    sample_reference: int = 0
+    sample_current: int = 0
+    kind: str = ""
+
+    @property
+    def n_columns(self) -> int:
+        return len(self.columns)
+
+    @property
+    def n_drifted(self) -> int:
+        return sum(c.drifted for c in self.columns)
+
+    @property
+    def share(self) -> Optional[float]:
+        if self.status == "unchanged":
+            return 0.0
+        return self.n_drifted / self.n_columns if self.columns else None
+
+    @property
+    def known(self) -> bool:
+        """Whether the check measured anything (a reference, or the champion's own data)."""
+        return self.status in ("checked", "unchanged")
+
+    @property
+    def detected(self) -> bool:
+        """The data drifted: the share of drifted columns exceeds ``retrain.max_drift``."""
+        share = self.share
+        return share is not None and share > self.max_drift
+
+    @property
+    def grew(self) -> bool:
+        """The current data has more rows than the champion's."""
+        return self.rows_reference is not None and self.rows_current is not None and self.rows_current > self.rows_reference
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers: for reports/retrain.json, drift.json and the run's metrics."""
+        return {
+            "status": self.status, "policy": self.policy, "max_drift": self.max_drift, "note": self.note,
+            "drift_share": self.share, "n_drifted_columns": self.n_drifted, "n_columns": self.n_columns,
+            "drift_detected": self.detected, "data_grew": self.grew, "rows_reference": self.rows_reference,
+            "rows_current": self.rows_current, "sample_reference": self.sample_reference,
+            "sample_current": self.sample_current, "kind": self.kind, "champion": self.champion,
+            "reference_run": self.reference_run, "p_value": P_VALUE,
+            "drifted_columns": [c.name for c in self.columns if c.drifted],
+        }
+
+    def metrics(self) -> dict[str, float]:
+        if not self.known:
+            return {}
+        out = {"drift_share": float(self.share or 0.0), "n_drifted_features": float(self.n_drifted),
+               "n_features": float(self.n_columns), "drift_detected": float(self.detected)}
+        if self.rows_reference is not None and self.rows_current is not None:
+            out.update(rows_reference=float(self.rows_reference), rows_current=float(self.rows_current))
+        return out
+
+    def describe(self) -> str:
+        """One sentence for the console and the reason."""
+        if self.status == "checked":
+            rows = f"{self.rows_reference} -> {self.rows_current} rows"
+            return (f"{self.n_drifted} of {self.n_columns} columns drifted (share {self.share:.2f}, "
+                    f"retrain.max_drift={self.max_drift:g}; {rows})")
+        if self.status == "unchanged":
+            return "the data is the champion's own (same fingerprint): no drift"
+        return self.note
+
+
+def compare(reference: Summary, current: Summary, policy: str, max_drift: float, **where: Any) -> Drift:
+    """Test every column of ``current`` against ``reference``. Summaries of another format,
+    kind or column set cannot be compared column by column: every column counts as drifted."""
+    drift = Drift("checked", policy, max_drift, rows_reference=reference.rows, rows_current=current.rows,
+                  sample_reference=len(reference.values), sample_current=len(current.values), kind=current.kind, **where)
+    if (reference.format, reference.kind, reference.columns) != (current.format, current.kind, current.columns):
+        drift.note = (f"the data's columns changed ({reference.kind}, {len(reference.columns)} columns -> "
+                      f"{current.kind}, {len(current.columns)} columns): every column counts as drifted")
+        drift.columns = [Column(name, "schema", 1.0, 0.0, True, math.nan, math.nan, math.nan, math.nan)
+                         for name in current.columns]
+        return drift
+    categorical = set(reference.categorical)
+    drift.columns = [
+        column_test(name, reference.values[:, i], current.values[:, i], name in categorical)
+        for i, name in enumerate(current.columns)
+    ]
+    return drift
+
+
+# --------------------------------------------------------------------------------------
+# The report: drift.json and a self-contained drift.html
+# --------------------------------------------------------------------------------------
+
+
+def _histograms(ref: np.ndarray, cur: np.ndarray, width: int = 160, height: int = 36) -> str:
+    """Two overlaid histograms (reference grey, current orange) as an inline SVG."""
+    lo, hi = float(min(ref.min(), cur.min())), float(max(ref.max(), cur.max()))
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return ""
+    bins = np.linspace(lo, hi, 21)
+    parts = []
+    hists = [np.histogram(a, bins)[0] / max(len(a), 1) for a in (ref, cur)]
+    top = max(float(h.max()) for h in hists) or 1.0
+    step = width / 20
+    for hist, colour in zip(hists, ("#999", "#e8710a")):
+        for k, v in enumerate(hist):
+            bar = height * float(v) / top
+            parts.append(f'<rect x="{k * step:.1f}" y="{height - bar:.1f}" width="{step:.1f}" height="{bar:.1f}" '
+                         f'fill="{colour}" fill-opacity="0.55"/>')
+    return f'<svg width="{width}" height="{height}">{"".join(parts)}</svg>'
+
+
+def render_html(drift: Drift, reference: Optional[Summary], current: Optional[Summary], decision: str) -> str:
+    """One page, no scripts and no external files: the summary, then every column, drifted first."""
+    s = drift.summary()
+    esc = html.escape
+    head = [("policy", f"retrain.drift={drift.policy}"), ("decision", decision), ("status", drift.status),
+            ("drift share", "-" if s["drift_share"] is None else f"{s['drift_share']:.3f}"),
+            ("threshold", f"retrain.max_drift={drift.max_drift:g} (a column drifts at p < {P_VALUE:g})"),
+            ("drifted columns", f"{drift.n_drifted} of {drift.n_columns}"),
+            ("rows (champion -> current)", f"{drift.rows_reference} -> {drift.rows_current}"),
+            ("sampled rows (champion, current)", f"{drift.sample_reference}, {drift.sample_current}"),
+            ("champion", f"v{drift.champion}" if drift.champion else "none"),
+            ("reference run", drift.reference_run or "none")]
+    if drift.note:
+        head.append(("note", drift.note))
+    rows = []
+    index = {name: i for i, name in enumerate(current.columns)} if current is not None else {}
+    comparable = reference is not None and current is not None and reference.columns == current.columns
+    for c in sorted(drift.columns, key=lambda c: (not c.drifted, c.p_value, c.name)):
+        chart = ""
+        if comparable and c.name in index:
+            i = index[c.name]
+            chart = _histograms(reference.values[:, i], current.values[:, i])  # type: ignore[union-attr]
+        rows.append(
+            f'<tr class="{"drifted" if c.drifted else ""}"><td>{esc(c.name)}</td><td>{esc(c.test)}</td>'
+            f"<td>{c.statistic:.4g}</td><td>{c.p_value:.3g}</td><td>{'yes' if c.drifted else 'no'}</td>"
+            f"<td>{c.reference_mean:.4g} &plusmn; {c.reference_std:.3g}</td>"
+            f"<td>{c.current_mean:.4g} &plusmn; {c.current_std:.3g}</td><td>{chart}</td></tr>"
+        )
+    summary = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in head)
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>gapline retrain: data drift</title><style>"
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:2px 8px;"
+        "border-bottom:1px solid #ddd;text-align:left}tr.drifted td{background:#fde8e8}"
+        "</style></head><body>\n<h1>Data drift: the champion's training data vs the current data</h1>\n"
+        f"<table>{summary}</table>\n<h2>Columns</h2>\n<p>Kolmogorov-Smirnov (ks) for numeric columns, chi-square "
+        "(chi2) for labels and features with few values; histograms: champion grey, current orange.</p>\n"
+        "<table><tr><th>column</th><th>test</th><th>statistic</th><th>p-value</th><th>drifted</th>"
+        "<th>champion mean &plusmn; std</th><th>current mean &plusmn; std</th><th>distributions</th></tr>\n"
+        + "\n".join(rows) + "\n</table>\n</body></html>\n"
+    )
+
+
+def write_report(folder: Path, drift: Drift, reference: Optional[Summary], current: Optional[Summary],
+                 decision: str) -> list[Path]:
+    """``drift.html`` and ``drift.json`` in ``folder``, replaced as a whole (atomically)."""
+    from ..files import atomic_dir, write_json, write_text
+
+    with atomic_dir(folder) as tmp:
+        write_text(tmp / "drift.html", render_html(drift, reference, current, decision))
+        write_json(tmp / "drift.json", {**drift.summary(), "decision": decision,
+                                        "columns": [asdict(c) for c in drift.columns]})
+    return [folder / "drift.html", folder / "drift.json"]
+
+
+# --------------------------------------------------------------------------------------
+# The champion's reference in MLflow
+# --------------------------------------------------------------------------------------
+
+
+def log_reference(summary: Summary, scratch: Path) -> None:
+    """The summary as artifacts ``drift/reference/reference.*`` of the active run."""
+    from .. import tracking
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    for path in summary.save(scratch):
+        tracking.log_artifact(path, REFERENCE_DIR)
+
+
+def fetch_reference(client: Any, run_id: str, scratch: Path) -> Summary:
+    """The reference a run stored (:func:`log_reference`), downloaded into ``scratch``."""
+    import os
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    before = os.environ.get(PROGRESS_BAR)
+    os.environ[PROGRESS_BAR] = "false"  # no progress bar on a scheduled job's stderr
+    try:
+        return Summary.load(Path(client.download_artifacts(run_id, REFERENCE_DIR, str(scratch))))
+    finally:
+        if before is None:
+            os.environ.pop(PROGRESS_BAR, None)
+        else:
+            os.environ[PROGRESS_BAR] = before
