@@ -211,6 +211,7 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_processes(project: Path) -> N
     uri = _uri(project / "joblib.db")
     proc = _run(["gapline", "train", "-m", "experiment=debug", "launcher=joblib", "regularization=none,l2"], project, uri)
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout
+    assert not re.search(r"^epoch \d+/", proc.stdout + proc.stderr, re.M)  # jobs side by side: no epochs
     parent, children = _sweep(uri, 2)
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["jobs"] == 2
@@ -219,6 +220,13 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_processes(project: Path) -> N
         assert child.info.status == "FINISHED"
         assert child.data.params["train.threads"] == "1"  # the preset's one thread per job
         assert "test_accuracy" in child.data.metrics
+
+
+def test_a_single_hydra_run_prints_its_epochs_and_a_sweep_does_not(project: Path) -> None:
+    uri = _uri(project / "single.db")
+    proc = _run(["gapline", "train", "experiment=debug", "train.progress_every=0"], project, uri)
+    epochs = re.findall(r"^epoch (\d+)/3  loss .* gap_accuracy [+-]", proc.stdout, re.M)
+    assert epochs == ["1", "2", "3"], proc.stdout
 
 
 # --------------------------------------------------------------------------------------

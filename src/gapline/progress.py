@@ -12,7 +12,13 @@ import sys
 import time
 from typing import Any, Optional, TextIO
 
-from .config import TrainConfig
+from .config import Config, TrainConfig
+
+
+def total_epochs(cfg: Config) -> int:
+    """Every epoch the run may train: a fine-tuned backbone's two phases together."""
+    fine = cfg.model.fine_tune.epochs if cfg.model.family == "backbone" else 0
+    return cfg.train.epochs + fine
 
 
 def resolve(verbose: str, stream: TextIO) -> str:

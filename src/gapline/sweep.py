@@ -54,6 +54,18 @@ def job_overrides() -> list[str]:
         return []
 
 
+def multirun() -> bool:
+    """Whether this job is one of a sweep's (``-m``): its epochs are never printed, since
+    the joblib and Ray launchers run jobs side by side."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    try:
+        return HydraConfig.get().mode == RunMode.MULTIRUN
+    except ValueError:  # not inside a Hydra job
+        return True
+
+
 def ray_node() -> str:
     """The Ray node running this job (launcher=ray), or "" outside a Ray worker."""
     ray = sys.modules.get("ray")
@@ -75,7 +87,7 @@ def sweep_job(raw: Any) -> float:
     raise_if_terminated()
     cfg = from_container(OmegaConf.to_container(raw, resolve=True))
     overrides = job_overrides()
-    result = run_trial(cfg)
+    result = run_trial(cfg, show_progress=not multirun())
     value = objective(result.metrics, cfg.sweep, result.task)
     job = result.record(
         job=" ".join(overrides) or "default",

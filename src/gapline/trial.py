@@ -62,10 +62,14 @@ class TrialResult:
         return {**identity, **self.row(), "history": self.history}
 
 
-def run_trial(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0, keep_model: bool = False) -> TrialResult:
+def run_trial(
+    cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0, keep_model: bool = False, show_progress: bool = False
+) -> TrialResult:
     """Train and evaluate ``cfg`` (on ``ds`` when given, so callers can load a source once);
-    ``keep_model``: the trained model comes back in ``TrialResult.model`` (a study source)."""
-    from . import runtime
+    ``keep_model``: the trained model comes back in ``TrialResult.model`` (a study source).
+    ``show_progress``: print the epochs as ``train.verbose`` says (a single run in the
+    foreground; jobs that may run side by side never do)."""
+    from . import progress, runtime
     from .models import effective_params, weight_sharing_applied
     from .regularization import technique_label
     from .data.prepare import split_source
@@ -88,17 +92,23 @@ def run_trial(cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0, keep_
         splits = {name: (a["x"], a["y"]) for name, a in arrays.items()}
     with augmented(cfg, splits["train"], meta, streamed=prepared is not None) as (x_fit, y_fit):
         task = for_run(cfg, meta)
-        result = train_model(
-            cfg,
-            x_fit,
-            y_fit,
-            splits["val"][0],
-            splits["val"][1],
-            task,
-            gap_x=splits["train"][0],
-            gap_y=splits["train"][1],
-            verbose=verbose,
-        )
+        shown = progress.callback(cfg.train, progress.total_epochs(cfg), task.headline) if show_progress else None
+        try:
+            result = train_model(
+                cfg,
+                x_fit,
+                y_fit,
+                splits["val"][0],
+                splits["val"][1],
+                task,
+                gap_x=splits["train"][0],
+                gap_y=splits["train"][1],
+                verbose=verbose,
+                callbacks=[shown] if shown is not None else [],
+            )
+        finally:
+            if shown is not None:
+                shown.close()
     scores = evaluate_splits(result.model, splits, task, cfg.task)
     onset = overfitting_onset(result.history["loss"], result.history["val_loss"])
     return TrialResult(

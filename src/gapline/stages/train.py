@@ -42,12 +42,6 @@ def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
     )
 
 
-def total_epochs(cfg: Config) -> int:
-    """Every epoch the run may train: a fine-tuned backbone's two phases together."""
-    fine = cfg.model.fine_tune.epochs if cfg.model.family == "backbone" else 0
-    return cfg.train.epochs + fine
-
-
 def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any], model: Any = None) -> dict[str, Any]:
     root = Path.cwd()
     return {
@@ -147,7 +141,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
     live = curves.open_live()
     state = backup.state() if backup is not None else None
     curves.replay(live, state["history"] if state else {}, task.headline)
-    shown = progress.callback(cfg.train, total_epochs(cfg), task.headline)
+    shown = progress.callback(cfg.train, progress.total_epochs(cfg), task.headline)
     with tracking.run(cfg) as active:
         callbacks = [curves.callback(live, task.headline)]
         if active is not None:
