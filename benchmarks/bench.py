@@ -1,12 +1,14 @@
 """gapline benchmarks: print the figures BENCHMARKS.md quotes, measured side by side in one run.
 
     .venv/bin/python benchmarks/bench.py [--repeats 5] [--only overhead,speed,speed_cnn,logging,startup,memory,large]
+    .venv/bin/python benchmarks/bench.py --repeats 5 --only autolog,stages,evaluate --evaluate-before REV
     KERAS_BACKEND=jax .venv/bin/python benchmarks/bench.py --only large --large-batch 1024   # on a GPU
 
 Every figure is the median of ``--repeats`` runs, each in a fresh Python process (so no run
 profits from another's compiled graphs), timed inside the process after imports: interpreter
-and TensorFlow start-up are excluded where a figure says so. Ratios are computed from
-medians of the same run.
+and TensorFlow start-up are excluded where a figure says so. ``autolog``, ``stages`` and
+``evaluate`` time whole processes instead (start-up, imports and exit included), the two
+sides alternated. Ratios are computed from medians of the same run.
 """
 
 from __future__ import annotations
@@ -157,8 +159,63 @@ print(json.dumps({"rc": proc.returncode, "peak_rss_mib": usage.ru_maxrss / 1024}
 """
 
 
+# What a user without gapline writes to see the gap: the same model (2x256 MLP, L2 on the
+# kernels, dropout, the pixel scale), the same prepared arrays, epochs and batch size,
+# mlflow.keras.autolog() into a local sqlite store, and a callback that evaluates the train
+# set after every epoch and logs the gap. Keras' and MLflow's defaults otherwise: nothing of
+# gapline is imported (no oneDNN or determinism settings), model.evaluate's own batch size.
+USER_AUTOLOG = r"""
+import json, sys, time
+from pathlib import Path
+import numpy as np
+import keras
+import mlflow
 
+epochs, batch = int(sys.argv[1]), int(sys.argv[2])
+def split(folder):
+    return np.load(f"{folder}/x.npy"), np.load(f"{folder}/y.npy").astype("int64")
+x_train, y_train = split("data/augmented/train")
+x_val, y_val = split("data/prepared/val")
+pixel_max = json.loads(Path("data/prepared/meta.json").read_text())["pixel_max"]
+classes = int(y_train.max()) + 1
 
+keras.utils.set_random_seed(42)
+l2 = keras.regularizers.L2(1e-4)
+model = keras.Sequential([
+    keras.Input(x_train.shape[1:]),
+    keras.layers.Rescaling(1.0 / pixel_max),
+    keras.layers.Flatten(),
+    keras.layers.Dense(256, activation="relu", kernel_regularizer=l2),
+    keras.layers.Dropout(0.2),
+    keras.layers.Dense(256, activation="relu", kernel_regularizer=l2),
+    keras.layers.Dropout(0.2),
+    keras.layers.Dense(classes, activation="softmax", kernel_regularizer=l2),
+])
+model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+
+class TrainSetGap(keras.callbacks.Callback):
+    # The train set in inference mode (no dropout) after every epoch, and its gap to
+    # validation, added to the epoch's logs: autolog's callback (appended after this one)
+    # logs them with the rest. (MLflow 3.17's autolog then warns at the very end, after the
+    # model is logged, that linking the run's metrics to the logged model hit a UNIQUE
+    # constraint; logging them with mlflow.log_metrics does the same.)
+    def on_epoch_end(self, epoch, logs=None):
+        train = self.model.evaluate(x_train, y_train, verbose=0, return_dict=True)
+        logs.update({"train_eval_loss": train["loss"], "train_eval_accuracy": train["accuracy"],
+                     "gap_loss": logs["val_loss"] - train["loss"],
+                     "gap_accuracy": train["accuracy"] - logs["val_accuracy"]})
+
+mlflow.set_tracking_uri("sqlite:///user_mlflow.db")
+mlflow.set_experiment("user-autolog")
+mlflow.keras.autolog()
+with mlflow.start_run():
+    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=batch,
+                        callbacks=[TrainSetGap()], verbose=0)
+run = mlflow.last_active_run()
+print(json.dumps({"epochs": len(history.history["loss"]), "val_accuracy": float(history.history["val_accuracy"][-1]),
+                  "gap_accuracy": float(history.history["gap_accuracy"][-1]),
+                  "logged_metrics": sorted(run.data.metrics), "logged_model": bool(mlflow.search_logged_models(output_format="list"))}))
+"""
 
 
 def child(code: str, args: list[str], cwd: Path) -> dict:
@@ -319,8 +376,124 @@ def bench_large(repeats: int) -> None:
     shutil.rmtree(data.parent, ignore_errors=True)
 
 
+# --- a whole process against what a user writes instead, the stages, evaluate before/after ---
+
+SRC = {"PYTHONPATH": str(REPO / "src")}  # gapline commands run this checkout's code
+EVALUATE_BEFORE: dict[str, str] = {}  # --evaluate-before REV: the code evaluate is compared with
+
+
+def timed(args: list, cwd: Path, extra: dict[str, str] | None = None) -> tuple[float, str]:
+    """Wall time of a whole process (interpreter start, imports and exit included), and its stdout."""
+    t = time.perf_counter()
+    proc = sh(args, cwd, extra=extra)
+    return time.perf_counter() - t, proc.stdout
+
+
+def bench_autolog(repeats: int) -> None:
+    """`gapline train` as a whole process against the plain Keras script a user writes to see
+    the gap (USER_AUTOLOG): same model, data, epochs and batch size, both logging to a local
+    sqlite store. Alternated, the order swapped every repeat."""
+    epochs, batch = 60, 32
+    # Early stopping off, so both sides run exactly the same number of epochs.
+    root = project(["regularization.early_stopping.enabled=false", f"train.epochs={epochs}", f"train.batch_size={batch}"])
+    walls: dict[str, list[float]] = {"gapline": [], "user": []}
+    user = {}
+    for i in range(repeats):
+        for side in ("gapline", "user") if i % 2 == 0 else ("user", "gapline"):
+            if side == "gapline":
+                wall, _ = timed(["gapline", "train"], root, SRC)
+            else:
+                wall, out = timed([PY, "-c", USER_AUTOLOG, str(epochs), str(batch)], root)
+                user = json.loads(out.strip().splitlines()[-1])
+            walls[side].append(wall)
+    info = json.loads((root / "reports/train.json").read_text())
+    g, u = median(walls["gapline"]), median(walls["user"])
+    print(f"[autolog] default digits model (2x256 MLP, L2 1e-4, dropout 0.2), {epochs} epochs, batch {batch}, "
+          f"early stopping off; whole processes, {repeats} runs each, alternated")
+    print(f"  user script: Keras fit + mlflow.keras.autolog() + per-epoch model.evaluate(train)  median {u:6.2f} s  "
+          f"({user.get('epochs')} epochs, final val accuracy {user.get('val_accuracy', float('nan')):.4f}, "
+          f"gap {user.get('gap_accuracy', float('nan')):+.4f}; model logged: {user.get('logged_model')})")
+    print(f"  gapline train (gap per epoch, async MLflow, model logged and registered)    median {g:6.2f} s  "
+          f"({info['epochs_run']} epochs)")
+    print(f"  ratio gapline / user script              {g / u:6.3f}")
+    print(f"  runs (s): gapline {[round(w, 2) for w in walls['gapline']]}, user {[round(w, 2) for w in walls['user']]}")
+
+
+STAGES = (
+    ("config", ["gapline", "check", "--marker", "reports/config.ok"]),
+    ("prepare", ["gapline", "prepare"]),
+    ("augment", ["gapline", "augment"]),
+    ("train", ["gapline", "train"]),
+    ("evaluate", ["gapline", "evaluate"]),
+)
+
+
+def bench_stages(repeats: int) -> None:
+    """Each stage of the default pipeline as the whole process dvc.yaml runs, in pipeline
+    order, and the whole `dvc repro -f` (DVC's hashing and lock included); the two alternate."""
+    root = project([])
+    sh(["gapline", "train"], root, extra=SRC)  # the store created and the model registered once before timing
+    per: dict[str, list[float]] = {name: [] for name, _ in STAGES}
+    whole: list[float] = []
+    for i in range(repeats):
+        for part in ("stages", "dvc") if i % 2 == 0 else ("dvc", "stages"):
+            if part == "dvc":
+                whole.append(timed(["dvc", "repro", "-f"], root, SRC)[0])
+            else:
+                for name, cmd in STAGES:
+                    per[name].append(timed(cmd, root, SRC)[0])
+    print(f"[stages] the default pipeline (digits), each stage a whole process, {repeats} runs each")
+    for name, _ in STAGES:
+        print(f"  {name:<10} median {median(per[name]):6.2f} s   runs {[round(w, 2) for w in per[name]]}")
+    print(f"  sum of the stage medians                 {sum(median(v) for v in per.values()):6.2f} s")
+    print(f"  dvc repro -f (all five stages)           median {median(whole):6.2f} s   runs {[round(w, 2) for w in whole]}")
+
+
+def outputs_digest(root: Path) -> str:
+    """One digest of every file evaluate writes: metrics, breakdown, diagnosis and the plots."""
+    import hashlib
+
+    reports = root / "reports"
+    files = [reports / n for n in ("metrics.json", "breakdown.json", "diagnosis.md")] + sorted((reports / "plots").glob("*"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def bench_evaluate(repeats: int) -> None:
+    """`gapline evaluate` as a whole process on the default digits, this checkout's code
+    against ``--evaluate-before REV`` (its src/ from `git archive`), alternated on the same
+    trained project; every run's output files are compared byte for byte."""
+    root = project([])
+    sh(["gapline", "train"], root, extra=SRC)
+    sides = {"now": SRC}
+    if EVALUATE_BEFORE.get("rev"):
+        rev = EVALUATE_BEFORE["rev"]
+        old = Path(tempfile.mkdtemp(prefix="gapline-before-"))
+        sh(["git", "archive", "-o", old / "src.tar", rev, "src"], REPO)
+        shutil.unpack_archive(old / "src.tar", old)
+        sides = {f"before ({rev})": {"PYTHONPATH": str(old / "src")}, **sides}
+    walls: dict[str, list[float]] = {side: [] for side in sides}
+    digests: dict[str, set[str]] = {side: set() for side in sides}
+    names = list(sides)
+    for i in range(repeats):
+        for side in names if i % 2 == 0 else names[::-1]:
+            walls[side].append(timed(["gapline", "evaluate"], root, sides[side])[0])
+            digests[side].add(outputs_digest(root))
+    print(f"[evaluate] gapline evaluate on the default digits (1,797 images), whole process, {repeats} runs each, alternated")
+    for side in names:
+        print(f"  {side:<22} median {median(walls[side]):6.2f} s   runs {[round(w, 2) for w in walls[side]]}   "
+              f"outputs {sorted(digests[side])}")
+    if len(names) == 2:
+        a, b = (median(walls[n]) for n in names)
+        same = digests[names[0]] == digests[names[1]] and len(digests[names[0]]) == 1
+        print(f"  now / before {b / a:6.3f} ({a - b:+.2f} s); output files byte-identical across all runs: {same}")
+
+
 BENCHES = {"overhead": bench_overhead, "speed": bench_speed, "speed_cnn": bench_speed_cnn, "logging": bench_logging,
-           "startup": bench_startup, "memory": bench_memory, "large": bench_large}
+           "startup": bench_startup, "memory": bench_memory, "large": bench_large, "autolog": bench_autolog,
+           "stages": bench_stages, "evaluate": bench_evaluate}
 
 
 def main() -> None:
@@ -330,7 +503,9 @@ def main() -> None:
     parser.add_argument("--large-samples", type=int, default=LARGE["samples"])
     parser.add_argument("--large-epochs", type=int, default=LARGE["epochs"])
     parser.add_argument("--large-batch", type=int, default=LARGE["batch"], help="e.g. 1024 to saturate a GPU")
+    parser.add_argument("--evaluate-before", default="", help="a git revision: `--only evaluate` compares its code with this checkout's")
     args = parser.parse_args()
+    EVALUATE_BEFORE["rev"] = args.evaluate_before
     LARGE.update(samples=args.large_samples, epochs=args.large_epochs, batch=args.large_batch)
     import keras
 

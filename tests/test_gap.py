@@ -139,3 +139,23 @@ def test_gap_measured_on_gap_x_not_on_the_fit_data(make_tiny_config, tiny_image_
     result = train_model(cfg, x, y, xv, yv, 3, gap_x=xg, gap_y=yg)
     ref = result.model.evaluate(xg, one_hot(yg, 3), verbose=0, return_dict=True)
     assert result.history["train_eval_loss"][-1] == pytest.approx(ref["loss"], abs=1e-6)
+
+
+def test_evaluate_splits_hands_back_the_outputs_it_scored(tiny_image_splits, cpu_runtime) -> None:
+    """The evaluate stage plots the test split from these outputs instead of predicting again:
+    they are the model's predictions, and asking for them changes no score."""
+    import keras
+
+    from gapline.evaluation import EVAL_BATCH, evaluate_splits
+    from gapline.gap import predictions
+    from gapline.tasks import multiclass
+
+    cpu_runtime(0)
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", keras.losses.CategoricalCrossentropy())
+    task = multiclass(3)
+    plain = evaluate_splits(model, tiny_image_splits, task)
+    outputs = {"test": None}
+    assert evaluate_splits(model, tiny_image_splits, task, None, outputs) == plain
+    assert list(outputs) == ["test"]  # only the splits asked for are kept
+    np.testing.assert_array_equal(outputs["test"], predictions(model, tiny_image_splits["test"][0], EVAL_BATCH))

@@ -7,6 +7,8 @@ Heavy imports (TensorFlow, MLflow) happen inside the commands that need them, so
 from __future__ import annotations
 
 import argparse
+import atexit
+import gc
 import os
 import sys
 from pathlib import Path
@@ -382,7 +384,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def skip_exit_collection() -> None:
+    """At exit, after the other exit handlers, freeze the objects the garbage collector tracks.
+
+    Registered when a command starts, before TensorFlow and MLflow are imported, so it runs
+    after their exit handlers. Tearing down an interpreter that imported TensorFlow, Keras
+    and MLflow took 1.4-2.7 s here, nearly all of it the final collections walking every
+    module's objects for reference cycles; frozen objects are not walked (the operating
+    system frees the memory). Every other exit step still runs: ``atexit`` handlers,
+    ``weakref.finalize`` callbacks, objects freed by reference counting, the flushing of
+    stdout and stderr. Nothing of gapline's relies on a cycle being collected at exit: its
+    files are written and closed, and its MLflow run ended, before a command returns
+    (BENCHMARKS.md, section 11).
+    """
+    if not _EXIT_FREEZE:
+        _EXIT_FREEZE.append(atexit.register(gc.freeze))
+
+
+_EXIT_FREEZE: list = []  # registered once per process, however often main() runs in it
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    skip_exit_collection()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,14 +90,14 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     runtime.configure(cfg.train.seed, cfg.train.deterministic, cfg.train.accelerator, cfg.train.precision)
     from .. import plots
     from ..evaluation import evaluate_splits
-    from ..gap import predictions
     from ..model_io import load_model
 
     meta = read_meta()
     task = spec_from_meta(meta)
     model = load_model(MODEL_FILE)
     splits = {name: read_split(name).pair() for name in SPLITS}  # x mapped: scored a batch at a time
-    scores = evaluate_splits(model, splits, task, cfg.task)
+    outputs: dict[str, Any] = {"test": None}  # the test predictions, scored and then plotted
+    scores = evaluate_splits(model, splits, task, cfg.task, outputs)
     info = read_json(TRAIN_INFO_FILE)
     metrics = {key: round(value, 6) for key, value in scores.items()}
     metrics.update(
@@ -107,7 +108,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
             "params": info["params"],
         }
     )
-    x_test, y_test = splits["test"]
+    y_test = splits["test"][1]
     verdict = diagnose(
         metrics,
         task,
@@ -122,7 +123,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     write_json(METRICS_FILE, metrics)
     write_text(DIAGNOSIS_FILE, as_markdown(verdict))
     with atomic_dir(PLOTS) as tmp:  # this task's plots only: none left from another task
-        report, task_pngs = task_reports(task, y_test, predictions(model, x_test), cfg, tmp)
+        report, task_pngs = task_reports(task, y_test, outputs["test"], cfg, tmp)
         pngs = [
             plots.learning_curves(history, tmp / "learning_curves.png", task.headline),
             plots.gap_curve(history, tmp / "gap_curve.png", info["onset_epoch"], task.headline),
@@ -138,7 +139,11 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     record = RunRecord.read(RUN_FILE) if RUN_FILE.is_file() else None
     run_id = tracking.resume_target(cfg, record, provenance.file_md5(MODEL_FILE))
     if run_id is not None:
-        with tracking.run(cfg, run_id=run_id):
+        # Logged synchronously: a handful of values once, nothing to overlap with. MLflow's
+        # async queue would cost up to a second at the flush before FINISHED and another when
+        # the run ends (its thread polls the queue with a 1 s timeout), for nothing.
+        sync = replace(cfg, tracking=replace(cfg.tracking, async_logging=False))
+        with tracking.run(sync, run_id=run_id):
             tracking.log_datasets(meta, {"test": splits["test"]})
             # best/onset epoch, epochs run and the parameter count were logged by train
             logged_by_train = ("best_epoch", "onset_epoch", "epochs_run", "params")
