@@ -107,3 +107,22 @@ def test_headline_aliases_repeat_the_tasks_headline(task: str) -> None:
     logs = {f"train_eval_{head}": 0.9, f"val_{head}": 0.8, f"gap_{head}": 0.1, "loss": 1.0}
     out = curves.epoch_curves(logs, head)
     assert out["train_eval/headline"] == 0.9 and out["eval/headline"] == 0.8 and out["gap/headline"] == 0.1
+
+
+def test_evaluate_without_curves_is_one_clear_error(tmp_path: Path) -> None:
+    from gapline.errors import DataError
+
+    with pytest.raises(DataError, match=r"dvclive/plots/metrics/train/loss.tsv does not exist: the train stage"):
+        curves.read_curves(tmp_path / "dvclive")
+
+
+def test_dvclive_resume_in_the_environment_changes_nothing(tmp_path: Path, monkeypatch) -> None:
+    """DVCLIVE_RESUME=true would make DVCLive keep the old curves and append to them."""
+    monkeypatch.chdir(tmp_path)
+    for value in (0.1, 0.2):
+        live = curves.open_live()
+        curves.log_epoch(live, 1, {"loss": value}, None)
+        live.next_step()
+        live.end()
+        monkeypatch.setenv("DVCLIVE_RESUME", "true")
+    assert curves.read_curves() == {"loss": [0.2]}

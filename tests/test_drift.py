@@ -124,6 +124,38 @@ def test_other_columns_count_as_all_drifted(tmp_path: Path) -> None:
     assert result.share == 1.0 and result.detected and "columns changed" in result.note
 
 
+def test_a_schema_change_writes_strict_json(tmp_path: Path) -> None:
+    """No NaN for the moments of columns that changed: jq and strict parsers read drift.json."""
+    reference = _summary(tmp_path, *_tabular(300, 0, d=12), "ref")
+    now = _summary(tmp_path, *_tabular(300, 0, d=13), "cur")
+    result = D.compare(reference, now, "block", 0.5)
+    D.write_report(tmp_path / "drift", result, reference, now, "blocked")
+    text = (tmp_path / "drift" / "drift.json").read_text()
+    json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} in drift.json"))
+    assert "-</td>" in (tmp_path / "drift" / "drift.html").read_text()
+
+
+def test_a_reference_of_another_format_is_not_compared(tmp_path: Path) -> None:
+    """After an upgrade that changes the summary, `block` must not refuse every retrain."""
+    import dataclasses
+
+    reference = _summary(tmp_path, *_tabular(300, 0), "ref")
+    now = _summary(tmp_path, *_tabular(300, 0), "cur")
+    result = D.compare(dataclasses.replace(reference, format=D.FORMAT + 1), now, "block", 0.5)
+    assert result.status == "no-reference" and not result.known and not result.detected
+    assert "format" in result.note
+
+
+def test_image_statistics_do_not_depend_on_the_chunking(tmp_path: Path, monkeypatch) -> None:
+    """Summarized IMAGE_CHUNK sampled rows at a time: the same numbers as all at once."""
+    x, y = _images(100, 0)
+    whole = _summary(tmp_path, x, y, "whole")
+    monkeypatch.setattr(D, "IMAGE_CHUNK", 7)
+    chunked = _summary(tmp_path, x, y, "chunked")
+    np.testing.assert_array_equal(whole.values, chunked.values)
+    np.testing.assert_allclose(whole.values[:, 0], x.reshape(100, -1).mean(1) / 255, rtol=1e-5)
+
+
 def test_more_rows_is_growth_and_max_drift_is_a_strict_bound(tmp_path: Path) -> None:
     reference = _summary(tmp_path, *_tabular(500, 0), "ref")
     now = _summary(tmp_path, *_tabular(800, 1), "cur")

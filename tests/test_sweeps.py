@@ -222,11 +222,14 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_processes(project: Path) -> N
         assert "test_accuracy" in child.data.metrics
 
 
-def test_a_single_hydra_run_prints_its_epochs_and_a_sweep_does_not(project: Path) -> None:
+def test_a_single_hydra_run_prints_its_epochs_unless_quiet(project: Path) -> None:
+    """(The joblib test above: parallel sweep jobs print none.)"""
     uri = _uri(project / "single.db")
     proc = _run(["gapline", "train", "experiment=debug", "train.progress_every=0"], project, uri)
     epochs = re.findall(r"^epoch (\d+)/3  loss .* gap_accuracy [+-]", proc.stdout, re.M)
     assert epochs == ["1", "2", "3"], proc.stdout
+    quiet = _run(["gapline", "train", "--quiet", "experiment=debug", "train.progress_every=0"], project, uri)
+    assert not re.search(r"^epoch \d+/", quiet.stdout, re.M), quiet.stdout
 
 
 # --------------------------------------------------------------------------------------

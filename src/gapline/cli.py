@@ -88,7 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .params import find_root
         from .sweep import hydra_train
 
-        return hydra_train(args.overrides, args.multirun, find_root())
+        quiet = ["train.verbose=quiet"] if args.quiet else []
+        return hydra_train([*args.overrides, *quiet], args.multirun, find_root())
     import yaml
 
     from .stages.train import train

@@ -82,6 +82,18 @@ def open_live(folder: Path = CURVES_DIR) -> Any:
             if os.environ.get("DVC_ROOT") or dvc_root(Path.cwd().resolve()) is not None:
                 super()._init_dvc()
 
+        def _init_resume(self) -> None:
+            # DVCLIVE_RESUME=true in the environment would keep the old curves and append:
+            # a resumed stage writes back its backup's epochs instead (replay).
+            self._resume = False
+            self._init_cleanup()
+
+        def post_data_to_studio(self) -> None:
+            # Without Studio, DVCLive still re-read every curve file at every step (a cost
+            # that grows with the epochs) and kept a thread for it.
+            if self._dvc_studio_config:
+                super().post_data_to_studio()
+
     return PipelineLive(dir=str(folder), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
 
 
@@ -118,7 +130,11 @@ def callback(live: Any, headline: Optional[str]) -> Any:
 
 def read_curves(folder: Path = CURVES_DIR) -> dict[str, list[float]]:
     """The history back from the curves (history keys; the headline aliases left out)."""
+    from .errors import DataError
+
     root = folder / "plots" / "metrics"
+    if not (root / "train" / "loss.tsv").is_file():
+        raise DataError(f"{root / 'train' / 'loss.tsv'} does not exist: the train stage writes the curves (run `dvc repro`)")
     out: dict[str, list[float]] = {}
     for path in sorted(root.rglob("*.tsv")):
         name = path.relative_to(root).with_suffix("").as_posix()

@@ -82,7 +82,7 @@ def config_groups(cfg: Any, names: Iterable[str]) -> dict[str, Any]:
 def without_output_only(groups: dict[str, Any]) -> dict[str, Any]:
     """``groups`` (a config as plain dicts, or some of its groups) less the keys that only
     change what is printed or how fast (:data:`gapline.config.OUTPUT_ONLY`): a digest of
-    the config stays the same when they change, and the same as before they existed."""
+    the config stays the same when they change."""
     from .config import OUTPUT_ONLY
 
     out = dict(groups)

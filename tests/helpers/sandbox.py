@@ -20,7 +20,7 @@ def tracked_files() -> list[str]:
 
 
 # The committed outputs of the default pipeline (a fresh clone has them)...
-PIPELINE_OUTPUTS = ("dvc.lock", "reports")
+PIPELINE_OUTPUTS = ("dvc.lock", "reports", "dvclive")
 # ...and local state no clone has.
 LOCAL_STATE = ("mlflow.db", "mlruns", "multirun", "outputs", ".gapline", ".dvc/tmp", ".dvc/cache")
 

@@ -46,6 +46,8 @@ CATEGORICAL_MAX_VALUES = 10
 GRID = 4
 #: Bump when the summary's columns change: a reference of another format is not compared.
 FORMAT = 1
+# Sampled images summarized this many at a time (the statistics' copies are float32 rows).
+IMAGE_CHUNK = 32
 
 TAG_REFERENCE = "retrain.drift_reference"
 REFERENCE_DIR = "drift/reference"
@@ -105,8 +107,10 @@ def sample_rows(n: int, size: int = SAMPLE_ROWS, seed: int = SAMPLE_SEED) -> np.
 
 
 def image_features(x: np.ndarray, pixel_max: int) -> tuple[np.ndarray, list[str]]:
-    """Per-image statistics of ``x`` (n, h, w, c), in [0, 1] of ``pixel_max`` (1 for floats)."""
-    x = np.asarray(x, dtype=np.float64)
+    """Per-image statistics of ``x`` (n, h, w, c), in [0, 1] of ``pixel_max`` (1 for floats).
+    Float32 and a few rows at a time (:func:`summarize`): the copies below are several times
+    the rows' size."""
+    x = np.asarray(x, dtype=np.float32)
     if x.ndim == 3:
         x = x[..., None]
     x = x / float(pixel_max or 1)
@@ -123,7 +127,7 @@ def image_features(x: np.ndarray, pixel_max: int) -> tuple[np.ndarray, list[str]
         for k in range(c):
             cols.append(x[..., k].reshape(n, -1).mean(1))
             names.append(f"channel_{k}_mean")
-    return np.stack(cols, axis=1), names
+    return np.stack(cols, axis=1).astype(np.float64), names
 
 
 def label_columns(y: np.ndarray, meta: Mapping[str, Any]) -> tuple[np.ndarray, list[str], list[str]]:
@@ -146,17 +150,22 @@ def summarize(prepared: Path, meta: Mapping[str, Any], size: int = SAMPLE_ROWS) 
 
     train = read_split("train", prepared)
     idx = sample_rows(len(train), size)
+    kind = "image" if train.x.ndim >= 3 else "tabular"
     reader = RowReader(train.x)
-    try:
-        x = reader.take(idx)
+    parts: list[np.ndarray] = []
+    names: list[str] = []
+    try:  # IMAGE_CHUNK rows at a time: a sample of large images is never whole in memory
+        for start in range(0, len(idx), IMAGE_CHUNK if kind == "image" else len(idx) or 1):
+            x = reader.take(idx[start:start + IMAGE_CHUNK] if kind == "image" else idx)
+            if kind == "image":
+                chunk, names = image_features(x, int(meta.get("pixel_max", 0)))
+            else:
+                chunk = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+                names = [f"feature_{i}" for i in range(chunk.shape[1])]
+            parts.append(chunk)
     finally:
         reader.close()
-    kind = "image" if x.ndim >= 3 else "tabular"
-    if kind == "image":
-        features, names = image_features(x, int(meta.get("pixel_max", 0)))
-    else:
-        features = np.asarray(x, dtype=np.float64).reshape(len(idx), -1)
-        names = [f"feature_{i}" for i in range(features.shape[1])]
+    features = np.concatenate(parts) if parts else np.zeros((0, len(names)))
     labels, label_names, categorical = label_columns(train.y[idx], meta)
     rows = sum(len(read_split(name, prepared)) for name in SPLITS)
     return Summary(kind=kind, columns=[*names, *label_names], label_columns=label_names, categorical=categorical,
@@ -178,10 +187,11 @@ class Column:
     statistic: float
     p_value: float
     drifted: bool
-    reference_mean: float
-    current_mean: float
-    reference_std: float
-    current_std: float
+    # None when the columns changed (valid JSON: no NaN)
+    reference_mean: Optional[float] = None
+    current_mean: Optional[float] = None
+    reference_std: Optional[float] = None
+    current_std: Optional[float] = None
 
 
 def column_test(name: str, ref: np.ndarray, cur: np.ndarray, categorical: bool) -> Column:
@@ -293,11 +303,15 @@ def compare(reference: Summary, current: Summary, policy: str, max_drift: float,
     kind or column set cannot be compared column by column: every column counts as drifted."""
     drift = Drift("checked", policy, max_drift, rows_reference=reference.rows, rows_current=current.rows,
                   sample_reference=len(reference.values), sample_current=len(current.values), kind=current.kind, **where)
-    if (reference.format, reference.kind, reference.columns) != (current.format, current.kind, current.columns):
+    if reference.format != current.format:  # an upgrade: not the data's change
+        drift.status = "no-reference"
+        drift.note = (f"the champion's reference is a summary of format {reference.format}, this gapline makes "
+                      f"format {current.format}: not compared; the next champion a retrain trains will have one")
+        return drift
+    if (reference.kind, reference.columns) != (current.kind, current.columns):
         drift.note = (f"the data's columns changed ({reference.kind}, {len(reference.columns)} columns -> "
                       f"{current.kind}, {len(current.columns)} columns): every column counts as drifted")
-        drift.columns = [Column(name, "schema", 1.0, 0.0, True, math.nan, math.nan, math.nan, math.nan)
-                         for name in current.columns]
+        drift.columns = [Column(name, "schema", 1.0, 0.0, True) for name in current.columns]
         return drift
     categorical = set(reference.categorical)
     drift.columns = [
@@ -310,6 +324,10 @@ def compare(reference: Summary, current: Summary, policy: str, max_drift: float,
 # --------------------------------------------------------------------------------------
 # The report: drift.json and a self-contained drift.html
 # --------------------------------------------------------------------------------------
+
+
+def _moments(mean: Optional[float], std: Optional[float]) -> str:
+    return "-" if mean is None or std is None else f"{mean:.4g} &plusmn; {std:.3g}"
 
 
 def _histograms(ref: np.ndarray, cur: np.ndarray, width: int = 160, height: int = 36) -> str:
@@ -355,8 +373,8 @@ def render_html(drift: Drift, reference: Optional[Summary], current: Optional[Su
         rows.append(
             f'<tr class="{"drifted" if c.drifted else ""}"><td>{esc(c.name)}</td><td>{esc(c.test)}</td>'
             f"<td>{c.statistic:.4g}</td><td>{c.p_value:.3g}</td><td>{'yes' if c.drifted else 'no'}</td>"
-            f"<td>{c.reference_mean:.4g} &plusmn; {c.reference_std:.3g}</td>"
-            f"<td>{c.current_mean:.4g} &plusmn; {c.current_std:.3g}</td><td>{chart}</td></tr>"
+            f"<td>{_moments(c.reference_mean, c.reference_std)}</td>"
+            f"<td>{_moments(c.current_mean, c.current_std)}</td><td>{chart}</td></tr>"
         )
     summary = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in head)
     return (

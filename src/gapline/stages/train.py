@@ -156,7 +156,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             ).write(ACTIVE_RUN_FILE)
         if shown is not None:
             callbacks.append(shown)
-        try:
+        try:  # the curves end (DVCLive's Studio "done", its VS Code signal) even on a failure
             result = train_model(
                 cfg,
                 fit.x,
@@ -173,7 +173,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
         finally:
             if shown is not None:
                 shown.close()
-        live.end()
+            live.end()
         resumed = int(result.extra.get("resumed_from", 0))
         if resumed:
             print(f"resumed from the state saved after epoch {resumed}")

@@ -98,7 +98,9 @@ def job_key(job: Job, cfg_dict: dict[str, Any]) -> str:
     copies, e.g. a study source)."""
     from ..user_code import model_files_digest
 
-    relevant = without_output_only({k: v for k, v in cfg_dict.items() if k not in ("study", "tracking", "meta")})
+    relevant = without_output_only(
+        {k: v for k, v in cfg_dict.items() if k not in ("study", "tracking", "meta", "retrain")}
+    )
     model = cfg_dict.get("model", {})
     files = model_files_digest(model.get("deps", {}), model.get("init_from", ""))
     if files:

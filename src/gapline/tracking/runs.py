@@ -90,7 +90,7 @@ def run(
     _pending.clear()
     fallback = fallback_message()
     if fallback is not None:  # the run must say it is not where the config pointed
-        mlflow.set_tag("tracking.fallback", redact(fallback)[:5000])
+        keep(mlflow.set_tag("tracking.fallback", redact(fallback)[:5000]))
     with sigterm_as_interrupt():
         try:
             yield active
