@@ -10,36 +10,63 @@
 # has). Every Python package is pinned by deploy/constraints.txt. See docs/retraining.md.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM ${BASE_IMAGE} AS build
+# deps: every dependency, installed from a stub of the package, so that this layer (and the big
+# venv layer of the runtime stage) is rebuilt only when pyproject.toml or the pins change.
+FROM ${BASE_IMAGE} AS deps
 ARG ACCELERATOR=cpu
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY deploy/constraints.txt ./deploy/constraints.txt
-COPY pyproject.toml README.md ./
-COPY src ./src
-RUN python -m venv /opt/venv \
+COPY pyproject.toml ./
+# Trimmed after the install: TensorFlow's C++ headers (for building custom ops) and the test
+# suites of the libraries below (never imported at run time).
+RUN mkdir -p src/gapline \
+    && touch README.md src/gapline/__init__.py \
+    && python -m venv /opt/venv \
     && pip install --no-cache-dir -c deploy/constraints.txt . \
+    && pip uninstall -y gapline \
     && if [ "$ACCELERATOR" = "gpu" ]; then \
          pip uninstall -y tensorflow-cpu \
          && pip install --no-cache-dir -c deploy/constraints.txt \
               "tensorflow[and-cuda]==2.21.0" "nvidia-ml-py==13.615.71"; \
        fi \
-    && gapline --help >/dev/null
+    && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+    && rm -rf "$site/tensorflow/include" \
+    && find "$site/pandas" "$site/scipy" "$site/numpy" "$site/sklearn" "$site/networkx" \
+         "$site/pyarrow" "$site/matplotlib" -type d -name tests -prune -exec rm -rf {} + \
+    && rm -rf /src
+
+# build: gapline itself into that venv; /stage gets only its files (package, console script,
+# metadata), for a small layer of their own in the runtime stage.
+FROM deps AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip install --no-cache-dir --no-deps . \
+    && gapline --help >/dev/null \
+    && python -c "import importlib.metadata as m, pathlib, shutil; \
+[(pathlib.Path('/stage' + str(p.parent)).mkdir(parents=True, exist_ok=True), shutil.copy2(p, '/stage' + str(p))) \
+ for p in (f.locate().resolve() for f in m.files('gapline')) if p.is_file()]"
 
 FROM ${BASE_IMAGE} AS runtime
 # git: DVC runs the pipeline in a git work tree, and runs are tagged with its commit.
+# libnss-wrapper: the entrypoint gives a `docker run --user` uid that /etc/passwd lacks an entry.
 ARG GIT_VERSION=1:2.39.*
+ARG NSS_WRAPPER_VERSION=1.1.*
 ARG GAPLINE_UID=10001
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends "git=${GIT_VERSION}" \
+    && apt-get install -y --no-install-recommends "git=${GIT_VERSION}" "libnss-wrapper=${NSS_WRAPPER_VERSION}" \
+    && apt-get clean \
     && rm -rf /var/lib/apt/lists/* \
     && git config --system safe.directory '*' \
     && groupadd --gid "${GAPLINE_UID}" gapline \
     && useradd --uid "${GAPLINE_UID}" --gid "${GAPLINE_UID}" --create-home --shell /usr/sbin/nologin gapline \
     && install -d -o "${GAPLINE_UID}" -g "${GAPLINE_UID}" /home/gapline/project
-COPY --from=build /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=build /stage/ /
+COPY deploy/docker-entrypoint.sh /usr/local/bin/gapline-entrypoint
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/home/gapline \
     PYTHONUNBUFFERED=1 \
@@ -58,5 +85,5 @@ USER ${GAPLINE_UID}:${GAPLINE_UID}
 RUN git init -q . \
     && gapline params \
     && mkdir -p .gapline reports models
-ENTRYPOINT ["gapline"]
+ENTRYPOINT ["gapline-entrypoint", "gapline"]
 CMD ["--help"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -280,14 +281,45 @@ def test_dockerfile_is_multistage_slim_nonroot_with_gapline_entrypoint() -> None
     args = {rest.split("=", 1)[0]: rest.split("=", 1)[1] for word, rest in ins if word == "ARG" and "=" in rest}
     assert re.fullmatch(r"python:3\.11[\w.-]*-slim[\w.-]*", args["BASE_IMAGE"])
     assert args["ACCELERATOR"] == "cpu"
-    froms = [rest for word, rest in ins if word == "FROM"]
-    assert len(froms) >= 2 and all(f.startswith("${BASE_IMAGE}") for f in froms)
+    froms = [rest.split() for word, rest in ins if word == "FROM"]
+    assert len(froms) >= 2 and froms[0][0] == "${BASE_IMAGE}" and froms[-1][0] == "${BASE_IMAGE}"
+    stages: list[str] = []
+    for f in froms:  # each stage starts from the base or from an earlier stage
+        assert f[0] == "${BASE_IMAGE}" or f[0] in stages, f
+        stages.append(f[-1])
     users = [rest for word, rest in ins if word == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    assert dict(ins)["ENTRYPOINT"] == '["gapline"]'
+    # the entrypoint gives a --user uid without a passwd entry one (nss_wrapper), then runs gapline
+    assert json.loads(dict(ins)["ENTRYPOINT"]) == ["gapline-entrypoint", "gapline"]
+    assert ("COPY", "deploy/docker-entrypoint.sh /usr/local/bin/gapline-entrypoint") in ins
     runs = " ".join(rest for word, rest in ins if word == "RUN")
     assert "-c deploy/constraints.txt ." in runs  # every Python package pinned
-    assert "COPY --from=build /opt/venv /opt/venv" in DOCKERFILE.read_text()
+    assert "libnss-wrapper=" in runs
+    text = DOCKERFILE.read_text()
+    assert "COPY --from=deps /opt/venv /opt/venv" in text and "COPY --from=build /stage/ /" in text
+
+
+ENTRYPOINT_SH = DEPLOY / "docker-entrypoint.sh"
+
+
+def test_docker_entrypoint_passes_a_known_uid_through_and_replaces_an_unwritable_home(tmp_path: Path) -> None:
+    """Without Docker: the entrypoint is valid sh, runs its arguments, keeps a writable HOME and
+    swaps an unwritable one for a fresh one. (A uid without a passwd entry needs a container:
+    deploy/docker-check.sh, tests/test_docker_image.py.)"""
+    sh = shutil.which("sh") or "/bin/sh"
+    subprocess.run([sh, "-n", str(ENTRYPOINT_SH)], check=True)
+    assert ENTRYPOINT_SH.stat().st_mode & 0o111, "the entrypoint must be executable (COPY keeps the mode)"
+    probe = [sh, str(ENTRYPOINT_SH), sh, "-c", 'printf "%s|%s" "$HOME" "${LD_PRELOAD:-}"']
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "TMPDIR": str(tmp_path)}
+    out = subprocess.run(probe, env=env, capture_output=True, text=True, check=True, timeout=30).stdout
+    assert out == f"{home}|"  # a uid /etc/passwd knows runs unchanged
+    if os.geteuid() != 0:  # root can write anywhere
+        env["HOME"] = "/nonexistent/gapline"
+        out = subprocess.run(probe, env=env, capture_output=True, text=True, check=True, timeout=30).stdout
+        new_home = out.split("|")[0]
+        assert new_home.startswith(f"{tmp_path}/gapline-home.") and Path(new_home).is_dir()
 
 
 def _glob_regex(pattern: str) -> str:

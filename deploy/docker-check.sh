@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Build the Docker image and prove it by running it (needs a Docker engine on Linux; about 5
+# minutes with a warm build cache):
+#
+#   1. `docker run IMAGE --help`;
+#   2. a uid /etc/passwd lacks (1000, 4242), root and the image's own uid (10001) each have a
+#      passwd entry through the entrypoint: getpass.getuser(), pwd.getpwuid(), `id -un`, `dvc doctor`;
+#      without the entrypoint the same lookup fails (the `getpwuid(): uid not found` of DVC);
+#   3. `gapline repro`, the whole default pipeline on the built-in digits data, in a fresh clone
+#      of this repository mounted at /home/gapline/project, run as the host user, as the README
+#      documents it, with no network: every file it leaves there belongs to that user;
+#   4. the README's mounted-project retrain (`gapline retrain`, sqlite store in the project);
+#   5. `gapline retrain` of the baked-in project against an `mlflow server` on this host
+#      (`--network host`): the run lands in the server, the model is registered and alias
+#      `champion` points at it; a second retrain in a fresh container finds "up to date".
+#
+#   deploy/docker-check.sh                     # build gapline:check from this checkout, then check it
+#   BASE_IMAGE=gapline-base:bookworm-py311 deploy/docker-check.sh   # passed as --build-arg
+#   GAPLINE_IMAGE=gapline GAPLINE_BUILD=0 deploy/docker-check.sh    # check an image already built
+#
+# The host user: the uid running this script, or HOST_UID (default 1000) when that is root, the
+# clone then chowned to it. MLFLOW names the mlflow executable for the server (default: the one
+# on PATH). Exits 0 when every check passed, 77 when no Docker engine is reachable, 1 otherwise.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+IMAGE=${GAPLINE_IMAGE:-gapline:check}
+MLFLOW=${MLFLOW:-mlflow}
+PROJECT=/home/gapline/project
+
+if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
+    echo "SKIP: no Docker engine is reachable"
+    exit 77
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/gapline-docker-check.XXXXXX")
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+step() { printf '\n== %s\n' "$*"; }
+pass() { printf 'PASS %s\n' "$*"; }
+fail() { printf 'FAIL %s\n' "$*"; exit 1; }
+
+if [ "${GAPLINE_BUILD:-1}" != 0 ]; then
+    step "docker build -t $IMAGE ${BASE_IMAGE:+--build-arg BASE_IMAGE=$BASE_IMAGE}"
+    build_args=(--network host -t "$IMAGE")
+    if [ -n "${BASE_IMAGE:-}" ]; then build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE"); fi
+    start=$SECONDS
+    docker build "${build_args[@]}" "$REPO" >"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; fail "docker build"; }
+    pass "docker build: $((SECONDS - start)) s"
+fi
+printf 'image %s: %s bytes\n' "$IMAGE" "$(docker image inspect -f '{{.Size}}' "$IMAGE")"
+
+# 1 -------------------------------------------------------------------------------------
+step "docker run --rm $IMAGE --help"
+docker run --rm "$IMAGE" --help >"$work/help.txt"
+grep -q "retrain" "$work/help.txt" || fail "--help does not list retrain"
+pass "--help"
+
+# 2 -------------------------------------------------------------------------------------
+step "uids without a passwd entry"
+lookup='import getpass, os, pwd; print(os.getuid(), getpass.getuser(), pwd.getpwuid(os.getuid()).pw_dir)'
+for user in 1000:1000 4242:4242 0:0 10001:10001; do
+    out=$(docker run --rm --user "$user" --entrypoint gapline-entrypoint "$IMAGE" \
+        sh -c "python -c '$lookup' && id -un && cd \$(mktemp -d) && dvc init -q --no-scm && dvc doctor | grep -E '^(DVC version|Repo):'" 2>&1) \
+        || fail "--user $user: $out"
+    case $out in *"uid not found"*|*"unable to look up"*|*"no such user"*) fail "--user $user: $out" ;; esac
+    pass "--user $user: $(echo "$out" | tr '\n' ' ')"
+done
+if docker run --rm --user 4242:4242 --entrypoint python "$IMAGE" -c "$lookup" >"$work/control.txt" 2>&1; then
+    fail "control: without the entrypoint the lookup was expected to fail for uid 4242"
+fi
+grep -q "uid not found: 4242" "$work/control.txt" || fail "control: $(tail -1 "$work/control.txt")"
+pass "control: without the entrypoint, uid 4242 fails: $(tail -1 "$work/control.txt")"
+
+# 3 -------------------------------------------------------------------------------------
+if [ "$(id -u)" = 0 ]; then host_uid=${HOST_UID:-1000}; host_gid=${HOST_GID:-$host_uid}; else host_uid=$(id -u); host_gid=$(id -g); fi
+project="$work/project"
+git clone -q "$REPO" "$project"
+if [ "$(id -u)" = 0 ]; then chown -R "$host_uid:$host_gid" "$project"; fi
+mounted=(--user "$host_uid:$host_gid" -v "$project:$PROJECT")
+
+step "gapline repro in a mounted fresh clone as $host_uid:$host_gid (--network none)"
+start=$SECONDS
+docker run --rm --network none "${mounted[@]}" "$IMAGE" repro >"$work/repro.log" 2>&1 \
+    || { tail -40 "$work/repro.log"; fail "gapline repro"; }
+for stage in prepare augment train evaluate; do
+    grep -q "Running stage '$stage'" "$work/repro.log" || fail "stage $stage did not run"
+done
+python3 -c "import json, sys; m = json.load(open(sys.argv[1])); print('test_accuracy', m['test_accuracy']); assert m['test_accuracy'] > 0.9" \
+    "$project/reports/metrics.json" || fail "reports/metrics.json"
+others=$(find "$project" \( -not -uid "$host_uid" -o -not -gid "$host_gid" \) -print | head -5)
+[ -z "$others" ] || fail "files not owned by $host_uid:$host_gid: $others"
+pass "gapline repro: $((SECONDS - start)) s, 4 stages ran, every file in the project belongs to $host_uid:$host_gid"
+
+# 4 -------------------------------------------------------------------------------------
+step "the README's mounted-project retrain (sqlite store in the project, --network none)"
+docker run --rm --network none "${mounted[@]}" \
+    -e MLFLOW_TRACKING_URI="sqlite:///$PROJECT/mlflow.db" "$IMAGE" retrain >"$work/retrain-mounted.log" 2>&1 \
+    || { tail -40 "$work/retrain-mounted.log"; fail "mounted retrain"; }
+grep -q "promoted" "$work/retrain-mounted.log" || { tail -5 "$work/retrain-mounted.log"; fail "mounted retrain promoted nothing"; }
+others=$(find "$project" \( -not -uid "$host_uid" -o -not -gid "$host_gid" \) -print | head -5)
+[ -z "$others" ] || fail "files not owned by $host_uid:$host_gid: $others"
+pass "mounted retrain: $(tail -1 "$work/retrain-mounted.log")"
+
+# 5 -------------------------------------------------------------------------------------
+step "gapline retrain against an mlflow server on this host"
+mkdir -p "$work/server"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$MLFLOW" server --backend-store-uri "sqlite:///$work/server/mlflow.db" --artifacts-destination "$work/server/artifacts" \
+    --host 127.0.0.1 --port "$port" --workers 1 >"$work/server.log" 2>&1 &
+server_pid=$!
+uri="http://127.0.0.1:$port"
+for _ in $(seq 1 120); do
+    python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1] + '/health', timeout=2)" "$uri" 2>/dev/null && break
+    kill -0 "$server_pid" 2>/dev/null || { tail -20 "$work/server.log"; fail "mlflow server exited"; }
+    sleep 1
+done
+start=$SECONDS
+docker run --rm --network host -e MLFLOW_TRACKING_URI="$uri" "$IMAGE" retrain >"$work/retrain1.log" 2>&1 \
+    || { tail -40 "$work/retrain1.log"; fail "retrain against $uri"; }
+grep -q "promoted" "$work/retrain1.log" || { tail -5 "$work/retrain1.log"; fail "the first retrain promoted nothing"; }
+pass "retrain: $((SECONDS - start)) s: $(tail -1 "$work/retrain1.log")"
+docker run --rm --network host -e MLFLOW_TRACKING_URI="$uri" "$IMAGE" retrain >"$work/retrain2.log" 2>&1 \
+    || { tail -20 "$work/retrain2.log"; fail "second retrain"; }
+grep -q "up to date" "$work/retrain2.log" || { tail -5 "$work/retrain2.log"; fail "the second retrain was not up to date"; }
+pass "second retrain, fresh container: $(tail -1 "$work/retrain2.log")"
+python3 - "$uri" <<'EOF' || fail "the server does not hold the run and the champion"
+import json, sys, urllib.parse, urllib.request
+
+uri = sys.argv[1]
+def get(path, **query):
+    with urllib.request.urlopen(f"{uri}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}", timeout=30) as r:
+        return json.load(r)
+def post(path, body):
+    req = urllib.request.Request(f"{uri}/api/2.0/mlflow/{path}", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.load(r)
+
+champion = get("registered-models/alias", name="gapline", alias="champion")["model_version"]
+run = get("runs/get", run_id=champion["run_id"])["run"]
+assert run["info"]["status"] == "FINISHED", run["info"]
+exp = run["info"]["experiment_id"]
+runs = post("runs/search", {"experiment_ids": [exp], "max_results": 50}).get("runs", [])
+names = sorted(r["info"].get("run_name", "") for r in runs)
+metrics = {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
+print(f"PASS server: model gapline v{champion['version']} is champion, from run {champion['run_id']} "
+      f"(test_accuracy {metrics.get('test_accuracy')}); runs in the experiment: {names}")
+assert "retrain" in names
+EOF
+printf '\nALL PASSED\n'
