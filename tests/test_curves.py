@@ -126,3 +126,17 @@ def test_dvclive_resume_in_the_environment_changes_nothing(tmp_path: Path, monke
         live.end()
         monkeypatch.setenv("DVCLIVE_RESUME", "true")
     assert curves.read_curves() == {"loss": [0.2]}
+
+
+def test_a_dvc_project_in_a_git_repository_without_commits(tmp_path: Path, monkeypatch) -> None:
+    """The Docker image's baked-in project: `git init` and `.dvc/`, no commit yet. DVCLive asks
+    git for HEAD there and scmrepo raises; the curves are written all the same."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("[core]\n    no_scm = false\n")
+    monkeypatch.chdir(tmp_path)
+    live = curves.open_live()
+    curves.log_epoch(live, 1, {"loss": 0.25}, None)
+    live.next_step()
+    live.end()
+    assert curves.read_curves() == {"loss": [0.25]}

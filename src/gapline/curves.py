@@ -24,6 +24,7 @@ writes back the epochs its backup holds, so the files equal an uninterrupted run
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -80,7 +81,14 @@ def open_live(folder: Path = CURVES_DIR) -> Any:
         def _init_dvc(self) -> None:
             # Outside a DVC project DVCLive would `dvc init` the enclosing git repository.
             if os.environ.get("DVC_ROOT") or dvc_root(Path.cwd().resolve()) is not None:
-                super()._init_dvc()
+                try:
+                    super()._init_dvc()
+                except Exception as exc:  # noqa: BLE001 - the curves must never stop training
+                    # e.g. a git repository without a commit (the Docker image's project):
+                    # DVCLive asks it for HEAD and scmrepo raises "Empty git repo". The curves
+                    # are written all the same; only the experiment name and Studio are lost.
+                    logging.getLogger("dvclive").info("DVC integration off: %s", exc)
+                    self._dvc_repo = None
 
         def _init_resume(self) -> None:
             # DVCLIVE_RESUME=true in the environment would keep the old curves and append:
