@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from .log import retry_on_conflict
 from .model_code import LOADER, ship_user_code
 from .redaction import error_text
 from .runs import flush
@@ -111,7 +112,10 @@ def log_model(model: Any, x_sample: Any, registered_model: Optional[str]) -> Opt
     version = getattr(info, "registered_model_version", None)
     if registered_model and version is not None:
         client = mlflow.MlflowClient()
-        client.set_registered_model_alias(registered_model, ALIAS, str(version))
+        # The store inserts an alias it does not find, without a lock: two trainings that
+        # register at once both insert, and the second fails on the unique constraint. Tried
+        # again, it finds the alias and moves it (to the later version, as when one by one).
+        retry_on_conflict(lambda: client.set_registered_model_alias(registered_model, ALIAS, str(version)))
         return str(version)
     return None
 
