@@ -34,8 +34,9 @@ RUN mkdir -p src/gapline \
        fi \
     && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
     && rm -rf "$site/tensorflow/include" \
-    && find "$site/pandas" "$site/scipy" "$site/numpy" "$site/sklearn" "$site/networkx" \
-         "$site/pyarrow" "$site/matplotlib" -type d -name tests -prune -exec rm -rf {} + \
+    && for pkg in pandas scipy numpy sklearn networkx pyarrow matplotlib; do \
+         if [ -d "$site/$pkg" ]; then find "$site/$pkg" -type d -name tests -prune -exec rm -rf {} +; fi; \
+       done \
     && rm -rf /src
 
 # build: gapline itself into that venv; /stage gets only its files (package, console script,
@@ -53,11 +54,15 @@ RUN pip install --no-cache-dir --no-deps . \
 FROM ${BASE_IMAGE} AS runtime
 # git: DVC runs the pipeline in a git work tree, and runs are tagged with its commit.
 # libnss-wrapper: the entrypoint gives a `docker run --user` uid that /etc/passwd lacks an entry.
+# tini: PID 1, so `docker stop` / Kubernetes' SIGTERM reach gapline, dvc and the stage running
+# (-g: the whole process group); Python as PID 1 would ignore it until the SIGKILL.
 ARG GIT_VERSION=1:2.39.*
 ARG NSS_WRAPPER_VERSION=1.1.*
+ARG TINI_VERSION=0.19.*
 ARG GAPLINE_UID=10001
 RUN apt-get update \
     && apt-get install -y --no-install-recommends "git=${GIT_VERSION}" "libnss-wrapper=${NSS_WRAPPER_VERSION}" \
+         "tini=${TINI_VERSION}" \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* \
     && git config --system safe.directory '*' \
@@ -85,5 +90,10 @@ USER ${GAPLINE_UID}:${GAPLINE_UID}
 RUN git init -q . \
     && gapline params \
     && mkdir -p .gapline reports models
-ENTRYPOINT ["gapline-entrypoint", "gapline"]
+# The baked-in project and HOME also belong to group 0 with the owner's rights, so that a uid
+# the image does not know runs it when its gid is 0 (OpenShift's random uids; `--user 4242:0`).
+USER 0
+RUN chgrp -R 0 /home/gapline && chmod -R g=u /home/gapline
+USER ${GAPLINE_UID}:${GAPLINE_UID}
+ENTRYPOINT ["tini", "-g", "--", "gapline-entrypoint", "gapline"]
 CMD ["--help"]

@@ -3,9 +3,12 @@
 # minutes with a warm build cache):
 #
 #   1. `docker run IMAGE --help`;
-#   2. a uid /etc/passwd lacks (1000, 4242), root and the image's own uid (10001) each have a
-#      passwd entry through the entrypoint: getpass.getuser(), pwd.getpwuid(), `id -un`, `dvc doctor`;
-#      without the entrypoint the same lookup fails (the `getpwuid(): uid not found` of DVC);
+#   2. a uid /etc/passwd lacks (1000, 4242), root and the image's own uid (10001, also with a gid
+#      /etc/group lacks) each have a passwd and group entry through the entrypoint:
+#      getpass.getuser(), pwd.getpwuid(), `id -un`, `id -gn`, `dvc doctor`; without the entrypoint
+#      the same lookup fails (the `getpwuid(): uid not found` of DVC); the baked-in project is
+#      writable by a uid the image does not know in group 0 (OpenShift); `docker stop` during
+#      the train stage ends the container by SIGTERM, not by the SIGKILL after the grace period;
 #   3. `gapline repro`, the whole default pipeline on the built-in digits data, in a fresh clone
 #      of this repository mounted at /home/gapline/project, run as the host user, as the README
 #      documents it, with no network: every file it leaves there belongs to that user;
@@ -64,9 +67,9 @@ pass "--help"
 # 2 -------------------------------------------------------------------------------------
 step "uids without a passwd entry"
 lookup='import getpass, os, pwd; print(os.getuid(), getpass.getuser(), pwd.getpwuid(os.getuid()).pw_dir)'
-for user in 1000:1000 4242:4242 0:0 10001:10001; do
+for user in 1000:1000 4242:4242 0:0 10001:10001 10001:1234; do
     out=$(docker run --rm --user "$user" --entrypoint gapline-entrypoint "$IMAGE" \
-        sh -c "python -c '$lookup' && id -un && cd \$(mktemp -d) && dvc init -q --no-scm && dvc doctor | grep -E '^(DVC version|Repo):'" 2>&1) \
+        sh -c "python -c '$lookup' && id -un && id -gn && cd \$(mktemp -d) && dvc init -q --no-scm && dvc doctor | grep -E '^(DVC version|Repo):'" 2>&1) \
         || fail "--user $user: $out"
     case $out in *"uid not found"*|*"unable to look up"*|*"no such user"*) fail "--user $user: $out" ;; esac
     pass "--user $user: $(echo "$out" | tr '\n' ' ')"
@@ -76,6 +79,27 @@ if docker run --rm --user 4242:4242 --entrypoint python "$IMAGE" -c "$lookup" >"
 fi
 grep -q "uid not found: 4242" "$work/control.txt" || fail "control: $(tail -1 "$work/control.txt")"
 pass "control: without the entrypoint, uid 4242 fails: $(tail -1 "$work/control.txt")"
+
+step "the baked-in project as a uid the image does not know, in group 0 (OpenShift)"
+docker run --rm --user 4242:0 "$IMAGE" params train.epochs=2 >"$work/gid0.log" 2>&1 \
+    || { tail -5 "$work/gid0.log"; fail "--user 4242:0 cannot write the baked-in project"; }
+pass "--user 4242:0: $(tail -1 "$work/gid0.log")"
+
+step "docker stop: SIGTERM reaches gapline, dvc and the stage (tini as PID 1)"
+name="gapline-check-stop-$$"
+docker run -d --name "$name" "$IMAGE" repro >/dev/null
+for _ in $(seq 1 120); do
+    docker logs "$name" 2>&1 | grep -q "Running stage 'train'" && break
+    sleep 0.5
+done
+start=$SECONDS
+docker stop -t 30 "$name" >/dev/null
+took=$((SECONDS - start))
+code=$(docker inspect -f '{{.State.ExitCode}}' "$name")
+docker logs "$name" >"$work/stop.log" 2>&1
+docker rm "$name" >/dev/null
+[ "$code" != 137 ] && [ "$took" -lt 25 ] || { tail -20 "$work/stop.log"; fail "docker stop: exit $code after $took s (137: only SIGKILL ended it)"; }
+pass "docker stop during the train stage: exit $code after $took s"
 
 # 3 -------------------------------------------------------------------------------------
 if [ "$(id -u)" = 0 ]; then host_uid=${HOST_UID:-1000}; host_gid=${HOST_GID:-$host_uid}; else host_uid=$(id -u); host_gid=$(id -g); fi

@@ -8,7 +8,9 @@
 # copy of /etc/passwd and /etc/group with the uid and gid added, made visible to this process and
 # its children by LD_PRELOAD. /etc/passwd itself stays read-only. A HOME the uid cannot write
 # to (the image's /home/gapline belongs to uid 10001) is replaced by a fresh one under /tmp.
-# Known uids (10001, root, ...) with a writable HOME run unchanged.
+# A gid /etc/group lacks gets a group entry the same way. Known uids and gids (10001, root, ...)
+# with a writable HOME run unchanged. Two temporary folders per run (HOME, the passwd copies)
+# are left in the container's /tmp: gone with `docker run --rm`.
 set -eu
 
 uid=$(id -u)
@@ -22,7 +24,7 @@ if [ ! -w "${HOME:-/nonexistent}" ]; then
     fi
 fi
 
-if ! getent passwd "$uid" >/dev/null 2>&1; then
+if ! getent passwd "$uid" >/dev/null 2>&1 || ! getent group "$gid" >/dev/null 2>&1; then
     lib=""
     for candidate in /usr/lib/*/libnss_wrapper.so /usr/lib/libnss_wrapper.so /usr/lib64/libnss_wrapper.so; do
         if [ -f "$candidate" ]; then lib=$candidate; break; fi
@@ -32,17 +34,19 @@ if ! getent passwd "$uid" >/dev/null 2>&1; then
         nss=$(mktemp -d "${TMPDIR:-/tmp}/gapline-nss.XXXXXX" 2>/dev/null) || nss=""
     fi
     if [ -n "$nss" ]; then
-        name=${GAPLINE_USER_NAME:-gapline-$uid}
+        name=gapline-$uid
         cat /etc/passwd >"$nss/passwd"
-        printf '%s:x:%s:%s:gapline (uid %s):%s:/bin/sh\n' "$name" "$uid" "$gid" "$uid" "${HOME:-/}" >>"$nss/passwd"
+        if ! getent passwd "$uid" >/dev/null 2>&1; then
+            printf '%s:x:%s:%s:gapline (uid %s):%s:/bin/sh\n' "$name" "$uid" "$gid" "$uid" "${HOME:-/}" >>"$nss/passwd"
+        fi
         cat /etc/group >"$nss/group"
         if ! getent group "$gid" >/dev/null 2>&1; then
-            printf '%s:x:%s:\n' "$name" "$gid" >>"$nss/group"
+            printf 'gapline-g%s:x:%s:\n' "$gid" "$gid" >>"$nss/group"
         fi
         export NSS_WRAPPER_PASSWD="$nss/passwd" NSS_WRAPPER_GROUP="$nss/group"
         export LD_PRELOAD="$lib${LD_PRELOAD:+ $LD_PRELOAD}"
     else
-        echo "gapline-entrypoint: warning: uid $uid has no passwd entry and nss_wrapper is unavailable" >&2
+        echo "gapline-entrypoint: warning: uid $uid or gid $gid has no entry and nss_wrapper is unavailable" >&2
     fi
 fi
 

@@ -291,7 +291,8 @@ def test_dockerfile_is_multistage_slim_nonroot_with_gapline_entrypoint() -> None
     users = [rest for word, rest in ins if word == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
     # the entrypoint gives a --user uid without a passwd entry one (nss_wrapper), then runs gapline
-    assert json.loads(dict(ins)["ENTRYPOINT"]) == ["gapline-entrypoint", "gapline"]
+    # tini as PID 1: SIGTERM (docker stop, Kubernetes) reaches the whole process group
+    assert json.loads(dict(ins)["ENTRYPOINT"]) == ["tini", "-g", "--", "gapline-entrypoint", "gapline"]
     assert ("COPY", "deploy/docker-entrypoint.sh /usr/local/bin/gapline-entrypoint") in ins
     runs = " ".join(rest for word, rest in ins if word == "RUN")
     assert "-c deploy/constraints.txt ." in runs  # every Python package pinned
