@@ -1,8 +1,9 @@
 """The Docker image, built and run: deploy/docker-check.sh builds it from this checkout and runs
 `--help`, the passwd lookups of uids the image does not know, `gapline repro` in a mounted
 fresh clone as the host user, and `gapline retrain` against an `mlflow server` on this host.
-Skips at once where no Docker engine is reachable (CI has none). BASE_IMAGE, GAPLINE_IMAGE and
-GAPLINE_BUILD=0 pass through to the script (see its header)."""
+Skips with one line where no Docker engine is reachable (CI has none, and skips in
+a second), or where no base image is here or can be pulled (trying a pull can take minutes).
+BASE_IMAGE, GAPLINE_IMAGE and GAPLINE_BUILD=0 pass through to the script (see its header)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from gapline import cli, progress
 from gapline.config import TrainConfig

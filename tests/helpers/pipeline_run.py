@@ -4,7 +4,6 @@ whichever store it landed in."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import subprocess
