@@ -78,6 +78,30 @@ def test_an_early_stop_still_prints_its_last_epoch() -> None:
     assert [LINE.match(line).group(1) for line in out.getvalue().splitlines()] == ["1", str(ran)]
 
 
+def test_a_second_phase_after_an_early_stop_counts_to_its_own_end() -> None:
+    """A backbone planned for 4 + 2 epochs whose phase 1 stopped after 2: phase 2 runs epochs
+    3-4, so the count and the ETA end at 4, not at the 6 planned."""
+    import keras
+
+    from gapline.gap import GapCallback
+    from gapline.tasks import multiclass
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss=keras.losses.CategoricalCrossentropy())
+    out = io.StringIO()
+    shown = progress.callback(TrainConfig(verbose="lines", progress_every=0), 6, "accuracy", out)
+    gap = GapCallback(x, y, multiclass(2), val=(x, y))
+    target = np.eye(2, dtype="float32")[y]
+    model.fit(x, target, epochs=2, verbose=0, callbacks=[gap, shown])  # phase 1, stopped early at 2
+    model.fit(x, target, initial_epoch=2, epochs=4, verbose=0, callbacks=[gap, shown])  # phase 2
+    lines = out.getvalue().splitlines()
+    assert [LINE.match(line).groups() for line in lines] == [("1", "6"), ("2", "6"), ("3", "4"), ("4", "4")]
+    assert lines[-1].endswith("eta 0:00")
+
+
 def test_bar_on_a_terminal_shows_epoch_eta_and_the_gap() -> None:
     out = Tty()
     _fit(TrainConfig(verbose="auto"), 3, out)

@@ -84,6 +84,8 @@ def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optio
             self.pending: Optional[tuple[int, dict[str, Any]]] = None  # an epoch not printed yet
             self.warm: Optional[tuple[float, int]] = None  # (time, batches) at the first epoch's end
             self.bar: Any = None
+            self.total = total_epochs
+            self.fits = 0
 
         # -- timing ---------------------------------------------------------------------
         def elapsed(self) -> float:
@@ -91,7 +93,7 @@ def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optio
 
         def eta(self) -> float:
             """Remaining batches at the pace since the first epoch (which also compiled)."""
-            remaining = max(0, (total_epochs - self.epoch) * self.steps - self.batches)
+            remaining = max(0, (self.total - self.epoch) * self.steps - self.batches)
             if self.warm is not None and self.done > self.warm[1]:
                 at, done = self.warm
                 return (time.perf_counter() - at) / (self.done - done) * remaining
@@ -100,6 +102,13 @@ def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optio
         # -- keras hooks ----------------------------------------------------------------
         def on_train_begin(self, logs: Optional[dict] = None) -> None:
             self.steps = max(1, int(self.params.get("steps") or 1))
+            self.fits += 1
+            if self.fits > 1 and self.params.get("epochs"):
+                # a backbone's fine-tuning: it runs to its own end, which an early stop of
+                # the first phase brought forward
+                self.total = int(self.params["epochs"])
+                if self.bar is not None:
+                    self.bar.total = self.total * self.steps
 
         def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
             if self.start is None:
@@ -111,10 +120,10 @@ def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optio
                     from tqdm.auto import tqdm
 
                     self.bar = tqdm(
-                        total=total_epochs * self.steps, initial=epoch * self.steps, unit="step",
+                        total=self.total * self.steps, initial=epoch * self.steps, unit="step",
                         file=out, dynamic_ncols=True, leave=True,
                     )
-                self.bar.set_description(f"epoch {epoch + 1}/{total_epochs}", refresh=False)
+                self.bar.set_description(f"epoch {epoch + 1}/{self.total}", refresh=False)
 
         def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
             # with steps_per_execution > 1 Keras calls this once per compiled call
@@ -127,7 +136,7 @@ def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optio
                 self.bar.update(step)
             elif every > 0 and time.perf_counter() - self.last_line >= every and self.batches < self.steps:
                 loss = f"  loss {_number(logs['loss'])}" if logs and "loss" in logs else ""
-                self.line(f"epoch {self.epoch + 1}/{total_epochs}  step {self.batches}/{self.steps}{loss}")
+                self.line(f"epoch {self.epoch + 1}/{self.total}  step {self.batches}/{self.steps}{loss}")
 
         def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
             logs = dict(logs or {})
@@ -137,7 +146,7 @@ def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optio
                 self.bar.set_postfix_str("  ".join(summary(logs, headline)))
                 return
             now = time.perf_counter()
-            if every == 0 or epoch == self.first_epoch or epoch + 1 >= total_epochs or now - self.last_line >= every:
+            if every == 0 or epoch == self.first_epoch or epoch + 1 >= self.total or now - self.last_line >= every:
                 self.epoch_line(epoch, logs)
             else:
                 self.pending = (epoch, logs)
@@ -149,7 +158,7 @@ def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optio
         # -- output ---------------------------------------------------------------------
         def epoch_line(self, epoch: int, logs: dict[str, Any]) -> None:
             self.pending = None
-            self.line("  ".join([f"epoch {epoch + 1}/{total_epochs}", *summary(logs, headline)]))
+            self.line("  ".join([f"epoch {epoch + 1}/{self.total}", *summary(logs, headline)]))
 
         def line(self, text: str) -> None:
             self.last_line = time.perf_counter()
