@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from gapline.retrain import drift as D
+from gapline.retrain import drift_gate as G
+from gapline.retrain.drift_report import write_report
 
 RNG_SEED = 3
 
@@ -129,7 +131,7 @@ def test_a_schema_change_writes_strict_json(tmp_path: Path) -> None:
     reference = _summary(tmp_path, *_tabular(300, 0, d=12), "ref")
     now = _summary(tmp_path, *_tabular(300, 0, d=13), "cur")
     result = D.compare(reference, now, "block", 0.5)
-    D.write_report(tmp_path / "drift", result, reference, now, "blocked")
+    write_report(tmp_path / "drift", result, reference, now, "blocked")
     text = (tmp_path / "drift" / "drift.json").read_text()
     json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} in drift.json"))
     assert "-</td>" in (tmp_path / "drift" / "drift.html").read_text()
@@ -173,7 +175,7 @@ def test_the_report_is_html_and_json_replaced_as_a_whole(tmp_path: Path) -> None
     folder = tmp_path / "reports" / "drift"
     (folder).mkdir(parents=True)
     (folder / "stale.txt").write_text("from an older report")
-    paths = D.write_report(folder, result, reference, now, "blocked")
+    paths = write_report(folder, result, reference, now, "blocked")
     assert sorted(p.name for p in folder.iterdir()) == ["drift.html", "drift.json"] == sorted(p.name for p in paths)
     assert [p.name for p in folder.parent.iterdir()] == ["drift"]  # no temporary left behind
     summary = json.loads((folder / "drift.json").read_text())
@@ -244,12 +246,12 @@ def _crown(project: Path, overrides: list[str]) -> str:
         meta = write_prepared(cfg, prepared)
         state = current_state(cfg, project, fingerprint=meta["fingerprint"])
         with tracking.run(run_config(cfg), run_name="old-retrain") as active:
-            D.log_reference(D.summarize(prepared, meta), project / "scratch")
+            G.log_reference(D.summarize(prepared, meta), project / "scratch")
             run_id = active.info.run_id
     client = MlflowClient()
     client.create_registered_model(NAME)
     version = client.create_model_version(NAME, str(project / "no-model"), run_id).version
-    for key, value in {**state.tags(), D.TAG_REFERENCE: run_id}.items():
+    for key, value in {**state.tags(), G.TAG_REFERENCE: run_id}.items():
         client.set_model_version_tag(NAME, version, key, value)
     client.set_registered_model_alias(NAME, "champion", version)
     return str(version)
@@ -346,7 +348,7 @@ def test_a_champion_without_a_reference_trains_under_any_policy(conf_project: Pa
 
     project = conf_project
     champion = _crown(project, _data(project, *_tabular(600, 0)))
-    MlflowClient().delete_model_version_tag(NAME, champion, D.TAG_REFERENCE)
+    MlflowClient().delete_model_version_tag(NAME, champion, G.TAG_REFERENCE)
     with pytest.raises(PipelineStarted):
         retrain([*_data(project, *_tabular(600, 1, shift=2.0)), "retrain.drift=block"], root=project, echo=lambda _: None)
     drift = json.loads((project / "reports" / "retrain.json").read_text())["drift"]

@@ -21,7 +21,7 @@ from gapline.cli import build_parser, _retrain_words
 from gapline.config import Config, RetrainConfig, from_container
 from gapline.errors import ConfigError
 from gapline.exit_codes import PROMOTE_MEANINGS
-from gapline.retrain.drift import TAG_REFERENCE
+from gapline.retrain.drift_gate import TAG_REFERENCE
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

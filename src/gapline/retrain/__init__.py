@@ -5,7 +5,9 @@ One concept per module:
 - :mod:`.outcome`: the exit codes (one table, :class:`ExitCode`) and the :class:`Outcome`;
 - :mod:`.lock`: the exclusive lock two scheduled runs share;
 - :mod:`.state`: what a model was trained from, and what changed since;
-- :mod:`.drift`: the drift check between the champion's training data and the current data;
+- :mod:`.drift`: summaries of a training split and their column-by-column comparison;
+- :mod:`.drift_report`: that comparison as ``drift.html`` and ``drift.json``;
+- :mod:`.drift_gate`: the champion's stored reference, the check before training, ``retrain.drift``;
 - :mod:`.decision`: scoring and the promotion rule;
 - :mod:`.pipeline`: ``dvc repro`` as a subprocess, and the challenger it registered;
 - :mod:`.records`: what retrain and promote both write (report, run config, decision tags);

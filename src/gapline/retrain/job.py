@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +35,14 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 from ..config import Config
 from ..errors import ConfigError, GaplineError, bad_value
-from . import drift as drift_check
+from . import drift_gate
+from .drift import Drift, Summary, summarize
 from .decision import Scored, decide, load_splits, score, takes_pixels
 from .lock import exclusive_lock
 from .outcome import ExitCode, Outcome
 from .pipeline import challenger_version, run_pipeline
 from .records import aliases_moved, decision_tags, run_config, utc_now, write_report
-from .state import TAG_DATA, State, current_state, what_changed
+from .state import State, current_state, what_changed
 
 
 def retrain(
@@ -153,14 +153,14 @@ class RetrainJob:
     champion: Champion
     changed: dict[str, dict[str, str]]
     tracking_uri: str
-    current: Optional[drift_check.Summary] = None  # the current data's summary (when the champion has a reference)
+    current: Optional[Summary] = None  # the current data's summary (when the champion has a reference)
     # What the MLflow run learns, in order; :meth:`report` is built from these.
     started: float = 0.0
     started_at: str = ""
     run_id: str = ""
     challenger: str = ""  # the version the pipeline registered
     judged_on: str = ""  # retrain.metric with auto resolved for the prepared data's task
-    drift: Optional[drift_check.Drift] = None  # the drift check, before training
+    drift: Optional[Drift] = None  # the drift check, before training
     verdict: Optional[Verdict] = None
     failure: Optional[tuple[ExitCode, str]] = None
     finished_at: str = ""
@@ -172,14 +172,12 @@ class RetrainJob:
         from .. import tracking
 
         champion = Champion.look_up(cfg, root)
-        tags = champion.tags or {}
-        current: list[drift_check.Summary] = []
+        current: list[Summary] = []
 
         def sample(folder: Path, meta: dict[str, Any]) -> None:
-            """The current data's summary, while its prepared scratch copy exists: only when
-            the champion has a reference to compare it with, and other data."""
-            if tags.get(drift_check.TAG_REFERENCE) and tags.get(TAG_DATA) != meta["fingerprint"]:
-                current.append(drift_check.summarize(folder, meta))
+            """The current data's summary for the drift check, while its prepared scratch copy exists."""
+            if drift_gate.wants_current(champion.tags, meta["fingerprint"]):
+                current.append(summarize(folder, meta))
 
         state = current_state(cfg, root, inspect=sample)
         changed = what_changed(champion.tags, state)
@@ -337,85 +335,30 @@ class RetrainJob:
         splits, meta = load_splits(self.root)
         self.state = dataclasses.replace(self.state, data_fingerprint=str(meta["fingerprint"]))
         self.challenger = version
-        tracking.tag_version(self.champion.client, self.name, version, {**self.state.tags(), **self._store_reference(meta)})
+        from ..data.layout import PREPARED
+
+        reference = drift_gate.store_reference(self.root, self.root / PREPARED, meta, self.run_id)
+        tracking.tag_version(self.champion.client, self.name, version, {**self.state.tags(), **reference})
         tracking.log_tags({"retrain.challenger_version": version})
         return splits, meta
 
-    def _scratch(self) -> tempfile.TemporaryDirectory:
-        folder = self.root / ".gapline"
-        folder.mkdir(parents=True, exist_ok=True)
-        return tempfile.TemporaryDirectory(dir=folder, prefix="retrain-drift-", ignore_cleanup_errors=True)
-
-    def _store_reference(self, meta: dict[str, Any]) -> dict[str, str]:
-        """The summary of the data the challenger was trained on (the prepared training
-        split), stored in this run: the reference the next retrain's drift check compares with
-        if the challenger becomes the champion. Returns the version tag that points at it."""
-        from ..data.layout import PREPARED
-
-        summary = drift_check.summarize(self.root / PREPARED, meta)
-        with self._scratch() as tmp:
-            drift_check.log_reference(summary, Path(tmp))
-        return {drift_check.TAG_REFERENCE: self.run_id}
-
-    # ----------------------------------------------------------------------------------
-    # The drift check
-    # ----------------------------------------------------------------------------------
-
-    def _measure_drift(self) -> tuple[drift_check.Drift, Optional[drift_check.Summary]]:
-        """The current data against the champion's reference (its training data's summary)."""
-        rc, version, tags = self.cfg.retrain, self.champion.version, self.champion.tags
-        policy = dict(policy=rc.drift, max_drift=rc.max_drift, champion=version)
-        if tags is None:
-            return drift_check.Drift("no-champion", note="no champion yet: nothing to compare the data with", **policy), None
-        if tags.get(TAG_DATA) == self.state.data_fingerprint:
-            return drift_check.Drift("unchanged", **policy), None
-        run_id = tags.get(drift_check.TAG_REFERENCE)
-        if not run_id or self.current is None:
-            note = (f"champion v{version} has no stored reference (tag {drift_check.TAG_REFERENCE}): no retrain "
-                    "recorded its training data; the next champion a retrain trains will have one")
-            return drift_check.Drift("no-reference", note=note, **policy), None
-        try:
-            with self._scratch() as tmp:
-                reference = drift_check.fetch_reference(self.champion.client, run_id, Path(tmp))
-        except Exception as exc:  # noqa: BLE001 - an artifact deleted by hand must not stop every retrain
-            from .. import tracking
-
-            note = f"cannot read champion v{version}'s reference from run {run_id}: {tracking.error_text(exc)}"
-            return drift_check.Drift("no-reference", note=note, reference_run=run_id, **policy), None
-        return drift_check.compare(reference, self.current, reference_run=run_id, **policy), reference
-
     def _check_drift(self) -> Optional[Verdict]:
-        """Measure, report (``reports/drift/``, the run) and apply ``retrain.drift``: a verdict
-        when the policy stops the retrain here, None to train."""
-        from .. import tracking
-
-        self.drift, reference = self._measure_drift()
-        d, rc, version = self.drift, self.cfg.retrain, self.champion.version
-        self.echo(f"retrain: drift check: {d.describe()}")
-        gate: Optional[Verdict] = None
-        html = self._drift_folder() / "drift.html"
-        where = f"see {html.relative_to(self.root) if html.is_relative_to(self.root) else html}"
-        if rc.drift == "block" and d.detected:
-            reason = (f"data drift blocks the retrain (retrain.drift=block): {d.describe()}; nothing was trained "
-                      f"or promoted, {where}")
-            gate = Verdict("blocked", ExitCode.KEPT, reason, None, {"version": version}, version)
-        elif (rc.drift == "require" and not self.force and set(self.changed) == {"data"} and d.known
-              and not d.detected and not d.grew):
-            reason = (f"nothing to retrain: the data changed but neither drifted nor grew (retrain.drift=require): "
-                      f"{d.describe()}; {where}")
-            gate = Verdict("skipped", ExitCode.OK, reason, None, {"version": version}, version)
-        decision = "train" if gate is None else gate.decision
-        paths = drift_check.write_report(self._drift_folder(), d, reference, self.current, decision)
-        tracking.log_metrics(d.metrics())
-        tracking.log_tags({"retrain.drift_status": d.status, "retrain.drift_detected": str(d.detected).lower(),
-                           "retrain.drift_gate": decision})
-        for path in paths:
-            tracking.log_artifact(path, "drift")
-        return gate
-
-    def _drift_folder(self) -> Path:
-        """``drift/`` next to ``retrain.report`` (``reports/drift/`` by default)."""
-        return (self.root / self.cfg.retrain.report).parent / "drift"
+        """The drift check (:mod:`.drift_gate`): measured, reported (``reports/drift/``, the
+        run), then ``retrain.drift`` applied: a verdict when it stops the retrain, None to train."""
+        version = self.champion.version
+        self.drift, reference = drift_gate.measure(
+            self.cfg, self.root, self.champion.client, version, self.champion.tags,
+            self.state.data_fingerprint, self.current,
+        )
+        self.echo(f"retrain: drift check: {self.drift.describe()}")
+        folder = drift_gate.report_folder(self.cfg, self.root)
+        html = folder / "drift.html"
+        stop = drift_gate.stop(self.drift, self.cfg.retrain.drift, self.force, self.changed,
+                               str(html.relative_to(self.root) if html.is_relative_to(self.root) else html))
+        drift_gate.record(folder, self.drift, reference, self.current, "train" if stop is None else stop.decision)
+        if stop is None:
+            return None
+        return Verdict(stop.decision, stop.exit_code, stop.reason, None, {"version": version}, version)
 
     def _version_task(self, version: str) -> str:
         """The task a registered version was trained for: its run's ``task`` tag (versions
