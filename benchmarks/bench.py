@@ -240,8 +240,6 @@ def project(overrides: list[str]) -> Path:
     return root
 
 
-
-
 def bench_overhead(repeats: int) -> None:
     """Pipeline train stage (incl. MLflow, gap per epoch) vs a bare Keras script, same model."""
     epochs = 100

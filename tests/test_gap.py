@@ -141,9 +141,9 @@ def test_gap_measured_on_gap_x_not_on_the_fit_data(make_tiny_config, tiny_image_
     assert result.history["train_eval_loss"][-1] == pytest.approx(ref["loss"], abs=1e-6)
 
 
-def test_evaluate_splits_hands_back_the_outputs_it_scored(tiny_image_splits, cpu_runtime) -> None:
-    """The evaluate stage plots the test split from these outputs instead of predicting again:
-    they are the model's predictions, and asking for them changes no score."""
+def test_evaluate_splits_scores_the_predictions_it_is_given(tiny_image_splits, cpu_runtime) -> None:
+    """The evaluate stage predicts the test split once, scores and plots those predictions:
+    the model's own give the same scores, and other ones are scored as given (not predicted again)."""
     import keras
 
     from gapline.evaluation import EVAL_BATCH, evaluate_splits
@@ -155,7 +155,10 @@ def test_evaluate_splits_hands_back_the_outputs_it_scored(tiny_image_splits, cpu
     model.compile("adam", keras.losses.CategoricalCrossentropy())
     task = multiclass(3)
     plain = evaluate_splits(model, tiny_image_splits, task)
-    outputs = {"test": None}
-    assert evaluate_splits(model, tiny_image_splits, task, None, outputs) == plain
-    assert list(outputs) == ["test"]  # only the splits asked for are kept
-    np.testing.assert_array_equal(outputs["test"], predictions(model, tiny_image_splits["test"][0], EVAL_BATCH))
+    x_test = tiny_image_splits["test"][0]
+    own = predictions(model, x_test, EVAL_BATCH)
+    assert evaluate_splits(model, tiny_image_splits, task, None, {"test": own}) == plain
+    uniform = np.full((len(x_test), 3), 1 / 3, dtype="float32")
+    given = evaluate_splits(model, tiny_image_splits, task, None, {"test": uniform})
+    assert given["test_loss"] == pytest.approx(np.log(3), rel=1e-5)  # the uniform guess, as given
+    assert given["train_loss"] == plain["train_loss"]  # other splits still predicted

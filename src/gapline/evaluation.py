@@ -6,7 +6,7 @@ model is scored, not on how it was built or fit.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -20,23 +20,21 @@ def evaluate_splits(
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     task: "TaskSpec | int",
     task_cfg: Any = None,
-    outputs: dict[str, Any] | None = None,
+    predicted: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """``<split>_loss`` and ``<split>_<metric>`` for the task's final metrics
     (:data:`gapline.tasks.FINAL_METRICS`), plus ``gap_<metric>_val`` and ``gap_<metric>_test``
     against the train split (positive = overfitting). ``task``: a TaskSpec, or a number of
-    classes (multiclass). ``outputs``: a dict whose keys name splits (``{"test": None}``); each
-    key's value is set to the model's outputs on that split, the very ones scored here, so a
-    caller that needs them (the evaluate stage's plots) does not predict the split again."""
-    from .gap import inference_scores, predictions
+    classes (multiclass). ``predicted``: the model's outputs on some splits, already made by
+    the caller (:func:`gapline.gap.predictions`, the evaluate stage's test split, which it also
+    plots): scored as given instead of predicting the split again."""
+    from .gap import inference_scores
 
     spec = as_spec(task)
     out: dict[str, float] = {}
     per_split: dict[str, dict[str, float]] = {}
     for name, (x, y) in splits.items():
-        pred = None
-        if outputs is not None and name in outputs:
-            pred = outputs[name] = predictions(model, x, EVAL_BATCH)
+        pred = (predicted or {}).get(name)
         per_split[name] = inference_scores(model, x, y, spec, task_cfg, FINAL_METRICS[spec.name], EVAL_BATCH, pred)
         out.update({f"{name}_{metric}": float(value) for metric, value in per_split[name].items()})
     for other in ("val", "test"):

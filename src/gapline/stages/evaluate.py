@@ -89,15 +89,17 @@ def task_reports(task: TaskSpec, y: np.ndarray, pred: np.ndarray, cfg: Config, o
 def evaluate(cfg: Config) -> dict[str, Any]:
     runtime.configure(cfg.train.seed, cfg.train.deterministic, cfg.train.accelerator, cfg.train.precision)
     from .. import plots
-    from ..evaluation import evaluate_splits
+    from ..evaluation import EVAL_BATCH, evaluate_splits
+    from ..gap import predictions
     from ..model_io import load_model
 
     meta = read_meta()
     task = spec_from_meta(meta)
     model = load_model(MODEL_FILE)
     splits = {name: read_split(name).pair() for name in SPLITS}  # x mapped: scored a batch at a time
-    outputs: dict[str, Any] = {"test": None}  # the test predictions, scored and then plotted
-    scores = evaluate_splits(model, splits, task, cfg.task, outputs)
+    x_test, y_test = splits["test"]
+    test_pred = predictions(model, x_test, EVAL_BATCH)  # scored, then plotted: predicted once
+    scores = evaluate_splits(model, splits, task, cfg.task, {"test": test_pred})
     info = read_json(TRAIN_INFO_FILE)
     metrics = {key: round(value, 6) for key, value in scores.items()}
     metrics.update(
@@ -108,7 +110,6 @@ def evaluate(cfg: Config) -> dict[str, Any]:
             "params": info["params"],
         }
     )
-    y_test = splits["test"][1]
     verdict = diagnose(
         metrics,
         task,
@@ -123,7 +124,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     write_json(METRICS_FILE, metrics)
     write_text(DIAGNOSIS_FILE, as_markdown(verdict))
     with atomic_dir(PLOTS) as tmp:  # this task's plots only: none left from another task
-        report, task_pngs = task_reports(task, y_test, outputs["test"], cfg, tmp)
+        report, task_pngs = task_reports(task, y_test, test_pred, cfg, tmp)
         pngs = [
             plots.learning_curves(history, tmp / "learning_curves.png", task.headline),
             plots.gap_curve(history, tmp / "gap_curve.png", info["onset_epoch"], task.headline),
