@@ -167,3 +167,27 @@ def test_cli_params_writes_into_the_working_project(
     assert capsys.readouterr().err == ""
     cfg = load_params(conf_project / "params.yaml")
     assert cfg.train.epochs == 4
+
+
+def test_output_only_keys_change_no_digest_of_the_config(repo_root: Path) -> None:
+    """train.verbose, train.progress_every and data.workers change what is printed or how fast,
+    never a byte: the resume key, retrain's config digest, the prepared data's key and a study
+    job's key stay; a key that changes the model (train.epochs) changes them all."""
+    from dataclasses import asdict
+
+    from gapline.data.prepare import data_key
+    from gapline.retrain.state import config_digest
+    from gapline.stages.train import backup_key
+    from gapline.study.plan import Job, job_key
+
+    meta = {"fingerprint": "sha256:0", "task": "multiclass"}
+
+    def digests(overrides: list[str]) -> tuple[str, ...]:
+        cfg = compose_config(overrides, root=repo_root)
+        job = job_key(Job("baseline", 0, ()), asdict(cfg))
+        return backup_key(cfg, meta), config_digest(cfg), data_key(cfg), job
+
+    base = digests([])
+    assert digests(["train.verbose=quiet", "train.progress_every=0", "data.workers=3"]) == base
+    changed = digests(["train.epochs=7", "data.val_fraction=0.2"])
+    assert all(a != b for a, b in zip(changed, base)), (changed, base)

@@ -198,14 +198,12 @@ def plan_splits(cfg: Config, ds: Dataset) -> SplitPlan:
 
 def data_key(cfg: Config) -> str:
     """What decides the prepared splits besides the source's content: the data settings (not
-    ``data.workers``: any number writes the same bytes) and the task asked for. In-memory
-    trials reuse a prepared folder whose meta has this key and the source's digest."""
-    from dataclasses import asdict
+    the output-only ``data.workers``: any number writes the same bytes) and the task asked
+    for. In-memory trials reuse a prepared folder whose meta has this key and the source's
+    digest."""
+    from gapline.provenance import config_groups, json_digest
 
-    from gapline.provenance import json_digest
-
-    settings = {k: v for k, v in asdict(cfg.data).items() if k != "workers"}
-    return json_digest({"data": settings, "task": cfg.task.type})
+    return json_digest({**config_groups(cfg, ("data",)), "task": cfg.task.type})
 
 
 def finish_meta(meta: dict[str, Any], fingerprints: dict[str, str]) -> dict[str, Any]:
