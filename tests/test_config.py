@@ -178,13 +178,13 @@ def test_output_only_keys_change_no_digest_of_the_config(repo_root: Path) -> Non
     from gapline.data.prepare import data_key
     from gapline.retrain.state import config_digest
     from gapline.stages.train import backup_key
-    from gapline.study.plan import Job, job_key
+    from gapline.study.plan import job_key
 
     meta = {"fingerprint": "sha256:0", "task": "multiclass"}
 
     def digests(overrides: list[str]) -> tuple[str, ...]:
         cfg = compose_config(overrides, root=repo_root)
-        job = job_key(Job("baseline", 0, ()), asdict(cfg))
+        job = job_key(asdict(cfg))
         return backup_key(cfg, meta), config_digest(cfg), data_key(cfg), job
 
     base = digests([])

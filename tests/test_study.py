@@ -9,12 +9,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from gapline.config import from_container
 from gapline.errors import ConfigError
 from gapline.study.plan import Job, job_key, plan, resolve
-from gapline.study.table import ROW_KEYS, summarize, table_csv, table_markdown
+from gapline.study.table import ROW_KEYS, holm, paired_p, reference_of, summarize, table_csv, table_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,13 +75,13 @@ def test_plan_rejects_unknown_arms_and_an_empty_study() -> None:
 def test_job_key_is_stable_and_sensitive_to_the_training_config_only(conf_project: Path) -> None:
     job = Job("baseline", 42, ("experiment=study_debug", "regularization=none", "train.seed=42"))
     _, cfg_dict = resolve(job, conf_project)
-    key = job_key(job, cfg_dict)
-    assert re.fullmatch(r"baseline-s42-[0-9a-f]{12}", key)
-    assert job_key(job, resolve(job, conf_project)[1]) == key  # composed again: same key
+    key = job_key(cfg_dict)
+    assert re.fullmatch(r"[0-9a-f]{16}", key)
+    assert job_key(resolve(job, conf_project)[1]) == key  # composed again: same key
 
     def changed(section: str, name: str, value: Any) -> str:
         other = {**cfg_dict, section: {**cfg_dict[section], name: value}}
-        return job_key(job, other)
+        return job_key(other)
 
     assert changed("train", "learning_rate", 0.5) != key
     assert changed("regularization", "l2", 0.123) != key
@@ -89,19 +90,23 @@ def test_job_key_is_stable_and_sensitive_to_the_training_config_only(conf_projec
     assert changed("tracking", "uri", "sqlite:////elsewhere.db") == key
     assert changed("study", "seeds", 7) == key
     assert changed("meta", "conf_digest", "0123456789abcdef") == key
-    # the same config under another job name is another job
-    assert job_key(Job("renamed", 42, job.overrides), cfg_dict) != key
+    assert changed("train", "seed", 43) != key
+    # the key is the training run, whatever the job is called: a tuned arm's first seed is its
+    # winning trial; a trial at l2=0 is the baseline's run
+    assert job_key(resolve(Job("renamed", 42, job.overrides, kind="trial", trial=0), conf_project)[1]) == key
+    at_zero = Job("l2", 42, ("experiment=study_debug", "regularization=l2", "regularization.l2=0.0", "train.seed=42"))
+    assert job_key(resolve(at_zero, conf_project)[1]) == key
 
 
 def test_job_key_survives_unrelated_conf_edits_and_follows_relevant_ones(conf_project: Path) -> None:
     job = Job("baseline", 42, ("experiment=study_debug", "regularization=none", "train.seed=42"))
-    key = job_key(job, resolve(job, conf_project)[1])
+    key = job_key(resolve(job, conf_project)[1])
     study = conf_project / "conf/study/default.yaml"
     study.write_text(study.read_text().replace("seeds: 3", "seeds: 4") + "# an edit elsewhere\n")
-    assert job_key(job, resolve(job, conf_project)[1]) == key
+    assert job_key(resolve(job, conf_project)[1]) == key
     debug = conf_project / "conf/experiment/study_debug.yaml"
     debug.write_text(debug.read_text().replace("learning_rate: 0.01", "learning_rate: 0.02"))
-    assert job_key(job, resolve(job, conf_project)[1]) != key
+    assert job_key(resolve(job, conf_project)[1]) != key
 
 
 # --------------------------------------------------------------------------------------
@@ -164,17 +169,67 @@ def test_table_markdown_columns_none_onset_and_dashes_for_missing_values() -> No
     text = table_markdown(summarize(results, CLASSICAL))
     lines = text.splitlines()
     assert lines[0] == (
-        "| technique | test accuracy % | accuracy gap (train−test) pts | loss gap (test−train) "
-        "| onset epoch | params | train time s |"
+        "| technique | test accuracy % (± 95 % CI) | vs baseline pts (paired, Holm p) | accuracy gap (train−test) pts "
+        "| loss gap (test−train) | onset epoch | params | train time s |"
     )
-    assert lines[1] == "|---|---|---|---|---|---|---|"
+    assert lines[1] == "|---|---|---|---|---|---|---|---|"
     rows = {line.split(" | ")[0].lstrip("| "): [c.strip() for c in line.strip("|").split("|")] for line in lines[2:]}
     assert list(rows) == ["l2", "svc_rbf (classical)", "baseline"]
-    assert rows["l2"] == ["l2", "95.0 ± 0.0", "5.0 ± 0.0", "0.200", "4", "1,000", "2.0"]
-    assert rows["baseline"][1] == "83.0 ± 4.2"
-    assert rows["baseline"][4] == "none"  # onset -1: the gap never started to grow
-    assert rows["svc_rbf (classical)"] == ["svc_rbf (classical)", "85.0 ± 0.0", "14.0 ± 0.0", "–", "–", "–", "0.0"]
-    assert all(len(cells) == 7 for cells in rows.values())
+    # one seed: a mean, no interval; its one pair with the baseline: a difference, no test
+    assert rows["l2"] == ["l2", "95.0", "+15.0", "5.0", "0.200", "4", "1,000", "2.0"]
+    # two seeds: t(0.975, 1) = 12.706 × 4.24 / √2 = 38.1 points
+    assert rows["baseline"][1:3] == ["83.0 ± 38.1", "–"]
+    assert rows["baseline"][5] == "none"  # onset -1: the gap never started to grow
+    assert rows["svc_rbf (classical)"] == ["svc_rbf (classical)", "85.0", "–", "14.0", "–", "–", "–", "0.0"]
+    assert all(len(cells) == 8 for cells in rows.values())
+
+
+def test_paired_comparison_with_the_baseline_ci_holm_and_verdicts() -> None:
+    base = [0.90, 0.92, 0.91, 0.93, 0.90]
+    results = [_result("baseline", s, v) for s, v in enumerate(base)]
+    results += [_result("good", s, v + d) for s, (v, d) in enumerate(zip(base, [0.020, 0.022, 0.018, 0.021, 0.019]))]
+    results += [_result("bad", s, v - d) for s, (v, d) in enumerate(zip(base, [0.030, 0.028, 0.031, 0.029, 0.032]))]
+    results += [_result("noisy", s, v + d) for s, (v, d) in enumerate(zip(base, [0.02, -0.03, 0.01, -0.01, 0.015]))]
+    results += [_result("same", s, v) for s, v in enumerate(base)]
+    rows = {r["technique"]: r for r in summarize(results)}
+    from scipy import stats
+
+    diffs = [0.020, 0.022, 0.018, 0.021, 0.019]
+    p_good = stats.ttest_rel([b + d for b, d in zip(base, diffs)], base).pvalue
+    assert rows["good"]["delta_mean"] == pytest.approx(0.02)
+    assert rows["good"]["p_value"] == pytest.approx(p_good)
+    # Holm: 4 tests; "good" and "bad" are the two smallest p-values, multiplied by 4 and 3 at most
+    assert rows["good"]["p_holm"] <= 4 * rows["good"]["p_value"] + 1e-12
+    assert rows["good"]["p_holm"] >= rows["good"]["p_value"]
+    assert (rows["good"]["verdict"], rows["bad"]["verdict"], rows["noisy"]["verdict"]) == ("better", "worse", "")
+    assert rows["same"]["p_value"] == 1.0 and rows["same"]["verdict"] == ""
+    assert rows["baseline"]["vs"] == "" and math.isnan(rows["baseline"]["delta_mean"])
+    # the CI of a mean over 5 seeds is t(0.975, 4) × std / √5
+    std = np.std(base, ddof=1)
+    assert rows["baseline"]["test_accuracy_ci"] == pytest.approx(stats.t.ppf(0.975, 4) * std / math.sqrt(5))
+    cell = table_markdown(summarize(results)).splitlines()
+    good = next(line for line in cell if line.startswith("| good |"))
+    assert " better" in good and "+2.0 ± " in good
+
+
+def test_holm_adjusts_in_step_down_order_and_keeps_nan_out_of_the_family() -> None:
+    adjusted = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": float("nan")})
+    assert adjusted["a"] == pytest.approx(0.03)  # 3 × 0.01
+    assert adjusted["c"] == pytest.approx(0.06)  # 2 × 0.03
+    assert adjusted["b"] == pytest.approx(0.06)  # max(1 × 0.04, 0.06): monotone
+    assert math.isnan(adjusted["d"])
+    assert paired_p([0.1]) != paired_p([0.1]) and paired_p([0.0, 0.0]) == 1.0 and paired_p([0.1, 0.1]) == 0.0
+
+
+def test_a_transfer_arm_is_compared_with_its_scratch_arm_not_the_baseline() -> None:
+    results = [_result("baseline", s, 0.9) for s in (1, 2)]
+    results += [_result("scratch_5_9", s, v) for s, v in ((1, 0.80), (2, 0.82))]
+    results += [_result("transfer_5_9", s, v) for s, v in ((1, 0.90), (2, 0.93))]
+    rows = {r["technique"]: r for r in summarize(results)}
+    assert rows["transfer_5_9"]["vs"] == "scratch_5_9"
+    assert rows["transfer_5_9"]["delta_mean"] == pytest.approx(0.105)
+    assert rows["scratch_5_9"]["vs"] == "" and rows["baseline"]["vs"] == ""
+    assert reference_of("l2", rows, "baseline") == "baseline" and reference_of("l2", ["l2"], "baseline") is None
 
 
 def test_table_csv_has_one_row_per_technique_and_every_column() -> None:
@@ -184,7 +239,10 @@ def test_table_csv_has_one_row_per_technique_and_every_column() -> None:
     table = summarize([_result("baseline", 1, 0.8), _result("baseline", 2, 0.86)], CLASSICAL)
     rows = list(csv.DictReader(io.StringIO(table_csv(table))))
     assert [r["technique"] for r in rows] == ["svc_rbf (classical)", "baseline"]
-    assert set(rows[0]) == {"technique", "runs", "techniques", *(f"{k}_{s}" for k in ROW_KEYS for s in ("mean", "std"))}
+    assert set(rows[0]) == {
+        "technique", "runs", "techniques", *(f"{k}_{s}" for k in ROW_KEYS for s in ("mean", "std", "ci")),
+        "vs", "delta_mean", "delta_ci", "p_value", "p_holm", "verdict", "chosen", "trials", "tuning_seconds",
+    }
     assert float(rows[1]["test_accuracy_mean"]) == pytest.approx(0.83)
     assert rows[0]["gap_loss_test_mean"] == "nan"
 

@@ -52,13 +52,14 @@ def test_regression_table_sorts_lowest_rmse_first_in_the_targets_units() -> None
     assert [r["technique"] for r in table] == ["dropout", "ridge (classical)", "l2", "baseline"]
     assert table[0]["task"] == "regression" and table[2]["test_rmse_mean"] == pytest.approx(61.0)
     header, rows = _cells(table_markdown(table))
-    assert header == ["technique", "test RMSE", "RMSE gap (test−train)", "loss gap (test−train)",
-                      "onset epoch", "params", "train time s"]  # no ECE column: not a classifier
-    assert rows["dropout"][1:3] == ["55.2 ± 0.0", "-1.5 ± 0.0"]  # units, not percent
-    assert rows["l2"][1] == "61.0 ± 1.4"
-    assert rows["ridge (classical)"][3] == "–"
+    assert header == ["technique", "test RMSE (± 95 % CI)", "vs baseline (paired, Holm p)", "RMSE gap (test−train)",
+                      "loss gap (test−train)", "onset epoch", "params", "train time s"]  # no ECE: not a classifier
+    assert (rows["dropout"][1], rows["dropout"][3]) == ("55.2", "-1.5")  # units, not percent; one seed: no CI
+    assert rows["l2"][1] == "61.0 ± 12.7"  # t(0.975, 1) × 1.41 / √2
+    assert rows["l2"][2] == "-10.0"  # its one seed paired with the baseline's: lower RMSE, no test with one pair
+    assert rows["ridge (classical)"][4] == "–"
     fields = next(csv.reader(io.StringIO(table_csv(table))))
-    assert fields[:5] == ["technique", "runs", "techniques", "test_rmse_mean", "test_rmse_std"]
+    assert fields[:6] == ["technique", "runs", "techniques", "test_rmse_mean", "test_rmse_std", "test_rmse_ci"]
     assert "test_accuracy_mean" not in fields and "gap_ece_test_mean" not in fields
 
 
@@ -68,18 +69,18 @@ def test_binary_table_shows_auc_percent_and_the_ece_gap() -> None:
     table = summarize(jobs, classical)
     assert [r["technique"] for r in table] == ["b", "svc_rbf (classical)", "a"]  # highest AUC first
     header, rows = _cells(table_markdown(table))
-    assert header[1:5] == ["test AUC %", "AUC gap (train−test) pts", "loss gap (test−train)", "ECE gap (test−train) pts"]
-    assert rows["b"][1:5] == ["95.0 ± 0.0", "3.0 ± 0.0", "0.100", "1.0 ± 0.0"]
+    assert header[1:5] == ["test AUC % (± 95 % CI)", "AUC gap (train−test) pts", "loss gap (test−train)", "ECE gap (test−train) pts"]
+    assert rows["b"][1:5] == ["95.0", "3.0", "0.100", "1.0"]
     assert rows["svc_rbf (classical)"][4] == "–"  # no probabilities: no calibration error
     assert {"test_auc_mean", "gap_ece_test_mean"} <= set(next(csv.reader(io.StringIO(table_csv(table)))))
 
 
 def test_multiclass_table_adds_the_ece_gap_only_where_rows_have_it() -> None:
     plain = _cells(table_markdown(summarize([_job("a", 1, "multiclass", 0.9, 0.05)])))[0]
-    assert plain == ["technique", "test accuracy %", "accuracy gap (train−test) pts", "loss gap (test−train)",
-                     "onset epoch", "params", "train time s"]  # the committed digits table's columns
+    assert plain == ["technique", "test accuracy % (± 95 % CI)", "accuracy gap (train−test) pts", "loss gap (test−train)",
+                     "onset epoch", "params", "train time s"]
     header, rows = _cells(table_markdown(summarize([_job("a", 1, "multiclass", 0.9, 0.05, gap_ece_test=0.031)])))
-    assert header[4] == "ECE gap (test−train) pts" and rows["a"][4] == "3.1 ± 0.0"
+    assert header[4] == "ECE gap (test−train) pts" and rows["a"][4] == "3.1"
 
 
 def test_the_task_is_read_from_the_row_or_from_its_metric_names() -> None:
@@ -93,8 +94,8 @@ def test_the_task_is_read_from_the_row_or_from_its_metric_names() -> None:
 
 
 def test_the_committed_digits_table_renders_again_from_its_csv() -> None:
-    """reports/study/study.md is what table_markdown makes of study.csv: the multiclass table
-    keeps its columns (the committed rows have no ECE gap, so no ECE column)."""
+    """reports/study/study.md is what table_markdown makes of study.csv (every column, the
+    comparison and the tuning included)."""
     rows = read_csv(REPO / "reports/study/study.csv")
     assert rows[0]["task"] == "multiclass"
     assert table_markdown(rows) == (REPO / "reports/study/study.md").read_text(encoding="utf-8")
@@ -289,12 +290,13 @@ def test_a_tiny_study_on_a_tabular_task(conf_project: Path, monkeypatch: pytest.
             "data.train_fraction=1.0"]
     cfg = compose_config(base, conf_project)
     result = run_study(cfg, base, conf_project, progress=False)
-    assert result.trained == 3 and {r["task"] for r in result.results} == {"regression" if head == "rmse" else "binary"}
+    # the curve point at 1.0 is the baseline's own run (same resolved config and seed): trained once
+    assert (result.trained, len(result.results)) == (2, 3) and {r["task"] for r in result.results} == {"regression" if head == "rmse" else "binary"}
     means = [r[f"test_{head}_mean"] for r in result.table]
     assert means == sorted(means, reverse=head != "rmse")  # best first in the metric's direction
     assert classical in {r["technique"] for r in result.table}
     md = (conf_project / "out/study.md").read_text()
-    assert md.splitlines()[0].startswith(f"| technique | test {'RMSE' if head == 'rmse' else 'AUC %'} |")
+    assert md.splitlines()[0].startswith(f"| technique | test {'RMSE' if head == 'rmse' else 'AUC %'} (± 95 % CI) |")
     assert ("ECE gap" in md) == (head == "auc")
     curve = (conf_project / "out/learning_curve.csv").read_text().splitlines()
     assert curve[0].split(",")[2:7] == [f"train_{head}", f"val_{head}", f"test_{head}", f"gap_{head}_val", f"gap_{head}_test"]

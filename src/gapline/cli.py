@@ -175,7 +175,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     cfg = compose_config(overrides, root)
     result = run_study(cfg, overrides, root, progress=not args.no_progress)
     run_id = log_study(cfg, result)
-    print(table_markdown(result.table), end="")
+    print(table_markdown(result.table, cfg.study.baseline, cfg.study.alpha), end="")
     print(
         f"{result.trained} jobs trained, {result.reused} reused, in {result.seconds:.0f}s; "
         f"wrote {', '.join(str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in result.files)}"

@@ -296,6 +296,17 @@ class StudyConfig:
     fractions: list[float] = field(default_factory=list)
     classical: bool = True
     out_dir: str = "reports/study"
+    # Tuned arms: each arm named here first trains one trial per point of its grid (the
+    # product of its keys' values, a Hydra override each) at the first seed, keeps the point
+    # with the best ``sweep.objective`` on validation (ties: the earlier point), and only then
+    # runs its seeds. ``tune: false`` runs every arm as listed (the quick, untuned look).
+    tune: bool = True
+    search: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    # The arm the others are compared with (paired by seed, Holm-corrected); a transfer_X arm
+    # is compared with scratch_X instead.
+    baseline: str = "baseline"
+    # Two-sided level of the confidence intervals and the paired tests.
+    alpha: float = 0.05
 
 
 @dataclass

@@ -61,7 +61,7 @@ def log_study(cfg: Config, result: StudyResult) -> Optional[str]:
     try:
         with sigterm_as_interrupt():  # a `kill` closes the parent KILLED, never leaves it RUNNING
             tracking.log_to_parent_run(parent_id, _study_metrics(result), result.files, "study")
-            for job in result.results:
+            for job in [*result.trials, *result.results]:  # the tuning trials, then the arms
                 log_trial(parent_id, cfg.tracking, job)
     except KeyboardInterrupt as exc:
         reason = str(exc) if isinstance(exc, Terminated) else "interrupted (KeyboardInterrupt)"
@@ -76,6 +76,8 @@ def log_study(cfg: Config, result: StudyResult) -> Optional[str]:
 
 def _study_metrics(result: StudyResult) -> dict[str, float]:
     metrics = {"study.jobs_trained": result.trained, "study.jobs_reused": result.reused, "study.seconds": result.seconds}
+    for arm, tuning in result.tuning.items():
+        metrics.update({f"{arm}.tuning_trials": tuning.trials, f"{arm}.tuning_seconds": tuning.seconds})
     for row in result.table:
         name = row["technique"].split(" ")[0]
         keys = summary_metrics(task_of(row))

@@ -215,6 +215,17 @@ def validate(cfg: Config) -> Config:
         )
     for i, f in enumerate(st.fractions):
         _range(f"study.fractions[{i}]", f, 0.0, 1.0, low_open=True)
+    for name, grid in st.search.items():
+        if name not in st.arms:
+            raise ConfigError(bad_value("study.search", name, "an arm to tune, one of: " + ", ".join(st.arms)))
+        if not grid:
+            raise ConfigError(bad_value(f"study.search.{name}", {}, "at least one key: a list of values"))
+        for key, values in grid.items():
+            if not values:
+                raise ConfigError(bad_value(f"study.search.{name}.{key}", [], "a non-empty list of values"))
+    if st.baseline != "baseline" and st.baseline not in st.arms:  # without the default name: no comparison
+        raise ConfigError(bad_value("study.baseline", st.baseline, "one of the arms: " + ", ".join(st.arms)))
+    _range("study.alpha", st.alpha, 0.0, 0.5, low_open=True)
 
     _choice("sweep.objective", cfg.sweep.objective, OBJECTIVES)
     _range("sweep.gap_penalty", cfg.sweep.gap_penalty, 0.0, 1e6)

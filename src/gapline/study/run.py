@@ -4,40 +4,47 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from ..config import Config
 from ..files import read_json, write_json, write_text
-from .plan import Job, job_key, plan, resolve, sources
+from .plan import Job, job_key, plan, resolve, sources, trials, tuned
+from .tuning import Tuning
 
 
 @dataclass
 class StudyResult:
     table: list[dict[str, Any]]  # one summary row per technique (study.table.summarize)
-    results: list[dict[str, Any]]  # every job's record, in plan order
+    results: list[dict[str, Any]]  # every arm and curve job's record, in plan order
     curve: list[dict[str, Any]]  # the learning-curve rows (learning_curve.curve_row)
     files: list[Path]
     trained: int
     reused: int
     seconds: float
+    trials: list[dict[str, Any]] = field(default_factory=list)  # the tuned arms' trial records
+    tuning: dict[str, Tuning] = field(default_factory=dict)  # per tuned arm: what it chose
+
+
+def identity(job: Job) -> dict[str, Any]:
+    """Who a record is: the same training run can serve several jobs (a tuned arm's first seed
+    is its winning trial), each reading it under its own name."""
+    return {
+        "job": job.name, "arm": job.arm, "kind": job.kind, "seed": job.seed, "fraction": job.fraction,
+        "overrides": list(job.overrides), "point": list(job.point), "trial": job.trial,
+    }
 
 
 def run_job(job: Job, root: str) -> dict[str, Any]:
     """Worker entry point (runs in a joblib process): train and evaluate one job."""
     from ..trial import run_trial
 
+    start = time.perf_counter()
     cfg, cfg_dict = resolve(job, Path(root))
-    return run_trial(cfg).record(
-        job=job.name,
-        arm=job.arm,
-        kind=job.kind,
-        seed=job.seed,
-        fraction=job.fraction,
-        overrides=list(job.overrides),
-        config=cfg_dict,
-    )
+    record = run_trial(cfg).record(**identity(job), config=cfg_dict)
+    record["job_seconds"] = time.perf_counter() - start  # all in: composing, data, fit, evaluation
+    return record
 
 
 def run_source(job: Job, root: str, path: str) -> dict[str, Any]:
@@ -58,7 +65,7 @@ def train_sources(cfg: Config, base_overrides: Sequence[str], root: Path, out_di
     folder = out_dir / "sources"
     todo, records = [], []
     for job in sources(cfg, base_overrides):
-        key = job_key(job, resolve(job, root)[1])
+        key = job_key(resolve(job, root)[1])
         marker, model = folder / f"{job.arm}.json", folder / f"{job.arm}.keras"
         if model.is_file() and marker.is_file() and read_json(marker).get("key") == key:
             records.append(read_json(marker))
@@ -74,6 +81,57 @@ def train_sources(cfg: Config, base_overrides: Sequence[str], root: Path, out_di
     return records
 
 
+class Runner:
+    """Runs jobs through the cache: a job whose training run (:func:`job_key`) is cached or
+    already done in this study is read back under its own name; the others train in parallel
+    joblib processes, each distinct run once, and are cached as they finish."""
+
+    def __init__(self, cfg: Config, root: Path, jobs_dir: Path, bar: Any, on_result: Optional[Callable[[dict[str, Any]], None]]):
+        self.cfg, self.root, self.jobs_dir, self.bar, self.on_result = cfg, root, jobs_dir, bar, on_result
+        self.runs: dict[str, dict[str, Any]] = {}  # key -> record, as trained or read back
+        self.trained = self.reused = 0
+        self._keys: dict[tuple[str, ...], str] = {}
+
+    def key(self, job: Job) -> str:
+        if job.overrides not in self._keys:
+            self._keys[job.overrides] = job_key(resolve(job, self.root)[1])
+        return self._keys[job.overrides]
+
+    def run(self, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+        """Every job's record, in the order given."""
+        from joblib import Parallel, delayed
+
+        from .table import headline_of
+
+        todo: dict[str, Job] = {}
+        for job in jobs:
+            key = self.key(job)
+            cached = self.jobs_dir / f"{key}.json"
+            if key in self.runs or key in todo:
+                continue
+            if cached.is_file():
+                self.runs[key] = read_json(cached)
+                self.reused += 1
+            else:
+                todo[key] = job
+        self.bar.update(sum(1 for job in jobs if self.key(job) not in todo))
+        if todo:
+            parallel = Parallel(n_jobs=min(self.cfg.study.jobs, len(todo)), return_as="generator_unordered")
+            by_name = {job.name: key for key, job in todo.items()}
+            for result in parallel(delayed(run_job)(job, str(self.root)) for job in todo.values()):
+                key = by_name[result["job"]]
+                write_json(self.jobs_dir / f"{key}.json", result)  # cached before anything else
+                self.runs[key] = result
+                self.trained += 1
+                if self.on_result is not None:
+                    self.on_result(result)
+                head = headline_of(result)
+                self.bar.set_postfix_str(f"{result['job']}: val_loss {result.get('val_loss', float('nan')):.3f}, "
+                                         f"test {head} {result.get(f'test_{head}', float('nan')):.3f}")
+                self.bar.update(sum(1 for job in jobs if self.key(job) == key))
+        return [{**self.runs[self.key(job)], **identity(job)} for job in jobs]
+
+
 def run_study(
     cfg: Config,
     base_overrides: Sequence[str],
@@ -81,64 +139,53 @@ def run_study(
     progress: bool = True,
     on_result: Optional[Callable[[dict[str, Any]], None]] = None,
 ) -> StudyResult:
-    """Plan, run what is missing (in parallel), summarize and write the study's files."""
-    from joblib import Parallel, delayed
+    """Tune the arms that search (their trials), run every arm at every seed and the curve
+    (what the cache lacks, in parallel), summarize and write the study's files."""
     from tqdm.auto import tqdm
 
     from .baselines import classical_baselines
-    from .table import headline_of
+    from .tuning import choose, write_tuning
 
     out_dir = Path(cfg.study.out_dir)
     if not out_dir.is_absolute():
         out_dir = root / out_dir
-    jobs_dir = out_dir / "jobs"
     train_sources(cfg, base_overrides, root, out_dir)  # before the arms' keys: they hash them
-    jobs = plan(cfg, base_overrides)
-    keys = {job: job_key(job, resolve(job, root)[1]) for job in jobs}
-    done: list[dict[str, Any]] = []
-    todo: list[Job] = []
-    for job in jobs:
-        cached = jobs_dir / f"{keys[job]}.json"
-        if cached.is_file():
-            done.append(read_json(cached))
-        else:
-            todo.append(job)
-    reused = len(done)
+    tuned_arms = tuned(cfg)
+    searching = trials(cfg, base_overrides)
+    untuned = [job for job in plan(cfg, base_overrides) if job.arm not in tuned_arms]
+    total = len(searching) + len(plan(cfg, base_overrides))
     start = time.perf_counter()
-    bar = tqdm(total=len(jobs), initial=reused, desc="study", unit="job", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=total, desc="study", unit="job", disable=not progress, dynamic_ncols=True)
+    runner = Runner(cfg, root, out_dir / "jobs", bar, on_result)
     try:
-        if todo:
-            parallel = Parallel(n_jobs=min(cfg.study.jobs, len(todo)), return_as="generator_unordered")
-            for result in parallel(delayed(run_job)(job, str(root)) for job in todo):
-                job = next(j for j in todo if j.name == result["job"])
-                write_json(jobs_dir / f"{keys[job]}.json", result)  # cached before anything else
-                done.append(result)
-                if on_result is not None:
-                    on_result(result)
-                head = headline_of(result)
-                bar.set_postfix_str(f"{result['job']}: test {head} {result.get(f'test_{head}', float('nan')):.3f}")
-                bar.update(1)
+        # the trials and the untuned arms in one pool; then the tuned arms at their choice
+        first = runner.run([*searching, *untuned])
+        trial_records = first[: len(searching)]
+        tuning = choose(cfg, trial_records)
+        jobs = plan(cfg, base_overrides, {arm: t.point for arm, t in tuning.items()})
+        done = runner.run(jobs)
     finally:
         bar.close()
-    order = {job.name: i for i, job in enumerate(jobs)}
-    done.sort(key=lambda r: order.get(r["job"], len(order)))
     classical = classical_baselines(resolve(jobs[0], root)[0]) if cfg.study.classical else []
-    files, curve, table = _write(done, classical, out_dir)
-    return StudyResult(table, done, curve, files, len(todo), reused, time.perf_counter() - start)
+    files, curve, table = _write(cfg, done, classical, tuning, out_dir)
+    if trial_records:
+        files.append(write_tuning(cfg, trial_records, tuning, out_dir / "tuning.csv"))
+    return StudyResult(table, done, curve, files, runner.trained, runner.reused, time.perf_counter() - start,
+                       trial_records, tuning)
 
 
 def _write(
-    done: list[dict[str, Any]], classical: list[dict[str, Any]], out_dir: Path
+    cfg: Config, done: list[dict[str, Any]], classical: list[dict[str, Any]], tuning: dict[str, Tuning], out_dir: Path
 ) -> tuple[list[Path], list[dict[str, Any]], list[dict[str, Any]]]:
     """The table, the chart and (when the study has curve points) the learning curve."""
     from ..learning_curve import curve_row, write_learning_curve
     from .table import bar_chart, summarize, table_csv, table_markdown
 
-    table = summarize(done, classical)
+    table = summarize(done, classical, baseline=cfg.study.baseline, alpha=cfg.study.alpha, tuning=tuning)
     points = sorted((r for r in done if r["kind"] == "curve"), key=lambda r: r["fraction"])
     curve = [curve_row(r["fraction"], r) for r in points]
     files = [out_dir / "study.md", out_dir / "study.csv"]
-    write_text(files[0], table_markdown(table))
+    write_text(files[0], table_markdown(table, cfg.study.baseline, cfg.study.alpha))
     write_text(files[1], table_csv(table))
     files.append(bar_chart(table, out_dir / "study.png"))
     if curve:

@@ -95,6 +95,7 @@ def log_child_run(parent_id: Optional[str], tracking_cfg: TrackingConfig, job: M
         "job.arm": job.get("arm", ""),
         "job.seed": job.get("seed", ""),
         "job.overrides": " ".join(job.get("overrides", [])),
+        "job.point": " ".join(job.get("point") or []) or None,  # a tuned arm's grid point
         "gapline.ray_node": job.get("ray_node") or None,  # tag_values drops None
     }
     if parent_id:
