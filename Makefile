@@ -47,6 +47,8 @@ test-fast: setup
 # on 2 cores; finished jobs are cached under reports/study/jobs/, so delete it to retrain).
 study-docs: setup
 	$(BIN)/gapline study experiment=study
+	$(BIN)/gapline study experiment=study_breast_cancer
+	$(BIN)/gapline study experiment=study_diabetes
 	$(BIN)/python docs/study_section.py
 
 # The task presets (README "Tasks"): train each with 3 seeds (about a minute), then the table.

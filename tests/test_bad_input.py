@@ -78,6 +78,13 @@ CONFIG_ROWS = [
     # retraining's drift gate (README "Scheduled retraining")
     (["retrain.drift=sometimes"], ["retrain.drift='sometimes'", "one of report, require, block"]),
     (["retrain.max_drift=1.5"], ["retrain.max_drift=1.5", "a number in [0, 1]"]),
+    # the study's tuning and comparison (README "The regularization study")
+    (["+study.search.nope={regularization.l2:[0.1]}"], ["study.search='nope'", "an arm to tune", "l2"]),
+    (["~study.search.l2", "+study.search.l2={regularization.l3:[0.1]}"],
+     ["study.search.l2='regularization.l3'", "config keys", "groups"]),
+    (["study.search.l2={regularization.l2:[]}"], ["study.search.l2.regularization.l2=[]", "a non-empty list"]),
+    (["study.alpha=0.7"], ["study.alpha=0.7", "(0, 0.5]"]),
+    (["study.baseline=nope"], ["study.baseline='nope'", "one of the arms"]),
 ]
 
 

@@ -3,6 +3,7 @@ one real study at debug scale through the ``gapline study`` command (slow)."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import subprocess
@@ -14,7 +15,8 @@ import pytest
 
 from gapline.config import from_container
 from gapline.errors import ConfigError
-from gapline.study.plan import Job, job_key, plan, resolve
+from gapline.study.plan import Job, job_key, override_value, plan, resolve, trials, tuned
+from gapline.study.tuning import choose
 from gapline.study.table import ROW_KEYS, holm, paired_p, reference_of, summarize, table_csv, table_markdown
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,9 +28,12 @@ ARMS = {
 }
 
 
+def _raw(**study: Any) -> dict[str, Any]:
+    return {"train": {"seed": 5}, "study": {"arms": ARMS, "seeds": 2, "fractions": [], **study}}
+
+
 def _cfg(**study: Any) -> Any:
-    raw = {"train": {"seed": 5}, "study": {"arms": ARMS, "seeds": 2, "fractions": [], **study}}
-    return from_container(raw)
+    return from_container(_raw(**study))
 
 
 # --------------------------------------------------------------------------------------
@@ -65,6 +70,50 @@ def test_plan_rejects_unknown_arms_and_an_empty_study() -> None:
         _cfg(learning_curve_arm="nope", fractions=[0.5])
     with pytest.raises(ConfigError, match=r"study\.arms"):
         plan(from_container({"study": {"arms": {}, "fractions": []}}), [])
+
+
+def test_trials_span_each_tuned_arms_grid_weakest_first_at_the_first_seed() -> None:
+    cfg = _cfg(search={"l2": {"regularization.l2": [0.0, 1e-05, 0.001]},
+                       "dropout": {"regularization.dropout": [0.0, 0.5], "model.hidden_units": [[64], [64, 64]]}})
+    jobs = trials(cfg, ["experiment=debug"])
+    assert [(j.name, j.point) for j in jobs] == [
+        ("trial-l2-0", ("regularization.l2=0.0",)),
+        ("trial-l2-1", ("regularization.l2=1e-05",)),
+        ("trial-l2-2", ("regularization.l2=0.001",)),
+        ("trial-dropout-0", ("regularization.dropout=0.0", "model.hidden_units=[64]")),  # the first key varies slowest
+        ("trial-dropout-1", ("regularization.dropout=0.0", "model.hidden_units=[64,64]")),
+        ("trial-dropout-2", ("regularization.dropout=0.5", "model.hidden_units=[64]")),
+        ("trial-dropout-3", ("regularization.dropout=0.5", "model.hidden_units=[64,64]")),
+    ]
+    assert jobs[1].overrides == ("experiment=debug", "regularization=l2", "regularization.l2=1e-05", "train.seed=5")
+    assert all(j.kind == "trial" and j.seed == 5 for j in jobs)
+    # the arms' seeds at the chosen point (after the arm's overrides, before the seed)
+    final = plan(cfg, [], {"l2": ("regularization.l2=1e-05",)})
+    assert final[2] == Job("l2", 5, ("regularization=l2", "regularization.l2=1e-05", "train.seed=5"), point=("regularization.l2=1e-05",))
+    assert final[0].overrides == ("regularization=none", "train.seed=5")  # untuned: as listed
+    # the untuned mode: no trial, every arm as listed
+    assert trials(_cfg(search=cfg.study.search, tune=False), []) == []
+    assert tuned(_cfg(search={"l2": {"regularization.l2": [0.0]}}, include=["baseline", "dropout"])) == []
+    assert [override_value(v) for v in (True, None, "adam", 1e-4, 3, [64, 64])] == ["true", "null", "adam", "0.0001", "3", "[64,64]"]
+
+
+def _trial(arm: str, i: int, val_loss: float) -> dict[str, Any]:
+    return {"arm": arm, "trial": i, "point": [f"regularization.{arm}={i}"], "val_loss": val_loss, "task": "multiclass",
+            "val_accuracy": 1 - val_loss, "gap_loss_val": 0.1, "job_seconds": 2.0}
+
+
+def test_choose_keeps_the_lowest_objective_ties_and_nan_go_to_the_earlier_point() -> None:
+    cfg = _cfg()
+    records = [_trial("l2", 0, 0.5), _trial("l2", 1, 0.3), _trial("l2", 2, 0.3), _trial("l2", 3, float("nan")),
+               _trial("dropout", 1, float("nan")), _trial("dropout", 0, 0.9)]
+    chosen = choose(cfg, records)
+    assert chosen["l2"].point == ("regularization.l2=1",) and chosen["l2"].trials == 4
+    assert chosen["l2"].seconds == 8.0 and chosen["l2"].objective == 0.3 and chosen["l2"].chosen == "l2=1"
+    assert chosen["dropout"].point == ("regularization.dropout=0",)  # a diverged trial (NaN) never wins
+    # the objective is the sweep's: val_error picks on validation accuracy instead
+    by_error = choose(from_container({**_raw(), "sweep": {"objective": "val_error"}}),
+                      [{**_trial("l2", 0, 0.5), "val_accuracy": 0.99}, _trial("l2", 1, 0.3)])
+    assert by_error["l2"].point == ("regularization.l2=0",)
 
 
 # --------------------------------------------------------------------------------------
@@ -329,7 +378,19 @@ def test_log_study_under_mlflow_run_logs_into_the_project_run(
 
 STUDY = ["gapline", "study", "experiment=study_debug"]
 SUMMARY = re.compile(r"(\d+) jobs? trained, (\d+) reused")
-N_JOBS = 3 * 2 + 2  # arms × seeds + learning-curve points
+N_JOBS = 2 * 2 + 3 * 2 + 2  # trials (two tuned arms × two points) + arms × seeds + learning-curve points
+
+
+def _trained(root: Path) -> int:
+    """The distinct training runs of the debug study: baseline × 2 seeds, the two curve points,
+    the two non-zero trials, and each tuned arm's second seed unless it chose 0 (then it is the
+    baseline's run at that seed)."""
+    import csv
+
+    with (root / "reports/study/tuning.csv").open() as fh:
+        chosen = [r for r in csv.DictReader(fh) if r["chosen"] == "1"]
+    assert len(chosen) == 2
+    return 6 + sum(1 for r in chosen if r["trial"] != "0")
 
 
 def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -385,8 +446,9 @@ def test_study_writes_the_table_the_chart_and_the_learning_curve(study: dict[str
         curve = list(csv.DictReader(fh))
     assert [float(r["train_fraction"]) for r in curve] == [0.5, 1.0]
     assert int(curve[0]["train_samples"]) < int(curve[1]["train_samples"])
-    assert len(list((out / "jobs").glob("*.json"))) == N_JOBS
-    assert SUMMARY.search(proc.stdout).groups() == (str(N_JOBS), "0")
+    trained = _trained(root)
+    assert len(list((out / "jobs").glob("*.json"))) == trained
+    assert SUMMARY.search(proc.stdout).groups() == (str(trained), "0")
 
 
 @pytest.mark.slow
@@ -405,7 +467,8 @@ def test_study_logs_one_parent_run_with_a_child_per_job(study: dict[str, Any]) -
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["gapline.mode"] == "study"
-    assert parent.data.metrics["study.jobs_trained"] == N_JOBS
+    assert parent.data.metrics["study.jobs_trained"] == _trained(root)
+    assert parent.data.metrics["l2.tuning_trials"] == 2
     assert parent.data.metrics["study.jobs_reused"] == 0
     assert "baseline.test_accuracy_mean" in parent.data.metrics
     assert "svc_rbf.test_accuracy_mean" in parent.data.metrics
@@ -419,17 +482,57 @@ def test_study_logs_one_parent_run_with_a_child_per_job(study: dict[str, Any]) -
     assert names == sorted(
         [f"{a}-s{s}" for a in ("baseline", "l2", "dropout") for s in (42, 43)]
         + ["curve-baseline-f0.5-s42", "curve-baseline-f1-s42"]
+        + [f"trial-{a}-{i}" for a in ("l2", "dropout") for i in (0, 1)]
     )
     for child in children:
         assert child.info.status == "FINISHED"
-        assert child.data.tags["gapline.mode"] in ("arm", "curve")
+        assert child.data.tags["gapline.mode"] in ("arm", "curve", "trial")
         assert child.data.params["train.epochs"] == "3"
         assert 0.0 <= child.data.metrics["test_accuracy"] <= 1.0
         assert "gap_accuracy_val" in child.data.metrics
+    trial = next(c for c in children if c.info.run_name == "trial-l2-1")
+    assert trial.data.params["regularization.l2"] == "0.01" and trial.data.tags["job.point"] == "regularization.l2=0.01"
     l2 = next(c for c in children if c.info.run_name == "l2-s43")
-    assert l2.data.params["regularization.l2"] == "0.001" and l2.data.params["train.seed"] == "43"
+    chosen = next(r for r in _tuning(root) if r["arm"] == "l2" and r["chosen"] == "1")
+    assert l2.data.params["regularization.l2"] == chosen["point"].split("=")[1]
+    assert l2.data.params["train.seed"] == "43"
     gaps = client.get_metric_history(l2.info.run_id, "gap_accuracy")
     assert sorted(g.step for g in gaps) == [1, 2, 3]
+
+
+def _tuning(root: Path) -> list[dict[str, str]]:
+    import csv
+
+    with (root / "reports/study/tuning.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_study_tunes_each_arm_on_validation_and_runs_its_seeds_at_the_choice(study: dict[str, Any]) -> None:
+    """Each tuned arm's trials are in tuning.csv with their validation numbers; the chosen one
+    has the lowest val_loss (ties: the earlier point); the arm's first seed is that very trial's
+    run, and a trial at 0 is the baseline's run."""
+    root = study["root"]
+    rows = _tuning(root)
+    assert [(r["arm"], r["trial"], r["point"]) for r in rows] == [
+        ("dropout", "0", "regularization.dropout=0.0"), ("dropout", "1", "regularization.dropout=0.5"),
+        ("l2", "0", "regularization.l2=0.0"), ("l2", "1", "regularization.l2=0.01"),
+    ]
+    for arm in ("l2", "dropout"):
+        mine = [r for r in rows if r["arm"] == arm]
+        best = min(mine, key=lambda r: (float(r["val_loss"]), int(r["trial"])))
+        assert [r["chosen"] for r in mine] == ["1" if r is best else "0" for r in mine]
+        assert all(r["objective"] == r["val_loss"] for r in mine)  # sweep.objective: val_loss
+    records = [json.loads(p.read_text()) for p in (root / "reports/study/jobs").glob("*.json")]
+    by_job = {r["job"]: r for r in records}
+    baseline = [r for r in rows if r["trial"] == "0"]
+    assert {r["val_loss"] for r in baseline} == {f"{by_job['baseline-s42']['val_loss']:.6g}"}
+    md = (root / "reports/study/study.md").read_text()
+    header = md.splitlines()[0]
+    assert "| tuned to | trials | tuning s |" in header and "vs baseline pts (paired, Holm p)" in header
+    l2_row = next(line for line in md.splitlines() if line.startswith("| l2 |"))
+    chosen = next(r for r in rows if r["arm"] == "l2" and r["chosen"] == "1")
+    assert f"| l2={chosen['point'].split('=')[1]} | 2 |" in l2_row
 
 
 def _without_times(md: str) -> list[list[str]]:
@@ -441,25 +544,26 @@ def test_study_rerun_reuses_every_cached_job(study: dict[str, Any]) -> None:
     root = study["root"]
     before = _without_times((root / "reports/study/study.md").read_text())
     proc = _run(STUDY, root)
-    assert SUMMARY.search(proc.stdout).groups() == ("0", str(N_JOBS))
-    assert f"0 jobs trained, {N_JOBS} reused" in proc.stdout
+    trained = _trained(root)
+    assert SUMMARY.search(proc.stdout).groups() == ("0", str(trained))
     # the same numbers (train times aside: the classical baselines are timed again)
     assert _without_times((root / "reports/study/study.md").read_text()) == before
     parents = _parents(root)
     assert len(parents) == 2
-    assert parents[-1].data.metrics["study.jobs_reused"] == N_JOBS
+    assert parents[-1].data.metrics["study.jobs_reused"] == trained
 
 
 @pytest.mark.slow
 def test_study_after_losing_one_cached_job_trains_exactly_that_one(study: dict[str, Any]) -> None:
     root = study["root"]
     jobs = root / "reports/study/jobs"
-    [victim] = list(jobs.glob("l2-s43-*.json"))
+    [victim] = [p for p in jobs.glob("*.json") if json.loads(p.read_text())["job"] == "baseline-s43"]
     victim.unlink()
     proc = _run(STUDY, root)
-    assert SUMMARY.search(proc.stdout).groups() == ("1", str(N_JOBS - 1))
+    trained = _trained(root)
+    assert SUMMARY.search(proc.stdout).groups() == ("1", str(trained - 1))
     assert victim.is_file()  # cached again under the same key
-    assert len(list(jobs.glob("*.json"))) == N_JOBS
+    assert len(list(jobs.glob("*.json"))) == trained
 
 
 @pytest.mark.slow

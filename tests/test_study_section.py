@@ -15,11 +15,18 @@ def _section():
     return docs_module("study_section")
 
 
-def test_readme_study_block_says_what_reports_study_says() -> None:
+@pytest.mark.parametrize("name", ["digits", "breast_cancer", "diabetes"])
+def test_readme_study_block_says_what_reports_study_says(name: str) -> None:
     section = _section()
+    begin, end = section.markers(name)
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme[readme.index(section.BEGIN): readme.index(section.END) + len(section.END)]
-    assert block == section.render(ROOT / "reports/study")
+    block = readme[readme.index(begin): readme.index(end) + len(end)]
+    assert block == section.render(ROOT / section.STUDIES[name], name)
+    # and the table in it is the one the study wrote from its csv
+    from gapline.study.table import read_csv, table_markdown
+
+    folder = ROOT / section.STUDIES[name]
+    assert table_markdown(read_csv(folder / "study.csv")) == (folder / "study.md").read_text(encoding="utf-8")
 
 
 def _reports_with(tmp_path: Path, technique: str, column: str, value: str) -> Path:
@@ -54,3 +61,11 @@ def test_the_transfer_pair_is_compared_with_itself_never_ranked_with_the_arms(tm
     block = _section().render(_reports_with(tmp_path, "transfer_5_9", "test_accuracy_mean", "0.999"))
     assert "The top arm is `best_practice`" in block
     assert "`transfer_5_9` and `scratch_5_9` are the transfer comparison" in block and "99.9 ±" in block
+
+
+def test_the_verdict_sentence_follows_the_paired_tests(tmp_path: Path) -> None:
+    """Which arms beat the baseline beyond noise is read from the csv's verdicts."""
+    reports = _reports_with(tmp_path, "l1", "verdict", "better")
+    assert "Beyond noise (paired by seed, Holm-corrected p < 0.05), `l1`" in _section().render(reports)
+    reports = _reports_with(tmp_path, "l1", "verdict", "worse")
+    assert "`l1` does worse" in _section().render(reports)

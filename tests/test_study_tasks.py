@@ -139,8 +139,8 @@ def _splits(y_of, n: int = 90, features: int = 6, seed: int = 0) -> dict[str, tu
 @pytest.mark.parametrize(
     ("task", "y_of", "names", "head"),
     [
-        ("multiclass", lambda x, r: np.digitize(x[:, 0], [-5, 5]), ["svc_rbf", "logistic_regression"], "accuracy"),
-        ("binary", lambda x, r: (x[:, 0] + r.normal(size=len(x)) * 5 > 0).astype(int), ["svc_rbf", "logistic_regression"], "auc"),
+        ("multiclass", lambda x, r: np.digitize(x[:, 0], [-5, 5]), ["svc_rbf", "logistic_regression", "gradient_boosting"], "accuracy"),
+        ("binary", lambda x, r: (x[:, 0] + r.normal(size=len(x)) * 5 > 0).astype(int), ["svc_rbf", "logistic_regression", "gradient_boosting"], "auc"),
         ("multilabel", lambda x, r: (x[:, :3] > 0).astype(int), ["logistic_regression_ovr"], "auc"),
         ("regression", lambda x, r: (3 * x[:, 0] + r.normal(size=len(x))).astype("float32"), ["ridge", "gradient_boosting"], "rmse"),
     ],
@@ -186,7 +186,7 @@ def test_baseline_numbers_are_scorings_numbers() -> None:
 
 @pytest.mark.parametrize(("data", "head", "names"), [
     ("diabetes", "rmse", ["ridge (classical)", "gradient_boosting (classical)"]),
-    ("breast_cancer", "auc", ["svc_rbf (classical)", "logistic_regression (classical)"]),
+    ("breast_cancer", "auc", ["svc_rbf (classical)", "logistic_regression (classical)", "gradient_boosting (classical)"]),
 ])
 def test_classical_baselines_on_the_built_in_tabular_sets(conf_project: Path, data: str, head: str, names: list[str]) -> None:
     from gapline.params import compose_config

@@ -4,6 +4,7 @@ reads), each failure one line naming the key, the value and what is allowed."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from .config import (
@@ -36,6 +37,22 @@ from .errors import ConfigError, bad_value
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(bad_value(key, value, "one of " + ", ".join(allowed)))
+
+
+def _config_path(cfg: Any, key: str) -> bool:
+    """Whether ``key`` names a field of the config (``regularization.l2``) or a top-level group
+    (``augment``, set to one of its options)."""
+    node = cfg
+    for part in key.split("."):
+        if isinstance(node, dict):
+            if part not in node:
+                return False
+            node = node[part]
+        elif dataclasses.is_dataclass(node) and part in {f.name for f in dataclasses.fields(node)}:
+            node = getattr(node, part)
+        else:
+            return False
+    return True
 
 
 def _range(
@@ -221,6 +238,8 @@ def validate(cfg: Config) -> Config:
         if not grid:
             raise ConfigError(bad_value(f"study.search.{name}", {}, "at least one key: a list of values"))
         for key, values in grid.items():
+            if not _config_path(cfg, key):
+                raise ConfigError(bad_value(f"study.search.{name}", key, "keys that are config keys (regularization.l2) or groups (augment)"))
             if not values:
                 raise ConfigError(bad_value(f"study.search.{name}.{key}", [], "a non-empty list of values"))
     if st.baseline != "baseline" and st.baseline not in st.arms:  # without the default name: no comparison
