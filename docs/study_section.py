@@ -98,6 +98,7 @@ class Metric:
 def render(study_dir: Path, name: str = "digits") -> str:
     """The README block: the table as the study wrote it, and the sentences its numbers make."""
     begin, end = markers(name)
+    folder = STUDIES[name]  # as the README names it, wherever the files were read from
     table = (study_dir / "study.md").read_text(encoding="utf-8").strip()
     raw = _rows(study_dir / "study.csv")
     rows = {r["technique"]: r for r in raw}
@@ -123,7 +124,7 @@ def render(study_dir: Path, name: str = "digits") -> str:
     if best_classical:
         diff = test[best] - test[best_classical]
         if m.score:
-            sentence += f", {_pts(diff)} points {'above' if diff >= 0 else 'below'} `{best_classical}`"
+            sentence += f", {_pts(abs(diff))} points {'above' if diff >= 0 else 'below'} `{best_classical}`"
         else:
             sentence += f", {m.units(abs(diff))} {'lower' if diff <= 0 else 'higher'} than `{best_classical}`"
     if "baseline" in num:
@@ -157,7 +158,7 @@ def render(study_dir: Path, name: str = "digits") -> str:
         seconds = sum(num[n]["tuning_seconds"] for n in tuned)
         lines.append(
             f"Tuning {len(tuned)} arms took {trials} trials and {seconds:.0f} worker-seconds "
-            f"(`{study_dir.relative_to(ROOT) if study_dir.is_relative_to(ROOT) else study_dir}/tuning.csv` has every trial)."
+            f"(`{folder}/tuning.csv` has every trial)."
         )
     for transfer, scratch in pairs:
         t, c = num[transfer], num[scratch]
@@ -178,7 +179,7 @@ def render(study_dir: Path, name: str = "digits") -> str:
     lines.append(
         f"On the learning curve (`study.learning_curve_arm`), the {m.gap_text} goes from "
         f"{m.amount(float(first[m.gap]))} at {first['train_samples']} {samples} to "
-        f"{m.number(float(last[m.gap]))} at {last['train_samples']} (`reports/study/learning_curve.csv`)."
+        f"{m.number(float(last[m.gap]))} at {last['train_samples']} (`{folder}/learning_curve.csv`)."
     )
     lines += ["", f"![Test {m.label} and gap per technique](docs/{images(name)['study.png']})", "", end]
     return "\n".join(lines)

@@ -50,6 +50,16 @@ def multilabel_data(seed, n=300, labels=5):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_multilabel_nll_is_the_mean_binary_log_loss_and_confident_mistakes_are_clipped(seed):
+    y, p = multilabel_data(seed)
+    got = scoring.scores("multilabel", y, p, ["nll"])["nll"]
+    clipped = np.clip(p, 1e-7, 1 - 1e-7)
+    assert got == pytest.approx(np.mean([skm.log_loss(y[:, j], clipped[:, j], labels=[0, 1]) for j in range(y.shape[1])]))
+    # a probability of exactly 0 for the true class costs -log(1e-7), not infinity
+    assert scoring.scores("multiclass", np.array([0]), np.array([[0.0, 1.0]]), ["nll"])["nll"] == pytest.approx(-math.log(1e-7))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_multiclass_matches_sklearn(seed):
     y, p = multiclass_data(seed)
     hard = p.argmax(axis=1)
@@ -57,7 +67,8 @@ def test_multiclass_matches_sklearn(seed):
     assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, hard))
     assert got["macro_f1"] == pytest.approx(skm.f1_score(y, hard, average="macro"))
     assert got["top3_accuracy"] == pytest.approx(skm.top_k_accuracy_score(y, p, k=3, labels=range(6)))
-    assert "top_k_accuracy" not in got and set(got) == {"accuracy", "macro_f1", "top3_accuracy", "ece"}
+    assert got["nll"] == pytest.approx(skm.log_loss(y, p, labels=range(6)))
+    assert "top_k_accuracy" not in got and set(got) == {"accuracy", "macro_f1", "top3_accuracy", "ece", "nll"}
 
 
 def test_multiclass_macro_f1_counts_classes_present_in_y_or_predicted():
@@ -85,6 +96,7 @@ def test_binary_matches_sklearn(seed, threshold):
     assert got["f1"] == pytest.approx(skm.f1_score(y, hard))
     assert got["precision"] == pytest.approx(skm.precision_score(y, hard))
     assert got["recall"] == pytest.approx(skm.recall_score(y, hard))
+    assert got["nll"] == pytest.approx(skm.log_loss(y, np.clip(flat, 1e-7, 1 - 1e-7)))
     # the same on (n,) predictions
     assert scoring.scores("binary", y, flat, ["auc"])["auc"] == got["auc"]
 
@@ -237,7 +249,7 @@ def test_undefined_values_are_nan():
     # a diverged model
     p = np.array([[0.5, np.nan], [0.2, 0.8]])
     got = scoring.scores("multiclass", np.array([0, 1]), p, FINAL_METRICS["multiclass"], top_k=1)
-    assert set(got) == {"accuracy", "macro_f1", "top1_accuracy", "ece"}
+    assert set(got) == {"accuracy", "macro_f1", "top1_accuracy", "ece", "nll"}
     assert all(math.isnan(v) for v in got.values())
     assert scoring.reliability("multiclass", np.array([0, 1]), p, bins=3)["count"] == [0, 0, 0]
 

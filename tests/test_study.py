@@ -98,8 +98,8 @@ def test_trials_span_each_tuned_arms_grid_weakest_first_at_the_first_seed() -> N
 
 
 def _trial(arm: str, i: int, val_loss: float) -> dict[str, Any]:
-    return {"arm": arm, "trial": i, "point": [f"regularization.{arm}={i}"], "val_loss": val_loss, "task": "multiclass",
-            "val_accuracy": 1 - val_loss, "gap_loss_val": 0.1, "job_seconds": 2.0}
+    return {"arm": arm, "trial": i, "point": [f"regularization.{arm}={i}"], "val_loss": val_loss, "val_nll": val_loss,
+            "task": "multiclass", "val_accuracy": 1 - val_loss, "gap_loss_val": 0.1, "job_seconds": 2.0}
 
 
 def test_choose_keeps_the_lowest_objective_ties_and_nan_go_to_the_earlier_point() -> None:
@@ -110,10 +110,17 @@ def test_choose_keeps_the_lowest_objective_ties_and_nan_go_to_the_earlier_point(
     assert chosen["l2"].point == ("regularization.l2=1",) and chosen["l2"].trials == 4
     assert chosen["l2"].seconds == 8.0 and chosen["l2"].objective == 0.3 and chosen["l2"].chosen == "l2=1"
     assert chosen["dropout"].point == ("regularization.dropout=0",)  # a diverged trial (NaN) never wins
-    # the objective is the sweep's: val_error picks on validation accuracy instead
-    by_error = choose(from_container({**_raw(), "sweep": {"objective": "val_error"}}),
+    # study.objective: val_nll by default, not val_loss, which adds the weight penalty
+    penalized = [_trial("l2", 0, 0.40), {**_trial("l2", 1, 0.30), "val_loss": 0.45}]
+    assert choose(cfg, penalized)["l2"].point == ("regularization.l2=1",)
+    by_loss = choose(from_container(_raw(objective="val_loss")), penalized)
+    assert by_loss["l2"].point == ("regularization.l2=0",)
+    # val_error picks on validation accuracy; a regression's val_nll is its val_rmse
+    by_error = choose(from_container(_raw(objective="val_error")),
                       [{**_trial("l2", 0, 0.5), "val_accuracy": 0.99}, _trial("l2", 1, 0.3)])
     assert by_error["l2"].point == ("regularization.l2=0",)
+    regression = [{**_trial("l2", i, 0.5), "task": "regression", "val_rmse": rmse} for i, rmse in enumerate((60.0, 55.0))]
+    assert choose(cfg, regression)["l2"].point == ("regularization.l2=1",)
 
 
 # --------------------------------------------------------------------------------------
@@ -510,7 +517,7 @@ def _tuning(root: Path) -> list[dict[str, str]]:
 @pytest.mark.slow
 def test_study_tunes_each_arm_on_validation_and_runs_its_seeds_at_the_choice(study: dict[str, Any]) -> None:
     """Each tuned arm's trials are in tuning.csv with their validation numbers; the chosen one
-    has the lowest val_loss (ties: the earlier point); the arm's first seed is that very trial's
+    has the lowest val_nll (ties: the earlier point); the arm's first seed is that very trial's
     run, and a trial at 0 is the baseline's run."""
     root = study["root"]
     rows = _tuning(root)
@@ -520,9 +527,9 @@ def test_study_tunes_each_arm_on_validation_and_runs_its_seeds_at_the_choice(stu
     ]
     for arm in ("l2", "dropout"):
         mine = [r for r in rows if r["arm"] == arm]
-        best = min(mine, key=lambda r: (float(r["val_loss"]), int(r["trial"])))
+        best = min(mine, key=lambda r: (float(r["val_nll"]), int(r["trial"])))
         assert [r["chosen"] for r in mine] == ["1" if r is best else "0" for r in mine]
-        assert all(r["objective"] == r["val_loss"] for r in mine)  # sweep.objective: val_loss
+        assert all(r["objective"] == r["val_nll"] for r in mine)  # study.objective: val_nll
     records = [json.loads(p.read_text()) for p in (root / "reports/study/jobs").glob("*.json")]
     by_job = {r["job"]: r for r in records}
     baseline = [r for r in rows if r["trial"] == "0"]

@@ -43,7 +43,7 @@ VERBOSITY = ("auto", "bar", "lines", "quiet")
 # out of every digest of "the config" (resume, retrain, study cache) and of the train stage's
 # DVC params, so that changing them retrains nothing.
 OUTPUT_ONLY = {"data": ("workers",), "train": ("verbose", "progress_every")}
-OBJECTIVES = ("val_loss", "val_loss_plus_gap", "val_error")
+OBJECTIVES = ("val_loss", "val_loss_plus_gap", "val_error", "val_nll")
 # retrain.metric: a split and one of the task's headline metrics; rmse and mae are errors
 # (lower is better), the others scores.
 # auto: the task's headline on the test split (test_accuracy, test_auc or test_rmse).
@@ -298,10 +298,14 @@ class StudyConfig:
     out_dir: str = "reports/study"
     # Tuned arms: each arm named here first trains one trial per point of its grid (the
     # product of its keys' values, a Hydra override each) at the first seed, keeps the point
-    # with the best ``sweep.objective`` on validation (ties: the earlier point), and only then
+    # with the best ``objective`` on validation (ties: the earlier point), and only then
     # runs its seeds. ``tune: false`` runs every arm as listed (the quick, untuned look).
     tune: bool = True
     search: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    # What a tuned arm's trials are ranked by on validation (one of sweep.objective's choices).
+    # val_nll, not val_loss: the loss includes the weight penalty and label smoothing, so it
+    # ranks a stronger L1/L2 or smoothing worse even where it predicts the labels better.
+    objective: str = "val_nll"
     # The arm the others are compared with (paired by seed, Holm-corrected); a transfer_X arm
     # is compared with scratch_X instead.
     baseline: str = "baseline"
@@ -314,6 +318,7 @@ class SweepConfig:
     """What a Hydra sweep job returns to the sweeper (Optuna minimizes it)."""
 
     # val_loss | val_loss_plus_gap (val_loss + gap_penalty * max(0, gap_loss_val)) | val_error
+    # | val_nll (the log-loss without smoothing or penalties; a regression's val_rmse)
     objective: str = "val_loss"
     gap_penalty: float = 1.0
 

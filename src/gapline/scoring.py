@@ -158,7 +158,18 @@ def _regression(metric: str, y: np.ndarray, pred: np.ndarray) -> float:
     return float(1.0 - np.sum(err * err) / ss_tot)
 
 
+EPSILON = 1e-7  # Keras' backend epsilon: probabilities are clipped to [eps, 1 - eps] for the log
+
+
+def _log_loss(truth: np.ndarray, p: np.ndarray) -> float:
+    """Mean binary cross-entropy of 0/1 ``truth`` under probabilities ``p`` (same shape)."""
+    p = np.clip(p, EPSILON, 1 - EPSILON)
+    return float(-np.mean(truth * np.log(p) + (1 - truth) * np.log1p(-p)))
+
+
 def _multiclass(metric: str, y: np.ndarray, pred: np.ndarray, bins: int) -> float:
+    if metric == "nll":  # the plain log-loss: no label smoothing, no weight penalty
+        return float(-np.mean(np.log(np.clip(pred[np.arange(len(y)), y], EPSILON, 1.0))))
     hard = pred.argmax(axis=1)
     if metric == "accuracy":
         return float(np.mean(hard == y))
@@ -175,6 +186,8 @@ def _binary(metric: str, y: np.ndarray, p: np.ndarray, threshold: float, bins: i
         return roc_auc(y, p)
     if metric == "pr_auc":
         return average_precision(y, p)
+    if metric == "nll":
+        return _log_loss((y == 1).astype("float64"), p)
     if metric == "ece":
         conf, correct = _two_class_view(y, p)
         return _ece(conf, correct, bins)
@@ -186,6 +199,8 @@ def _binary(metric: str, y: np.ndarray, p: np.ndarray, threshold: float, bins: i
 
 
 def _multilabel(metric: str, y: np.ndarray, p: np.ndarray, threshold: float, bins: int) -> float:
+    if metric == "nll":  # per label, averaged over labels and rows
+        return _log_loss((y == 1).astype("float64"), p)
     if metric == "auc":
         aucs = [roc_auc(y[:, j], p[:, j]) for j in range(y.shape[1])]
         defined = [a for a in aucs if not math.isnan(a)]

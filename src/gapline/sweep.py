@@ -32,9 +32,13 @@ PARENT_ENV = "GAPLINE_SWEEP_PARENT_RUN_ID"
 
 def objective(metrics: Mapping[str, float], sweep: SweepConfig, task: str = "multiclass") -> float:
     """The number a sweeper minimizes (lower is better for every task): val_error is
-    1 − the task's headline score on validation (accuracy, AUC), or its error (RMSE)."""
+    1 − the task's headline score on validation (accuracy, AUC), or its error (RMSE); val_nll
+    the validation log-loss without label smoothing or weight penalties (a regression's: its
+    RMSE, the Gaussian log-likelihood's ranking), which val_loss includes."""
     from .tasks import HEADLINE, higher_is_better
 
+    if sweep.objective == "val_nll":
+        return float(metrics["val_rmse" if task == "regression" else "val_nll"])
     if sweep.objective == "val_error":
         head = HEADLINE[task]
         value = float(metrics[f"val_{head}"])

@@ -245,6 +245,7 @@ def validate(cfg: Config) -> Config:
     if st.baseline != "baseline" and st.baseline not in st.arms:  # without the default name: no comparison
         raise ConfigError(bad_value("study.baseline", st.baseline, "one of the arms: " + ", ".join(st.arms)))
     _range("study.alpha", st.alpha, 0.0, 0.5, low_open=True)
+    _choice("study.objective", st.objective, OBJECTIVES)
 
     _choice("sweep.objective", cfg.sweep.objective, OBJECTIVES)
     _range("sweep.gap_penalty", cfg.sweep.gap_penalty, 0.0, 1e6)

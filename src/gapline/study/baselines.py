@@ -115,7 +115,7 @@ def _scores(task: str, model: Any, x: np.ndarray, y: np.ndarray, classes: int) -
     # no probabilities (SVC): decisions only, and for binary the decision function's ranking
     if task == "binary":
         margin = 1.0 / (1.0 + np.exp(-np.asarray(model.decision_function(x), dtype="float64")))  # p >= 0.5 iff predict
-        return scores(task, y, margin, [m for m in metrics if m != "ece"])
+        return scores(task, y, margin, [m for m in metrics if m not in ("ece", "nll")])
     predicted = np.asarray(model.predict(x), dtype=int)
     onehot = np.eye(max(classes, int(predicted.max()) + 1, int(np.max(y)) + 1))[predicted]
     return scores(task, y, onehot, [m for m in metrics if m in ("accuracy", "macro_f1")])

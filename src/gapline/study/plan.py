@@ -104,6 +104,9 @@ def plan(cfg: Config, base_overrides: Sequence[str], chosen: Mapping[str, tuple[
 
 
 SOURCE_PREFIX = "model.init_from=study:"
+# What a cached job record holds; bumped when that changes, so that older records (here: no
+# val_nll to tune on) are trained again rather than read back incomplete.
+RECORD_VERSION = 2
 
 
 def source_path(cfg: Config, name: str) -> str:
@@ -150,7 +153,7 @@ def job_key(cfg_dict: dict[str, Any]) -> str:
     files = model_files_digest(model.get("deps", {}), model.get("init_from", ""))
     if files:
         relevant["model_files"] = files
-    return json_digest({"cfg": relevant}, length=16)
+    return json_digest({"cfg": relevant, "record": RECORD_VERSION}, length=16)
 
 
 def resolve(job: Job, root: Path) -> tuple[Config, dict[str, Any]]:

@@ -1,5 +1,5 @@
 """Tuning a study arm: of its grid's trials (one per point, at the first seed), keep the point
-with the best ``sweep.objective`` on validation; ties and NaN go to the earlier, weaker point.
+with the best ``study.objective`` on validation; ties and NaN go to the earlier, weaker point.
 Test metrics play no part in the choice, so the arm's test numbers stay an honest estimate."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import Config
+from ..config import Config, SweepConfig
 from ..files import write_text
 from ..sweep import objective
 
@@ -33,8 +33,9 @@ class Tuning:
 
 
 def score(cfg: Config, record: dict[str, Any]) -> float:
-    """The trial's objective (lower is better); NaN (a diverged run) counts as the worst."""
-    value = objective(record, cfg.sweep, record.get("task", "multiclass"))
+    """The trial's ``study.objective`` (lower is better); NaN (a diverged run) is the worst."""
+    rule = SweepConfig(objective=cfg.study.objective, gap_penalty=cfg.sweep.gap_penalty)
+    value = objective(record, rule, record.get("task", "multiclass"))
     return value if math.isfinite(value) else math.inf
 
 
@@ -62,8 +63,8 @@ def write_tuning(cfg: Config, trials: Sequence[dict[str, Any]], tuning: dict[str
     from ..tasks import HEADLINE
 
     buf = io.StringIO()
-    fields = ["arm", "trial", "point", "chosen", "objective", "val_loss", "val_headline", "headline", "gap_loss_val",
-              "epochs_run", "job_seconds"]
+    fields = ["arm", "trial", "point", "chosen", "objective", "val_nll", "val_loss", "val_headline", "headline",
+              "gap_loss_val", "epochs_run", "job_seconds"]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in sorted(trials, key=lambda r: (r["arm"], r["trial"])):
@@ -71,7 +72,7 @@ def write_tuning(cfg: Config, trials: Sequence[dict[str, Any]], tuning: dict[str
         chosen = tuning[r["arm"]].point == tuple(r["point"])
         writer.writerow({
             "arm": r["arm"], "trial": r["trial"], "point": " ".join(r["point"]), "chosen": int(chosen),
-            "objective": f"{score(cfg, r):.6g}",
+            "objective": f"{score(cfg, r):.6g}", "val_nll": f"{r['val_nll']:.6g}" if "val_nll" in r else "",
             "val_loss": f"{r['val_loss']:.6g}", "val_headline": f"{r[f'val_{head}']:.6g}", "headline": head,
             "gap_loss_val": f"{r.get('gap_loss_val', float('nan')):.6g}", "epochs_run": r.get("epochs_run", ""),
             "job_seconds": f"{float(r.get('job_seconds', r.get('train_seconds', 0.0))):.2f}",
