@@ -50,6 +50,7 @@ CONFIG_ROWS = [
     (["train.epochz=3"], ["train.epochz", "epochs"]),
     (["train.epochs=abc"], ["train.epochs", "abc"]),
     (["train.learning_rate=-0.1"], ["train.learning_rate", "-0.1"]),
+    (["train.ema=1.0"], ["train.ema", "[0, 1)"]),
     (["regularization.dropout=1.0"], ["regularization.dropout", "[0, 1)"]),
     (["train.epochs=0"], ["train.epochs", ">= 1"]),
     (["train.batch_size=0"], ["train.batch_size", ">= 1"]),

@@ -213,3 +213,44 @@ def test_early_stopping_from_config_stops_training(make_tiny_config, tiny_image_
     xv, yv = tiny_image_splits["val"]
     result = train_model(cfg, x, y, xv, yv, 3)
     assert result.epochs_run == 2
+
+
+@pytest.mark.parametrize("stopping", [False, True])
+def test_weight_ema_is_what_is_scored_and_kept(make_tiny_config, tiny_image_splits, cpu_runtime, stopping) -> None:
+    """train.ema: each epoch's validation scores are those of the averaged weights, and the
+    model after fit holds them: the last epoch's average, or, with restore_best_weights, the
+    best epoch's average (not its raw weights, which Keras's EarlyStopping alone would keep)."""
+    import keras
+
+    from gapline.training import train_model
+
+    cpu_runtime(0)
+    seen: list[dict] = []
+
+    class Record(keras.callbacks.Callback):  # a caller's callback: runs after the raw weights are back
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            opt = self.model.optimizer
+            seen.append(
+                {
+                    "raw": [keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables],
+                    "ema": [keras.ops.convert_to_numpy(v) for v in opt._model_variables_moving_average],
+                }
+            )
+
+    es = {"enabled": True, "patience": 50, "restore_best_weights": True} if stopping else {"enabled": False}
+    cfg = make_tiny_config({"train": {"epochs": 4, "ema": 0.9, "learning_rate": 0.05}, "regularization": {"early_stopping": es}})
+    x, y = tiny_image_splits["train"]
+    xv, yv = tiny_image_splits["val"]
+    result = train_model(cfg, x, y, xv, yv, 3, callbacks=[Record()])
+    assert result.model.optimizer.use_ema
+    at = int(np.argmin(result.history["val_loss"])) if stopping else len(seen) - 1
+    final = [keras.ops.convert_to_numpy(v) for v in result.model.trainable_variables]
+    for got, ema, raw in zip(final, seen[at]["ema"], seen[at]["raw"]):
+        np.testing.assert_allclose(got, ema, rtol=1e-6, atol=1e-7)
+    assert any(not np.allclose(e, r) for e, r in zip(seen[at]["ema"], seen[at]["raw"]))
+    # the logged val_loss of the kept epoch is the averaged model's
+    from gapline.gap import inference_scores
+    from gapline.tasks import as_spec
+
+    scores = inference_scores(result.model, xv, yv, as_spec(3), cfg.task)
+    assert scores["loss"] == pytest.approx(result.history["val_loss"][at], rel=1e-4)

@@ -228,6 +228,8 @@ class TrainConfig:
     batch_size: int = 32
     optimizer: str = "adam"
     learning_rate: float = 0.001
+    # Weight EMA momentum (e.g. 0.99): the averaged weights are validated and kept; 0 = off.
+    ema: float = 0.0
     seed: int = 42
     deterministic: bool = True
     accelerator: str = "auto"

@@ -27,16 +27,54 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def make_optimizer(name: str, learning_rate: float) -> Any:
+def make_optimizer(name: str, learning_rate: float, ema: float = 0.0) -> Any:
+    """``ema`` > 0: the optimizer keeps an exponential moving average of the weights with
+    this momentum (Keras's ``use_ema``); :func:`ema_swap` makes validation, the gap, early
+    stopping and the fitted model use the averaged weights."""
     import keras
 
     factories = {
         "adam": keras.optimizers.Adam,
         "adamw": keras.optimizers.AdamW,
-        "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9),
+        "sgd": lambda **kw: keras.optimizers.SGD(momentum=0.9, **kw),
         "rmsprop": keras.optimizers.RMSprop,
     }
-    return factories[name](learning_rate=learning_rate)
+    extra = {"use_ema": True, "ema_momentum": ema} if ema > 0 else {}
+    return factories[name](learning_rate=learning_rate, **extra)
+
+
+def ema_swap() -> tuple[Any, Any]:
+    """Two callbacks around the per-epoch scoring when the optimizer keeps a weight EMA.
+
+    Keras swaps the averaged weights in only at the end of ``fit``
+    (``finalize_variable_values``), and EarlyStopping's ``restore_best_weights`` then
+    overwrites them with the raw weights of its best epoch. So the first callback (before the
+    gap callback) puts the averaged weights into the model at each epoch's end, so that the
+    validation and gap scores, EarlyStopping's choice and its saved best weights are those of
+    the averaged model; the second (after EarlyStopping, before the resume backup) puts the
+    raw weights back, so training and a saved training state go on from them. Without EMA
+    both do nothing."""
+    import keras
+
+    raw: list[Any] = []
+
+    class SwapIn(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            opt = self.model.optimizer
+            if not getattr(opt, "use_ema", False):
+                return
+            variables = self.model.trainable_variables
+            raw[:] = [keras.ops.convert_to_numpy(v) for v in variables]
+            opt._overwrite_model_variables_with_average_value(variables)  # Keras's own swap
+
+    class SwapBack(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if raw:
+                for v, value in zip(self.model.trainable_variables, raw):
+                    v.assign(value)
+                raw.clear()
+
+    return SwapIn(), SwapBack()
 
 
 def steps_per_epoch(samples: int, batch_size: int) -> int:
@@ -74,7 +112,7 @@ def compile_model(model: Any, cfg: Config, steps: int = 1, task: "TaskSpec | int
     # under MirroredStrategy (validation.validate refuses an explicit value above 1).
     spe = 1 if cfg.train.distribute == "mirrored" else steps_per_execution(steps, cfg.train.steps_per_execution or 64)
     model.compile(
-        optimizer=make_optimizer(cfg.train.optimizer, cfg.train.learning_rate),
+        optimizer=make_optimizer(cfg.train.optimizer, cfg.train.learning_rate, cfg.train.ema),
         loss=loss,
         loss_weights=weight if weight != 1.0 else None,
         metrics=tasks.training_metrics(spec, cfg.task.threshold),
@@ -386,11 +424,14 @@ class PhaseFit:
 
         stopping = R.callbacks(cfg.regularization)  # a fresh EarlyStopping per phase
         restored: dict[str, list[float]] = {}
+        swap_in, swap_back = ema_swap()  # the EMA weights are scored and kept (train.ema)
         cbs = [
             divergence_guard(cfg.train.learning_rate),
+            swap_in,
             *self.shared,
             *([_phase_logger(phase)] if phase else []),
             *stopping,
+            swap_back,
             *self.callbacks,
         ]
         if self.backup is not None:  # last: it saves what every other callback has written

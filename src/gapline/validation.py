@@ -204,6 +204,7 @@ def validate(cfg: Config) -> Config:
     _int_min("train.batch_size", t.batch_size, 1)
     _choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _range("train.learning_rate", t.learning_rate, 0.0, 10.0, low_open=True)
+    _range("train.ema", t.ema, 0.0, 1.0, high_open=True)
     _choice("train.accelerator", t.accelerator, ACCELERATORS)
     _choice("train.precision", t.precision, PRECISIONS)
     _int_min("train.gap_eval_samples", t.gap_eval_samples, 0)
