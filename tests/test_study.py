@@ -497,6 +497,9 @@ def test_study_logs_one_parent_run_with_a_child_per_job(study: dict[str, Any]) -
         assert child.data.params["train.epochs"] == "3"
         assert 0.0 <= child.data.metrics["test_accuracy"] <= 1.0
         assert "gap_accuracy_val" in child.data.metrics
+    shared = {c.info.run_name: c.data.tags.get("job.run") for c in children}  # the training run behind each job
+    assert shared["trial-l2-0"] == shared["trial-dropout-0"] == shared["baseline-s42"]  # the zero points
+    assert shared["trial-l2-1"] != shared["baseline-s42"] and len(set(shared.values())) == _trained(root)
     trial = next(c for c in children if c.info.run_name == "trial-l2-1")
     assert trial.data.params["regularization.l2"] == "0.01" and trial.data.tags["job.point"] == "regularization.l2=0.01"
     l2 = next(c for c in children if c.info.run_name == "l2-s43")

@@ -129,7 +129,7 @@ class Runner:
                 self.bar.set_postfix_str(f"{result['job']}: val_loss {result.get('val_loss', float('nan')):.3f}, "
                                          f"test {head} {result.get(f'test_{head}', float('nan')):.3f}")
                 self.bar.update(sum(1 for job in jobs if self.key(job) == key))
-        return [{**self.runs[self.key(job)], **identity(job)} for job in jobs]
+        return [{**self.runs[self.key(job)], **identity(job), "run": self.key(job)} for job in jobs]
 
 
 def run_study(

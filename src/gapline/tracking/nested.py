@@ -96,6 +96,7 @@ def log_child_run(parent_id: Optional[str], tracking_cfg: TrackingConfig, job: M
         "job.seed": job.get("seed", ""),
         "job.overrides": " ".join(job.get("overrides", [])),
         "job.point": " ".join(job.get("point") or []) or None,  # a tuned arm's grid point
+        "job.run": job.get("run") or None,  # the study's cache key: jobs that share it are one training run
         "gapline.ray_node": job.get("ray_node") or None,  # tag_values drops None
     }
     if parent_id:
