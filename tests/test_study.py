@@ -626,3 +626,23 @@ def test_an_arm_naming_a_source_that_does_not_exist_is_one_line() -> None:
 def test_an_arm_naming_a_source_starts_from_its_file_under_out_dir() -> None:
     cfg = _cfg(arms={"transfer": ["model.init_from=study:low"]}, sources={"low": []}, out_dir="elsewhere", seeds=1)
     assert plan(cfg, [])[0].overrides[-2] == "model.init_from=elsewhere/sources/low.keras"
+
+
+def test_the_untuned_mode_runs_the_arms_as_listed_and_drops_a_stale_tuning_file(conf_project: Path, monkeypatch) -> None:
+    """study.tune=false: no trial, each arm at its listed overrides (l2 at the preset's 0.001),
+    no tuning columns, and no tuning.csv left from an earlier tuned run to contradict the table."""
+    from gapline.params import compose_config
+    from gapline.study.run import run_study
+
+    monkeypatch.chdir(conf_project)
+    out = conf_project / "out"
+    (out).mkdir()
+    (out / "tuning.csv").write_text("arm,trial\nl2,0\n")
+    base = ["experiment=study_debug", "train.epochs=1", "study.seeds=1", "study.jobs=1", "study.include=[baseline,l2]",
+            "study.fractions=[]", "study.classical=false", "study.tune=false", f"study.out_dir={out}"]
+    result = run_study(compose_config(base, conf_project), base, conf_project, progress=False)
+    assert result.trials == [] and result.tuning == {} and result.trained == 2
+    l2 = next(r for r in result.results if r["arm"] == "l2")
+    assert l2["config"]["regularization"]["l2"] == 0.001 and l2["point"] == []
+    assert not (out / "tuning.csv").exists()
+    assert "tuned to" not in (out / "study.md").read_text()

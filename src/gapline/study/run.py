@@ -91,6 +91,12 @@ class Runner:
         self.runs: dict[str, dict[str, Any]] = {}  # key -> record, as trained or read back
         self.trained = self.reused = 0
         self._keys: dict[tuple[str, ...], str] = {}
+        self._counted: set[Job] = set()  # jobs the bar has counted (a second run() repeats the untuned ones)
+
+    def _tick(self, jobs: Sequence[Job]) -> None:
+        fresh = [job for job in jobs if job not in self._counted]
+        self._counted.update(fresh)
+        self.bar.update(len(fresh))
 
     def key(self, job: Job) -> str:
         if job.overrides not in self._keys:
@@ -114,7 +120,7 @@ class Runner:
                 self.reused += 1
             else:
                 todo[key] = job
-        self.bar.update(sum(1 for job in jobs if self.key(job) not in todo))
+        self._tick([job for job in jobs if self.key(job) not in todo])
         if todo:
             parallel = Parallel(n_jobs=min(self.cfg.study.jobs, len(todo)), return_as="generator_unordered")
             by_name = {job.name: key for key, job in todo.items()}
@@ -128,7 +134,7 @@ class Runner:
                 head = headline_of(result)
                 self.bar.set_postfix_str(f"{result['job']}: val_loss {result.get('val_loss', float('nan')):.3f}, "
                                          f"test {head} {result.get(f'test_{head}', float('nan')):.3f}")
-                self.bar.update(sum(1 for job in jobs if self.key(job) == key))
+                self._tick([job for job in jobs if self.key(job) == key])
         return [{**self.runs[self.key(job)], **identity(job), "run": self.key(job)} for job in jobs]
 
 
@@ -170,6 +176,8 @@ def run_study(
     files, curve, table = _write(cfg, done, classical, tuning, out_dir)
     if trial_records:
         files.append(write_tuning(cfg, trial_records, tuning, out_dir / "tuning.csv"))
+    else:  # an untuned run: a tuning.csv left by an earlier, tuned one describes another table
+        (out_dir / "tuning.csv").unlink(missing_ok=True)
     return StudyResult(table, done, curve, files, runner.trained, runner.reused, time.perf_counter() - start,
                        trial_records, tuning)
 
