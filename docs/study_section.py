@@ -164,9 +164,9 @@ def render(study_dir: Path, name: str = "digits") -> str:
         t, c = num[transfer], num[scratch]
         lines.append(
             f"`{transfer}` and `{scratch}` are the transfer comparison, on their own data and test split "
-            f"(`conf/study/default.yaml`): warm-started from a source model, {m.level(t[m.test + '_mean'], t[m.test + '_std'])} "
+            f"(`conf/study/default.yaml`): warm-started from a source model, {m.level(t[m.test + '_mean'], t[m.test + '_ci'])} "
             f"with {'an' if m.label[0] in 'aAR' else 'a'} {m.label} gap of {m.amount(t[m.gap + '_mean'])}, against "
-            f"{m.number(c[m.test + '_mean'])} ± {m.number(c[m.test + '_std'])}{' %' if m.score else ''} and "
+            f"{m.number(c[m.test + '_mean'])} ± {m.number(c[m.test + '_ci'])}{' %' if m.score else ''} and "
             f"{m.amount(c[m.gap + '_mean'])} from scratch."
         )
     onset = num[widest].get("onset_epoch_mean", -1.0)

@@ -129,9 +129,9 @@ def test_evaluate_splits_keys_and_gap_relations() -> None:
         "test": (np.vstack([eye[y[:3]], eye[(y[3:] + 1) % 3]]), y),  # half right
     }
     out = evaluate_splits(model, splits, 3)
-    # multiclass: loss, accuracy, macro F1 and calibration error (3 classes: no top-5) per
-    # split, each with its gap against val and test
-    names = ("loss", "accuracy", "macro_f1", "ece")
+    # multiclass: loss, accuracy, macro F1, calibration error and log-loss (3 classes: no
+    # top-5) per split, each with its gap against val and test
+    names = ("loss", "accuracy", "macro_f1", "ece", "nll")
     assert set(out) == {f"{s}_{n}" for s in ("train", "val", "test") for n in names} | {
         f"gap_{n}_{s}" for s in ("val", "test") for n in names
     }
@@ -139,6 +139,8 @@ def test_evaluate_splits_keys_and_gap_relations() -> None:
     assert out["val_accuracy"] == pytest.approx(0.0)
     assert out["test_accuracy"] == pytest.approx(0.5)
     assert out["train_loss"] < out["test_loss"] < out["val_loss"]
+    # no smoothing and no penalty here: the log-loss is the loss
+    assert [out[f"{s}_nll"] for s in ("train", "val", "test")] == pytest.approx([out[f"{s}_loss"] for s in ("train", "val", "test")], rel=1e-4)
     # Positive gaps when the model does better on train (the overfitting convention).
     assert out["gap_accuracy_val"] == pytest.approx(1.0)
     assert out["gap_accuracy_test"] == pytest.approx(0.5)
@@ -158,7 +160,7 @@ def test_evaluate_splits_without_train_has_no_gap_keys() -> None:
     model = _identity_classifier()
     y = np.array([0, 1, 2], dtype=np.int64)
     out = evaluate_splits(model, {"val": (np.eye(3, dtype=np.float32), y)}, 3)
-    assert set(out) == {"val_loss", "val_accuracy", "val_macro_f1", "val_ece"}
+    assert set(out) == {"val_loss", "val_accuracy", "val_macro_f1", "val_ece", "val_nll"}
 
 
 def test_training_is_deterministic_for_a_seed(make_tiny_config, tiny_image_splits, cpu_runtime) -> None:
