@@ -533,10 +533,12 @@ def test_study_tunes_each_arm_on_validation_and_runs_its_seeds_at_the_choice(stu
         best = min(mine, key=lambda r: (float(r["val_nll"]), int(r["trial"])))
         assert [r["chosen"] for r in mine] == ["1" if r is best else "0" for r in mine]
         assert all(r["objective"] == r["val_nll"] for r in mine)  # study.objective: val_nll
-    records = [json.loads(p.read_text()) for p in (root / "reports/study/jobs").glob("*.json")]
-    by_job = {r["job"]: r for r in records}
-    baseline = [r for r in rows if r["trial"] == "0"]
-    assert {r["val_loss"] for r in baseline} == {f"{by_job['baseline-s42']['val_loss']:.6g}"}
+    # the baseline's run at the first seed, found by its cache key (whichever job trained it first)
+    base = Job("baseline", 42, ("experiment=study_debug", "regularization=none", "augment=none", "model=mlp", "train.seed=42"))
+    record = json.loads((root / "reports/study/jobs" / f"{job_key(resolve(base, root)[1])}.json").read_text())
+    assert record["config"]["regularization"]["l2"] == 0.0 and record["config"]["train"]["seed"] == 42
+    zero = [r for r in rows if r["trial"] == "0"]
+    assert {r["val_loss"] for r in zero} == {f"{record['val_loss']:.6g}"}
     md = (root / "reports/study/study.md").read_text()
     header = md.splitlines()[0]
     assert "| tuned to | trials | tuning s |" in header and "vs baseline pts (paired, Holm p)" in header
@@ -646,3 +648,11 @@ def test_the_untuned_mode_runs_the_arms_as_listed_and_drops_a_stale_tuning_file(
     assert l2["config"]["regularization"]["l2"] == 0.001 and l2["point"] == []
     assert not (out / "tuning.csv").exists()
     assert "tuned to" not in (out / "study.md").read_text()
+
+
+def test_a_diverged_seed_drops_out_of_the_pairing_instead_of_the_test() -> None:
+    base = [_result("baseline", s, v) for s, v in enumerate([0.90, 0.92, 0.91])]
+    arm = [_result("l2", s, v) for s, v in enumerate([0.93, float("nan"), 0.95])]
+    row = next(r for r in summarize(base + arm) if r["technique"] == "l2")
+    assert row["delta_mean"] == pytest.approx(0.035)  # seeds 0 and 2 only
+    assert math.isfinite(row["p_value"]) and math.isfinite(row["p_holm"])

@@ -217,21 +217,23 @@ def test_early_stopping_from_config_stops_training(make_tiny_config, tiny_image_
     assert result.epochs_run == 2
 
 
-@pytest.mark.parametrize("stopping", [False, True])
-def test_weight_ema_is_what_is_scored_and_kept(make_tiny_config, tiny_image_splits, cpu_runtime, stopping) -> None:
+@pytest.mark.parametrize(("stopping", "precision"), [(False, "float32"), (True, "float32"), (True, "mixed_float16")])
+def test_weight_ema_is_what_is_scored_and_kept(make_tiny_config, tiny_image_splits, cpu_runtime, stopping, precision) -> None:
     """train.ema: each epoch's validation scores are those of the averaged weights, and the
     model after fit holds them: the last epoch's average, or, with restore_best_weights, the
-    best epoch's average (not its raw weights, which Keras's EarlyStopping alone would keep)."""
+    best epoch's average (not its raw weights, which Keras's EarlyStopping alone would keep).
+    Also under mixed precision, where Keras wraps the optimizer in a LossScaleOptimizer."""
     import keras
 
     from gapline.training import train_model
 
     cpu_runtime(0)
+    keras.mixed_precision.set_global_policy(precision)
     seen: list[dict] = []
 
     class Record(keras.callbacks.Callback):  # a caller's callback: runs after the raw weights are back
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            opt = self.model.optimizer
+            opt = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
             seen.append(
                 {
                     "raw": [keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables],
@@ -240,11 +242,16 @@ def test_weight_ema_is_what_is_scored_and_kept(make_tiny_config, tiny_image_spli
             )
 
     es = {"enabled": True, "patience": 50, "restore_best_weights": True} if stopping else {"enabled": False}
-    cfg = make_tiny_config({"train": {"epochs": 4, "ema": 0.9, "learning_rate": 0.05}, "regularization": {"early_stopping": es}})
+    cfg = make_tiny_config({"train": {"epochs": 4, "ema": 0.9, "learning_rate": 0.05, "precision": precision},
+                            "regularization": {"early_stopping": es}})
     x, y = tiny_image_splits["train"]
     xv, yv = tiny_image_splits["val"]
-    result = train_model(cfg, x, y, xv, yv, 3, callbacks=[Record()])
-    assert result.model.optimizer.use_ema
+    try:
+        result = train_model(cfg, x, y, xv, yv, 3, callbacks=[Record()])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert getattr(result.model.optimizer, "inner_optimizer", result.model.optimizer).use_ema
+    assert (type(result.model.optimizer).__name__ == "LossScaleOptimizer") == (precision == "mixed_float16")
     at = int(np.argmin(result.history["val_loss"])) if stopping else len(seen) - 1
     final = [keras.ops.convert_to_numpy(v) for v in result.model.trainable_variables]
     for got, ema, raw in zip(final, seen[at]["ema"], seen[at]["raw"]):

@@ -61,6 +61,7 @@ def ema_swap() -> tuple[Any, Any]:
     class SwapIn(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             opt = self.model.optimizer
+            opt = getattr(opt, "inner_optimizer", opt)  # mixed precision wraps it in a LossScaleOptimizer
             if not getattr(opt, "use_ema", False):
                 return
             variables = self.model.trainable_variables

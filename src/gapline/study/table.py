@@ -103,7 +103,8 @@ def compare(table: list[dict[str, Any]], by_arm: Mapping[str, list[dict[str, Any
             continue
         mine = {r["seed"]: r.get(head) for r in runs}
         theirs = {r["seed"]: r.get(head) for r in by_arm[ref]}
-        diffs = [float(mine[s]) - float(theirs[s]) for s in sorted(mine) if s in theirs and mine[s] is not None and theirs[s] is not None]
+        pairs = [(mine[s], theirs[s]) for s in sorted(mine) if s in theirs and mine[s] is not None and theirs[s] is not None]
+        diffs = [float(a) - float(b) for a, b in pairs if math.isfinite(float(a) - float(b))]  # a diverged seed drops out
         if not diffs:
             continue
         mean, std = _mean_std(diffs)
