@@ -438,7 +438,7 @@ def test_study_writes_the_table_the_chart_and_the_learning_curve(study: dict[str
     md = (out / "study.md").read_text()
     techniques = [line.split("|")[1].strip() for line in md.splitlines()[2:]]
     assert sorted(techniques) == sorted(
-        ["baseline", "l2", "dropout", "svc_rbf (classical)", "logistic_regression (classical)"]
+        ["baseline", "l2", "dropout", "svc_rbf (classical)", "logistic_regression (classical)", "gradient_boosting (classical)"]
     )
     assert md in proc.stdout  # the table is also printed
     import csv
