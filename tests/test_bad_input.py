@@ -86,6 +86,7 @@ CONFIG_ROWS = [
     (["study.search.l2={regularization.l2:[]}"], ["study.search.l2.regularization.l2=[]", "a non-empty list"]),
     (["study.alpha=0.7"], ["study.alpha=0.7", "(0, 0.5]"]),
     (["study.baseline=nope"], ["study.baseline='nope'", "one of the arms"]),
+    (["study.objective=val_auc"], ["study.objective='val_auc'", "val_loss", "val_nll"]),
 ]
 
 
