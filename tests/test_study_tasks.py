@@ -303,3 +303,20 @@ def test_a_tiny_study_on_a_tabular_task(conf_project: Path, monkeypatch: pytest.
     assert len(curve) == 3
     metrics = _study_metrics(result)
     assert f"baseline.test_{head}_mean" in metrics and f"baseline.gap_{head}_test_mean" in metrics
+
+
+def test_every_sweep_objective_per_task_lower_is_better() -> None:
+    """What a sweeper and the study's tuning minimize: val_nll is the log-loss without
+    smoothing or penalties (a regression's val_rmse), val_error 1 − the headline score."""
+    from gapline.config import SweepConfig
+    from gapline.sweep import objective
+
+    metrics = {"val_loss": 0.5, "gap_loss_val": 0.2, "val_nll": 0.3, "val_accuracy": 0.9, "val_auc": 0.8, "val_rmse": 55.0}
+    assert objective(metrics, SweepConfig("val_loss")) == 0.5
+    assert objective(metrics, SweepConfig("val_loss_plus_gap", gap_penalty=2.0)) == pytest.approx(0.9)
+    assert objective(metrics, SweepConfig("val_nll")) == 0.3
+    assert objective(metrics, SweepConfig("val_nll"), "binary") == 0.3
+    assert objective(metrics, SweepConfig("val_nll"), "regression") == 55.0
+    assert objective(metrics, SweepConfig("val_error")) == pytest.approx(0.1)
+    assert objective(metrics, SweepConfig("val_error"), "binary") == pytest.approx(0.2)
+    assert objective(metrics, SweepConfig("val_error"), "regression") == 55.0
