@@ -43,8 +43,9 @@ test: setup chromium
 test-fast: setup
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope -m "not slow"
 
-# README's study table and docs/study*.png, regenerated from a fresh study run (about 4 min
-# on 2 cores; finished jobs are cached under reports/study/jobs/, so delete it to retrain).
+# README's three study blocks and docs/study*.png, regenerated from the digits, breast cancer
+# and diabetes studies (from empty caches about 8.5 + 5 + 5 min on 2 cores; finished runs are
+# cached under reports/study*/jobs/, so delete those to retrain).
 study-docs: setup
 	$(BIN)/gapline study experiment=study
 	$(BIN)/gapline study experiment=study_breast_cancer
