@@ -109,8 +109,10 @@ def render(study_dir: Path, name: str = "digits") -> str:
     test = {n: num[n][m.test + "_mean"] for n in num}
     classical = [n for n in num if n.endswith("(classical)")]
     best_classical = m.best({n: test[n] for n in classical}) if classical else None
-    # transfer_X vs scratch_X run on other data (their own split): compared with each other only
-    pairs = [(n, "scratch_" + n[len("transfer_"):]) for n in num if n.startswith("transfer_") and "scratch_" + n[len("transfer_"):] in num]
+    # an arm the study compared with another arm than the baseline (its `vs` column: transfer_X
+    # with scratch_X, which run on other data and their own split): the pair is compared with
+    # each other only, never ranked with the arms
+    pairs = [(n, r["vs"]) for n, r in rows.items() if r.get("vs") not in (None, "", "baseline") and r["vs"] in num]
     paired = {name for pair in pairs for name in pair}
     best = m.best({n: test[n] for n in num if n not in paired and n not in classical})
     arms = [n for n in num if n not in classical and n not in paired]
