@@ -55,7 +55,7 @@ def run_source(job: Job, root: str, path: str) -> dict[str, Any]:
     cfg, _ = resolve(job, Path(root))
     result = run_trial(cfg, keep_model=True)
     save_model(result.model, path)
-    return result.record(job=job.name, arm=job.arm, kind=job.kind, seed=job.seed, overrides=list(job.overrides))
+    return result.record(**identity(job))
 
 
 def train_sources(cfg: Config, base_overrides: Sequence[str], root: Path, out_dir: Path) -> list[dict[str, Any]]:

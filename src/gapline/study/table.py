@@ -174,7 +174,7 @@ def summarize(
     return table
 
 
-def _decimals(value: float) -> int:
+def decimals(value: float) -> int:
     """Three significant digits for a value in the target's units (54.2, 0.0345, 1234)."""
     if not math.isfinite(value) or value == 0:
         return 3
@@ -230,7 +230,7 @@ def table_markdown(table: Sequence[dict[str, Any]], baseline: str = "baseline", 
         scale, digits = 100.0, 1
     else:
         cols = [f"test {label(head)} (± {level})", f"{label(head)} gap ({gap_label(head)})"]
-        scale, digits = 1.0, _decimals(np.nanmedian([_float(r[f"test_{head}_mean"]) for r in table] or [float("nan")]))
+        scale, digits = 1.0, decimals(np.nanmedian([_float(r[f"test_{head}_mean"]) for r in table] or [float("nan")]))
     versus = any(not math.isnan(_float(r.get("delta_mean"))) for r in table)
     if versus:
         cols.insert(1, f"vs {baseline}{' pts' if unit else ''} (paired, Holm p)")

@@ -1,5 +1,4 @@
 import sys, numpy as np
-from pathlib import Path
 from gapline.params import compose_config, find_root
 from gapline.trial import run_trial
 from gapline.data.prepare import split_source
