@@ -69,6 +69,8 @@ CONFIG_ROWS = [
     (["data.workers=-1"], ["data.workers=-1", "an integer >= 0"]),
     (["train.verbose=loud"], ["train.verbose='loud'", "auto, bar, lines, quiet"]),
     (["train.progress_every=-1"], ["train.progress_every=-1", "[0, inf)"]),
+    (["train.inference_memory=lots"], ["train.inference_memory='lots'", "a byte count of at least 1MiB"]),
+    (["train.inference_memory=1KiB"], ["train.inference_memory='1KiB'", "256MiB"]),
     # tasks (README "Tasks"): a metric or loss the task does not have, when the task is set
     (["task=regression", "regularization.early_stopping.monitor=val_accuracy"],
      ["regularization.early_stopping.monitor='val_accuracy'", "val_rmse", "for task regression"]),

@@ -87,7 +87,6 @@ def test_subset_indices_fixed_and_seeded() -> None:
 
 
 def test_gap_callback_matches_hand_computation(make_tiny_config, tiny_image_splits, cpu_runtime) -> None:
-    from gapline.evaluation import EVAL_BATCH
     from gapline.tasks import one_hot
     from gapline.training import train_model
 
@@ -109,7 +108,7 @@ def test_gap_callback_matches_hand_computation(make_tiny_config, tiny_image_spli
     pick = subset_indices(len(x), 40, cfg.train.seed)
     assert len(pick) == 40
     ref = result.model.evaluate(
-        x[pick], one_hot(y[pick], 3), batch_size=EVAL_BATCH, verbose=0, return_dict=True
+        x[pick], one_hot(y[pick], 3), batch_size=512, verbose=0, return_dict=True
     )
     assert h["train_eval_loss"][-1] == pytest.approx(ref["loss"], abs=1e-6)
     assert h["train_eval_accuracy"][-1] == pytest.approx(ref["accuracy"], abs=1e-6)
@@ -146,8 +145,9 @@ def test_evaluate_splits_scores_the_predictions_it_is_given(tiny_image_splits, c
     the model's own give the same scores, and other ones are scored as given (not predicted again)."""
     import keras
 
-    from gapline.evaluation import EVAL_BATCH, evaluate_splits
+    from gapline.evaluation import evaluate_splits
     from gapline.gap import predictions
+    from gapline.memory import DEFAULT_BUDGET
     from gapline.tasks import multiclass
 
     cpu_runtime(0)
@@ -156,7 +156,7 @@ def test_evaluate_splits_scores_the_predictions_it_is_given(tiny_image_splits, c
     task = multiclass(3)
     plain = evaluate_splits(model, tiny_image_splits, task)
     x_test = tiny_image_splits["test"][0]
-    own = predictions(model, x_test, EVAL_BATCH)
+    own = predictions(model, x_test, DEFAULT_BUDGET)
     assert evaluate_splits(model, tiny_image_splits, task, None, {"test": own}) == plain
     uniform = np.full((len(x_test), 3), 1 / 3, dtype="float32")
     given = evaluate_splits(model, tiny_image_splits, task, None, {"test": uniform})

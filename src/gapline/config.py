@@ -236,6 +236,9 @@ class TrainConfig:
     precision: str = "float32"
     # Train-set samples evaluated in inference mode each epoch for the gap (0 = all).
     gap_eval_samples: int = 2048
+    # Bytes of activations one prediction call may take (gapline.memory): the gap callback,
+    # validation, evaluate and retraining's scoring size their calls from it, not in rows.
+    inference_memory: str = "256MiB"
     # CPU threads for the backend's kernels (0 = its default: all cores).
     threads: int = 0
     # Training steps per compiled call (0 = auto: a whole epoch, at most 64 steps); always

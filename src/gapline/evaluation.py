@@ -10,9 +10,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .memory import DEFAULT_BUDGET
 from .tasks import FINAL_METRICS, TaskSpec, as_spec, gap
-
-EVAL_BATCH = 512
 
 
 def evaluate_splits(
@@ -21,21 +20,24 @@ def evaluate_splits(
     task: "TaskSpec | int",
     task_cfg: Any = None,
     predicted: Mapping[str, np.ndarray] | None = None,
+    budget: int | None = None,
 ) -> dict[str, float]:
     """``<split>_loss`` and ``<split>_<metric>`` for the task's final metrics
     (:data:`gapline.tasks.FINAL_METRICS`), plus ``gap_<metric>_val`` and ``gap_<metric>_test``
     against the train split (positive = overfitting). ``task``: a TaskSpec, or a number of
     classes (multiclass). ``predicted``: the model's outputs on some splits, already made by
     the caller (:func:`gapline.gap.predictions`, the evaluate stage's test split, which it also
-    plots): scored as given instead of predicting the split again."""
+    plots): scored as given instead of predicting the split again. ``budget``: bytes of
+    activations per prediction call (``train.inference_memory``; default its default)."""
     from .gap import inference_scores
 
     spec = as_spec(task)
+    budget = DEFAULT_BUDGET if budget is None else budget
     out: dict[str, float] = {}
     per_split: dict[str, dict[str, float]] = {}
     for name, (x, y) in splits.items():
         pred = (predicted or {}).get(name)
-        per_split[name] = inference_scores(model, x, y, spec, task_cfg, FINAL_METRICS[spec.name], EVAL_BATCH, pred)
+        per_split[name] = inference_scores(model, x, y, spec, task_cfg, FINAL_METRICS[spec.name], budget, pred)
         out.update({f"{name}_{metric}": float(value) for metric, value in per_split[name].items()})
     for other in ("val", "test"):
         if "train" in per_split and other in per_split:

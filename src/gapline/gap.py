@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .data.store import RowReader
+from .memory import DEFAULT_BUDGET, inference_rows
 from .runtime import replicas
 from .tasks import EPOCH_METRICS, TaskSpec, gap
 
@@ -56,13 +57,13 @@ def gap_subset(x: np.ndarray, y: np.ndarray, limit: int, seed: int) -> tuple[np.
     return RowReader(x).take(pick), y[pick]
 
 
-# Samples per inference call: one call for small data; for images, a batch whose activations
-# stay small (4096 32x32 images through a 32-filter conv is 512 MiB, and 35 % slower).
-INFERENCE_BATCH = 1024
+def predictions(model: Any, x: np.ndarray, budget: int) -> np.ndarray:
+    """The model's outputs in inference mode, as float32 numpy, in calls of as many rows as
+    ``budget`` bytes of activations allow (:func:`gapline.memory.inference_rows`)."""
+    return _predict(model, x, inference_rows(model, budget))
 
 
-def predictions(model: Any, x: np.ndarray, batch_size: int = INFERENCE_BATCH) -> np.ndarray:
-    """The model's outputs in inference mode, batch by batch, as float32 numpy."""
+def _predict(model: Any, x: np.ndarray, rows: int) -> np.ndarray:
     from keras import ops
 
     # Under MirroredStrategy predict_on_batch hands every replica the whole batch and
@@ -70,8 +71,8 @@ def predictions(model: Any, x: np.ndarray, batch_size: int = INFERENCE_BATCH) ->
     mirrored = replicas(model) > 1
     parts = []
     reader = RowReader(x)  # a memory-mapped split is read a batch at a time, in bounded memory
-    for start in range(0, len(x), batch_size):
-        xb = reader.rows(start, start + batch_size)
+    for start in range(0, len(x), rows):
+        xb = reader.rows(start, start + rows)
         out = model.predict(xb, batch_size=len(xb), verbose=0) if mirrored else model.predict_on_batch(xb)
         parts.append(np.asarray(ops.convert_to_numpy(out), dtype="float32"))
     return np.concatenate(parts, axis=0)
@@ -84,7 +85,7 @@ def inference_scores(
     task: TaskSpec,
     task_cfg: Any = None,
     metrics: Sequence[str] | None = None,
-    batch_size: int = INFERENCE_BATCH,
+    budget: int = DEFAULT_BUDGET,
     pred: np.ndarray | None = None,
 ) -> dict[str, float]:
     """``loss`` and the task's ``metrics`` (default: its per-epoch ones) in inference mode.
@@ -92,17 +93,19 @@ def inference_scores(
     One forward pass (``predict_on_batch``: none of ``evaluate``'s per-call set-up, which
     dominates on small data), then numpy. The loss is the compiled loss, weighted as compiled
     (:func:`gapline.tasks.loss`), plus the weight penalties (``model.losses``), exactly what
-    Keras adds. ``y`` as the prepared data holds it; ``pred``: predictions already made.
+    Keras adds. ``y`` as the prepared data holds it; ``pred``: predictions already made;
+    ``budget``: bytes of activations per prediction call (``train.inference_memory``).
     """
     from keras import ops
 
     from . import scoring, tasks
 
-    probs = predictions(model, x, batch_size) if pred is None else pred
+    rows = inference_rows(model, budget)
+    probs = _predict(model, x, rows) if pred is None else pred
     weight = tasks.loss(task, task_cfg)[1]
     total = 0.0
-    for start in range(0, len(x), batch_size):
-        stop = start + batch_size
+    for start in range(0, len(x), rows):
+        stop = start + rows
         target = task.encode(y[start:stop])  # a batch's one-hot rows at a time
         total += float(ops.convert_to_numpy(model.loss(target, probs[start:stop]))) * len(target)
     penalty = sum(float(ops.convert_to_numpy(v)) for v in model.losses)
@@ -123,16 +126,6 @@ def inference_scores(
     return out
 
 
-def inference_metrics(
-    model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = INFERENCE_BATCH
-) -> tuple[float, float]:
-    """Multiclass loss and accuracy of integer labels ``y`` (the task-free shorthand)."""
-    from .tasks import multiclass
-
-    scores = inference_scores(model, x, y, multiclass(int(model.output_shape[-1])), None, ("accuracy",), batch_size)
-    return scores["loss"], scores["accuracy"]
-
-
 class GapCallback(_CallbackBase):
     """Adds, after every epoch, ``val_loss`` and ``val_<metric>``, ``train_eval_loss`` and
     ``train_eval_<metric>`` (the fixed train subset in inference mode), ``gap_loss`` and
@@ -147,7 +140,7 @@ class GapCallback(_CallbackBase):
         y: np.ndarray,
         task: TaskSpec,
         task_cfg: Any = None,
-        batch_size: int = INFERENCE_BATCH,
+        budget: int = DEFAULT_BUDGET,
         val: Optional[tuple[np.ndarray, np.ndarray]] = None,
     ) -> None:
         super().__init__()
@@ -155,14 +148,14 @@ class GapCallback(_CallbackBase):
         self.y = y
         self.task = task
         self.task_cfg = task_cfg
-        self.batch_size = batch_size
+        self.budget = budget
         self.val = val
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         if logs is None or self.val is None:
             return
-        val = inference_scores(self.model, self.val[0], self.val[1], self.task, self.task_cfg, batch_size=self.batch_size)
-        train = inference_scores(self.model, self.x, self.y, self.task, self.task_cfg, batch_size=self.batch_size)
+        val = inference_scores(self.model, self.val[0], self.val[1], self.task, self.task_cfg, budget=self.budget)
+        train = inference_scores(self.model, self.x, self.y, self.task, self.task_cfg, budget=self.budget)
         for name, value in val.items():
             logs[f"val_{name}"] = value
         for name, value in train.items():

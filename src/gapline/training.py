@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import memory
 from . import regularization as R
 from .config import Config
 from .errors import ConfigError, GaplineError, bad_value
@@ -361,7 +362,7 @@ def train_model(
         model,
         x_train,
         y_train,
-        [GapCallback(gx, gy, spec, cfg.task, val=(x_val, y_val)), _LearningRateLogger.make()],
+        [GapCallback(gx, gy, spec, cfg.task, memory.train_budget(cfg.train), val=(x_val, y_val)), _LearningRateLogger.make()],
         list(callbacks),
         backup,
         verbose,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from . import memory
 from .augment import augment_dataset
 from .config import Config
 from .data.dataset import Dataset
@@ -109,7 +110,7 @@ def run_trial(
         finally:
             if shown is not None:
                 shown.close()
-    scores = evaluate_splits(result.model, splits, task, cfg.task)
+    scores = evaluate_splits(result.model, splits, task, cfg.task, budget=memory.train_budget(cfg.train))
     onset = overfitting_onset(result.history["loss"], result.history["val_loss"])
     return TrialResult(
         metrics=scores,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any
 
 from .config import (
@@ -73,6 +74,29 @@ def _range(
         hb = ")" if high_open or high == math.inf else "]"
         hi = "inf" if high == math.inf else f"{high:g}"
         raise ConfigError(bad_value(key, value, f"a number in {lb}{low:g}, {hi}{hb}"))
+
+
+MIN_BYTES = 1 << 20
+_UNITS = {
+    "": 1, "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9,
+    "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_BYTES_ALLOWED = "a byte count of at least 1MiB: an integer of bytes (268435456) or a number with KiB, MiB, GiB, KB, MB or GB (256MiB)"
+
+
+def byte_size(key: str, value: object) -> int:
+    """``value`` (``268435456``, ``"256MiB"``, ``"1.5GiB"``) as bytes; a :class:`ConfigError`
+    naming ``key`` otherwise."""
+    match = _SIZE.match(str(value))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS:
+        raise ConfigError(bad_value(key, value, _BYTES_ALLOWED))
+    size = int(float(match.group(1)) * _UNITS[unit])
+    if size < MIN_BYTES:
+        raise ConfigError(bad_value(key, value, _BYTES_ALLOWED))
+    return size
 
 
 def _int_min(key: str, value: int, low: int) -> None:
@@ -209,6 +233,7 @@ def validate(cfg: Config) -> Config:
     _choice("train.accelerator", t.accelerator, ACCELERATORS)
     _choice("train.precision", t.precision, PRECISIONS)
     _int_min("train.gap_eval_samples", t.gap_eval_samples, 0)
+    byte_size("train.inference_memory", t.inference_memory)
     _int_min("train.threads", t.threads, 0)
     _int_min("train.steps_per_execution", t.steps_per_execution, 0)
     _choice("train.distribute", t.distribute, DISTRIBUTIONS)

@@ -131,12 +131,16 @@ def decide(rc: RetrainConfig, challenger: Scored, champion: Optional[Scored]) ->
     return True, f"challenger v{challenger.version} promoted: " + "; ".join(passed)
 
 
-def score(model: Any, version: str, splits: Mapping[str, Any], task: Any, metric: str, task_cfg: Any = None) -> Scored:
+def score(
+    model: Any, version: str, splits: Mapping[str, Any], task: Any, metric: str, task_cfg: Any = None, budget: int | None = None
+) -> Scored:
     """``model`` (registered as ``version``) evaluated on ``splits`` for ``task`` (a TaskSpec,
-    or a number of classes), judged by ``metric``."""
+    or a number of classes), judged by ``metric``; ``budget``: bytes of activations per
+    prediction call (``train.inference_memory``)."""
     from ..evaluation import evaluate_splits
 
-    metrics = {k: round(float(v), 6) for k, v in evaluate_splits(model, dict(splits), task, task_cfg).items()}
+    scores = evaluate_splits(model, dict(splits), task, task_cfg, budget=budget)
+    metrics = {k: round(float(v), 6) for k, v in scores.items()}
     return Scored(version=str(version), score=metrics[metric], gap=round(judged_gap(metric, metrics), 6), metrics=metrics)
 
 

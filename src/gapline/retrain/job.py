@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from .. import memory
 from ..config import Config
 from ..errors import ConfigError, GaplineError, bad_value
 from . import drift_gate
@@ -397,8 +398,9 @@ class RetrainJob:
         self.judged_on = rc.metric
         tracking.log_params({"retrain.judged_on": rc.metric})
         runtime.configure(t.seed, t.deterministic, t.accelerator, t.precision)
+        budget = memory.train_budget(t)
         challenger = score(
-            tracking.load_registered_keras(self.name, self.challenger), self.challenger, splits, task, rc.metric, self.cfg.task
+            tracking.load_registered_keras(self.name, self.challenger), self.challenger, splits, task, rc.metric, self.cfg.task, budget
         )
         champion: Optional[Scored] = None
         if champion_v is not None:
@@ -409,7 +411,7 @@ class RetrainJob:
                 champion = Scored(champion_v, None, None, error=f"it was trained for task {trained_for}, not {task.name}")
             else:
                 try:
-                    champion = score(model, champion_v, splits, task, rc.metric, self.cfg.task)
+                    champion = score(model, champion_v, splits, task, rc.metric, self.cfg.task, budget)
                 except Exception as exc:  # noqa: BLE001 - e.g. another input shape or class count
                     champion = Scored(champion_v, None, None, error=tracking.error_text(exc))
         promote, reason = decide(rc, challenger, champion)

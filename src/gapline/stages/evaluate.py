@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import provenance, runtime, tracking
+from .. import memory, provenance, runtime, tracking
 from ..curves import read_curves
 from ..config import Config
 from ..data.layout import read_meta
@@ -89,7 +89,7 @@ def task_reports(task: TaskSpec, y: np.ndarray, pred: np.ndarray, cfg: Config, o
 def evaluate(cfg: Config) -> dict[str, Any]:
     runtime.configure(cfg.train.seed, cfg.train.deterministic, cfg.train.accelerator, cfg.train.precision)
     from .. import plots
-    from ..evaluation import EVAL_BATCH, evaluate_splits
+    from ..evaluation import evaluate_splits
     from ..gap import predictions
     from ..model_io import load_model
 
@@ -98,8 +98,9 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     model = load_model(MODEL_FILE)
     splits = {name: read_split(name).pair() for name in SPLITS}  # x mapped: scored a batch at a time
     x_test, y_test = splits["test"]
-    test_pred = predictions(model, x_test, EVAL_BATCH)  # scored, then plotted: predicted once
-    scores = evaluate_splits(model, splits, task, cfg.task, {"test": test_pred})
+    budget = memory.train_budget(cfg.train)
+    test_pred = predictions(model, x_test, budget)  # scored, then plotted: predicted once
+    scores = evaluate_splits(model, splits, task, cfg.task, {"test": test_pred}, budget)
     info = read_json(TRAIN_INFO_FILE)
     metrics = {key: round(value, 6) for key, value in scores.items()}
     metrics.update(

@@ -9,11 +9,12 @@ import numpy as np
 
 import gapline
 
-from .. import curves, progress, provenance, runtime, tracking
+from .. import curves, memory, progress, provenance, runtime, tracking
 from ..config import Config
 from ..data.layout import read_meta
 from ..data.store import Split
 from ..gap import overfitting_onset
+from ..errors import warn
 from ..files import write_json
 from ..model_io import save_model
 from ..models import warm_start
@@ -136,6 +137,9 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
     # Built before the run opens: a config the model cannot honour fails with no run at all.
     warm: dict[str, Any] = {}  # what model.init_from copied, when set
     model = build_compiled(cfg, tuple(fit.x.shape[1:]), task, len(fit.x), warm_start=warm)
+    too_big = memory.training_warning(model, cfg.train.batch_size, memory.train_budget(cfg.train))
+    if too_big:
+        warn(too_big)
 
     # The curves DVC shows, live: a resumed run first writes back the epochs its backup holds.
     live = curves.open_live()
