@@ -1,7 +1,7 @@
 """Data larger than memory (issue #14, BENCHMARKS.md section 10): print the figures and write
 them to ``benchmarks/results/streaming/<bench>.json``.
 
-    .venv/bin/python benchmarks/stream_bench.py [--repeats 5] [--only limit,throughput,decode]
+    .venv/bin/python benchmarks/stream_bench.py [--repeats 5] [--only limit,throughput,decode,inference]
 
 - ``limit``: a generated image folder (PNG, one subfolder per class) whose decoded uint8 pixels
   are at least twice a cgroup v1 memory limit; the whole pipeline (``dvc repro -s <stage>``, one
@@ -13,6 +13,12 @@ them to ``benchmarks/results/streaming/<bench>.json``.
 - ``throughput``: ``gapline.training.train_model`` on a split that fits in memory, streamed
   from ``.npy`` (``open_split``: rows read with pread) against loaded whole (``np.load``),
   MLP and CNN, same seed and batch size, fresh process per run, alternating (ABBA).
+- ``inference`` (issue #28): images/s of the gap callback's scoring (``inference_scores``) and
+  the evaluate stage's (``evaluate_splits``) with the default CNN at 8, 32, 96 and 224 pixels,
+  rows per call as before #28 (1,024 for the gap, 512 for evaluate) against rows from the
+  byte budget (``train.inference_memory``'s default), alternating in one process per size.
+  ``limit --model cnn --size 96`` (or ``--model backbone --extra model.input_size=224,...``)
+  is the pipeline under a limit with an image model.
 - ``decode``: ``load_image_folder`` images/s with ``workers=1`` against ``workers=0`` (all
   cores), and the bytes per image of the prepared data and of the DVC cache after ``dvc repro``
   (through augment) with this code (uint8 ``.npy``) and with the code before issue #14
@@ -47,7 +53,7 @@ CGROUP = Path("/sys/fs/cgroup/memory/gapline-bench")
 OLD_COMMIT = "b21e3e4"
 
 OPTS = {"work": Path("/tmp/stream-bench"), "images": 70_000, "size": 128, "limit_gib": 1.5, "batch": 1024,
-        "decode_images": 8_000, "tp_samples": 40_000, "tp_epochs": 3, "tp_batch": 32, "tp_families": "mlp,cnn", "tag": ""}
+        "decode_images": 8_000, "model": "mlp", "extra": "", "tp_samples": 40_000, "tp_epochs": 3, "tp_batch": 32, "tp_families": "mlp,cnn", "tag": ""}
 
 
 
@@ -303,7 +309,7 @@ def oom_kills() -> int:
 def bench_limit(repeats: int) -> dict:
     n, size, limit_gib = OPTS["images"], OPTS["size"], OPTS["limit_gib"]
     work = OPTS["work"]
-    images = work / "images"
+    images = work / f"images-{size}px-{n}"
     data = image_folder(images, n, size)
     limit = int(limit_gib * 2**30)
     print(f"[limit] {n:,} PNG images {size}x{size}x3 in 10 classes: {data['decoded_bytes'] / 2**30:.2f} GiB decoded "
@@ -311,7 +317,8 @@ def bench_limit(repeats: int) -> dict:
           + ("(reused from an earlier run)" if data["reused"] else f"(generated in {data['generate_seconds']} s)"))
     root = project_copy(work / "limit-repo")
     overrides = ["data=image_folder", f"data.path={images}", f"data.image_size=[{size},{size}]", "data.color_mode=rgb",
-                 "augment=none", "model=mlp", "train.epochs=1", f"train.batch_size={OPTS['batch']}", "train.resume=false"]
+                 "augment=none", f"model={OPTS['model']}", "train.epochs=1", f"train.batch_size={OPTS['batch']}",
+                 "train.resume=false", *[o for o in str(OPTS["extra"]).split(",") if o]]
     sh(["gapline", "params", *overrides], root)
     cg = make_cgroup(limit)
     # What the group is charged for starts empty: page cache the generator left belongs to
@@ -535,7 +542,69 @@ def bench_decode(repeats: int) -> dict:
             "prepare_stage_seconds": {"old": old_prep, "new": new_prep}}
 
 
-BENCHES = {"limit": bench_limit, "throughput": bench_throughput, "decode": bench_decode}
+# ---------------------------------------------------------------------------------------
+# inference: the gap callback's and the evaluate stage's scoring, rows per call as before
+# issue #28 (1,024 and 512) against rows from the byte budget (train.inference_memory).
+
+INFER_ONE = r"""
+import json, sys, time
+import numpy as np
+import gapline.gap as G
+from gapline import memory, runtime
+from gapline.evaluation import evaluate_splits
+from gapline.params import compose_config
+from gapline.tasks import EPOCH_METRICS, multiclass
+from gapline.training import build_compiled
+size, n, repeats = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+cfg = compose_config(["model=cnn", "tracking.enabled=false", "train.resume=false"])
+runtime.configure_for(cfg.train)
+task = multiclass(10)
+model = build_compiled(cfg, (size, size, 3), task, n)
+rng = np.random.default_rng(0)
+x = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+y = rng.integers(0, 10, n)
+real = G.inference_rows
+modes = {"before": {"gap": 1024, "evaluate": 512}, "after": {}}
+def rows_for(fixed):
+    return (lambda model, budget: fixed) if fixed else real
+def once(mode, path):
+    G.inference_rows = rows_for(modes[mode].get(path))
+    t = time.perf_counter()
+    if path == "gap":
+        G.inference_scores(model, x, y, task, None, EPOCH_METRICS["multiclass"], memory.DEFAULT_BUDGET)
+    else:
+        evaluate_splits(model, {"test": (x, y)}, task, None, None, memory.DEFAULT_BUDGET)
+    return n / (time.perf_counter() - t)
+for mode in modes:  # warm-up: every batch shape compiled once
+    for path in ("gap", "evaluate"):
+        once(mode, path)
+out = {f"{m}_{p}": [] for m in modes for p in ("gap", "evaluate")}
+for r in range(repeats):
+    for mode in (("before", "after") if r % 2 == 0 else ("after", "before")):
+        for path in ("gap", "evaluate"):
+            out[f"{mode}_{path}"].append(once(mode, path))
+print(json.dumps({"rows_after": real(model, memory.DEFAULT_BUDGET), "peak_row_bytes": memory.footprint(model).peak, **out}))
+"""
+
+
+def bench_inference(repeats: int) -> dict:
+    """Images/s of the gap's and evaluate's scoring of the default CNN, one fresh process per
+    image size; before and after alternate inside it (ABBA), medians over ``repeats``."""
+    sizes = {8: 4096, 32: 4096, 96: 1024, 224: 1024}
+    results = {}
+    for size, n in sizes.items():
+        proc = sh([PY, "-c", INFER_ONE, size, n, repeats], REPO, extra={"TF_CPP_MIN_LOG_LEVEL": "2"})
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        med = {k: median(v) for k, v in r.items() if isinstance(v, list)}
+        results[size] = {**r, "rows": n, "medians": med,
+                         "ratio_gap": med["after_gap"] / med["before_gap"], "ratio_evaluate": med["after_evaluate"] / med["before_evaluate"]}
+        print(f"[inference] {size}x{size}x3, {n} rows: rows per call after {r['rows_after']} (peak {r['peak_row_bytes'] / 2**20:.2f} MiB a row); "
+              f"gap {med['before_gap']:.0f} -> {med['after_gap']:.0f} images/s ({results[size]['ratio_gap']:.2f}x), "
+              f"evaluate {med['before_evaluate']:.0f} -> {med['after_evaluate']:.0f} images/s ({results[size]['ratio_evaluate']:.2f}x)")
+    return {"sizes": results}
+
+
+BENCHES = {"limit": bench_limit, "throughput": bench_throughput, "decode": bench_decode, "inference": bench_inference}
 
 
 def main() -> None:
@@ -547,6 +616,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=OPTS["size"], help="image height and width")
     parser.add_argument("--limit-gib", type=float, default=OPTS["limit_gib"], help="limit: the cgroup's memory limit")
     parser.add_argument("--batch", type=int, default=OPTS["batch"], help="limit: train.batch_size")
+    parser.add_argument("--model", default=OPTS["model"], help="limit: the model group (mlp, cnn, backbone)")
+    parser.add_argument("--extra", default=OPTS["extra"], help="limit: more overrides, comma-separated (model.weights=none)")
     parser.add_argument("--decode-images", type=int, default=OPTS["decode_images"])
     parser.add_argument("--tp-samples", type=int, default=OPTS["tp_samples"], help="throughput: generated images (65 %% train)")
     parser.add_argument("--tp-epochs", type=int, default=OPTS["tp_epochs"])
@@ -554,7 +625,7 @@ def main() -> None:
     parser.add_argument("--tp-families", default=OPTS["tp_families"], help="throughput: model families, e.g. mlp,cnn")
     parser.add_argument("--tag", default="", help="suffix of the results file names (<bench>_<tag>.json)")
     args = parser.parse_args()
-    OPTS.update(work=args.work, images=args.images, size=args.size, limit_gib=args.limit_gib, batch=args.batch,
+    OPTS.update(work=args.work, images=args.images, size=args.size, limit_gib=args.limit_gib, batch=args.batch, model=args.model, extra=args.extra,
                 decode_images=args.decode_images, tp_samples=args.tp_samples, tp_epochs=args.tp_epochs, tp_batch=args.tp_batch,
                 tp_families=args.tp_families, tag=args.tag)
     m = machine()
