@@ -604,7 +604,63 @@ def bench_inference(repeats: int) -> dict:
     return {"sizes": results}
 
 
-BENCHES = {"limit": bench_limit, "throughput": bench_throughput, "decode": bench_decode, "inference": bench_inference}
+# ---------------------------------------------------------------------------------------
+# anatomy: where a train process's anonymous memory goes, step by step (RssAnon after each,
+# and the peak RSS VmHWM), for the default CNN at one image size.
+
+ANATOMY_ONE = r"""
+import json, sys, time
+def mem():
+    f = {l.split(":")[0]: int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(("RssAnon:", "VmHWM:"))}
+    return {"anon": f["RssAnon"], "hwm": f["VmHWM"]}
+steps = [("python and numpy", (__import__("numpy"), mem())[1])]
+size, old_rows = int(sys.argv[1]), int(sys.argv[2])
+import gapline.training, keras
+steps.append(("TensorFlow, Keras and gapline.training imported", mem()))
+import mlflow
+steps.append(("MLflow imported", mem()))
+import numpy as np
+import gapline.gap as G
+from gapline import memory, runtime
+from gapline.params import compose_config
+from gapline.tasks import multiclass, one_hot
+from gapline.training import build_compiled
+cfg = compose_config(["model=cnn", "tracking.enabled=false", "train.resume=false"])
+runtime.configure_for(cfg.train)
+model = build_compiled(cfg, (size, size, 3), multiclass(10), 256)
+steps.append(("default CNN built and compiled", mem()))
+rng = np.random.default_rng(0)
+x = rng.integers(0, 256, (max(old_rows, 256), size, size, 3), dtype=np.uint8)
+y = rng.integers(0, 10, len(x))
+steps.append((f"{len(x)} rows of pixels in memory ({x.nbytes / 2**20:.0f} MiB)", mem()))
+model.fit(x[:256], one_hot(y[:256], 10), batch_size=32, epochs=1, verbose=0)
+steps.append(("8 training steps of batch 32", mem()))
+rows = memory.inference_rows(model, memory.DEFAULT_BUDGET)
+G._predict(model, x[: rows * 2], rows)
+steps.append((f"prediction, {rows} rows per call (the 256MiB budget)", mem()))
+if old_rows:
+    G._predict(model, x[:old_rows], old_rows)
+    steps.append((f"prediction, {old_rows} rows per call (before #28)", mem()))
+print(json.dumps({"rows": rows, "peak_row_bytes": memory.footprint(model).peak,
+                  "training_bytes_estimate": memory.footprint(model).training_bytes(32), "steps": steps}))
+"""
+
+
+def bench_anatomy(repeats: int) -> dict:
+    """One fresh process per size: the anonymous memory after each step of what ``train`` does."""
+    out = {}
+    for size, old in ((8, 1024), (32, 1024), (96, 1024), (224, 0)):
+        r = json.loads(sh([PY, "-c", ANATOMY_ONE, size, old], REPO, extra={"TF_CPP_MIN_LOG_LEVEL": "2"}).stdout.strip().splitlines()[-1])
+        out[size] = r
+        print(f"[anatomy] {size}x{size}x3, default CNN ({r['rows']} rows per prediction call, "
+              f"{r['peak_row_bytes'] / 2**20:.2f} MiB a row; training batch estimate {r['training_bytes_estimate'] / 2**20:.0f} MiB)")
+        for name, m in r["steps"]:
+            print(f"    {name:55s} RssAnon {m['anon'] / 2**20:7.0f} MiB   peak RSS {m['hwm'] / 2**20:7.0f} MiB")
+    return {"sizes": out}
+
+
+BENCHES = {"limit": bench_limit, "throughput": bench_throughput, "decode": bench_decode, "inference": bench_inference,
+           "anatomy": bench_anatomy}
 
 
 def main() -> None:
