@@ -656,7 +656,25 @@ def bench_anatomy(repeats: int) -> dict:
               f"{r['peak_row_bytes'] / 2**20:.2f} MiB a row; training batch estimate {r['training_bytes_estimate'] / 2**20:.0f} MiB)")
         for name, m in r["steps"]:
             print(f"    {name:55s} RssAnon {m['anon'] / 2**20:7.0f} MiB   peak RSS {m['hwm'] / 2**20:7.0f} MiB")
+    print(anatomy_table(out))
     return {"sizes": out}
+
+
+ANATOMY_STEPS = ("Python and numpy", "TensorFlow, Keras and gapline.training imported", "MLflow imported",
+                 "the default CNN built and compiled", "the rows of pixels in memory", "8 training steps of batch 32",
+                 "prediction, rows per call from the 256MiB budget", "prediction, 1,024 rows per call (before #28)")
+
+
+def anatomy_table(sizes: dict) -> str:
+    """BENCHMARKS.md's table: RssAnon / peak RSS (MiB) after each step, a column per size."""
+    lines = ["| after (RssAnon / peak RSS, MiB) | " + " | ".join(f"{s}×{s}" for s in sizes) + " |",
+             "|---|" + "---|" * len(sizes)]
+    for i, name in enumerate(ANATOMY_STEPS):
+        cells = [f"{v['steps'][i][1]['anon'] / 2**20:.0f} / {v['steps'][i][1]['hwm'] / 2**20:.0f}" if i < len(v["steps"])
+                 else "not run" for v in sizes.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| rows per prediction call (256MiB) | " + " | ".join(f"{v['rows']:,}" for v in sizes.values()) + " |")
+    return "\n".join(lines)
 
 
 BENCHES = {"limit": bench_limit, "throughput": bench_throughput, "decode": bench_decode, "inference": bench_inference,
