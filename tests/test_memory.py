@@ -170,3 +170,31 @@ def test_every_prediction_path_keeps_to_the_budget(tmp_path: Path, monkeypatch: 
 
     run_trial(cfg)  # the sweep's and the study's jobs: the gap callback, then evaluate_splits
     assert scored() == whole(counts["val"], counts["train"], counts["train"], counts["val"], counts["test"])
+
+
+def test_the_gap_subset_of_a_mapped_split_stays_on_disk(tmp_path: Path) -> None:
+    """A subset of a split larger than the 64 MiB read whole is read a call at a time, rows
+    in the same order and with the same scores as the subset copied into memory."""
+    import keras
+
+    from gapline.data.store import IndexedRows, open_split, write_split
+    from gapline.gap import gap_subset, inference_scores, subset_indices
+    from gapline.tasks import multiclass
+
+    n = 1100
+    x = np.random.default_rng(0).integers(0, 255, size=(n, 128, 128, 4), dtype=np.uint8)  # 64 KiB a row: 69 MiB
+    y = np.arange(n) % 3
+    split = write_split(tmp_path / "train", x, y)
+    mapped = open_split(tmp_path / "train")
+    gx, gy = gap_subset(mapped.x, mapped.y, 300, 5)
+    assert isinstance(gx, IndexedRows) and len(gx) == 300 and gx.reader.file is not None  # not read whole
+    pick = subset_indices(n, 300, 5)
+    np.testing.assert_array_equal(gx.rows(10, 20), x[pick[10:20]])
+    np.testing.assert_array_equal(gy, y[pick])
+    inputs = keras.Input((128, 128, 4))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(inputs)))
+    model.compile("adam", keras.losses.CategoricalCrossentropy())
+    assert inference_scores(model, gx, gy, multiclass(3), budget=1 << 20) == pytest.approx(
+        inference_scores(model, x[pick], y[pick], multiclass(3), budget=1 << 20), abs=1e-6
+    )
+    assert len(split.y) == n

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .data.store import RowReader
+from .data.store import IndexedRows, RowReader
 from .memory import DEFAULT_BUDGET, inference_rows
 from .runtime import replicas
 from .tasks import EPOCH_METRICS, TaskSpec, gap
@@ -47,30 +47,31 @@ def subset_indices(n: int, limit: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=limit, replace=False))
 
 
-def gap_subset(x: np.ndarray, y: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training samples the gap is measured on: all of them (no copy: a mapped set stays
-    mapped and is read a batch at a time) when ``limit`` is 0 or more than there are, else a
-    seeded subset, in memory (the one copy of training rows a stage keeps: ``limit`` rows)."""
+def gap_subset(x: np.ndarray, y: np.ndarray, limit: int, seed: int) -> tuple[np.ndarray | IndexedRows, np.ndarray]:
+    """The training samples the gap is measured on: all of them when ``limit`` is 0 or more
+    than there are, else a seeded subset of ``limit`` rows. Neither is copied: a mapped split
+    stays on disk and is read a prediction call at a time."""
     pick = subset_indices(len(x), limit, seed)
     if len(pick) == len(x):
         return x, y
-    return RowReader(x).take(pick), y[pick]
+    return IndexedRows(x, pick), y[pick]
 
 
-def predictions(model: Any, x: np.ndarray, budget: int) -> np.ndarray:
+def predictions(model: Any, x: np.ndarray | IndexedRows, budget: int) -> np.ndarray:
     """The model's outputs in inference mode, as float32 numpy, in calls of as many rows as
     ``budget`` bytes of activations allow (:func:`gapline.memory.inference_rows`)."""
     return _predict(model, x, inference_rows(model, budget))
 
 
-def _predict(model: Any, x: np.ndarray, rows: int) -> np.ndarray:
+def _predict(model: Any, x: np.ndarray | IndexedRows, rows: int) -> np.ndarray:
     from keras import ops
 
     # Under MirroredStrategy predict_on_batch hands every replica the whole batch and
     # concatenates their answers (N copies of each row); predict splits the batch instead.
     mirrored = replicas(model) > 1
     parts = []
-    reader = RowReader(x)  # a memory-mapped split is read a batch at a time, in bounded memory
+    # a memory-mapped split (or the gap's subset of one) is read a call at a time
+    reader = x if isinstance(x, IndexedRows) else RowReader(x)
     for start in range(0, len(x), rows):
         xb = reader.rows(start, start + rows)
         out = model.predict(xb, batch_size=len(xb), verbose=0) if mirrored else model.predict_on_batch(xb)
