@@ -254,9 +254,13 @@ def test_paired_comparison_with_the_baseline_ci_holm_and_verdicts() -> None:
     p_good = stats.ttest_rel([b + d for b, d in zip(base, diffs)], base).pvalue
     assert rows["good"]["delta_mean"] == pytest.approx(0.02)
     assert rows["good"]["p_value"] == pytest.approx(p_good)
-    # Holm: 4 tests; "good" and "bad" are the two smallest p-values, multiplied by 4 and 3 at most
-    assert rows["good"]["p_holm"] <= 4 * rows["good"]["p_value"] + 1e-12
-    assert rows["good"]["p_holm"] >= rows["good"]["p_value"]
+    # Holm over the 4 arms compared: the i-th smallest p times (4 - i), kept monotone
+    raw = sorted((rows[a]["p_value"], a) for a in ("good", "bad", "noisy", "same"))
+    running = 0.0
+    for i, (p, arm) in enumerate(raw):
+        running = max(running, min(1.0, (4 - i) * p))
+        assert rows[arm]["p_holm"] == pytest.approx(running, rel=1e-12), arm
+    assert rows["good"]["p_holm"] > rows["good"]["p_value"]
     assert (rows["good"]["verdict"], rows["bad"]["verdict"], rows["noisy"]["verdict"]) == ("better", "worse", "")
     assert rows["same"]["p_value"] == 1.0 and rows["same"]["verdict"] == ""
     assert rows["baseline"]["vs"] == "" and math.isnan(rows["baseline"]["delta_mean"])
@@ -266,6 +270,20 @@ def test_paired_comparison_with_the_baseline_ci_holm_and_verdicts() -> None:
     cell = table_markdown(summarize(results)).splitlines()
     good = next(line for line in cell if line.startswith("| good |"))
     assert " better" in good and "+2.0 ± " in good
+
+
+def test_holm_takes_back_a_verdict_that_the_raw_p_value_would_give() -> None:
+    """One arm better at raw p = 0.028 among four compared: 4 × 0.028 > 0.05, so no verdict."""
+    base = [0.90, 0.92, 0.91, 0.93, 0.90]
+    diffs = [0.01, 0.03, 0.004, 0.02, 0.012]
+    results = [_result("baseline", s, v) for s, v in enumerate(base)]
+    results += [_result("marginal", s, v + d) for s, (v, d) in enumerate(zip(base, diffs))]
+    for arm in ("same1", "same2", "same3"):
+        results += [_result(arm, s, v) for s, v in enumerate(base)]
+    row = {r["technique"]: r for r in summarize(results, alpha=0.05)}["marginal"]
+    assert row["p_value"] == pytest.approx(0.02782, abs=1e-4) and row["p_value"] < 0.05
+    assert row["p_holm"] == pytest.approx(4 * row["p_value"])
+    assert row["verdict"] == ""  # better by the raw p-value, not after the correction
 
 
 def test_holm_adjusts_in_step_down_order_and_keeps_nan_out_of_the_family() -> None:
