@@ -277,6 +277,12 @@ def test_multilabel_split_keeps_combinations_in_every_split() -> None:
     for part in parts:
         combos = {tuple(r) for r in y[part].tolist()}
         assert {(0, 1), (1, 1), (1, 0)} <= combos
+    # stratified: each combination's count in each split is within one row of proportional
+    for seed in range(20):
+        for part, fraction in zip(task_split(y, "multilabel", 0.2, 0.2, seed=seed), (0.6, 0.2, 0.2)):
+            rows = [tuple(r) for r in y[part].tolist()]
+            for combo, total in (((0, 1), 40), ((1, 1), 20), ((1, 0), 10)):
+                assert abs(rows.count(combo) - total * fraction) <= 1, (seed, combo, fraction, rows.count(combo))
     again = task_split(y, "multilabel", 0.2, 0.2, seed=5)
     assert all(np.array_equal(a, b) for a, b in zip(parts, again))
     assert any(not np.array_equal(a, b) for a, b in zip(parts, task_split(y, "multilabel", 0.2, 0.2, seed=6)))
