@@ -71,6 +71,54 @@ def test_lines_at_most_every_n_seconds_keep_the_first_and_last_epoch() -> None:
     assert [LINE.match(line).group(1) for line in out.getvalue().splitlines()] == ["1", "6"]
 
 
+class FakeClock:
+    """``time.perf_counter`` for the progress module: moves only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _drive(monkeypatch, every: float, epochs: int, steps: int, step_seconds: float) -> list[str]:
+    """The callback driven by hand through ``epochs`` epochs of ``steps`` batches, each batch
+    ``step_seconds`` long on a fake clock; returns the lines it printed."""
+    clock = FakeClock()
+    monkeypatch.setattr(progress.time, "perf_counter", clock)
+    out = io.StringIO()
+    shown = progress.callback(TrainConfig(verbose="lines", progress_every=every), epochs, "accuracy", out)
+    shown.set_params({"steps": steps, "epochs": epochs})
+    shown.on_train_begin()
+    for epoch in range(epochs):
+        shown.on_epoch_begin(epoch)
+        for batch in range(steps):
+            clock.now += step_seconds
+            shown.on_train_batch_end(batch, {"loss": 1.0})
+        shown.on_epoch_end(epoch, {"loss": 1.0, "val_loss": 1.5, "gap_accuracy": 0.01})
+    shown.on_train_end()
+    return out.getvalue().splitlines()
+
+
+def test_lines_come_at_the_configured_pace_between_the_first_and_last_epoch(monkeypatch) -> None:
+    """Epochs of 4 s, a line at most every 10 s: epochs 1 (the first), 4 (12 s after it),
+    7 and 10 (the last); the epochs between wait for the pace."""
+    lines = _drive(monkeypatch, every=10, epochs=10, steps=1, step_seconds=4)
+    assert [line.split()[1] for line in lines] == ["1/10", "4/10", "7/10", "10/10"], lines
+
+
+def test_a_long_epoch_prints_step_lines_at_the_pace(monkeypatch) -> None:
+    """One epoch of 10 batches of 3 s, a line every 10 s: step lines at 12 s (batch 4) and
+    24 s (batch 8), none at the epoch's last batch (the epoch line says it)."""
+    lines = _drive(monkeypatch, every=10, epochs=1, steps=10, step_seconds=3)
+    assert [line.split("  elapsed")[0] for line in lines] == [
+        "epoch 1/1  step 4/10  loss 1",
+        "epoch 1/1  step 8/10  loss 1",
+        "epoch 1/1  loss 1  val_loss 1.5  gap_accuracy +0.01",
+    ], lines
+    assert lines[0].endswith("elapsed 0:12  eta 0:18")
+
+
 def test_an_early_stop_still_prints_its_last_epoch() -> None:
     out = io.StringIO()
     ran = _fit(TrainConfig(verbose="lines", progress_every=3600), 20, out, patience=2)
