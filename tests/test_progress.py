@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 from pathlib import Path
@@ -54,6 +55,24 @@ def test_auto_is_a_bar_on_a_terminal_and_lines_elsewhere() -> None:
     assert progress.resolve("auto", io.StringIO()) == "lines"
     assert progress.resolve("lines", Tty()) == "lines"
     assert progress.callback(TrainConfig(verbose="quiet"), 3, "accuracy", Tty()) is None
+
+
+def test_a_terminal_of_zero_columns_gets_lines(monkeypatch) -> None:
+    """A new pseudo-terminal reports 0 x 0 until someone sets its size (``script`` without
+    ``stty cols``): a bar there prints nothing, so auto and bar both fall back to lines."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    with os.fdopen(slave, "w") as tty, os.fdopen(master, "rb", buffering=0):
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 0, 0, 0))
+        assert tty.isatty() and os.get_terminal_size(slave).columns == 0
+        assert progress.resolve("auto", tty) == "lines"
+        assert progress.resolve("bar", tty) == "lines"
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        assert progress.resolve("auto", tty) == "bar"
+    assert progress.resolve("bar", io.StringIO()) == "bar"  # asked for, not a terminal: as asked
 
 
 def test_lines_every_epoch_with_loss_val_loss_gap_and_eta() -> None:

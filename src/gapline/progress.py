@@ -8,6 +8,8 @@ gap the gap callback added to the epoch's logs, so it must come after that callb
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 import time
 from typing import Any, Optional, TextIO
@@ -22,11 +24,24 @@ def total_epochs(cfg: Config) -> int:
 
 
 def resolve(verbose: str, stream: TextIO) -> str:
-    """``bar``, ``lines`` or ``quiet``: ``auto`` is a bar on a terminal, lines otherwise."""
-    if verbose != "auto":
+    """``bar``, ``lines`` or ``quiet``: ``auto`` is a bar on a terminal, lines otherwise. A
+    terminal that reports 0 columns (``script`` without ``stty cols``, some CI runners,
+    ``docker run -t``) has no room for a bar: it gets lines, even when ``bar`` was asked for."""
+    if verbose not in ("auto", "bar"):
         return verbose
     isatty = getattr(stream, "isatty", None)
-    return "bar" if isatty is not None and isatty() else "lines"
+    terminal = isatty is not None and isatty()
+    if verbose == "auto" and not terminal:
+        return "lines"
+    return "lines" if terminal and _columns(stream) == 0 else "bar"
+
+
+def _columns(stream: TextIO) -> int | None:
+    """The terminal's width as it reports it (None when it cannot be asked)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
 
 
 def clock(seconds: float) -> str:
