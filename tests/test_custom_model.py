@@ -151,6 +151,25 @@ def test_without_the_kit_gapline_penalises_and_caps_every_kernel_nested_ones_too
     assert len(model.losses) == len(kernels)
 
 
+def test_the_penalties_gapline_adds_survive_a_save_and_a_reload(usernets, make_tiny_config, tmp_path) -> None:
+    """The penalty is set on the layer too (what its config saves), not only on the variable
+    (what this process trains with): the saved model (what evaluate scores, with its penalty
+    in the loss) still penalises and caps the kernels of its graph's layers. The Dense layers
+    that the user's ``Residual`` makes in its own ``__init__`` are rebuilt from its config,
+    which does not carry them: those lose the penalty on reload (the README says so)."""
+    from gapline.model_io import load_model, save_model
+
+    model = _build(make_tiny_config, "plain", {"l2": 0.01, "max_norm": 2.0}, kwargs={"depth": 2})
+    loaded = load_model(save_model(model, tmp_path / "m.keras"))
+    graph = {layer.name: layer.kernel for layer in loaded.layers if getattr(layer, "kernel", None) is not None}
+    assert len(graph) == 2  # the first dense and the head
+    for name, kernel in graph.items():
+        assert type(kernel.regularizer).__name__ == "L2" and kernel.regularizer.l2 == pytest.approx(0.01), name
+        assert type(kernel.constraint).__name__ == "MaxNorm", name
+    loaded(np.zeros((1, 4, 4, 1), "float32"))
+    assert len(loaded.losses) == len(graph)
+
+
 def test_a_builders_own_regularizer_is_kept(usernets, make_tiny_config) -> None:
     kernels = _kernels(_build(make_tiny_config, "own_penalty", {"l2": 0.01}))
     assert type(kernels["mine"].regularizer).__name__ == "L1"
