@@ -237,6 +237,32 @@ def test_phase_one_trains_the_head_only_and_phase_two_keeps_batch_norm_frozen(
     np.testing.assert_allclose(loaded.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-6)
 
 
+def test_phase_two_unfreezes_and_recompiles_at_the_scaled_learning_rate() -> None:
+    """The schedule itself, without training: each phase's fit sees its learning rate, the
+    backbone's trainable state and the compiled optimizer's rate (the slow tests train it)."""
+    from gapline.fine_tune import two_phase_fit
+    from gapline.tasks import multiclass
+    from gapline.training import PhaseFit, compile_model
+
+    cfg = _two_phase_cfg(model={"fine_tune": {"unfreeze": "10"}})
+    model = _build(cfg)
+    compile_model(model, cfg, 3, multiclass(3))
+    seen: list[tuple[int, float, float, bool, bool]] = []
+
+    class Recorded(PhaseFit):
+        def run(self, cfg: Any, first: int, end: int, phase: int = 0, history: Any = None, restore: bool = True) -> Any:
+            backbone = _layers(self.model)[0]
+            rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            seen.append((phase, cfg.train.learning_rate, rate, backbone.layers[-1].trainable, backbone.layers[0].trainable))
+            return {"loss": [1.0] * (end - first), "phase": [phase] * (end - first)}
+
+    history, first = two_phase_fit(Recorded(model, None, None, [], [], None, 0, multiclass(3)), cfg, 3)
+    assert first == 0 and [s[0] for s in seen] == [1, 2] and history["phase"] == [2, 2]
+    assert seen[0] == (1, LR, pytest.approx(LR), False, False)  # phase 1: the backbone frozen
+    # phase 2: the top 10 layers trainable, the rest not; recompiled at LR x SCALE
+    assert seen[1] == (2, pytest.approx(LR * SCALE), pytest.approx(LR * SCALE), True, False)
+
+
 def test_fine_tune_unfreezes_the_top_layers_only() -> None:
     from gapline.models.backbone import set_fine_tune
 
