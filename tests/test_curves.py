@@ -140,3 +140,59 @@ def test_a_dvc_project_in_a_git_repository_without_commits(tmp_path: Path, monke
     live.next_step()
     live.end()
     assert curves.read_curves() == {"loss": [0.25]}
+
+
+def test_a_resumed_train_stage_writes_back_the_epochs_before_the_kill(tmp_path: Path, monkeypatch, make_tiny_images) -> None:
+    """The train stage, stopped at the start of epoch 3 of 4 and run again: DVCLive's curves
+    hold all four epochs, the first two written back from the saved state (its history)."""
+    from omegaconf import OmegaConf
+
+    from gapline.backup import Backup
+    from gapline.config import from_container
+    from gapline.data.layout import read_meta
+    from gapline.stages import train as stage
+    from gapline.stages.augment import augment
+    from gapline.stages.prepare import prepare
+
+    x, y = make_tiny_images(60, size=4, classes=3, seed=0)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    cfg = from_container(
+        {
+            "data": {"source": "npz", "path": str(tmp_path / "d.npz")},
+            "augment": {"copies": 0},
+            "model": {"hidden_units": [8]},
+            "regularization": {"early_stopping": {"enabled": False}},
+            "train": {"epochs": 4, "batch_size": 16, "seed": 1, "accelerator": "cpu", "verbose": "quiet"},
+            "tracking": {"enabled": False},
+        }
+    )
+    prepare(cfg)
+    augment(cfg)
+    yaml, plain = OmegaConf.to_yaml(OmegaConf.structured(cfg)), OmegaConf.to_container(OmegaConf.structured(cfg))
+    logging = curves.callback
+
+    def stopping(live, headline):
+        inner = logging(live, headline)
+
+        class Stop(type(inner)):
+            def on_epoch_begin(self, epoch, logs=None):
+                if epoch == 2:
+                    raise KeyboardInterrupt
+
+        return Stop()
+
+    monkeypatch.setattr(stage.curves, "callback", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        stage.train(cfg, yaml, plain)
+    saved = Backup(stage.BACKUP_DIR, stage.backup_key(cfg, read_meta())).state()["history"]
+    assert len(saved["loss"]) == 2
+    monkeypatch.setattr(stage.curves, "callback", logging)
+    info = stage.train(cfg, yaml, plain)
+    assert info["epochs_run"] == 4
+    history = curves.read_curves(work / "dvclive")
+    assert len(history["loss"]) == 4
+    assert history["loss"][:2] == pytest.approx(saved["loss"], abs=1e-6)
+    assert history["gap_loss"][:2] == pytest.approx(saved["gap_loss"], abs=1e-6)
