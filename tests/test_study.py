@@ -123,6 +123,22 @@ def test_choose_keeps_the_lowest_objective_ties_and_nan_go_to_the_earlier_point(
     assert choose(cfg, regression)["l2"].point == ("regularization.l2=1",)
 
 
+@pytest.mark.parametrize("objective", ["val_nll", "val_loss", "val_error", "val_loss_plus_gap"])
+def test_choose_reads_validation_even_when_the_test_split_disagrees(objective: str) -> None:
+    """Whole trial records, test metrics included: trial 1 is better on validation, trial 0
+    on test by far. Every objective picks trial 1; one that read a test metric would not."""
+    def record(i: int, val: float, test: float) -> dict[str, Any]:
+        split = {"val": val, "test": test, "train": 0.1}
+        out = {"arm": "l2", "trial": i, "point": [f"regularization.l2={i}"], "task": "multiclass", "job_seconds": 1.0}
+        for name, loss in split.items():
+            out.update({f"{name}_loss": loss, f"{name}_nll": loss, f"{name}_accuracy": 1 - loss / 2})
+            out[f"gap_loss_{name}"] = loss - 0.1
+        return out
+
+    cfg = from_container(_raw(objective=objective))
+    assert choose(cfg, [record(0, 0.50, 0.05), record(1, 0.30, 0.90)])["l2"].point == ("regularization.l2=1",)
+
+
 # --------------------------------------------------------------------------------------
 # job_key: the cache key of a job
 # --------------------------------------------------------------------------------------
