@@ -7,6 +7,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -375,3 +377,25 @@ def test_multilabel_splits_keep_their_fractions_with_many_rare_combinations() ->
     train, val, test = task_split(y, "multilabel", 0.15, 0.2, 42)
     assert abs(len(val) / 300 - 0.15) < 0.02 and abs(len(test) / 300 - 0.2) < 0.02
     assert abs(len(task_subset(y[train], "multilabel", 0.2, 42)) / len(train) - 0.2) < 0.02
+
+
+@pytest.mark.parametrize(
+    "values",
+    [np.array(["a", "b", "a", "b"]), np.array(["a", "b", "c"]), np.array([0, 1, 2, 0]), np.array([0.5, 1.5, 2.0]),
+     np.array([True, False, True]), np.array([3, 7, 11, 40, 41])],
+    ids=["text2", "text3", "indices", "floats", "bools", "integers"],
+)
+@pytest.mark.parametrize("task", ["multilabel", "regression", "binary", "multiclass"])
+def test_a_task_that_does_not_fit_offers_only_tasks_that_would(values: np.ndarray, task: str) -> None:
+    """Every task an error lists after "expected" is then accepted for the same labels."""
+    where = {"source": "data file 'x.csv'", "field": "data.label_column='label'"}
+    try:
+        read_labels(values, task, **where)
+    except DataError as exc:
+        match = re.search(r"task\.type='\w+' is not allowed: expected (.+?), because", str(exc))
+        if match is None:
+            return  # not a task misfit (e.g. binary on three classes names data.classes)
+        offered = re.split(r", | or ", match.group(1))
+        assert offered, str(exc)
+        for other in offered:
+            read_labels(values, other, **where)  # raises if the offer was false

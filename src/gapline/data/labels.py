@@ -147,7 +147,7 @@ def read_labels(
     if task == "multilabel":
         raise _misfit(
             task,
-            "auto, multiclass, binary or regression",
+            _fitting_tasks(v, task, source=source, field=field),
             f"{field} of {source} is one label per sample; a multilabel task reads several 0/1 "
             "columns (data.label_columns in a CSV, a 2-d y of shape (n, labels) in an npz)",
         )
@@ -169,7 +169,7 @@ def read_labels(
             example = _py(v[0])
             raise _misfit(
                 task,
-                "auto, multiclass or binary",
+                _fitting_tasks(v, task, source=source, field=field),
                 f"{field} of {source} holds {'text' if kind == 'U' else 'True/False'} "
                 f"(e.g. {example!r}), not numbers to predict",
             )
@@ -192,6 +192,21 @@ def read_labels(
     if task == "auto":
         task = _auto_integers(ints, source, field)
     return _classes(ints, task, source, field)
+
+
+def _fitting_tasks(values: np.ndarray, refused: str, **where: str) -> str:
+    """The tasks (other than ``refused``) that one label per sample ``values`` would be read
+    as, worded for an "expected …": an error offers only what would then be accepted."""
+    fits = []
+    for task in ("auto", "multiclass", "binary", "regression"):
+        if task == refused:
+            continue
+        try:
+            read_labels(values, task, **where)  # type: ignore[arg-type]
+        except DataError:
+            continue
+        fits.append(task)
+    return ", ".join(fits[:-1]) + f" or {fits[-1]}" if len(fits) > 1 else (fits[0] if fits else "other labels")
 
 
 def _auto_integers(ints: np.ndarray, source: str, field: str) -> str:
