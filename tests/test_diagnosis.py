@@ -67,3 +67,15 @@ def test_binary_is_judged_on_auc_and_overconfidence_is_flagged() -> None:
     assert any("overconfident" in f and "0.090" in f for f in d["flags"])
     calibrated = {**metrics, "val_ece": 0.02}
     assert not any("overconfident" in f for f in diagnose(calibrated, task, None, [])["flags"])
+
+
+def test_a_good_fit_with_an_onset_says_what_the_onset_means() -> None:
+    """Binary and multilabel runs reported `onset 12` beside "Good fit": the text says why."""
+    from gapline.tasks import TaskSpec
+
+    metrics = {"train_auc": 0.99, "val_auc": 0.985, "gap_auc_val": 0.005, "gap_loss_val": 0.04, "train_loss": 0.1, "val_loss": 0.14}
+    d = diagnose(metrics, TaskSpec("binary", ("no", "yes")), 12, ["early_stopping"])
+    assert d["verdict"] == "good fit"
+    assert "lowest at epoch 12" in d["text"] and "onset epoch" in d["text"]
+    assert "a gap of at most 3 points and a loss gap of at most 0.1" in d["text"]
+    assert "onset" not in diagnose(metrics, TaskSpec("binary", ("no", "yes")), None, ["early_stopping"])["text"]

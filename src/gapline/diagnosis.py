@@ -72,11 +72,13 @@ def diagnose(
         rel = gap / train if train > 0 else 0.0
         shown = f"train {name} {train:.4g} vs validation {val:.4g} (gap {gap:+.4g}, {rel:+.0%} of the train error, loss gap {metrics['gap_loss_val']:.3f})"
         underfit, overfit = r2 < 0.5, rel > RELATIVE_ERROR_GAP
+        limits = f"validation {name} within {RELATIVE_ERROR_GAP:.0%} of the train error"
         under_text = f"Underfitting: the model explains only {r2:.0%} of the training target's variance (R²); {shown}."
     else:
         shown = f"train {name} {train:.1%} vs validation {val:.1%} (gap {gap * 100:.1f} points, loss gap {metrics['gap_loss_val']:.3f})"
         underfit = train < underfit_accuracy
         overfit = gap > gap_threshold or metrics["gap_loss_val"] > LOSS_GAP
+        limits = f"a gap of at most {gap_threshold * 100:g} points and a loss gap of at most {LOSS_GAP:g}"
         under_text = f"Underfitting: training {name} is only {train:.1%} (validation {val:.1%})."
     if underfit:
         verdict = "underfitting"
@@ -93,6 +95,12 @@ def diagnose(
     else:
         verdict = "good fit"
         text = f"Good fit: {shown}."
+        if onset_epoch and onset_epoch > 0:
+            text += (
+                f" Validation loss was lowest at epoch {onset_epoch} and rose after it while training loss "
+                "kept falling: that epoch is where longer training began to overfit (the onset epoch), "
+                f"but the model as kept still has {limits}."
+            )
     return {"verdict": verdict, "text": text, "flags": flags}
 
 
