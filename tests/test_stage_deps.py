@@ -136,3 +136,18 @@ if __name__ == "__main__":
         print(f"{stage_name}:")
         for path in sorted(map(str, closure(roots))):
             print(f"      - {path}")
+
+
+def test_prepare_depends_on_data_path_only_for_sources_read_from_files(conf_project: Path) -> None:
+    """A CSV put under data/raw/ (as the README says) is no dependency of the built-in
+    digits: their prepare depends on the loader's module instead (issue #27)."""
+    from gapline.config import BUILTIN_SOURCES
+    from gapline.data.prepare import BUNDLED
+    from gapline.params import BUILTIN_DATA_DEP, compose
+
+    assert set(BUILTIN_SOURCES) == set(BUNDLED) and (ROOT / BUILTIN_DATA_DEP).is_file()
+    assert "${data.dep}" in stages()["prepare"]["deps"] and "${data.path}" not in stages()["prepare"]["deps"]
+    for source in BUILTIN_SOURCES:
+        assert compose([f"data={source}"], conf_project).data.dep == BUILTIN_DATA_DEP
+    assert compose(["data=csv", "data.path=data/raw/houses.csv"], conf_project).data.dep == "data/raw/houses.csv"
+    assert compose(["data=image_folder"], conf_project).data.dep == "data/raw/images"

@@ -18,6 +18,7 @@ SCHEMA_NAME = "gapline_schema"
 MODELS_SCHEME = "models:/"
 
 DATA_SOURCES = ("digits", "breast_cancer", "diabetes", "npz", "csv", "image_folder")
+BUILTIN_SOURCES = DATA_SOURCES[:3]  # scikit-learn's bundled sets (gapline.data.bundled); the rest read data.path
 # What is predicted (task.type); auto infers it from the labels where that is unambiguous.
 TASKS = ("auto", "multiclass", "binary", "multilabel", "regression")
 LOSSES = ("auto", "crossentropy", "mse", "mae", "huber")
@@ -39,10 +40,11 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 # train.verbose: a live bar on a terminal and lines otherwise (auto), always one, or silence.
 VERBOSITY = ("auto", "bar", "lines", "quiet")
-# Keys that change what is printed or how fast, never a byte of the data or the model: left
-# out of every digest of "the config" (resume, retrain, study cache) and of the train stage's
-# DVC params, so that changing them retrains nothing.
-OUTPUT_ONLY = {"data": ("workers",), "train": ("verbose", "progress_every")}
+# Keys that change what is printed or how fast, never a byte of the data or the model (and
+# data.dep, which only restates source and path): left out of every digest of "the config"
+# (resume, retrain, study cache) and of the train stage's DVC params, so that changing them
+# retrains nothing.
+OUTPUT_ONLY = {"data": ("workers", "dep"), "train": ("verbose", "progress_every")}
 OBJECTIVES = ("val_loss", "val_loss_plus_gap", "val_error", "val_nll")
 # retrain.metric: a split and one of the task's headline metrics; rmse and mae are errors
 # (lower is better), the others scores.
@@ -60,6 +62,11 @@ class DataConfig:
 
     source: str = "digits"
     path: str = "data/raw"
+    # What the prepare stage depends on in dvc.yaml, composed from source and path (conf/
+    # config.yaml), never set by hand: data.path for a source read from files; for the built-in
+    # sets, which load from scikit-learn, their loader's module, so files under data/raw/ do
+    # not mark the default pipeline as changed.
+    dep: str = "src/gapline/data/bundled.py"
     # csv: the target column (a class label, a 0/1 label or a number, per task.type)
     label_column: str = "label"
     # csv, multi-label: several 0/1 target columns (then label_column is not read)

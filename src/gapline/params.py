@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import Config, from_container, register_schema
+from .config import BUILTIN_SOURCES, Config, from_container, register_schema
 from .errors import ConfigError
 from .provenance import folder_digest
 
@@ -24,6 +24,9 @@ PARAMS_FILE = "params.yaml"
 DIGEST_RESOLVER = "gapline_conf_digest"
 BUILDER_RESOLVER = "gapline_builder_source"
 DEP_RESOLVER = "gapline_dep_path"
+DATA_DEP_RESOLVER = "gapline_data_dep"
+# The built-in sets' loader: what prepare depends on for them instead of data.path.
+BUILTIN_DATA_DEP = "src/gapline/data/bundled.py"
 
 
 def find_root(start: str | os.PathLike[str] | None = None) -> Path:
@@ -47,6 +50,11 @@ def _resolve_digest() -> str:
     return conf_digest(find_root() / CONF_DIR)
 
 
+def data_dep(source: str, path: str) -> str:
+    """``data.dep``: ``path`` for a source read from files, the loader for a built-in set."""
+    return BUILTIN_DATA_DEP if source in BUILTIN_SOURCES else path
+
+
 def register_resolver() -> None:
     """Register ``${gapline_conf_digest:}`` so composition stamps params.yaml with conf/'s
     digest, and the ``model.deps`` resolvers that name the model's files for dvc.yaml."""
@@ -54,7 +62,9 @@ def register_resolver() -> None:
 
     from .user_code import builder_source, dep_path
 
-    resolvers = {DIGEST_RESOLVER: _resolve_digest, BUILDER_RESOLVER: builder_source, DEP_RESOLVER: dep_path}
+    resolvers = {
+        DIGEST_RESOLVER: _resolve_digest, BUILDER_RESOLVER: builder_source, DEP_RESOLVER: dep_path, DATA_DEP_RESOLVER: data_dep,
+    }
     for name, func in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, func)
