@@ -261,6 +261,26 @@ def test_a_module_that_does_not_exist_is_refused_when_composing(conf_project: Pa
     assert not (conf_project / "params.yaml").exists()
 
 
+@pytest.mark.parametrize(
+    ("builder", "mentions"),
+    [("usernets.nets:plian", ["no 'plian'", "plain", "own_penalty"]), ("usernets.netz:plain", ["'usernets.netz' is not in"])],
+)
+def test_a_typo_in_the_builders_module_or_function_is_refused_when_composing(
+    usernets: Path, repo_root: Path, capsys, builder: str, mentions: list[str]
+) -> None:
+    """Found by reading the module's source, before any of its code runs (#27 trap 7)."""
+    import shutil
+
+    from gapline import cli
+
+    shutil.copytree(repo_root / "conf", usernets / "conf")
+    assert cli.main(["params", "model=custom", f"model.builder={builder}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: model.builder='{builder}' is not allowed"), err
+    assert all(m in err[0] for m in mentions), err
+    assert not (usernets / "params.yaml").exists()
+
+
 def test_params_resolve_the_builder_package_as_a_train_dependency(usernets: Path, repo_root: Path) -> None:
     import shutil
 

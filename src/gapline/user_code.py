@@ -9,6 +9,7 @@ results too), else the single ``.py`` file.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import os
@@ -59,12 +60,64 @@ def builder_source(builder: str, root: str | os.PathLike[str] | None = None) -> 
     if not builder.strip():
         return STAND_IN
     here = project_on_path(root)
-    module, _ = builder_parts(builder)
-    path, _ = module_origin(module, shown=builder)
+    module, func = builder_parts(builder)
+    path, is_package = module_origin(module, shown=builder)
+    check_defined(builder, module, func, path, is_package)
     try:
         return path.resolve().relative_to(here).as_posix()
     except ValueError:
         return str(path.resolve())
+
+
+def _module_file(module: str, top: Path, is_package: bool) -> Path | None:
+    """The source file of ``module`` inside its top-level package ``top`` (None when it is
+    not a plain ``.py`` file there: a namespace or compiled module)."""
+    parts = module.split(".")[1:]
+    if not is_package:
+        return top if not parts and top.suffix == ".py" else None
+    base = top.joinpath(*parts)
+    for candidate in (base.with_suffix(".py") if parts else None, base / "__init__.py"):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+def check_defined(builder: str, module: str, func: str, top: Path, is_package: bool) -> None:
+    """A typo in ``model.builder``'s module or function, found by reading the module's source
+    (no code of the user's runs): when composing, not minutes later when ``train`` starts."""
+    source = _module_file(module, top, is_package)
+    inner = module.split(".")[1:]
+    if source is None:
+        base = top.joinpath(*inner)
+        if is_package and inner and not base.exists() and not any(base.parent.glob(base.name + ".*")):
+            raise ConfigError(bad_value("model.builder", builder, f"an importable module: {module!r} is not in {top}"))
+        return
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"), str(source))
+    except (SyntaxError, UnicodeDecodeError, OSError):
+        return  # importing it says what is wrong, with the file and line, when train starts
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            if any(alias.name == "*" for alias in node.names):
+                return  # what a star import brings is known only by running it
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        else:  # assignments, and whatever an if/try/with block may define (generously)
+            for inner_node in ast.walk(node):
+                if isinstance(inner_node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    names.add(inner_node.name)
+                elif isinstance(inner_node, ast.Name) and isinstance(inner_node.ctx, ast.Store):
+                    names.add(inner_node.id)
+                elif isinstance(inner_node, (ast.Import, ast.ImportFrom)):
+                    names.update((alias.asname or alias.name).split(".")[0] for alias in inner_node.names)
+    if func not in names:
+        defined = sorted(n for n in names if not n.startswith("_"))
+        raise ConfigError(
+            bad_value("model.builder", builder, f"a function that {module} ({source}) defines: "
+                      f"{', '.join(defined) if defined else 'it defines none'}; no {func!r}")
+        )
 
 
 def dep_path(value: str) -> str:
