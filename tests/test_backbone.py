@@ -130,8 +130,29 @@ def test_a_missing_or_incompatible_weights_file_is_one_line(tmp_path: Path) -> N
     other.save_weights(tmp_path / "other.weights.h5")
     message = _one_line_error(_cfg(weights=str(tmp_path / "other.weights.h5")))
     assert "MobileNetV3Small without its top" in message and "loading failed" in message
+    assert "match none of MobileNetV3Small, MobileNetV3Large" in message
     (tmp_path / "garbage.h5").write_text("not hdf5")
     assert "loading failed" in _one_line_error(_cfg(weights=str(tmp_path / "garbage.h5")))
+
+
+def test_weights_of_another_backbone_are_refused_when_composing_naming_it(tmp_path: Path, conf_project: Path, capsys, monkeypatch) -> None:
+    """Told from the file's weight shapes (no network built), before any stage runs; the
+    whole line names the network the file fits (#27 trap 7)."""
+    from gapline import cli
+
+    v2 = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    v2.save_weights(tmp_path / "v2.weights.h5")
+    monkeypatch.chdir(conf_project)
+    assert cli.main(["params", "model=backbone", f"model.weights={tmp_path / 'v2.weights.h5'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: model.weights="), err
+    assert err[0].endswith("this file holds a MobileNetV2's weights (set model.backbone=MobileNetV2)"), err
+    assert not (conf_project / "params.yaml").exists()
+    assert cli.main(["params", "model=backbone", "model.backbone=MobileNetV2", f"model.weights={tmp_path / 'v2.weights.h5'}"]) == 0
+    # the signatures on record are the networks' own
+    from gapline.backbone_weights import file_signature, known
+
+    assert file_signature(tmp_path / "v2.weights.h5") == known()["MobileNetV2"]
 
 
 def test_freeze_by_name_or_index_freezes_up_to_that_layer() -> None:

@@ -25,6 +25,7 @@ DIGEST_RESOLVER = "gapline_conf_digest"
 BUILDER_RESOLVER = "gapline_builder_source"
 DEP_RESOLVER = "gapline_dep_path"
 DATA_DEP_RESOLVER = "gapline_data_dep"
+WEIGHTS_RESOLVER = "gapline_weights_dep"
 # The built-in sets' loader: what prepare depends on for them instead of data.path.
 BUILTIN_DATA_DEP = "src/gapline/data/bundled.py"
 
@@ -60,10 +61,11 @@ def register_resolver() -> None:
     digest, and the ``model.deps`` resolvers that name the model's files for dvc.yaml."""
     from omegaconf import OmegaConf
 
-    from .user_code import builder_source, dep_path
+    from .user_code import builder_source, dep_path, weights_dep
 
     resolvers = {
         DIGEST_RESOLVER: _resolve_digest, BUILDER_RESOLVER: builder_source, DEP_RESOLVER: dep_path, DATA_DEP_RESOLVER: data_dep,
+        WEIGHTS_RESOLVER: weights_dep,
     }
     for name, func in resolvers.items():
         if not OmegaConf.has_resolver(name):

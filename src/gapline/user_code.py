@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from . import backbone_weights
 from .config import MODELS_SCHEME
 from .validation import builder_parts
 from .errors import ConfigError, bad_value
@@ -118,6 +119,17 @@ def check_defined(builder: str, module: str, func: str, top: Path, is_package: b
             bad_value("model.builder", builder, f"a function that {module} ({source}) defines: "
                       f"{', '.join(defined) if defined else 'it defines none'}; no {func!r}")
         )
+
+
+def weights_dep(value: str, backbone: str) -> str:
+    """``model.deps.weights``: as :func:`dep_path`; a weights file of another network than
+    ``model.backbone`` is refused here, when composing (read from the file, under a second)."""
+    path = dep_path(value)
+    if path != STAND_IN and Path(path).is_file():
+        why = backbone_weights.misfit(Path(path), backbone)
+        if why:
+            raise ConfigError(bad_value("model.weights", value, f"{backbone_weights.expected(backbone)}; {why}"))
+    return path
 
 
 def dep_path(value: str) -> str:

@@ -49,6 +49,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from .. import backbone_weights
 from ..config import ModelConfig
 from ..errors import ConfigError, bad_value, flat_message
 from .stem import ModelSpec, output_head, dense_blocks, input_stem
@@ -151,11 +152,7 @@ def load_backbone_weights(backbone: Any, model: ModelConfig) -> None:
     """``model.weights`` into ``backbone``; a missing file, or one that does not fit, is one
     :class:`ConfigError` line."""
     path = Path(model.weights)
-    mobilenet_v3 = ", include_preprocessing=False" if model.backbone.startswith("MobileNetV3") else ""
-    expected = (
-        f"none or a local weights file (.weights.h5 or .h5) of a {model.backbone} without its top "
-        f"(include_top=False{mobilenet_v3})"
-    )
+    expected = backbone_weights.expected(model.backbone)
     if not path.is_file():
         raise ConfigError(bad_value("model.weights", model.weights, f"{expected}; no such file"))
     with warnings.catch_warnings(record=True) as caught:
@@ -170,8 +167,8 @@ def load_backbone_weights(backbone: Any, model: ModelConfig) -> None:
     skipped = [str(w.message) for w in caught if re.search(r"could not be loaded|freshly-initialized", str(w.message))]
     if not reason and skipped:
         reason = f"{len(skipped)} parts of the network are not in the file, e.g. {' '.join(skipped[0].split())}"
-    if reason:
-        reason = reason if len(reason) <= 300 else reason[:300] + "..."
+    if reason:  # the whole line (Keras' own message included), and the network it does fit
+        reason = backbone_weights.misfit(path, model.backbone) or reason
         raise ConfigError(bad_value("model.weights", model.weights, f"{expected}; loading failed: {reason}"))
 
 
