@@ -193,3 +193,34 @@ def test_write_params_never_writes_a_file_load_params_refuses(conf_project: Path
         assert not (conf_project / "params.yaml").exists()
         return
     load_params(params)
+
+
+def test_a_failed_dvc_experiment_puts_params_yaml_back_and_names_the_cause(
+    conf_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`dvc exp run -S` composes params.yaml from conf/ anew (the choices of an earlier
+    `gapline params` lost); when that fails the config check, the workspace gets back the
+    params.yaml it had and the error says why (#27 trap 2). Outside an experiment: untouched."""
+    from gapline import cli
+
+    monkeypatch.chdir(conf_project)
+    assert cli.main(["params", "train.epochs=3"]) == 0
+    composed = (conf_project / "params.yaml").read_text()
+    assert cli.main(["check"]) == 0  # a checked params.yaml is remembered too
+    data = yaml.safe_load(composed)
+    data["model"]["kwargs"] = {"depth": 1}  # what DVC composes from conf/ + -S ++model.kwargs.depth=1
+    data["train"]["epochs"] = 60
+    bad = yaml.safe_dump(data, sort_keys=False)
+
+    (conf_project / "params.yaml").write_text(bad)
+    capsys.readouterr()
+    assert cli.main(["check"]) == 2  # by hand, not in an experiment: left as it is
+    assert (conf_project / "params.yaml").read_text() == bad
+    assert "dvc exp run" not in capsys.readouterr().err
+
+    monkeypatch.setenv("DVC_EXP_NAME", "silly-hood")
+    assert cli.main(["check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.kwargs={'depth': 1}" in err[0], err
+    assert "without the choices of an earlier `gapline params`" in err[0] and "back as it was" in err[0]
+    assert (conf_project / "params.yaml").read_text() == composed

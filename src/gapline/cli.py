@@ -52,7 +52,16 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    from pathlib import Path
+
+    from .params import remember, undo_experiment
+
+    try:
+        cfg = _load(args)
+    except GaplineError as exc:
+        why = undo_experiment(Path(args.params))
+        raise type(exc)(f"{exc} ({why})" if why else str(exc)) from None
+    remember(Path(args.params))
     if args.marker:
         from .files import write_text
 

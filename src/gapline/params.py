@@ -21,6 +21,9 @@ from .provenance import folder_digest
 CONF_DIR = "conf"
 CONFIG_NAME = "config"
 PARAMS_FILE = "params.yaml"
+# The last params.yaml this workspace composed (`gapline params`) or checked (the config
+# stage): what a failed `dvc exp run -S`, which composes from conf/ anew, is rolled back to.
+LAST_PARAMS = Path(".gapline/params.last.yaml")
 DIGEST_RESOLVER = "gapline_conf_digest"
 BUILDER_RESOLVER = "gapline_builder_source"
 DEP_RESOLVER = "gapline_dep_path"
@@ -174,7 +177,34 @@ def write_params(
     from_container(_plain(cfg))  # check types, keys and ranges before anything is written
     target = project / PARAMS_FILE
     write_text(target, OmegaConf.to_yaml(cfg))
+    remember(target)
     return target
+
+
+def remember(params: Path) -> None:
+    """Keep ``params`` as the last good params.yaml of its project."""
+    from .files import write_text
+
+    write_text(params.resolve().parent / LAST_PARAMS, params.read_text(encoding="utf-8"))
+
+
+def undo_experiment(params: Path) -> str:
+    """Under ``dvc exp run`` (DVC sets ``DVC_EXP_NAME``), a params.yaml that failed its check
+    was composed by DVC from conf/ and the ``-S`` overrides alone: put back the last good
+    one and say why it failed. Outside an experiment: nothing ("")."""
+    if not os.environ.get("DVC_EXP_NAME"):
+        return ""
+    from .files import write_text
+
+    why = (
+        "dvc exp run -S composed params.yaml from conf/ and its -S overrides alone, without the choices "
+        "of an earlier `gapline params` (pass those as -S too, e.g. -S model=custom)"
+    )
+    last = params.resolve().parent / LAST_PARAMS
+    if last.is_file() and last.read_bytes() != params.read_bytes():
+        write_text(params, last.read_text(encoding="utf-8"))
+        why += f"; {params.name} is back as it was before the experiment"
+    return why
 
 
 def load_params(
