@@ -660,6 +660,48 @@ def bench_anatomy(repeats: int) -> dict:
     return {"sizes": out}
 
 
+def limit_table(runs: dict[str, dict]) -> str:
+    """BENCHMARKS.md's table of limit runs (``{label: limit JSON}``): per stage, its exit
+    status, wall time and the gapline process's peak anonymous / file-backed RSS (sampled),
+    with the group's OOM kills."""
+    lines = ["| run | stage | exit | wall s | gapline process: peak RssAnon / RssFile MiB | group anon max MiB | OOM kills |",
+             "|---|---|---|---|---|---|---|"]
+    for name, run in runs.items():
+        for stage, r in run["stages"].items():
+            anon = r["sampled_max_rss_anon_by_process_bytes"]
+            files = r["sampled_max_rss_file_by_process_bytes"]
+            key = next((k for k in anon if k.startswith("gapline")), None)
+            proc = f"{anon[key] / 2**20:,.0f} / {files[key] / 2**20:,.0f}" if key else "–"
+            lines.append(f"| {name} | {stage} | {r['rc']} | {r['wall'] or 0:,.1f} | {proc} | "
+                         f"{r['sampled_max_anon_bytes'] / 2**20:,.0f} | {r['cgroup_oom_kills']} |")
+    return "\n".join(lines)
+
+
+def inference_table(sizes: dict) -> str:
+    """BENCHMARKS.md's table of the inference part: images/s before and after, per size."""
+    lines = ["| image size | rows per call after (before: gap 1,024, evaluate 512) | gap images/s before → after | ratio | evaluate images/s before → after | ratio |",
+             "|---|---|---|---|---|---|"]
+    for size, r in sizes.items():
+        m = r["medians"]
+        lines.append(f"| {size}×{size}×3 | {r['rows_after']:,} | {m['before_gap']:,.0f} → {m['after_gap']:,.0f} | {r['ratio_gap']:.2f} | "
+                     f"{m['before_evaluate']:,.0f} → {m['after_evaluate']:,.0f} | {r['ratio_evaluate']:.2f} |")
+    return "\n".join(lines)
+
+
+def print_tables() -> None:
+    """Every table BENCHMARKS.md §10 (issue #28) shows, from the JSON files already written."""
+    limits = {path.stem.removeprefix("limit_"): json.loads(path.read_text()) for path in sorted(RESULTS.glob("limit_*.json"))
+              if path.stem != "limit_run1"}
+    print(limit_table({k: v for k, v in limits.items() if k in LIMIT_RUNS}))
+    for name, fn in (("anatomy_session9.json", anatomy_table), ("inference_session9.json", inference_table)):
+        if (RESULTS / name).is_file():
+            print()
+            print(fn(json.loads((RESULTS / name).read_text())["sizes"]))
+
+
+LIMIT_RUNS = ("cnn96", "cnn224", "backbone224", "backbone96")
+
+
 ANATOMY_STEPS = ("Python and numpy", "TensorFlow, Keras and gapline.training imported", "MLflow imported",
                  "the default CNN built and compiled", "the rows of pixels in memory", "8 training steps of batch 32",
                  "prediction, rows per call from the 256MiB budget", "prediction, 1,024 rows per call (before #28)")
@@ -698,7 +740,11 @@ def main() -> None:
     parser.add_argument("--tp-batch", type=int, default=OPTS["tp_batch"])
     parser.add_argument("--tp-families", default=OPTS["tp_families"], help="throughput: model families, e.g. mlp,cnn")
     parser.add_argument("--tag", default="", help="suffix of the results file names (<bench>_<tag>.json)")
+    parser.add_argument("--tables", action="store_true", help="print BENCHMARKS.md's #28 tables from the saved JSON files, run nothing")
     args = parser.parse_args()
+    if args.tables:
+        print_tables()
+        return
     OPTS.update(work=args.work, images=args.images, size=args.size, limit_gib=args.limit_gib, batch=args.batch, model=args.model, extra=args.extra,
                 decode_images=args.decode_images, tp_samples=args.tp_samples, tp_epochs=args.tp_epochs, tp_batch=args.tp_batch,
                 tp_families=args.tp_families, tag=args.tag)
