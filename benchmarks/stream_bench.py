@@ -692,7 +692,7 @@ def print_tables() -> None:
     """Every table BENCHMARKS.md §10 (issue #28) shows, from the JSON files already written."""
     limits = {path.stem.removeprefix("limit_"): json.loads(path.read_text()) for path in sorted(RESULTS.glob("limit_*.json"))
               if path.stem != "limit_run1"}
-    print(limit_table({k: v for k, v in limits.items() if k in LIMIT_RUNS}))
+    print(limit_table({k: limits[k] for k in LIMIT_RUNS if k in limits}))
     for name, fn in (("anatomy_session9.json", anatomy_table), ("inference_session9.json", inference_table)):
         if (RESULTS / name).is_file():
             print()
