@@ -670,7 +670,9 @@ def limit_table(runs: dict[str, dict]) -> str:
         for stage, r in run["stages"].items():
             anon = r["sampled_max_rss_anon_by_process_bytes"]
             files = r["sampled_max_rss_file_by_process_bytes"]
-            key = next((k for k in anon if k.startswith("gapline")), None)
+            # the stage's process; sampled first as the shell DVC started it, it may carry that label
+            others = [k for k in anon if k not in ("dvc", "wrapper", "git", "decoding worker", "resource tracker")]
+            key = next((k for k in anon if k.startswith("gapline")), max(others, key=anon.get, default=None))
             proc = f"{anon[key] / 2**20:,.0f} / {files[key] / 2**20:,.0f}" if key else "–"
             lines.append(f"| {name} | {stage} | {r['rc']} | {r['wall'] or 0:,.1f} | {proc} | "
                          f"{r['sampled_max_anon_bytes'] / 2**20:,.0f} | {r['cgroup_oom_kills']} |")
