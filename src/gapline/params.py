@@ -201,7 +201,7 @@ def undo_experiment(params: Path) -> str:
         "of an earlier `gapline params` (pass those as -S too, e.g. -S model=custom)"
     )
     last = params.resolve().parent / LAST_PARAMS
-    if last.is_file() and last.read_bytes() != params.read_bytes():
+    if last.is_file() and (not params.is_file() or last.read_bytes() != params.read_bytes()):
         write_text(params, last.read_text(encoding="utf-8"))
         why += f"; {params.name} is back as it was before the experiment"
     return why
