@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from .config import BACKBONES
+
 SIGNATURES = Path(__file__).with_name("backbone_weights.json")
 
 
@@ -79,8 +81,6 @@ def fits(path: Path, backbone: str) -> tuple[bool, Optional[str]]:
 def write() -> dict[str, str]:
     """Build every backbone (no top, random weights) and record its signature."""
     import keras
-
-    from .config import BACKBONES
 
     out = {}
     for name in BACKBONES:

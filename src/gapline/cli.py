@@ -19,10 +19,10 @@ from .exit_codes import ExitCode
 from .params import PARAMS_FILE
 
 
-def _load(args: argparse.Namespace):
-    from .params import load_params
+def _load(args: argparse.Namespace, check: bool = False):
+    from .params import check_params, load_params
 
-    return load_params(args.params)
+    return check_params(args.params) if check else load_params(args.params)
 
 
 def split_overrides(raw: Sequence[str]) -> list[str]:
@@ -52,16 +52,7 @@ def cmd_repro(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .params import remember, undo_experiment
-
-    try:
-        cfg = _load(args)
-    except GaplineError as exc:
-        why = undo_experiment(Path(args.params))
-        raise type(exc)(f"{exc} ({why})" if why else str(exc)) from None
-    remember(Path(args.params))
+    cfg = _load(args, check=True)
     if args.marker:
         from .files import write_text
 

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import BUILTIN_SOURCES, Config, from_container, register_schema
-from .errors import ConfigError
+from .errors import ConfigError, GaplineError
+from .files import write_text
 from .provenance import folder_digest
+from .user_code import builder_source, dep_path, weights_dep
 
 CONF_DIR = "conf"
 CONFIG_NAME = "config"
@@ -63,8 +65,6 @@ def register_resolver() -> None:
     """Register ``${gapline_conf_digest:}`` so composition stamps params.yaml with conf/'s
     digest, and the ``model.deps`` resolvers that name the model's files for dvc.yaml."""
     from omegaconf import OmegaConf
-
-    from .user_code import builder_source, dep_path, weights_dep
 
     resolvers = {
         DIGEST_RESOLVER: _resolve_digest, BUILDER_RESOLVER: builder_source, DEP_RESOLVER: dep_path, DATA_DEP_RESOLVER: data_dep,
@@ -170,8 +170,6 @@ def write_params(
     """Compose conf/ (+ overrides), validate, and write params.yaml atomically."""
     from omegaconf import OmegaConf
 
-    from .files import write_text
-
     project = Path(root).resolve() if root else find_root()
     cfg = compose(overrides, project)
     from_container(_plain(cfg))  # check types, keys and ranges before anything is written
@@ -183,9 +181,21 @@ def write_params(
 
 def remember(params: Path) -> None:
     """Keep ``params`` as the last good params.yaml of its project."""
-    from .files import write_text
-
     write_text(params.resolve().parent / LAST_PARAMS, params.read_text(encoding="utf-8"))
+
+
+def check_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Config:
+    """:func:`load_params` for the config stage: a params.yaml that passes is remembered as the
+    last good one; one that fails under ``dvc exp run`` is rolled back (:func:`undo_experiment`)
+    and the error says why."""
+    params = Path(path)
+    try:
+        cfg = load_params(params)
+    except GaplineError as exc:
+        why = undo_experiment(params)
+        raise type(exc)(f"{exc} ({why})" if why else str(exc)) from None
+    remember(params)
+    return cfg
 
 
 def undo_experiment(params: Path) -> str:
@@ -194,8 +204,6 @@ def undo_experiment(params: Path) -> str:
     one and say why it failed. Outside an experiment: nothing ("")."""
     if not os.environ.get("DVC_EXP_NAME"):
         return ""
-    from .files import write_text
-
     why = (
         "dvc exp run -S composed params.yaml from conf/ and its -S overrides alone, without the choices "
         "of an earlier `gapline params` (pass those as -S too, e.g. -S model=custom)"

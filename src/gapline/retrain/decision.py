@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from ..config import RetrainConfig
+from ..evaluation import evaluate_splits
 from ..tasks import higher_is_better
 
 SCORE_TOLERANCE = 1e-9  # accuracies are ratios: 0.85 + 0.05 must compare equal to 0.9
@@ -137,8 +138,6 @@ def score(
     """``model`` (registered as ``version``) evaluated on ``splits`` for ``task`` (a TaskSpec,
     or a number of classes), judged by ``metric``; ``budget``: bytes of activations per
     prediction call (``train.inference_memory``)."""
-    from ..evaluation import evaluate_splits
-
     scores = evaluate_splits(model, dict(splits), task, task_cfg, budget=budget)
     metrics = {k: round(float(v), 6) for k, v in scores.items()}
     return Scored(version=str(version), score=metrics[metric], gap=round(judged_gap(metric, metrics), 6), metrics=metrics)
