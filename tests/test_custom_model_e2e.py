@@ -77,7 +77,7 @@ def test_the_registered_model_loads_with_pyfunc_where_the_project_is_not(project
         "import sys, numpy as np, mlflow.pyfunc; "
         "assert not any('my_models' in p for p in sys.path); "
         f"m = mlflow.pyfunc.load_model({uri!r}); "
-        "p = np.asarray(m.predict(np.zeros((3, 8, 8, 1), 'uint8'))); "  # raw pixels, as the signature says
+        "p = np.asarray(m.predict(np.zeros((3, 8, 8)))); "  # load_digits().images, as the contract says
         "print(p.shape, round(float(p.sum(axis=1).mean()), 4), 'my_models.resnet' in sys.modules)"
     )
     assert _mlflow(project, code, cwd=tmp_path) == "(3, 10) 1.0 True"

@@ -1,6 +1,7 @@
 """A custom model's own code ships inside its logged MLflow model: ``mlflow.pyfunc.load_model``
 and ``mlflow models serve`` load it in a process that has neither the user's package nor
-gapline, and a model without the user's layers logs exactly as ``mlflow.keras`` logs it.
+gapline, and a model without the user's layers ships only gapline's loader beside what
+``mlflow.keras`` writes.
 
 Real MLflow throughout: a sqlite store under a temp folder, fresh subprocesses.
 """
@@ -148,7 +149,7 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> Shipped:
         model = keras.Model(inputs, outputs)
         x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
         expected = model.predict(x, verbose=0)
-        path_before = list(sys.path)
+        path_before, loader_before = list(sys.path), sys.modules.get("_gapline_loader")
         sys.dont_write_bytecode = False  # as on a user's machine: logging must not ship bytecode
         with mlflow_uri(uri):
             _store(root, "code-shipping")
@@ -157,7 +158,7 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> Shipped:
             assert version is not None
             sys.dont_write_bytecode = bytecode
             path_unchanged = sys.path == path_before
-            loader_left = "_gapline_loader" in sys.modules
+            loader_left = sys.modules.get("_gapline_loader") is not loader_before
             registry_pred = tracking.load_registered_keras(NAME, version).predict(x, verbose=0)
     finally:
         sys.dont_write_bytecode = bytecode
@@ -211,9 +212,12 @@ def test_pyfunc_loads_and_predicts_without_the_users_package_or_gapline(shipped:
     assert out["gapline_layers"].endswith("code/_gapline_layers.py")
 
 
-def test_a_model_without_user_layers_logs_as_mlflow_keras_does(shipped: Shipped, tmp_path: Path) -> None:
-    """Plain Keras layers, or gapline's own layers alone: no code/, loader ``mlflow.keras``,
-    and the same files and pyfunc flavor as ``mlflow.keras.save_model`` writes."""
+def test_a_model_without_user_layers_ships_the_loader_and_else_what_mlflow_keras_writes(
+    shipped: Shipped, tmp_path: Path
+) -> None:
+    """Plain Keras layers, or gapline's own layers alone: code/ holds gapline's loader (the
+    input contract's check and a quiet predict) and, for gapline's layers, their stand-in; the
+    other files and the pyfunc flavor's other keys are those ``mlflow.keras.save_model`` writes."""
     import keras
     import mlflow
     from mlflow.models import Model, infer_signature
@@ -223,7 +227,10 @@ def test_a_model_without_user_layers_logs_as_mlflow_keras_does(shipped: Shipped,
     from gapline.tracking.keras_model import model_requirements
 
     x = np.ones((2, 4), dtype="float32")
-    for name, layer in (("plain", keras.layers.Dense(3)), ("noisy", NoisyDense(3, weight_noise=0.1))):
+    for name, layer, code in (
+        ("plain", keras.layers.Dense(3), {"_gapline_loader.py", "_gapline_modules.json"}),
+        ("noisy", NoisyDense(3, weight_noise=0.1), {"_gapline_loader.py", "_gapline_modules.json", "_gapline_layers.py"}),
+    ):
         inputs = keras.Input((4,))
         model = keras.Model(inputs, layer(inputs))
         with mlflow_uri(shipped.uri):
@@ -239,11 +246,15 @@ def test_a_model_without_user_layers_logs_as_mlflow_keras_does(shipped: Shipped,
             input_example=x, pip_requirements=model_requirements(),
         )
         pyfunc = Model.load(str(local / "MLmodel")).flavors["python_function"]
-        assert pyfunc == Model.load(str(reference / "MLmodel")).flavors["python_function"]
-        assert pyfunc["loader_module"] == "mlflow.keras" and "code" not in pyfunc
+        expected = {**Model.load(str(reference / "MLmodel")).flavors["python_function"], "loader_module": "_gapline_loader", "code": "code"}
+        assert pyfunc == expected
         listing = {p.relative_to(local).as_posix() for p in local.rglob("*")} - {"registered_model_meta"}
-        assert listing == {p.relative_to(reference).as_posix() for p in reference.rglob("*")}, name
-        assert not (local / "code").exists()
+        shipped_code = {"code", *(f"code/{f}" for f in code)}
+        assert listing - shipped_code == {p.relative_to(reference).as_posix() for p in reference.rglob("*")}, name
+        assert shipped_code <= listing, name
+        manifest = json.loads((local / "code" / "_gapline_modules.json").read_text())["imports"]
+        assert manifest == ([] if name == "plain" else [["gapline.layers", "_gapline_layers"]])
+        np.testing.assert_allclose(mlflow.pyfunc.load_model(str(local)).predict(x), model.predict(x, verbose=0), rtol=1e-6)
 
 
 def _http(url: str, body: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:

@@ -50,7 +50,7 @@ def _pyfunc(project: Path, record: dict, x: np.ndarray) -> np.ndarray:
 
     with mlflow_uri(f"sqlite:///{project / 'mlflow.db'}"):
         model = mlflow.pyfunc.load_model(f"models:/{record['registered_model']}/{record['model_version']}")
-    return np.asarray(model.predict(x))
+    return np.asarray(model.predict(np.asarray(x, dtype=np.float64)))  # a client's numbers: float64
 
 
 def _test_split(project: Path) -> tuple[np.ndarray, np.ndarray]:

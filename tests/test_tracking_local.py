@@ -67,11 +67,12 @@ def test_registry_model_predicts_like_the_local_model(local_run: PipelineRun) ->
     import keras
     import mlflow
 
-    x_test = np.load(local_run.project / "data/prepared/test/x.npy")  # raw uint8 pixels: the model scales them
+    x_test = np.load(local_run.project / "data/prepared/test/x.npy")  # stored: 0..240 uint8, (n, 8, 8, 1)
+    served = x_test[..., 0] / 15.0  # what a client has: scikit-learn's load_digits().images (0..16)
     local = keras.saving.load_model(local_run.project / "models/model.keras")
     expected = np.argmax(local.predict(x_test, verbose=0), axis=1)
     registered = mlflow.pyfunc.load_model(download_registered_model(local_run, "models:/gapline@challenger"))
-    got = np.argmax(np.asarray(registered.predict(x_test)), axis=1)
+    got = np.argmax(np.asarray(registered.predict(served)), axis=1)
     np.testing.assert_array_equal(got, expected)
 
 

@@ -55,11 +55,12 @@ def test_registry_model_from_server_predicts_like_the_local_model(server_run: Pi
     import keras
     import mlflow
 
-    x_test = np.load(server_run.project / "data/prepared/test/x.npy")  # raw uint8 pixels: the model scales them
+    x_test = np.load(server_run.project / "data/prepared/test/x.npy")  # stored: 0..240 uint8, (n, 8, 8, 1)
+    served = x_test[..., 0] / 15.0  # what a client has: scikit-learn's load_digits().images (0..16)
     local = keras.saving.load_model(server_run.project / "models/model.keras")
     expected = np.argmax(local.predict(x_test, verbose=0), axis=1)
     registered = mlflow.pyfunc.load_model(download_registered_model(server_run, "models:/gapline@challenger"))
-    np.testing.assert_array_equal(np.argmax(np.asarray(registered.predict(x_test)), axis=1), expected)
+    np.testing.assert_array_equal(np.argmax(np.asarray(registered.predict(served)), axis=1), expected)
 
 
 def test_mlflow_ui_shows_the_run_and_its_gap_accuracy(

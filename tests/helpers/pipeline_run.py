@@ -192,10 +192,14 @@ def check_logged_run(p: PipelineRun, *, experiment: str, system_metrics: bool) -
     info = mlflow.models.Model.load(local)
     example = info.load_input_example(local)
     assert "keras" in info.flavors and "python_function" in info.flavors
-    shape = tuple(meta["input_shape"])
+    # the served form: the digits as scikit-learn hands them out, (n, 8, 8) float64 0..16
+    shape = tuple(meta["input_shape"])[:-1] if meta["source"] == "digits" else tuple(meta["input_shape"])
     assert info.signature.inputs.inputs[0].shape == (-1, *shape)
+    assert str(info.signature.inputs.inputs[0].type) == "float64"
     assert info.signature.outputs.inputs[0].shape == (-1, len(meta["class_names"]))
     assert example is not None and tuple(example.shape[1:]) == shape
+    assert info.metadata["gapline_input"]["shape"] == list(shape)
+    assert version.description == info.metadata["gapline_input"]["description"]
 
     # System metrics: sampled when on, absent when off.
     system = sorted(k for k in data.metrics if k.startswith("system/"))

@@ -12,6 +12,7 @@ import gapline
 from .. import curves, memory, progress, provenance, runtime, tracking
 from ..config import Config
 from ..data.layout import read_meta
+from ..tracking.input_contract import input_contract
 from ..data.store import Split
 from ..gap import overfitting_onset
 from ..errors import warn
@@ -213,7 +214,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
             )
             tracking.log_artifacts(curves.CURVES_DIR, curves.CURVES_DIR.name)
             version = tracking.log_model(
-                result.model, np.asarray(val.x[:2]), cfg.tracking.registered_model or None
+                result.model, np.asarray(val.x[:2]), cfg.tracking.registered_model or None, input_contract(meta)
             )
             tracking.flush()
             run_record = RunRecord(

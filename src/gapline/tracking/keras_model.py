@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from .input_contract import METADATA_KEY, to_served
 from .log import retry_on_conflict
-from .model_code import LOADER, ship_user_code
+from .model_code import LOADER, ship_code
 from .redaction import error_text
 from .runs import flush
 from .store import TrackingError, import_mlflow
@@ -44,8 +45,8 @@ def model_requirements() -> list[str]:
 class _KerasFlavor:
     """``mlflow.keras`` for ``Model.log``, except that the model folder exists before the
     input example is written into it (mlflow issue 16183, still open in 3.17: with
-    ``input_example``, ``mlflow.keras.log_model`` fails with FileNotFoundError), and that a
-    model with the user's own layers ships their code (:func:`.model_code.ship_user_code`)."""
+    ``input_example``, ``mlflow.keras.log_model`` fails with FileNotFoundError), and that the
+    model ships gapline's loader and the user's own layers (:func:`.model_code.ship_code`)."""
 
     __name__ = "mlflow.keras"
 
@@ -53,7 +54,7 @@ class _KerasFlavor:
     def save_model(path: str, **kwargs: Any) -> Any:
         os.makedirs(path, exist_ok=True)
         saved = import_mlflow().keras.save_model(path=path, **kwargs)
-        ship_user_code(kwargs["model"], path, kwargs.get("mlflow_model"))
+        ship_code(kwargs["model"], path, kwargs.get("mlflow_model"))
         return saved
 
 
@@ -89,14 +90,22 @@ def _quiet_keras() -> Iterator[None]:
             keras.config.enable_interactive_logging()
 
 
-def log_model(model: Any, x_sample: Any, registered_model: Optional[str]) -> Optional[str]:
+def log_model(
+    model: Any, x_sample: Any, registered_model: Optional[str], contract: Optional[dict[str, Any]] = None
+) -> Optional[str]:
     """Log the Keras model (Keras flavor) with a signature and an input example; register it
-    and point the alias ``challenger`` at the new version. Returns the registered version."""
+    and point the alias ``challenger`` at the new version. Returns the registered version.
+
+    ``contract`` (:func:`gapline.tracking.input_contract.input_contract`) is what the served model takes:
+    ``x_sample`` (stored rows) is logged in that representation, the loader checks every input
+    against it, and the version's description states it. None: the model takes what Keras
+    takes, unchecked."""
     mlflow = import_mlflow()
     from mlflow.models import Model, infer_signature
 
     flush()  # Model.log copies the run's params onto the logged model: they must have landed
-    signature = infer_signature(x_sample, model.predict(x_sample, verbose=0))
+    example = to_served(x_sample, contract) if contract else x_sample
+    signature = infer_signature(example, model.predict(x_sample, verbose=0))
     # MLflow checks the input example with a verbose predict
     with _quiet_keras(), _no_trace_of_shipped_code():
         info = Model.log(
@@ -105,7 +114,8 @@ def log_model(model: Any, x_sample: Any, registered_model: Optional[str]) -> Opt
             flavor=_KerasFlavor(),
             model=model,
             signature=signature,
-            input_example=x_sample,
+            input_example=example,
+            metadata={METADATA_KEY: contract} if contract else None,
             pip_requirements=model_requirements(),
             registered_model_name=registered_model or None,
         )
@@ -116,6 +126,8 @@ def log_model(model: Any, x_sample: Any, registered_model: Optional[str]) -> Opt
         # register at once both insert, and the second fails on the unique constraint. Tried
         # again, it finds the alias and moves it (to the later version, as when one by one).
         retry_on_conflict(lambda: client.set_registered_model_alias(registered_model, ALIAS, str(version)))
+        if contract:
+            client.update_model_version(registered_model, str(version), description=contract["description"])
         return str(version)
     return None
 

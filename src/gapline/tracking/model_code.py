@@ -1,4 +1,4 @@
-"""A custom model's own code, shipped inside its logged MLflow model.
+"""The code a logged MLflow model ships: gapline's loader, and a custom model's own code.
 
 Keras's loader imports only Keras modules, so a model whose layers live in the user's package
 loads only where that package imports; ``mlflow models serve`` and ``mlflow.pyfunc.load_model``
@@ -16,7 +16,9 @@ does not import (a ``code/gapline/`` folder would shadow an installed gapline). 
 that imports gapline itself still needs gapline installed. The user package's own
 dependencies are not added to the model's pip requirements.
 
-A model naming no user module is logged exactly as before (``loader_module: mlflow.keras``).
+Every model ships the loader, user modules or not: it holds the input contract's check and
+the quiet predict (:mod:`.shipped_loader`). A model naming no user module ships the loader and
+an empty manifest; its other files are those ``mlflow.keras`` writes.
 """
 
 from __future__ import annotations
@@ -54,10 +56,9 @@ def _copy_source(source: Path, code: Path) -> None:
         shutil.copy2(source, code / source.name)
 
 
-def ship_user_code(model: Any, path: str, mlflow_model: Optional[Any] = None) -> list[str]:
-    """Copy the user modules of ``model`` and a loader into the saved MLflow model at ``path``
-    and point its ``python_function`` flavor at them. Returns the user modules (none: nothing
-    changed)."""
+def ship_code(model: Any, path: str, mlflow_model: Optional[Any] = None) -> list[str]:
+    """Copy the loader and the user modules of ``model`` into the saved MLflow model at
+    ``path`` and point its ``python_function`` flavor at them. Returns the user modules."""
     import keras
 
     from ..errors import GaplineError
@@ -65,8 +66,6 @@ def ship_user_code(model: Any, path: str, mlflow_model: Optional[Any] = None) ->
 
     config = keras.saving.serialize_keras_object(model)
     user = config_modules(config)
-    if not user:
-        return []
     imports: list[tuple[str, Optional[str]]] = [(module, None) for module in user]
     sources: dict[str, Path] = {}
     for module in user:

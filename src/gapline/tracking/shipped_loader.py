@@ -1,10 +1,14 @@
-"""MLflow's ``loader_module`` for a logged model that ships its own code, copied into the
-model's ``code/`` folder as ``_gapline_loader.py`` (MLflow puts that folder first on
-``sys.path`` before importing it).
+"""MLflow's ``loader_module`` of every model gapline logs, copied into the model's ``code/``
+folder as ``_gapline_loader.py`` (MLflow puts that folder first on ``sys.path`` before
+importing it).
 
 Keras imports only its own modules while loading, so the modules that define the model's
-custom layers are imported here first; then ``mlflow.keras`` loads the model as usual.
-Standard library and MLflow only: gapline need not be installed where the model is served.
+custom layers are imported here first; then ``mlflow.keras`` loads the model as usual. What
+``mlflow.pyfunc`` and ``mlflow models serve`` call is :class:`ServedModel`: it checks the input
+against the contract in the MLmodel's metadata (:mod:`gapline.tracking.input_contract` writes it), turns
+it into the representation the Keras model was trained on, and predicts without Keras's
+progress bar (a server would log one per request).
+Standard library, numpy and MLflow only: gapline need not be installed where the model is served.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any, Optional
 
 # Next to this file in code/: {"imports": [[module, fallback or null], ...]}
 MANIFEST = "_gapline_modules.json"
+# The input contract's key in the MLmodel's metadata (gapline.tracking.input_contract.METADATA_KEY).
+CONTRACT_KEY = "gapline_input"
 
 
 def _manifest(path: str) -> list[list[Optional[str]]]:
@@ -41,10 +47,78 @@ def _import(module: str, fallback: Optional[str]) -> None:
         importlib.import_module(fallback)
 
 
-def _load_pyfunc(path: str) -> Any:
-    """Import the model's layer modules, then load it the way ``mlflow.keras`` does."""
+def _contract(path: str) -> Optional[dict[str, Any]]:
+    """The input contract in the MLmodel's metadata (None: a model logged without one)."""
+    from mlflow.models import Model
+
+    for folder in (path, os.path.dirname(os.path.abspath(path))):
+        mlmodel = os.path.join(folder, "MLmodel")
+        if os.path.isfile(mlmodel):
+            return dict((Model.load(mlmodel).metadata or {}).get(CONTRACT_KEY) or {}) or None
+    return None
+
+
+def _refuse(message: str) -> Exception:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def checked(data: Any, contract: Optional[dict[str, Any]]) -> Any:
+    """``data`` checked against ``contract`` and put in the Keras model's representation
+    (float32, stored scale and shape); an :class:`MlflowException` (HTTP 400) otherwise."""
+    import numpy as np
+
+    x = np.asarray(data)
+    if contract is None:
+        return x
+    expected = f"expected {contract['expected']}"
+    want = tuple(int(s) for s in contract["shape"])
+    if x.dtype.kind not in "biuf":
+        raise _refuse(f"input has dtype {x.dtype.str!r}: {expected}")
+    if x.ndim != len(want) + 1 or x.shape[1:] != want:
+        raise _refuse(f"input has shape {x.shape}: {expected}")
+    xf = x.astype(np.float64)
+    if xf.size:
+        if not np.isfinite(xf).all():
+            raise _refuse(f"input holds {int((~np.isfinite(xf)).sum())} NaN or infinite values: {expected}")
+        lo, hi = float(xf.min()), float(xf.max())
+        if ("min" in contract and lo < contract["min"]) or ("max" in contract and hi > contract["max"]):
+            raise _refuse(f"input values range from {lo:g} to {hi:g}: {expected}")
+        if contract.get("whole"):
+            fractional = xf[xf != np.floor(xf)]
+            if fractional.size:
+                raise _refuse(f"input holds {fractional.size} values with a fraction (such as {fractional[0]:g}): {expected}")
+    xf = xf * float(contract.get("scale", 1))
+    return xf.reshape((-1, *contract["model_shape"])).astype(np.float32)
+
+
+class ServedModel:
+    """What ``mlflow.pyfunc`` calls predict on: the contract's check, then a quiet predict."""
+
+    def __init__(self, model: Any, contract: Optional[dict[str, Any]]) -> None:
+        self.model, self.contract = model, contract
+
+    def get_raw_model(self) -> Any:
+        """The Keras model, as ``mlflow.keras``'s own wrapper hands it out."""
+        return self.model
+
+    def predict(self, data: Any, params: Optional[dict[str, Any]] = None) -> Any:
+        import keras
+        import pandas as pd
+
+        index = data.index if isinstance(data, pd.DataFrame) else None
+        x = checked(data.to_numpy() if index is not None else data, self.contract)
+        out = keras.ops.convert_to_numpy(self.model.predict(x, verbose=0))
+        return pd.DataFrame(out, index=index) if index is not None else out
+
+
+def _load_pyfunc(path: str) -> ServedModel:
+    """Import the model's layer modules, load it the way ``mlflow.keras`` does, and serve it
+    behind its input contract."""
     for module, fallback in _manifest(path):
         _import(str(module), fallback)
     import mlflow.keras
 
-    return mlflow.keras._load_pyfunc(path)
+    return ServedModel(mlflow.keras._load_pyfunc(path).get_raw_model(), _contract(path))
