@@ -77,7 +77,7 @@ TINY_CONFIG: dict[str, Any] = {
 @pytest.fixture
 def make_tiny_config() -> Callable[..., Any]:
     """``make_tiny_config({"regularization": {"dropout": 0.5}})`` → a validated tiny Config."""
-    from gapline.config import from_container
+    from gapline.validation import from_container
 
     def make(extra: dict[str, Any] | None = None) -> Any:
         return from_container(_deep_merge(TINY_CONFIG, extra or {}))

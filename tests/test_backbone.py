@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY_CONFIG, _deep_merge, tiny_images
-from gapline.config import from_container
+from gapline.validation import from_container
 from gapline.errors import ConfigError
 
 LR = 0.01
@@ -86,7 +86,7 @@ def test_same_build_saves_the_same_bytes_in_one_process(tmp_path: Path) -> None:
 BUILD_AND_SAVE = """
 import sys
 from gapline import runtime
-from gapline.config import from_container
+from gapline.validation import from_container
 from gapline.model_io import save_model
 from gapline.models import build_model
 cfg = from_container({"model": {"family": "backbone", "hidden_units": [8]}, "train": {"accelerator": "cpu"}})

@@ -339,7 +339,7 @@ def test_unreachable_server_fails_before_training_or_falls_back(tmp_path: Path, 
     from mlflow import MlflowClient
 
     from gapline import tracking
-    from gapline.config import from_container
+    from gapline.validation import from_container
     from gapline.tracking import store
 
     monkeypatch.chdir(tmp_path)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gapline.config import Config, from_container
+from gapline.config import Config
+from gapline.validation import from_container
 from gapline.validation import validate
 from gapline.errors import ConfigError
 from gapline.params import compose_config

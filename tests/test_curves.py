@@ -148,7 +148,7 @@ def test_a_resumed_train_stage_writes_back_the_epochs_before_the_kill(tmp_path: 
     from omegaconf import OmegaConf
 
     from gapline.backup import Backup
-    from gapline.config import from_container
+    from gapline.validation import from_container
     from gapline.data.layout import read_meta
     from gapline.stages import train as stage
     from gapline.stages.augment import augment

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gapline.config import Config, from_container
+from gapline.config import Config
+from gapline.validation import from_container
 from gapline.data.labels import read_labels
 from gapline.data.prepare import load_source, split_source
 from gapline.data.bundled import load_breast_cancer, load_diabetes, load_digits

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gapline.config import from_container
+from gapline.validation import from_container
 from gapline.errors import ConfigError
 from helpers.processes import BIN, free_port, run
 from helpers.sandbox import copy_project
@@ -31,7 +31,7 @@ import json, sys
 sys.path.insert(0, {tests!r})
 from conftest import TINY_CONFIG, _deep_merge, tiny_images
 from gapline import runtime
-from gapline.config import from_container
+from gapline.validation import from_container
 
 cfg = from_container(_deep_merge(TINY_CONFIG, json.loads(sys.argv[1])))
 runtime.configure_for(cfg.train)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gapline.config import from_container
+from gapline.validation import from_container
 from gapline.training import TrainingDiverged, train_model
 
 

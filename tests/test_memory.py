@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gapline.config import from_container
+from gapline.validation import from_container
 
 
 def _cnn(size: int = 16, filters: int = 8, nested: bool = False):

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline.config import Config, from_container
+from gapline.config import Config
+from gapline.validation import from_container
 from gapline.errors import ConfigError
 
 from conftest import TINY_CONFIG

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from gapline.config import from_container
+from gapline.validation import from_container
 from gapline.backup import Backup, epoch_orders
 from gapline.training import train_model
 

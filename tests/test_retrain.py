@@ -18,7 +18,8 @@ import pytest
 
 from gapline import retrain as R
 from gapline.cli import build_parser, _retrain_words
-from gapline.config import Config, RetrainConfig, from_container
+from gapline.config import Config, RetrainConfig
+from gapline.validation import from_container
 from gapline.errors import ConfigError
 from gapline.exit_codes import PROMOTE_MEANINGS
 from gapline.retrain.drift_gate import TAG_REFERENCE

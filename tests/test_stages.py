@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline.config import Config, from_container
+from gapline.config import Config
+from gapline.validation import from_container
 from gapline.curves import read_curves
 
 

@@ -132,7 +132,7 @@ def test_steps_per_execution_never_crosses_an_epoch() -> None:
 def test_a_fit_whose_epoch_is_not_a_multiple_of_the_call_runs_whole_epochs(make_tiny_images, cpu_runtime) -> None:
     """6 steps an epoch and 4 asked per call: each call stays inside its epoch (3 steps), so
     the stream ends exactly with the last epoch (Keras warns 'ran out of data' otherwise)."""
-    from gapline.config import from_container
+    from gapline.validation import from_container
     from gapline.training import train_model
 
     cpu_runtime(3)
@@ -195,7 +195,7 @@ def test_prepare_writes_uint8_pixels_that_the_model_scales(tmp_path: Path, monke
     after), written as uint8 splits; the model's first layer divides by meta's pixel_max."""
     from PIL import Image
 
-    from gapline.config import from_container
+    from gapline.validation import from_container
     from gapline.models import build_model
     from gapline.stages.prepare import prepare
     from gapline.tasks import spec_from_meta
@@ -224,7 +224,7 @@ import json, sys
 from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
-from gapline.config import from_container
+from gapline.validation import from_container
 from gapline.data.store import RowWriter
 from gapline.stages.evaluate import evaluate
 from gapline.stages.train import train
@@ -286,7 +286,7 @@ def test_a_trial_streams_from_the_prepared_folder_only_when_it_matches(
     prepared splits (the same bytes it would split in memory, so the same result); another
     data setting, or an edited source, splits the source in memory."""
     from gapline import trial
-    from gapline.config import from_container
+    from gapline.validation import from_container
     from gapline.stages.prepare import prepare
 
     x, y = make_tiny_images(60, size=4, classes=3, seed=0)
@@ -354,7 +354,7 @@ def test_multi_worker_calls_are_sized_on_each_process_share(monkeypatch: pytest.
 def test_a_champion_trained_on_floats_is_scored_on_the_same_pixels(cpu_runtime) -> None:
     """A champion registered before images were stored as uint8 pixels has no pixel_scale
     layer: retrain puts the scale in front of it, so it sees what it was trained on."""
-    from gapline.config import from_container
+    from gapline.validation import from_container
     from gapline.retrain.decision import takes_pixels
     from gapline.tasks import TaskSpec
     from gapline.training import build_compiled
@@ -372,7 +372,7 @@ def test_a_champion_trained_on_floats_is_scored_on_the_same_pixels(cpu_runtime) 
 
 def test_decoding_processes_change_no_digest() -> None:
     """data.workers writes the same bytes: it is not a config change for retraining."""
-    from gapline.config import from_container
+    from gapline.validation import from_container
     from gapline.retrain.state import config_digest
 
     assert config_digest(from_container({"data": {"workers": 1}})) == config_digest(from_container({}))

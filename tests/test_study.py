@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline.config import from_container
+from gapline.validation import from_container
 from gapline.errors import ConfigError
 from gapline.study.plan import Job, job_key, override_value, plan, resolve, trials, tuned
 from gapline.study.tuning import choose

@@ -251,7 +251,7 @@ def test_sweep_summary_of_regression_jobs_ranks_by_objective_and_reports_rmse(tm
     from mlflow import MlflowClient
 
     from gapline import tracking
-    from gapline.config import from_container
+    from gapline.validation import from_container
 
     cfg = from_container({"tracking": {"enabled": True, "experiment": "unit-sweep", "system_metrics": False}})
     parent = tracking.create_parent_run(cfg.tracking, "sweep", {"gapline.mode": "sweep"})
@@ -309,7 +309,7 @@ def test_every_sweep_objective_per_task_lower_is_better() -> None:
     """What a sweeper and the study's tuning minimize: val_nll is the log-loss without
     smoothing or penalties (a regression's val_rmse), val_error 1 − the headline score."""
     from gapline.config import SweepConfig
-    from gapline.sweep import objective
+    from gapline.tasks import objective
 
     metrics = {"val_loss": 0.5, "gap_loss_val": 0.2, "val_nll": 0.3, "val_accuracy": 0.9, "val_auc": 0.8, "val_rmse": 55.0}
     assert objective(metrics, SweepConfig("val_loss")) == 0.5

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from gapline import provenance, tracking
-from gapline.config import Config, from_container
+from gapline.config import Config
+from gapline.validation import from_container
 from gapline.errors import GaplineError
 from gapline.tracking import redaction
 from gapline.tracking.log import MAX_DIGEST_LENGTH, dataset_digest, retry_on_conflict
@@ -383,7 +384,7 @@ def test_sigterm_ends_run_killed(tmp_path: Path) -> None:
         """
         import sys, time
         from gapline import tracking
-        from gapline.config import from_container
+        from gapline.validation import from_container
         cfg = from_container({"tracking": {"enabled": True, "experiment": "unit", "system_metrics": False}})
         with tracking.run(cfg) as active:
             print(active.info.run_id, flush=True)

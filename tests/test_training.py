@@ -107,7 +107,7 @@ def test_dropout_and_noise_layers_follow_config() -> None:
 def _identity_classifier():
     """A model with no hidden layer whose prediction is the argmax of a 3-feature input."""
     from gapline.training import compile_model
-    from gapline.config import from_container
+    from gapline.validation import from_container
     from gapline.models import build_model
 
     cfg = from_container({"model": {"hidden_units": []}, "regularization": {"early_stopping": {"enabled": False}}})

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline.config import from_container
+from gapline.validation import from_container
 from gapline.errors import ConfigError
 
 CNN = {"family": "cnn", "conv_filters": [4, 8], "kernel_size": 3, "dense_units": 8}

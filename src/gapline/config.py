@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
 
 SCHEMA_NAME = "gapline_schema"
 # A registered model as model.init_from: models:/NAME@ALIAS or models:/NAME/VERSION.
@@ -396,38 +395,3 @@ def register_schema() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
-
-
-def from_container(raw: Any) -> Config:
-    """Turn a plain dict or DictConfig into a validated :class:`Config`.
-
-    Type errors and unknown keys are caught by OmegaConf's structured merge and rephrased as
-    one line; ranges by :func:`validate`.
-    """
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
-        obj = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(omegaconf_error_line(exc)) from None
-    assert isinstance(obj, Config)
-    from .validation import validate
-
-    return validate(obj)
-
-
-def omegaconf_error_line(exc: BaseException) -> str:
-    """One line from OmegaConf's multi-line messages: key, value, what is allowed."""
-    import dataclasses
-
-    key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
-    msg = str(exc).splitlines()[0].strip() if str(exc) else type(exc).__name__
-    owner = getattr(exc, "object_type", None)
-    if "not in" in msg and owner is not None and dataclasses.is_dataclass(owner):
-        allowed = ", ".join(f.name for f in dataclasses.fields(owner))
-        msg = f"unknown key: expected one of {allowed}"
-    if key:
-        return f"{key}: {msg}"
-    return msg

@@ -4,13 +4,30 @@ one history, one gap curve and a resumable state across the phase boundary."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any, Optional, Protocol
+
 from .backup import saved_phase
 from .config import Config
+from .models.backbone import find_backbone, set_fine_tune
 from .runtime import distribution_scope
-from .training import PhaseFit, compile_model
 
 
-def two_phase_fit(fit: PhaseFit, cfg: Config, steps: int) -> tuple[dict[str, list[float]], int]:
+class Phases(Protocol):
+    """What the schedule drives: one ``model.fit`` per call (:class:`gapline.training.PhaseFit`)."""
+
+    model: Any
+    backup: Any
+
+    def run(
+        self, cfg: Config, first: int, end: int, phase: int = 0,
+        history: Optional[dict[str, list[float]]] = None, restore: bool = True,
+    ) -> dict[str, list[float]]: ...
+
+    def recompile(self, cfg: Config, steps: int) -> None: ...
+
+
+def two_phase_fit(fit: Phases, cfg: Config, steps: int) -> tuple[dict[str, list[float]], int]:
     """Phase 1: ``train.epochs`` epochs, the backbone frozen as ``model.freeze`` says. Phase 2:
     ``model.fine_tune.unfreeze`` top layers of the backbone trainable (BatchNormalization kept
     frozen), the model recompiled with the same optimizer kind at ``train.learning_rate ×
@@ -27,10 +44,6 @@ def two_phase_fit(fit: PhaseFit, cfg: Config, steps: int) -> tuple[dict[str, lis
     Saved in phase 2, phase 1 is skipped: the model is given the phase-2 trainable state and
     optimizer first, then every variable, the optimizer's and the stopper's state are restored.
     """
-    from dataclasses import replace
-
-    from .models.backbone import find_backbone, set_fine_tune
-
     fine = cfg.model.fine_tune
     state = fit.backup.state() if fit.backup is not None else None
     phase = saved_phase(state)
@@ -57,7 +70,7 @@ def two_phase_fit(fit: PhaseFit, cfg: Config, steps: int) -> tuple[dict[str, lis
     )
     set_fine_tune(find_backbone(fit.model, cfg.model), fine.unfreeze)
     with distribution_scope(cfg.train):  # a trainable change takes effect with a new compile
-        compile_model(fit.model, cfg2, steps, fit.task)
+        fit.recompile(cfg2, steps)
     if phase < 2:
         return fit.run(cfg2, begin, end, phase=2, history=history, restore=False), first_epoch
     assert state is not None

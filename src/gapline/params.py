@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import BUILTIN_SOURCES, Config, from_container, register_schema
+from .config import BUILTIN_SOURCES, Config, register_schema
+from .validation import from_container
 from .errors import ConfigError, GaplineError
 from .files import write_text
 from .provenance import folder_digest
@@ -126,7 +127,7 @@ def hydra_error_line(exc: BaseException) -> str:
     """Hydra wraps OmegaConf errors in several lines; keep the part that names key and value."""
     from omegaconf.errors import OmegaConfBaseException
 
-    from .config import omegaconf_error_line
+    from .validation import omegaconf_error_line
 
     cause = exc
     while cause.__cause__ is not None:

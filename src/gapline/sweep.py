@@ -19,34 +19,15 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import hydra
 
-from .config import SweepConfig
+from .tasks import objective
 from .params import CONF_DIR, CONFIG_NAME
 from .signals import raise_if_terminated, sigterm_as_interrupt, stop_child
 
 PARENT_ENV = "GAPLINE_SWEEP_PARENT_RUN_ID"
-
-
-def objective(metrics: Mapping[str, float], sweep: SweepConfig, task: str = "multiclass") -> float:
-    """The number a sweeper minimizes (lower is better for every task): val_error is
-    1 − the task's headline score on validation (accuracy, AUC), or its error (RMSE); val_nll
-    the validation log-loss without label smoothing or weight penalties (a regression's: its
-    RMSE, the Gaussian log-likelihood's ranking), which val_loss includes."""
-    from .tasks import HEADLINE, higher_is_better
-
-    if sweep.objective == "val_nll":
-        return float(metrics["val_rmse" if task == "regression" else "val_nll"])
-    if sweep.objective == "val_error":
-        head = HEADLINE[task]
-        value = float(metrics[f"val_{head}"])
-        return 1.0 - value if higher_is_better(head) else value
-    value = float(metrics["val_loss"])
-    if sweep.objective == "val_loss_plus_gap":
-        value += sweep.gap_penalty * max(0.0, float(metrics["gap_loss_val"]))
-    return value
 
 
 def job_overrides() -> list[str]:
@@ -84,7 +65,7 @@ def sweep_job(raw: Any) -> float:
 
     from omegaconf import OmegaConf
 
-    from .config import from_container
+    from .validation import from_container
     from .trial import run_trial
     from .trial_logging import log_trial
 
@@ -129,7 +110,7 @@ class MlflowSweepCallback(_HydraCallback):
         from omegaconf import OmegaConf
 
         from . import tracking
-        from .config import from_container
+        from .validation import from_container
         from .trial_logging import open_sweep
 
         keys = [k for k in config.keys() if k != "hydra"]

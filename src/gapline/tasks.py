@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from .config import SweepConfig
 from .errors import ConfigError, bad_value
 
 TASK_NAMES = ("multiclass", "binary", "multilabel", "regression")
@@ -299,3 +300,20 @@ def label(metric: str) -> str:
 def gap_label(metric: str) -> str:
     """Which way the gap on ``metric`` is taken (positive = overfitting)."""
     return "train−test" if higher_is_better(metric) else "test−train"
+
+
+def objective(metrics: Mapping[str, float], sweep: SweepConfig, task: str = "multiclass") -> float:
+    """The number a sweeper minimizes (lower is better for every task): val_error is
+    1 − the task's headline score on validation (accuracy, AUC), or its error (RMSE); val_nll
+    the validation log-loss without label smoothing or weight penalties (a regression's: its
+    RMSE, the Gaussian log-likelihood's ranking), which val_loss includes."""
+    if sweep.objective == "val_nll":
+        return float(metrics["val_rmse" if task == "regression" else "val_nll"])
+    if sweep.objective == "val_error":
+        head = HEADLINE[task]
+        value = float(metrics[f"val_{head}"])
+        return 1.0 - value if higher_is_better(head) else value
+    value = float(metrics["val_loss"])
+    if sweep.objective == "val_loss_plus_gap":
+        value += sweep.gap_penalty * max(0.0, float(metrics["gap_loss_val"]))
+    return value

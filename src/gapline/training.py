@@ -411,6 +411,10 @@ class PhaseFit:
     task: TaskSpec
     weights: np.ndarray | None = None  # per-sample loss weights (task.class_weight)
 
+    def recompile(self, cfg: Config, steps: int) -> None:
+        """Compile again under ``cfg`` (a trainable change takes effect with a new compile)."""
+        compile_model(self.model, cfg, steps, self.task)
+
     def run(
         self,
         cfg: Config,

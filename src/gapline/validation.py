@@ -382,3 +382,36 @@ def builder_parts(builder: str) -> tuple[str, str]:
             bad_value("model.builder", builder, "an import path package.module:function (or package.module.function)")
         )
     return module, func
+
+
+def from_container(raw: Any) -> Config:
+    """Turn a plain dict or DictConfig into a validated :class:`Config`.
+
+    Type errors and unknown keys are caught by OmegaConf's structured merge and rephrased as
+    one line; ranges by :func:`validate`.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(omegaconf_error_line(exc)) from None
+    assert isinstance(obj, Config)
+    return validate(obj)
+
+
+def omegaconf_error_line(exc: BaseException) -> str:
+    """One line from OmegaConf's multi-line messages: key, value, what is allowed."""
+    import dataclasses
+
+    key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
+    msg = str(exc).splitlines()[0].strip() if str(exc) else type(exc).__name__
+    owner = getattr(exc, "object_type", None)
+    if "not in" in msg and owner is not None and dataclasses.is_dataclass(owner):
+        allowed = ", ".join(f.name for f in dataclasses.fields(owner))
+        msg = f"unknown key: expected one of {allowed}"
+    if key:
+        return f"{key}: {msg}"
+    return msg

@@ -95,7 +95,7 @@ def check_logged_run(p: PipelineRun, *, experiment: str, system_metrics: bool) -
 
     import gapline
     from gapline import provenance, tracking
-    from gapline.config import from_container
+    from gapline.validation import from_container
     from gapline.regularization import technique_label
 
     client = MlflowClient(tracking_uri=p.uri, registry_uri=p.uri)

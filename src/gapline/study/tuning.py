@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from ..config import Config, SweepConfig
 from ..files import write_text
-from ..sweep import objective
+from ..tasks import objective
 
 
 @dataclass(frozen=True)
