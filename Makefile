@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup pipeline test test-fast ui params clean chromium study-docs tasks-docs
+.PHONY: setup pipeline test test-fast lint ui params clean chromium study-docs tasks-docs
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found: gapline needs Python 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -37,8 +37,13 @@ chromium:
 
 # Tests run in parallel processes (pytest-xdist): one per core, at most 4. Each module stays
 # on one process, in order: some modules (test_retrain) are one scenario in several steps.
-test: setup chromium
+test: setup chromium lint
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope
+
+# The lint gate: ruff's rules and the import rules of docs/architecture.md (pyproject.toml,
+# [tool.ruff]), zero findings. The import graph's acyclicity is a test (tests/test_import_graph.py).
+lint: setup
+	$(BIN)/ruff check src tests benchmarks docs
 
 test-fast: setup
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope -m "not slow"

@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -254,11 +255,11 @@ def diagnose(data: dict, batches: tuple = (1024, 4096), repeats: int = 5) -> dic
     for batch in batches:
         adapter = ArrayDataAdapter(x, y, batch_size=batch, shuffle=True)
 
-        def host_only() -> None:
+        def host_only(adapter: Any = adapter) -> None:
             for _ in adapter.get_jax_iterator():
                 pass
 
-        def host_and_put() -> None:
+        def host_and_put(adapter: Any = adapter) -> None:
             last = None
             for b in adapter.get_jax_iterator():
                 last = jax.device_put(b)
@@ -283,7 +284,7 @@ def diagnose(data: dict, batches: tuple = (1024, 4096), repeats: int = 5) -> dic
             state = [model._get_jax_state(trainable_variables=True, non_trainable_variables=True,
                                           optimizer_variables=True, metrics_variables=True, purge_model_variables=False)]
 
-            def one_pass() -> None:
+            def one_pass(state: list = state, on_device: list = on_device, model: Any = model) -> None:
                 st = state[0]
                 for b in on_device:
                     _, st = model.train_function(st, iter([b]))

@@ -45,8 +45,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-
 from common import PY, REPO, env, median, sh  # noqa: E402  (benchmarks/ is on sys.path: the scripts run from it)
+
 RESULTS = REPO / "benchmarks/results/streaming"
 CGROUP = Path("/sys/fs/cgroup/memory/gapline-bench")
 #: The last commit whose prepare stage wrote float32 ``{train,val,test}.npz`` (before #14).
@@ -525,8 +525,12 @@ def bench_decode(repeats: int) -> dict:
     old_prep = []
     new_prep = []
     for _ in range(max(1, min(repeats, 3))):
-        t = time.perf_counter(); sh(["gapline", "prepare"], old_root, extra=old_env); old_prep.append(time.perf_counter() - t)
-        t = time.perf_counter(); sh(["gapline", "prepare"], new_root); new_prep.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        sh(["gapline", "prepare"], old_root, extra=old_env)
+        old_prep.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        sh(["gapline", "prepare"], new_root)
+        new_prep.append(time.perf_counter() - t)
     meta_old = json.loads((old_root / "data/prepared/meta.json").read_text())
     total = sum(meta_old["counts"].values())
     for name, s in (("float32 .npz (before #14)", old), ("uint8 .npy (now)", new)):
@@ -611,7 +615,7 @@ def bench_inference(repeats: int) -> dict:
 ANATOMY_ONE = r"""
 import json, sys, time
 def mem():
-    f = {l.split(":")[0]: int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(("RssAnon:", "VmHWM:"))}
+    f = {lyr.split(":")[0]: int(lyr.split()[1]) * 1024 for lyr in open("/proc/self/status") if lyr.startswith(("RssAnon:", "VmHWM:"))}
     return {"anon": f["RssAnon"], "hwm": f["VmHWM"]}
 steps = [("python and numpy", (__import__("numpy"), mem())[1])]
 size, old_rows = int(sys.argv[1]), int(sys.argv[2])
@@ -681,7 +685,8 @@ def limit_table(runs: dict[str, dict]) -> str:
 
 def inference_table(sizes: dict) -> str:
     """BENCHMARKS.md's table of the inference part: images/s before and after, per size."""
-    lines = ["| image size | rows per call after (before: gap 1,024, evaluate 512) | gap images/s before → after | ratio | evaluate images/s before → after | ratio |",
+    lines = ["| image size | rows per call after (before: gap 1,024, evaluate 512) | gap images/s before → after | ratio "
+             "| evaluate images/s before → after | ratio |",
              "|---|---|---|---|---|---|"]
     for size, r in sizes.items():
         m = r["medians"]

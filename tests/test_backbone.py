@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY_CONFIG, _deep_merge, tiny_images
-from gapline.validation import from_container
 from gapline.errors import ConfigError
+from gapline.validation import from_container
 
 LR = 0.01
 SCALE = 0.5
@@ -40,8 +40,8 @@ def _build(cfg: Any, channels: int = 1, seed: int = 0) -> Any:
 def _layers(model: Any) -> tuple[Any, list[Any], list[Any]]:
     """The backbone, its batch-norm layers and its other layers with weights."""
     backbone = model.get_layer("MobileNetV3Small")
-    bn = [l for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
-    other = [l for l in backbone.layers if l.weights and not isinstance(l, keras.layers.BatchNormalization)]
+    bn = [lyr for lyr in backbone.layers if isinstance(lyr, keras.layers.BatchNormalization)]
+    other = [lyr for lyr in backbone.layers if lyr.weights and not isinstance(lyr, keras.layers.BatchNormalization)]
     return backbone, bn, other
 
 
@@ -157,11 +157,11 @@ def test_weights_of_another_backbone_are_refused_when_composing_naming_it(tmp_pa
 
 def test_freeze_by_name_or_index_freezes_up_to_that_layer() -> None:
     by_index = _layers(_build(_cfg(freeze="5")))[0]
-    assert [l.trainable for l in by_index.layers] == [False] * 6 + [True] * (len(by_index.layers) - 6)
+    assert [lyr.trainable for lyr in by_index.layers] == [False] * 6 + [True] * (len(by_index.layers) - 6)
     name = by_index.layers[5].name
     by_name = _layers(_build(_cfg(freeze=name)))[0]
-    assert [l.trainable for l in by_name.layers] == [l.trainable for l in by_index.layers]
-    assert all(l.trainable for l in _layers(_build(_cfg(freeze="none")))[0].layers)
+    assert [lyr.trainable for lyr in by_name.layers] == [lyr.trainable for lyr in by_index.layers]
+    assert all(lyr.trainable for lyr in _layers(_build(_cfg(freeze="none")))[0].layers)
 
 
 @pytest.mark.parametrize(
@@ -249,7 +249,7 @@ def test_phase_one_trains_the_head_only_and_phase_two_keeps_batch_norm_frozen(
     for later in bns[1:]:  # gamma, beta and the moving statistics: never updated
         assert _same(bns[0], later)
     backbone, bn, _ = _layers(result.model)
-    assert backbone.trainable and not any(l.trainable for l in bn)
+    assert backbone.trainable and not any(lyr.trainable for lyr in bn)
 
     from gapline.model_io import load_model, save_model
 
@@ -290,8 +290,8 @@ def test_fine_tune_unfreezes_the_top_layers_only() -> None:
     backbone = _layers(_build(_cfg()))[0]
     set_fine_tune(backbone, "10")
     top = backbone.layers[-10:]
-    assert not any(l.trainable for l in backbone.layers[:-10])
-    assert all(l.trainable != isinstance(l, keras.layers.BatchNormalization) for l in top)
+    assert not any(lyr.trainable for lyr in backbone.layers[:-10])
+    assert all(lyr.trainable != isinstance(lyr, keras.layers.BatchNormalization) for lyr in top)
     assert backbone.trainable_weights and all(
         w.name in ("kernel", "bias", "depthwise_kernel") for w in backbone.trainable_weights
     )

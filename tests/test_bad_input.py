@@ -4,8 +4,8 @@ nothing half-written for DVC to cache."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -339,8 +339,8 @@ def test_unreachable_server_fails_before_training_or_falls_back(tmp_path: Path, 
     from mlflow import MlflowClient
 
     from gapline import tracking
-    from gapline.validation import from_container
     from gapline.tracking import store
+    from gapline.validation import from_container
 
     monkeypatch.chdir(tmp_path)
     dead = f"http://127.0.0.1:{free_port()}"

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 from gapline.config import Config
-from gapline.validation import from_container
-from gapline.validation import validate
 from gapline.errors import ConfigError
 from gapline.params import compose_config
+from gapline.validation import from_container, validate
 
 
 def _error(overrides: list[str], root: Path) -> str:

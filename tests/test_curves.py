@@ -60,7 +60,7 @@ def test_curves_are_on_disk_after_every_epoch_while_training(tmp_path: Path, mon
     """What `dvc plots show`, VS Code and Studio read live: epoch k's row is written at its end."""
     import keras
 
-    from gapline.gap import GapCallback
+    from gapline.keras_classes import GapCallback
     from gapline.tasks import multiclass
 
     monkeypatch.chdir(tmp_path)
@@ -148,11 +148,11 @@ def test_a_resumed_train_stage_writes_back_the_epochs_before_the_kill(tmp_path: 
     from omegaconf import OmegaConf
 
     from gapline.backup import Backup
-    from gapline.validation import from_container
     from gapline.data.layout import read_meta
     from gapline.stages import train as stage
     from gapline.stages.augment import augment
     from gapline.stages.prepare import prepare
+    from gapline.validation import from_container
 
     x, y = make_tiny_images(60, size=4, classes=3, seed=0)
     np.savez(tmp_path / "d.npz", x=x, y=y)

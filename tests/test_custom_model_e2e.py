@@ -57,9 +57,9 @@ def test_the_readme_example_trains_through_dvc_into_a_finished_run_with_the_gap(
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert metrics["gap_accuracy_val"] == pytest.approx(metrics["train_accuracy"] - metrics["val_accuracy"], abs=2e-6)
     code = (
-        "import json, mlflow; r = mlflow.get_run(%r); "
-        "print(json.dumps({'status': r.info.status, 'techniques': r.data.tags['techniques'], "
-        "'builder': r.data.params['model.builder'], 'gap': 'gap_accuracy_val' in r.data.metrics}))" % record["run_id"]
+        "import json, mlflow; r = mlflow.get_run({!r}); "
+        "print(json.dumps({{'status': r.info.status, 'techniques': r.data.tags['techniques'], "
+        "'builder': r.data.params['model.builder'], 'gap': 'gap_accuracy_val' in r.data.metrics}}))".format(record["run_id"])
     )
     run = json.loads(_mlflow(project, code))
     assert run["status"] == "FINISHED" and run["gap"] and run["builder"] == "my_models.resnet:build"

@@ -4,26 +4,31 @@ refusals, per-task validation and stratified splits, meta task/target stats."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
-
-import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from gapline.config import Config
-from gapline.validation import from_container
-from gapline.data.labels import read_labels
-from gapline.data.prepare import load_source, split_source
 from gapline.data.bundled import load_breast_cancer, load_diabetes, load_digits
 from gapline.data.dataset import Dataset, validate_dataset
 from gapline.data.images import load_image_folder
+from gapline.data.labels import read_labels
+from gapline.data.prepare import load_source, split_source
 from gapline.data.sources import load_csv, load_npz
-from gapline.data.split import multilabel_strata, quantile_strata, stratified_split, task_split, task_subset
+from gapline.data.split import (
+    multilabel_strata,
+    quantile_strata,
+    stratified_split,
+    task_split,
+    task_subset,
+)
 from gapline.errors import ConfigError, DataError, GaplineError
 from gapline.tasks import target_stats
+from gapline.validation import from_container
 
 
 def _error(fn, *args, kind: type[Exception] = GaplineError, **kwargs) -> str:

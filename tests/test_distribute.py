@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gapline.validation import from_container
 from gapline.errors import ConfigError
+from gapline.validation import from_container
 from helpers.processes import BIN, free_port, run
 from helpers.sandbox import copy_project
 

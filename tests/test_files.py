@@ -6,16 +6,23 @@ import builtins
 import errno
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 
 import gapline.files
-
 from gapline.errors import DataError
-from gapline.files import atomic_path, load_arrays, read_json, save_arrays, write_json, write_text
+from gapline.files import (
+    atomic_path,
+    load_arrays,
+    read_json,
+    save_arrays,
+    write_json,
+    write_text,
+)
 
 
 def _leftovers(directory: Path) -> list[str]:
@@ -222,7 +229,7 @@ class _FailingFile:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 
-    def __enter__(self) -> "_FailingFile":
+    def __enter__(self) -> _FailingFile:
         return self
 
     def __exit__(self, *exc: object) -> None:

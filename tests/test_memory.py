@@ -96,6 +96,7 @@ def test_every_prediction_path_keeps_to_the_budget(tmp_path: Path, monkeypatch: 
     trial: each prediction call takes at most the rows the budget allows (here 2 rows of
     64x64 images through 16 filters, 512 KiB a row, in 1 MiB), and a split is scored whole."""
     import keras
+    from omegaconf import OmegaConf
 
     from gapline.data.layout import read_split
     from gapline.memory import footprint, train_budget
@@ -107,7 +108,6 @@ def test_every_prediction_path_keeps_to_the_budget(tmp_path: Path, monkeypatch: 
     from gapline.stages.train import train
     from gapline.tasks import spec_from_meta
     from gapline.trial import run_trial
-    from omegaconf import OmegaConf
 
     x, y = _images(60, 64, 0)
     np.savez(tmp_path / "images.npz", x=x, y=y)

@@ -187,10 +187,10 @@ def test_fresh_clone_reproduces_the_committed_outputs_and_leaves_git_clean(tmp_p
     """`make pipeline` on a fresh clone rebuilds the committed model bit for bit and leaves
     `git status` clean: dvc.lock and the committed reports match, and the MLflow run id is
     local state, not a DVC output."""
+    from mlflow import MlflowClient
+
     from helpers.processes import run
     from helpers.sandbox import copy_project
-
-    from mlflow import MlflowClient
 
     clone = copy_project(tmp_path / "clone", keep_outputs=True)
     proc = _run(["dvc", "repro"], clone)

@@ -29,7 +29,7 @@ def _fit(train: TrainConfig, epochs: int, stream: io.StringIO, patience: int = 0
     train stage orders them; returns the epochs run."""
     import keras
 
-    from gapline.gap import GapCallback
+    from gapline.keras_classes import GapCallback
     from gapline.tasks import multiclass
 
     keras.utils.set_random_seed(0)
@@ -150,7 +150,7 @@ def test_a_second_phase_after_an_early_stop_counts_to_its_own_end() -> None:
     3-4, so the count and the ETA end at 4, not at the 6 planned."""
     import keras
 
-    from gapline.gap import GapCallback
+    from gapline.keras_classes import GapCallback
     from gapline.tasks import multiclass
 
     keras.utils.set_random_seed(0)

@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline.config import Config
-from gapline.validation import from_container
-from gapline.errors import ConfigError
-
 from conftest import TINY_CONFIG
+from gapline.config import Config
+from gapline.errors import ConfigError
+from gapline.validation import from_container
 
 # --------------------------------------------------------------------------------------
 # Tiny data and configs
@@ -192,7 +191,7 @@ def test_weight_noise_uses_noisy_layers_for_every_linear_layer(family: str) -> N
 
     model_cfg = {"family": family, "hidden_units": [16, 16], "conv_filters": [4, 4]}
     model = build(config({"model": model_cfg, "regularization": {"weight_noise": 0.1}}))
-    linear = [l for l in model.layers if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D))]
+    linear = [lyr for lyr in model.layers if isinstance(lyr, (keras.layers.Dense, keras.layers.Conv2D))]
     assert linear
     for layer in linear:
         expected = NoisyConv2D if isinstance(layer, keras.layers.Conv2D) else NoisyDense
@@ -282,7 +281,7 @@ def test_batch_norm_moving_statistics_update_in_training_only(family: str, runti
     model_cfg = {"family": family, "hidden_units": [8], "conv_filters": [4]}
     cfg = config({"model": model_cfg, "regularization": {"batch_norm": True}})
     model = compile_model(build(cfg), cfg)
-    bn = [l for l in model.layers if l.name.endswith("_bn")][0]
+    bn = [lyr for lyr in model.layers if lyr.name.endswith("_bn")][0]
     x, y = images(16, seed=3)
     x = x * 3.0 + 1.0  # far from the initial statistics (mean 0, variance 1)
 
@@ -429,7 +428,7 @@ def test_tied_blocks_share_one_kernel_variable(family: str, runtime_cpu) -> None
     tied = model.get_layer(tied_name)
 
     hidden = hidden_kernel_layers(model)
-    kernels = [l.kernel for l in hidden]
+    kernels = [lyr.kernel for lyr in hidden]
     assert [tuple(k.shape) for k in kernels].count(tied_shape) == 1
     # Three blocks (plus the CNN's dense head) but one linear layer fewer: blocks 2 and 3 share.
     assert len(hidden) == (2 if family == "mlp" else 3)
@@ -546,13 +545,13 @@ def test_max_norm_bounds_every_dense_column(family: str, max_norm_models) -> Non
     import keras
 
     model = max_norm_models[family]
-    dense = [l for l in model.layers if isinstance(l, keras.layers.Dense)]
+    dense = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Dense)]
     assert dense
     for layer in dense:
         norms = np.linalg.norm(np_(layer.kernel), axis=0)
         assert norms.max() <= 0.5 + 1e-5, (layer.name, norms.max())
     # Training pushed at least one column against the bound (the constraint was active).
-    assert max(np.linalg.norm(np_(l.kernel), axis=0).max() for l in dense) > 0.45
+    assert max(np.linalg.norm(np_(lyr.kernel), axis=0).max() for lyr in dense) > 0.45
 
 
 def test_max_norm_bounds_every_conv_filter(max_norm_models) -> None:
@@ -560,7 +559,7 @@ def test_max_norm_bounds_every_conv_filter(max_norm_models) -> None:
     import keras
 
     model = max_norm_models["cnn"]
-    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    convs = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Conv2D)]
     assert convs
     for layer in convs:
         kernel = np_(layer.kernel)
@@ -642,7 +641,7 @@ def test_dropout_rates_put_each_rate_on_its_block() -> None:
     reg = {"dropout": 0.25, "dropout_rates": [0.1, 0.0, 0.4]}
     cfg = config({"model": {"hidden_units": [8, 8, 8]}, "regularization": reg})
     model = build(cfg)
-    drops = {l.name: l for l in model.layers if isinstance(l, keras.layers.Dropout)}
+    drops = {lyr.name: lyr for lyr in model.layers if isinstance(lyr, keras.layers.Dropout)}
     assert set(drops) == {"dense_0_dropout", "dense_2_dropout"}
     assert drops["dense_0_dropout"].rate == pytest.approx(0.1)
     assert drops["dense_2_dropout"].rate == pytest.approx(0.4)

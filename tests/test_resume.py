@@ -15,9 +15,9 @@ import keras
 import numpy as np
 import pytest
 
-from gapline.validation import from_container
 from gapline.backup import Backup, epoch_orders
 from gapline.training import train_model
+from gapline.validation import from_container
 
 BIN = Path(sys.executable).parent
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from gapline import retrain as R
-from gapline.cli import build_parser, _retrain_words
+from gapline.cli import _retrain_words, build_parser
 from gapline.config import Config, RetrainConfig
-from gapline.validation import from_container
 from gapline.errors import ConfigError
 from gapline.exit_codes import PROMOTE_MEANINGS
 from gapline.retrain.drift_gate import TAG_REFERENCE
+from gapline.validation import from_container
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

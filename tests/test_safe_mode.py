@@ -81,7 +81,6 @@ def test_registry_loader_refuses_a_lambda_model(tmp_path: Path) -> None:
     import mlflow
 
     from gapline import tracking
-
     from helpers.pipeline_run import mlflow_uri
 
     uri = f"sqlite:///{tmp_path / 'store.db'}"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from gapline.config import Config
-from gapline.validation import from_container
 from gapline.curves import read_curves
+from gapline.validation import from_container
 
 
 def _write_dataset(path: Path, make_tiny_images) -> Path:
@@ -195,11 +195,11 @@ def test_train_measures_the_gap_on_the_unaugmented_split(project: Path, tmp_path
 
     from omegaconf import OmegaConf
 
+    from gapline.evaluation import evaluate_splits
     from gapline.model_io import load_model
     from gapline.stages.augment import augment
     from gapline.stages.prepare import prepare
     from gapline.stages.train import train
-    from gapline.evaluation import evaluate_splits
 
     cfg = _config(tmp_path / "raw" / "dataset.npz")
     cfg = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, copies=2, shift=0.3, noise_std=0.3))

@@ -132,8 +132,8 @@ def test_steps_per_execution_never_crosses_an_epoch() -> None:
 def test_a_fit_whose_epoch_is_not_a_multiple_of_the_call_runs_whole_epochs(make_tiny_images, cpu_runtime) -> None:
     """6 steps an epoch and 4 asked per call: each call stays inside its epoch (3 steps), so
     the stream ends exactly with the last epoch (Keras warns 'ran out of data' otherwise)."""
-    from gapline.validation import from_container
     from gapline.training import train_model
+    from gapline.validation import from_container
 
     cpu_runtime(3)
     x, y = make_tiny_images(24, size=4, classes=2, seed=1)
@@ -195,10 +195,10 @@ def test_prepare_writes_uint8_pixels_that_the_model_scales(tmp_path: Path, monke
     after), written as uint8 splits; the model's first layer divides by meta's pixel_max."""
     from PIL import Image
 
-    from gapline.validation import from_container
     from gapline.models import build_model
     from gapline.stages.prepare import prepare
     from gapline.tasks import spec_from_meta
+    from gapline.validation import from_container
 
     rng = np.random.default_rng(0)
     for cls in ("a", "b"):
@@ -251,7 +251,7 @@ cfg = from_container({"model": {"family": "mlp", "hidden_units": [8]},
 node = OmegaConf.structured(cfg)
 train(cfg, OmegaConf.to_yaml(node), OmegaConf.to_container(node))
 evaluate(cfg)
-hwm = [l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:")][0]
+hwm = [lyr for lyr in Path("/proc/self/status").read_text().splitlines() if lyr.startswith("VmHWM:")][0]
 print("PEAK_KIB", int(hwm.split()[1]))
 """
 
@@ -286,8 +286,8 @@ def test_a_trial_streams_from_the_prepared_folder_only_when_it_matches(
     prepared splits (the same bytes it would split in memory, so the same result); another
     data setting, or an edited source, splits the source in memory."""
     from gapline import trial
-    from gapline.validation import from_container
     from gapline.stages.prepare import prepare
+    from gapline.validation import from_container
 
     x, y = make_tiny_images(60, size=4, classes=3, seed=0)
     np.savez(tmp_path / "d.npz", x=(x * 255).astype(np.uint8), y=y)
@@ -354,10 +354,10 @@ def test_multi_worker_calls_are_sized_on_each_process_share(monkeypatch: pytest.
 def test_a_champion_trained_on_floats_is_scored_on_the_same_pixels(cpu_runtime) -> None:
     """A champion registered before images were stored as uint8 pixels has no pixel_scale
     layer: retrain puts the scale in front of it, so it sees what it was trained on."""
-    from gapline.validation import from_container
     from gapline.retrain.decision import takes_pixels
     from gapline.tasks import TaskSpec
     from gapline.training import build_compiled
+    from gapline.validation import from_container
 
     cpu_runtime(0)
     cfg = from_container({"model": {"family": "mlp", "hidden_units": [4]}, "tracking": {"enabled": False}})
@@ -372,8 +372,8 @@ def test_a_champion_trained_on_floats_is_scored_on_the_same_pixels(cpu_runtime) 
 
 def test_decoding_processes_change_no_digest() -> None:
     """data.workers writes the same bytes: it is not a config change for retraining."""
-    from gapline.validation import from_container
     from gapline.retrain.state import config_digest
+    from gapline.validation import from_container
 
     assert config_digest(from_container({"data": {"workers": 1}})) == config_digest(from_container({}))
     assert config_digest(from_container({"data": {"seed": 1}})) != config_digest(from_container({}))

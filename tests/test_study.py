@@ -13,11 +13,27 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline.validation import from_container
 from gapline.errors import ConfigError
-from gapline.study.plan import Job, job_key, override_value, plan, resolve, trials, tuned
+from gapline.study.plan import (
+    Job,
+    job_key,
+    override_value,
+    plan,
+    resolve,
+    trials,
+    tuned,
+)
+from gapline.study.table import (
+    ROW_KEYS,
+    holm,
+    paired_p,
+    reference_of,
+    summarize,
+    table_csv,
+    table_markdown,
+)
 from gapline.study.tuning import choose
-from gapline.study.table import ROW_KEYS, holm, paired_p, reference_of, summarize, table_csv, table_markdown
+from gapline.validation import from_container
 
 REPO = Path(__file__).resolve().parents[1]
 

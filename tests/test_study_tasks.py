@@ -13,7 +13,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline.study.table import headline_of, read_csv, row_keys, summarize, table_csv, table_markdown, task_of
+from gapline.study.table import (
+    headline_of,
+    read_csv,
+    row_keys,
+    summarize,
+    table_csv,
+    table_markdown,
+    task_of,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -130,7 +138,7 @@ def test_the_readme_block_renders_a_regression_study_in_its_units(tmp_path: Path
 def _splits(y_of, n: int = 90, features: int = 6, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(seed)
     out = {}
-    for i, name in enumerate(("train", "val", "test")):
+    for _i, name in enumerate(("train", "val", "test")):
         x = rng.normal(size=(n, features)) * np.arange(1, features + 1) * 10  # features on other scales
         out[name] = (x, y_of(x, rng))
     return out

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 DEBUG_EXPERIMENT = "gapline-debug"  # tracking.experiment of experiment=debug
 
 
-def _env(uri: Optional[str]) -> dict[str, str]:
+def _env(uri: str | None) -> dict[str, str]:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("DVC_EXP_NAME", None)
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -34,7 +34,7 @@ def _env(uri: Optional[str]) -> dict[str, str]:
 
 
 def _run(
-    args: list[str], cwd: Path, uri: Optional[str], check: bool = True, timeout: float = 600
+    args: list[str], cwd: Path, uri: str | None, check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess:
     """Run a command with this venv first on PATH; ``uri=None``: no $MLFLOW_TRACKING_URI at all."""
     proc = subprocess.run(args, cwd=cwd, env=_env(uri), capture_output=True, text=True, timeout=timeout)

@@ -11,8 +11,9 @@ from gapline.tasks import TaskSpec, gap, higher_is_better, loss
 
 
 def _cfg(*overrides: str):
-    from gapline.validation import from_container
     from omegaconf import OmegaConf
+
+    from gapline.validation import from_container
 
     return from_container(OmegaConf.from_dotlist(["tracking.enabled=false", "regularization.l2=0", *overrides]))
 

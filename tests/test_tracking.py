@@ -18,12 +18,12 @@ import pytest
 
 from gapline import provenance, tracking
 from gapline.config import Config
-from gapline.validation import from_container
 from gapline.errors import GaplineError
 from gapline.tracking import redaction
 from gapline.tracking.log import MAX_DIGEST_LENGTH, dataset_digest, retry_on_conflict
 from gapline.tracking.redaction import MAX_PARAM_LENGTH, MAX_TAG_LENGTH
 from gapline.tracking.run_record import RunRecord
+from gapline.validation import from_container
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.pipeline_run import PipelineRun, check_logged_run, download_registered_model, run_pipeline
+from helpers.pipeline_run import (
+    PipelineRun,
+    check_logged_run,
+    download_registered_model,
+    run_pipeline,
+)
 from helpers.processes import run
 from helpers.sandbox import copy_project
 

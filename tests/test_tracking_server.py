@@ -13,7 +13,12 @@ import pytest
 
 from helpers.browser import Shot, chromium, screenshots
 from helpers.mlflow_server import MlflowServer
-from helpers.pipeline_run import PipelineRun, check_logged_run, download_registered_model, run_pipeline
+from helpers.pipeline_run import (
+    PipelineRun,
+    check_logged_run,
+    download_registered_model,
+    run_pipeline,
+)
 from helpers.processes import free_port, run
 from helpers.sandbox import copy_project
 

@@ -43,9 +43,9 @@ def test_cnn_has_convolutions_and_mlp_has_none() -> None:
 
     cnn = _build("cnn")
     mlp = _build("mlp")
-    assert [l.filters for l in cnn.layers if isinstance(l, keras.layers.Conv2D)] == [4, 6]
-    assert not any(isinstance(l, keras.layers.Conv2D) for l in mlp.layers)
-    assert [l.units for l in mlp.layers if isinstance(l, keras.layers.Dense)] == [8, 3]
+    assert [lyr.filters for lyr in cnn.layers if isinstance(lyr, keras.layers.Conv2D)] == [4, 6]
+    assert not any(isinstance(lyr, keras.layers.Conv2D) for lyr in mlp.layers)
+    assert [lyr.units for lyr in mlp.layers if isinstance(lyr, keras.layers.Dense)] == [8, 3]
 
 
 def test_mlp_on_tabular_input() -> None:
@@ -72,7 +72,7 @@ def test_batch_norm_removes_bias_of_linear_layers(family: str) -> None:
     assert len(linear) == len(plain)
     for layer in linear:
         assert layer.use_bias is False and layer.bias is None, layer.name
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    bns = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.BatchNormalization)]
     assert len(bns) == len(linear)
 
 
@@ -88,7 +88,7 @@ def test_l2_adds_regularization_losses(family: str) -> None:
     assert len(losses) >= len(_hidden_linear_layers(model))
     assert all(v > 0 for v in losses)
     # The penalty is l2 * sum(w**2) of the regularized kernels.
-    kernels = [l.kernel for l in model.layers if getattr(l, "kernel_regularizer", None) is not None]
+    kernels = [lyr.kernel for lyr in model.layers if getattr(lyr, "kernel_regularizer", None) is not None]
     expected = sum(0.01 * float(np.sum(np.square(np.asarray(k)))) for k in kernels)
     assert sum(losses) == pytest.approx(expected, rel=1e-4)
 
@@ -97,18 +97,18 @@ def test_dropout_and_noise_layers_follow_config() -> None:
     import keras
 
     model = _build("mlp", reg=RegularizationConfig(dropout=0.3, input_noise=0.1, hidden_noise=0.2))
-    drops = [l for l in model.layers if isinstance(l, keras.layers.Dropout)]
-    noises = [l for l in model.layers if isinstance(l, keras.layers.GaussianNoise)]
+    drops = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Dropout)]
+    noises = [lyr for lyr in model.layers if isinstance(lyr, keras.layers.GaussianNoise)]
     assert [d.rate for d in drops] == [pytest.approx(0.3)]
     assert sorted(n.stddev for n in noises) == [pytest.approx(0.1), pytest.approx(0.2)]
-    assert not any(isinstance(l, (keras.layers.Dropout, keras.layers.GaussianNoise)) for l in _build("mlp").layers)
+    assert not any(isinstance(lyr, (keras.layers.Dropout, keras.layers.GaussianNoise)) for lyr in _build("mlp").layers)
 
 
 def _identity_classifier():
     """A model with no hidden layer whose prediction is the argmax of a 3-feature input."""
+    from gapline.models import build_model
     from gapline.training import compile_model
     from gapline.validation import from_container
-    from gapline.models import build_model
 
     cfg = from_container({"model": {"hidden_units": []}, "regularization": {"early_stopping": {"enabled": False}}})
     model = build_model((3,), 3, cfg.model, cfg.regularization)
@@ -254,7 +254,7 @@ def test_weight_ema_is_what_is_scored_and_kept(make_tiny_config, tiny_image_spli
     assert (type(result.model.optimizer).__name__ == "LossScaleOptimizer") == (precision == "mixed_float16")
     at = int(np.argmin(result.history["val_loss"])) if stopping else len(seen) - 1
     final = [keras.ops.convert_to_numpy(v) for v in result.model.trainable_variables]
-    for got, ema, raw in zip(final, seen[at]["ema"], seen[at]["raw"]):
+    for got, ema, _raw in zip(final, seen[at]["ema"], seen[at]["raw"]):
         np.testing.assert_allclose(got, ema, rtol=1e-6, atol=1e-7)
     assert any(not np.allclose(e, r) for e, r in zip(seen[at]["ema"], seen[at]["raw"]))
     # the logged val_loss of the kept epoch is the averaged model's

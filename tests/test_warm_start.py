@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline.validation import from_container
 from gapline.errors import ConfigError
+from gapline.validation import from_container
 
 CNN = {"family": "cnn", "conv_filters": [4, 8], "kernel_size": 3, "dense_units": 8}
 
@@ -193,7 +193,6 @@ def test_nested_models_are_matched_layer_by_layer(tmp_path: Path) -> None:
 
 def test_classes_keep_only_the_listed_digits(tmp_path: Path) -> None:
     from gapline.data.bundled import load_digits
-
     from gapline.data.prepare import split_source
 
     cfg = from_container({"data": {"classes": ["5", "6", "7", "8", "9"]}, "tracking": {"enabled": False}})

@@ -19,7 +19,20 @@ from typing import Any
 import numpy as np
 
 from .config import AugmentConfig
-from .data.store import CHUNK_BYTES, X_FILE, Y_FILE, MemoryRows, RowReader, RowWriter, Split, link_or_copy, open_split, row_bytes, row_chunks, whole_file
+from .data.store import (
+    CHUNK_BYTES,
+    X_FILE,
+    Y_FILE,
+    MemoryRows,
+    RowReader,
+    RowWriter,
+    Split,
+    link_or_copy,
+    open_split,
+    row_bytes,
+    row_chunks,
+    whole_file,
+)
 from .errors import ConfigError, bad_value
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from .config import BACKBONES
 
@@ -27,7 +28,7 @@ def signature(shapes: Iterable[Iterable[int]]) -> str:
     return f"{len(ordered)}:" + hashlib.sha256(json.dumps(ordered).encode()).hexdigest()[:16]
 
 
-def file_signature(path: Path) -> Optional[str]:
+def file_signature(path: Path) -> str | None:
     """The signature of a ``.weights.h5``/``.h5`` file's arrays; None when it is not HDF5."""
     import h5py
 
@@ -51,7 +52,7 @@ def expected(backbone: str) -> str:
     return f"none or a local weights file (.weights.h5 or .h5) of a {backbone} without its top (include_top=False{mobilenet_v3})"
 
 
-def misfit(path: Path, backbone: str) -> Optional[str]:
+def misfit(path: Path, backbone: str) -> str | None:
     """Why the file at ``path`` does not fit ``backbone`` (naming the network it fits), or
     None when it fits or cannot be told from the file."""
     ok, other = fits(path, backbone)
@@ -66,7 +67,7 @@ def known() -> dict[str, str]:
     return dict(json.loads(SIGNATURES.read_text(encoding="utf-8")))
 
 
-def fits(path: Path, backbone: str) -> tuple[bool, Optional[str]]:
+def fits(path: Path, backbone: str) -> tuple[bool, str | None]:
     """Whether the file fits ``backbone`` and, when not, the backbone it does fit (if any).
     A backbone without a recorded signature, or a file that is not HDF5, is left to Keras."""
     table = known()

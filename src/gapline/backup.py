@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class Backup:
         self.folder = Path(folder)
         self.key = key
 
-    def state(self) -> Optional[dict[str, Any]]:
+    def state(self) -> dict[str, Any] | None:
         """The saved state if it belongs to this key; a backup of other settings is ignored."""
         path = self.folder / STATE_FILE
         if not path.is_file():
@@ -117,7 +117,7 @@ class Backup:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def saved_phase(state: Optional[dict[str, Any]]) -> int:
+def saved_phase(state: dict[str, Any] | None) -> int:
     """The fit phase (1, or 2 for a backbone's fine-tuning) of a saved state's last epoch; 0
     without a state. A state of a single-phase fit has no ``phase`` column: phase 1."""
     if not state:
@@ -130,7 +130,7 @@ def callback(
     backup: Backup,
     stopper: Any,
     restored: dict[str, list[float]],
-    history: Optional[dict[str, list[float]]] = None,
+    history: dict[str, list[float]] | None = None,
     restore: bool = True,
 ) -> Any:
     """Restores at the start of ``fit`` (after EarlyStopping reset itself) and saves each epoch.
@@ -146,7 +146,7 @@ def callback(
             super().__init__()
             self.history: dict[str, list[float]] = {}
 
-        def on_train_begin(self, logs: Optional[dict] = None) -> None:
+        def on_train_begin(self, logs: dict | None = None) -> None:
             self.history = {k: list(v) for k, v in (history or {}).items()}
             if restore:
                 saved = backup.restore(self.model, stopper)
@@ -154,7 +154,7 @@ def callback(
                     self.history = saved
                 restored.update({k: list(v) for k, v in saved.items()})
 
-        def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             for key, value in (logs or {}).items():
                 self.history.setdefault(key, []).append(float(value))
             backup.save(self.model, epoch + 1, self.history, stopper)

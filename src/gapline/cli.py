@@ -10,18 +10,42 @@ import argparse
 import atexit
 import gc
 import os
+import re
+import subprocess
 import sys
+import textwrap
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Optional, Sequence
 
-from .errors import GaplineError
-from .exit_codes import ExitCode
-from .params import PARAMS_FILE
+from . import tracking
+from .dvc_command import dvc_executable, tools_env
+from .errors import ConfigError, DataError, GaplineError, warn
+from .exit_codes import PROMOTE_MEANINGS, ExitCode, exit_codes_help
+from .files import write_text
+from .learning_curve import learning_curve, write_learning_curve
+from .params import (
+    PARAMS_FILE,
+    check_params,
+    compose_config,
+    find_root,
+    load_params,
+    write_params,
+)
+from .retrain import LockHeld, promote, retrain
+from .stages.augment import augment
+from .stages.evaluate import evaluate
+from .stages.prepare import prepare
+from .stages.train import train
+from .study import run_study
+from .study.table import table_markdown
+from .tasks import UNIT_SCORES, gap_label, headline_of, higher_is_better
+from .tracking import TrackingError
+from .trial_logging import log_learning_curve, log_study
 
 
 def _load(args: argparse.Namespace, check: bool = False):
-    from .params import check_params, load_params
-
     return check_params(args.params) if check else load_params(args.params)
 
 
@@ -31,8 +55,6 @@ def split_overrides(raw: Sequence[str]) -> list[str]:
 
 
 def cmd_params(args: argparse.Namespace) -> int:
-    from .params import write_params
-
     overrides = split_overrides(args.overrides)
     target = write_params(overrides)
     print(f"wrote {target.name} from conf/" + (f" with {' '.join(overrides)}" if overrides else ""))
@@ -41,9 +63,6 @@ def cmd_params(args: argparse.Namespace) -> int:
 
 def cmd_repro(args: argparse.Namespace) -> int:
     """Compose (when overrides are given) and run ``dvc repro`` with this interpreter's tools."""
-    import subprocess
-
-    from .dvc_command import dvc_executable, tools_env
 
     overrides = split_overrides(args.overrides)
     if overrides:
@@ -54,8 +73,6 @@ def cmd_repro(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args, check=True)
     if args.marker:
-        from .files import write_text
-
         # Constant content: downstream stages depend on it for ordering, not for its value.
         write_text(args.marker, "params.yaml is valid and matches conf/\n")
     print(f"{args.params} is valid and matches conf/ (digest {cfg.meta.conf_digest})")
@@ -63,8 +80,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .stages.prepare import prepare
-
     meta = prepare(_load(args))
     counts = meta["counts"]
     print(
@@ -75,8 +90,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
-    from .stages.augment import augment
-
     out = augment(_load(args))
     print(f"augmented training set: {out['samples']} samples")
     return 0
@@ -85,19 +98,14 @@ def cmd_augment(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     if args.overrides or args.multirun:
         # A Hydra app over conf/ (not params.yaml): one run, or a sweep with -m.
-        from .params import find_root
-        from .sweep import hydra_train
+        from .sweep import hydra_train  # Hydra at import: lazily, like hydra itself
 
         quiet = ["train.verbose=quiet"] if args.quiet else []
         return hydra_train([*args.overrides, *quiet], args.multirun, find_root())
     import yaml
 
-    from .stages.train import train
-
     cfg = _load(args)
     if args.quiet:
-        from dataclasses import replace
-
         cfg = replace(cfg, train=replace(cfg.train, verbose="quiet"))
     text = Path(args.params).read_text(encoding="utf-8")
     out = train(cfg, text, yaml.safe_load(text))
@@ -115,7 +123,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _value(metric: str, value: float, sign: str = "") -> str:
     """A score in [0, 1] with four decimals; an error in the target's units (RMSE) with four
     significant digits."""
-    from .tasks import UNIT_SCORES
 
     return format(value, f"{sign}.4f" if metric in UNIT_SCORES else f"{sign}.4g")
 
@@ -123,7 +130,6 @@ def _value(metric: str, value: float, sign: str = "") -> str:
 def headline_line(m: Mapping[str, float]) -> str:
     """The task's headline on test and its gaps, e.g. ``test rmse 54.2, gap on rmse (val vs
     train) +10.1, (test vs train) +5.03`` (gaps: positive = overfitting)."""
-    from .tasks import headline_of, higher_is_better
 
     head = headline_of(m)
     order = (lambda o: f"train vs {o}") if higher_is_better(head) else (lambda o: f"{o} vs train")
@@ -134,23 +140,17 @@ def headline_line(m: Mapping[str, float]) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .stages.evaluate import evaluate
-
     print(headline_line(evaluate(_load(args))))
     return 0
 
 
 def cmd_learning_curve(args: argparse.Namespace) -> int:
     """Train the composed config at several training fractions; CSV + plot + one MLflow run."""
-    from .learning_curve import learning_curve, write_learning_curve
-    from .params import compose_config
-    from .trial_logging import log_learning_curve
 
     cfg = compose_config(split_overrides(args.overrides))
     rows = learning_curve(cfg, args.fractions)
     files = write_learning_curve(rows, Path(args.out))
     log_learning_curve(cfg, rows, files)
-    from .tasks import gap_label, headline_of
 
     for row in rows:
         head = headline_of(row)
@@ -165,10 +165,6 @@ def cmd_learning_curve(args: argparse.Namespace) -> int:
 
 def cmd_study(args: argparse.Namespace) -> int:
     """Every technique side by side on the same split and seeds; finishes only what is missing."""
-    from .params import compose_config, find_root
-    from .study import run_study
-    from .study.table import table_markdown
-    from .trial_logging import log_study
 
     overrides = split_overrides(args.overrides)
     root = find_root()
@@ -201,8 +197,6 @@ def _retrain_words(args: argparse.Namespace) -> tuple[list[str], bool]:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     """Retrain when data, config or code changed; promote the challenger only if it wins."""
-    from .errors import ConfigError, DataError
-    from .retrain import LockHeld, retrain
 
     overrides, force = _retrain_words(args)
     try:
@@ -216,8 +210,6 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         print(f"error: retrain failed: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     except Exception as exc:  # noqa: BLE001 - a scheduler needs the distinct exit code, not a crash
-        import traceback
-
         traceback.print_exc()
         print(f"error: retrain failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.FAILED
@@ -225,8 +217,6 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """Point the champion alias at a version (or roll back to previous-champion)."""
-    from .retrain import LockHeld, promote
-    from .tracking import TrackingError
 
     try:
         return promote(
@@ -252,10 +242,6 @@ def cmd_mlproject(args: argparse.Namespace) -> int:
     experiment (``tracking.experiment=<its name>``), whatever the config says. ``retrain``'s
     exit 3 (challenger kept out) becomes 0 here: to MLflow any non-zero exit is a failed run.
     """
-    import re
-
-    from . import tracking
-    from .errors import warn
 
     words = list(args.args)
     if words[:1] == ["--"]:
@@ -287,13 +273,10 @@ reports/retrain.json) and to an MLflow run named "retrain". See docs/retraining.
 
 
 def _exit_codes_epilog(
-    p: argparse.ArgumentParser, codes: Iterable[ExitCode], more: str = "", meanings: Optional[Mapping[str, str]] = None
+    p: argparse.ArgumentParser, codes: Iterable[ExitCode], more: str = "", meanings: Mapping[str, str] | None = None
 ) -> None:
     """List ``codes`` under the command's help, read from the one table (:class:`ExitCode`).
     The epilog keeps its layout, so a one-line description is wrapped here instead."""
-    import textwrap
-
-    from .exit_codes import exit_codes_help
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     if p.description and "\n" not in p.description:
@@ -302,8 +285,6 @@ def _exit_codes_epilog(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .exit_codes import PROMOTE_MEANINGS
-
     parser = argparse.ArgumentParser(
         prog="gapline",
         description="Reproducible, regularized Keras training that makes the generalization gap visible.",
@@ -405,7 +386,7 @@ def skip_exit_collection() -> None:
 _EXIT_FREEZE: list = []  # registered once per process, however often main() runs in it
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     skip_exit_collection()
     args = build_parser().parse_args(argv)
     try:

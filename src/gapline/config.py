@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
 SCHEMA_NAME = "gapline_schema"
 # A registered model as model.init_from: models:/NAME@ALIAS or models:/NAME/VERSION.
 MODELS_SCHEME = "models:/"

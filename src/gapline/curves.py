@@ -26,8 +26,11 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
+
+from .errors import DataError
 
 CURVES_DIR = Path("dvclive")
 # (history prefix, DVCLive folder), most specific first
@@ -54,7 +57,7 @@ def history_key(name: str) -> str:
     return name[len("train/"):] if name.startswith("train/") else name
 
 
-def epoch_curves(logs: Mapping[str, Any], headline: Optional[str]) -> dict[str, float]:
+def epoch_curves(logs: Mapping[str, Any], headline: str | None) -> dict[str, float]:
     """One epoch's logs as DVCLive names and Python floats, with the headline aliases."""
     out = {curve_name(k): float(v) for k, v in logs.items()}
     if headline is not None and f"gap_{headline}" in logs:
@@ -63,7 +66,7 @@ def epoch_curves(logs: Mapping[str, Any], headline: Optional[str]) -> dict[str, 
     return out
 
 
-def dvc_root(start: Path) -> Optional[Path]:
+def dvc_root(start: Path) -> Path | None:
     """The DVC project ``start`` is in (its ``.dvc`` folder's parent), or None."""
     for folder in (start, *start.parents):
         if (folder / ".dvc").is_dir():
@@ -105,14 +108,14 @@ def open_live(folder: Path = CURVES_DIR) -> Any:
     return PipelineLive(dir=str(folder), resume=False, report=None, save_dvc_exp=False, dvcyaml=None)
 
 
-def log_epoch(live: Any, epoch: int, logs: Mapping[str, Any], headline: Optional[str]) -> None:
+def log_epoch(live: Any, epoch: int, logs: Mapping[str, Any], headline: str | None) -> None:
     """Epoch ``epoch`` (1-based) into the curves, without DVCLive's per-step sync."""
     live.step = epoch
     for name, value in epoch_curves(logs, headline).items():
         live.log_metric(name, value)
 
 
-def replay(live: Any, history: Mapping[str, Sequence[float]], headline: Optional[str]) -> None:
+def replay(live: Any, history: Mapping[str, Sequence[float]], headline: str | None) -> None:
     """Write back the epochs a resumed run's backup holds, before the first new one."""
     epochs = max((len(v) for v in history.values()), default=0)
     for i in range(epochs):
@@ -121,14 +124,14 @@ def replay(live: Any, history: Mapping[str, Sequence[float]], headline: Optional
         live.make_summary()
 
 
-def callback(live: Any, headline: Optional[str]) -> Any:
+def callback(live: Any, headline: str | None) -> Any:
     """A Keras callback logging each epoch to ``live`` (after the gap callback, so the gaps are
     in the logs). DVCLive's own ``DVCLiveCallback`` imports TensorFlow, and gapline's
     training runs on JAX too; it would also end the ``Live`` after the first of two phases."""
     import keras
 
     class DvcLiveCurves(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             if logs:
                 log_epoch(live, epoch + 1, logs, headline)
                 live.next_step()  # metrics.json, Studio, the VS Code extension's signal
@@ -138,7 +141,6 @@ def callback(live: Any, headline: Optional[str]) -> Any:
 
 def read_curves(folder: Path = CURVES_DIR) -> dict[str, list[float]]:
     """The history back from the curves (history keys; the headline aliases left out)."""
-    from .errors import DataError
 
     root = folder / "plots" / "metrics"
     if not (root / "train" / "loss.tsv").is_file():

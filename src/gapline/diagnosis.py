@@ -10,7 +10,8 @@ stopping that restored a very early epoch.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .tasks import TaskSpec, as_spec
 
@@ -44,15 +45,15 @@ NAMES = {"accuracy": "accuracy", "auc": "AUC", "rmse": "RMSE", "mae": "MAE"}
 
 def diagnose(
     metrics: dict[str, float],
-    task: "TaskSpec | int",
-    onset_epoch: Optional[int],
+    task: TaskSpec | int,
+    onset_epoch: int | None,
     used: Sequence[str],
     gap_threshold: float = 0.03,
     underfit_accuracy: float = 0.8,
     *,
-    batch_size: Optional[int] = None,
-    best_epoch: Optional[int] = None,
-    epochs_run: Optional[int] = None,
+    batch_size: int | None = None,
+    best_epoch: int | None = None,
+    epochs_run: int | None = None,
 ) -> dict[str, Any]:
     """Classify the fit on the task's headline metric and suggest what this config does not
     use yet. ``task``: a TaskSpec (a number of classes: multiclass). A classifier is judged
@@ -108,9 +109,9 @@ def _flags(
     metrics: dict[str, float],
     spec: TaskSpec,
     used: Sequence[str],
-    batch_size: Optional[int],
-    best_epoch: Optional[int],
-    epochs_run: Optional[int],
+    batch_size: int | None,
+    best_epoch: int | None,
+    epochs_run: int | None,
 ) -> list[str]:
     flags = []
     if spec.name == "multiclass":

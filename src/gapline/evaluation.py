@@ -6,10 +6,12 @@ model is scored, not on how it was built or fit.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
+from .gap import inference_scores
 from .memory import DEFAULT_BUDGET
 from .tasks import FINAL_METRICS, TaskSpec, as_spec, gap
 
@@ -17,7 +19,7 @@ from .tasks import FINAL_METRICS, TaskSpec, as_spec, gap
 def evaluate_splits(
     model: Any,
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
-    task: "TaskSpec | int",
+    task: TaskSpec | int,
     task_cfg: Any = None,
     predicted: Mapping[str, np.ndarray] | None = None,
     budget: int | None = None,
@@ -29,7 +31,6 @@ def evaluate_splits(
     the caller (:func:`gapline.gap.predictions`, the evaluate stage's test split, which it also
     plots): scored as given instead of predicting the split again. ``budget``: bytes of
     activations per prediction call (``train.inference_memory``; default its default)."""
-    from .gap import inference_scores
 
     spec = as_spec(task)
     budget = DEFAULT_BUDGET if budget is None else budget

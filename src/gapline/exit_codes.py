@@ -9,7 +9,7 @@ here (:func:`exit_codes_help`), so code and help cannot drift apart. Kept apart 
 from __future__ import annotations
 
 import enum
-from typing import Iterable, Mapping, Optional
+from collections.abc import Iterable, Mapping
 
 
 class ExitCode(enum.IntEnum):
@@ -17,7 +17,7 @@ class ExitCode(enum.IntEnum):
 
     meaning: str
 
-    def __new__(cls, code: int, meaning: str) -> "ExitCode":
+    def __new__(cls, code: int, meaning: str) -> ExitCode:
         member = int.__new__(cls, code)
         member._value_ = code
         member.meaning = meaning
@@ -38,7 +38,7 @@ PROMOTE_MEANINGS = {
 }
 
 
-def exit_codes_help(codes: Iterable[ExitCode] = ExitCode, meanings: Optional[Mapping[str, str]] = None) -> str:
+def exit_codes_help(codes: Iterable[ExitCode] = ExitCode, meanings: Mapping[str, str] | None = None) -> str:
     """The ``exit codes`` block of a command's ``--help`` epilog, read from :class:`ExitCode`
     (``meanings``: a command's own wording for some members, by name)."""
     meanings = meanings or {}

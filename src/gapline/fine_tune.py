@@ -5,7 +5,7 @@ one history, one gap curve and a resumable state across the phase boundary."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 from .backup import saved_phase
 from .config import Config
@@ -21,7 +21,7 @@ class Phases(Protocol):
 
     def run(
         self, cfg: Config, first: int, end: int, phase: int = 0,
-        history: Optional[dict[str, list[float]]] = None, restore: bool = True,
+        history: dict[str, list[float]] | None = None, restore: bool = True,
     ) -> dict[str, list[float]]: ...
 
     def recompile(self, cfg: Config, steps: int) -> None: ...

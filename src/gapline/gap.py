@@ -13,22 +13,17 @@ training data, so the gap compares like with like instead of a noisy training-mo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
+from . import scoring, tasks
 from .data.store import IndexedRows, RowReader
 from .memory import DEFAULT_BUDGET, inference_rows
 from .runtime import replicas
-from .tasks import EPOCH_METRICS, TaskSpec, gap
-
-try:  # the callback needs Keras; the pure functions below do not
-    import keras
-
-    _CallbackBase: Any = keras.callbacks.Callback
-except ImportError:  # pragma: no cover - keras is a hard dependency
-    _CallbackBase = object
+from .tasks import EPOCH_METRICS, TaskSpec
 
 
 def gap_accuracy(train_accuracy: float, other_accuracy: float) -> float:
@@ -99,8 +94,6 @@ def inference_scores(
     """
     from keras import ops
 
-    from . import scoring, tasks
-
     rows = inference_rows(model, budget)
     probs = _predict(model, x, rows) if pred is None else pred
     weight = tasks.loss(task, task_cfg)[1]
@@ -127,47 +120,10 @@ def inference_scores(
     return out
 
 
-class GapCallback(_CallbackBase):
-    """Adds, after every epoch, ``val_loss`` and ``val_<metric>``, ``train_eval_loss`` and
-    ``train_eval_<metric>`` (the fixed train subset in inference mode), ``gap_loss`` and
-    ``gap_<metric>`` for the task's per-epoch metrics, so History, CSV logs, MLflow and
-    EarlyStopping all see them. ``fit`` needs no ``validation_data``: computing the
-    validation scores here is several times cheaper per epoch on small data.
-    """
-
-    def __init__(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        task: TaskSpec,
-        task_cfg: Any = None,
-        budget: int = DEFAULT_BUDGET,
-        val: Optional[tuple[np.ndarray, np.ndarray]] = None,
-    ) -> None:
-        super().__init__()
-        self.x = x
-        self.y = y
-        self.task = task
-        self.task_cfg = task_cfg
-        self.budget = budget
-        self.val = val
-
-    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
-        if logs is None or self.val is None:
-            return
-        val = inference_scores(self.model, self.val[0], self.val[1], self.task, self.task_cfg, budget=self.budget)
-        train = inference_scores(self.model, self.x, self.y, self.task, self.task_cfg, budget=self.budget)
-        for name, value in val.items():
-            logs[f"val_{name}"] = value
-        for name, value in train.items():
-            logs[f"train_eval_{name}"] = value
-            logs[f"gap_{name}"] = gap(name, value, val[name])
-
-
 @dataclass(frozen=True)
 class Onset:
     best_epoch: int  # 1-based epoch with the lowest validation loss
-    onset_epoch: Optional[int]  # 1-based; None when validation loss never turned upward
+    onset_epoch: int | None  # 1-based; None when validation loss never turned upward
 
 
 def overfitting_onset(

@@ -6,7 +6,7 @@ them save, reload with ``safe_mode=True`` (after ``import gapline.layers``) and 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import keras
 from keras import ops
@@ -19,13 +19,13 @@ class NoisyDense(keras.layers.Dense):
     Inference (``training=False``) uses the clean kernel, so predictions are deterministic.
     """
 
-    def __init__(self, units: int, weight_noise: float = 0.0, seed: Optional[int] = None, **kwargs: Any):
+    def __init__(self, units: int, weight_noise: float = 0.0, seed: int | None = None, **kwargs: Any):
         super().__init__(units, **kwargs)
         self.weight_noise = float(weight_noise)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs: Any, training: Optional[bool] = None) -> Any:
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
         if not training or self.weight_noise <= 0:
             return super().call(inputs, training=training)
         noise = keras.random.normal(
@@ -44,13 +44,13 @@ class NoisyDense(keras.layers.Dense):
 class NoisyConv2D(keras.layers.Conv2D):
     """Conv2D whose shared kernel gets fresh Gaussian noise on every training step."""
 
-    def __init__(self, filters: int, kernel_size: Any, weight_noise: float = 0.0, seed: Optional[int] = None, **kwargs: Any):
+    def __init__(self, filters: int, kernel_size: Any, weight_noise: float = 0.0, seed: int | None = None, **kwargs: Any):
         super().__init__(filters, kernel_size, **kwargs)
         self.weight_noise = float(weight_noise)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs: Any, training: Optional[bool] = None) -> Any:
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
         if not training or self.weight_noise <= 0:
             return super().call(inputs)
         noise = keras.random.normal(

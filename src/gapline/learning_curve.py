@@ -10,14 +10,19 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .config import Config
-from .validation import validate
+from .data.dataset import validate_dataset
+from .data.prepare import load_source
 from .errors import ConfigError, bad_value
 from .files import write_text
+from .plots import learning_curve_plot
 from .tasks import HEADLINE, task_of
+from .trial import run_trial
+from .validation import validate
 
 TAIL = ("gap_loss_val", "epochs_run", "train_seconds")
 
@@ -56,9 +61,6 @@ def curve_row(fraction: float, row: Mapping[str, Any]) -> dict[str, Any]:
 
 def learning_curve(cfg: Config, fractions: Sequence[float]) -> list[dict[str, Any]]:
     """One row per fraction (ascending); the source is loaded once and split identically."""
-    from .data.dataset import validate_dataset
-    from .data.prepare import load_source
-    from .trial import run_trial
 
     if not fractions:
         raise ConfigError(bad_value("fractions", list(fractions), "at least one fraction in (0, 1]"))
@@ -84,8 +86,6 @@ def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_learning_curve(rows: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
-    from .plots import learning_curve_plot
-
     csv_path = out_dir / "learning_curve.csv"
     write_text(csv_path, rows_csv(rows))
     return [csv_path, learning_curve_plot(rows, out_dir / "learning_curve.png")]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from .errors import GaplineError, one_line
 from .files import atomic_path
+from .user_code import config_modules, import_all
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -57,7 +60,6 @@ def canonicalize_keras_archive(src: Path, dst: Path) -> None:
 
 def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
     """Save atomically as a byte-reproducible ``.keras`` archive."""
-    import tempfile
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +73,6 @@ def save_model(model: Any, path: str | os.PathLike[str]) -> Path:
 
 def archive_modules(path: Path) -> list[str]:
     """The user modules (a custom model's registered layers) a ``.keras`` archive names."""
-    from .user_code import config_modules
 
     try:
         with zipfile.ZipFile(path) as archive:
@@ -85,7 +86,6 @@ def import_user_modules(path: Path) -> None:
     """Keras imports only its own modules while loading; a custom layer's module must already
     be imported so that its registered class is known. Only modules the archive names as the
     home of a registered class are imported; nothing in the file itself runs."""
-    from .user_code import import_all
 
     import_all(archive_modules(path), f"model file {str(path)!r}")
 
@@ -101,7 +101,6 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     import keras
 
     from . import layers  # noqa: F401  (registers gapline's serializable layers)
-    from .errors import GaplineError, one_line
 
     p = Path(path)
     if not p.is_file():

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .config import BUILTIN_SOURCES, Config, register_schema
-from .validation import from_container
 from .errors import ConfigError, GaplineError
 from .files import write_text
 from .provenance import folder_digest
 from .user_code import builder_source, dep_path, weights_dep
+from .validation import from_container, omegaconf_error_line
 
 CONF_DIR = "conf"
 CONFIG_NAME = "config"
@@ -126,8 +127,6 @@ def check_group_choices(overrides: Sequence[str], conf_dir: Path) -> None:
 def hydra_error_line(exc: BaseException) -> str:
     """Hydra wraps OmegaConf errors in several lines; keep the part that names key and value."""
     from omegaconf.errors import OmegaConfBaseException
-
-    from .validation import omegaconf_error_line
 
     cause = exc
     while cause.__cause__ is not None:

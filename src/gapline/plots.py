@@ -4,12 +4,15 @@ task: ROC and PR curves (binary), reliability (classification), predicted vs act
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
+from . import scoring
 from .files import atomic_path
+from .tasks import UNIT_SCORES, gap_label, headline_of, higher_is_better, label
 
 
 def pyplot() -> Any:
@@ -50,7 +53,6 @@ def gap_curve(history: dict[str, list[float]], path: Path, onset_epoch: int | No
     sign convention that makes positive mean overfitting: train − val for a score, val − train
     for an error. A metric in the target's units (RMSE) gets its own right-hand axis, so the
     loss gap is not flattened against it."""
-    from .tasks import UNIT_SCORES, higher_is_better
 
     plt = pyplot()
     names = [m for m in dict.fromkeys((metric, "loss", "ece")) if f"gap_{m}" in history]
@@ -111,7 +113,6 @@ def save(fig: Any, path: Path) -> Path:
 def learning_curve_plot(rows: Sequence[dict], path: Path) -> Path:
     """The task's headline metric (accuracy, AUC, RMSE) on every split and its gap against the
     number of training samples."""
-    from .tasks import UNIT_SCORES, gap_label, headline_of, label
 
     head = headline_of(rows[0]) if rows else "accuracy"
     name = label(head)
@@ -138,7 +139,6 @@ def learning_curve_plot(rows: Sequence[dict], path: Path) -> Path:
 def roc_pr_plot(y: np.ndarray, p: np.ndarray, path: Path, title: str = "ROC and precision-recall (test)") -> Path:
     """Binary: the ROC curve (AUC in its legend) beside the precision-recall curve (average
     precision in its legend, the positive rate as the no-skill line)."""
-    from . import scoring
 
     plt = pyplot()
     y = np.asarray(y).reshape(-1)

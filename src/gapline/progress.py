@@ -12,7 +12,7 @@ import io
 import os
 import sys
 import time
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
 from .config import Config, TrainConfig
 
@@ -73,7 +73,7 @@ def summary(logs: dict[str, Any], headline: str) -> list[str]:
     return parts
 
 
-def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optional[TextIO] = None) -> Any:
+def callback(train: TrainConfig, total_epochs: int, headline: str, stream: TextIO | None = None) -> Any:  # noqa: C901 - #24: split
     """The progress callback for ``train.verbose`` (None when quiet). ``total_epochs``: every
     epoch of the run, both phases of a fine-tuned backbone (an early stop ends it sooner)."""
     import keras
@@ -89,15 +89,15 @@ def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optio
 
         def __init__(self) -> None:
             super().__init__()
-            self.start: Optional[float] = None  # the first batch of this process
+            self.start: float | None = None  # the first batch of this process
             self.first_epoch = 0  # a resumed run starts later: its ETA counts from there
             self.epoch = 0
             self.steps = 1
             self.batches = 0  # batches done in this epoch
             self.done = 0  # batches done in this process
             self.last_line = -float("inf")
-            self.pending: Optional[tuple[int, dict[str, Any]]] = None  # an epoch not printed yet
-            self.warm: Optional[tuple[float, int]] = None  # (time, batches) at the first epoch's end
+            self.pending: tuple[int, dict[str, Any]] | None = None  # an epoch not printed yet
+            self.warm: tuple[float, int] | None = None  # (time, batches) at the first epoch's end
             self.bar: Any = None
             self.total = total_epochs
             self.fits = 0
@@ -115,7 +115,7 @@ def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optio
             return self.elapsed() / self.done * remaining if self.done else 0.0
 
         # -- keras hooks ----------------------------------------------------------------
-        def on_train_begin(self, logs: Optional[dict] = None) -> None:
+        def on_train_begin(self, logs: dict | None = None) -> None:
             self.steps = max(1, int(self.params.get("steps") or 1))
             self.fits += 1
             if self.fits > 1 and self.params.get("epochs"):
@@ -125,7 +125,7 @@ def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optio
                 if self.bar is not None:
                     self.bar.total = self.total * self.steps
 
-        def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             if self.start is None:
                 self.start = self.last_line = time.perf_counter()
                 self.first_epoch = epoch
@@ -140,7 +140,7 @@ def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optio
                     )
                 self.bar.set_description(f"epoch {epoch + 1}/{self.total}", refresh=False)
 
-        def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             # with steps_per_execution > 1 Keras calls this once per compiled call
             step = min(batch + 1, self.steps) - self.batches
             self.batches += step
@@ -153,7 +153,7 @@ def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optio
                 loss = f"  loss {_number(logs['loss'])}" if logs and "loss" in logs else ""
                 self.line(f"epoch {self.epoch + 1}/{self.total}  step {self.batches}/{self.steps}{loss}")
 
-        def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             logs = dict(logs or {})
             if self.warm is None:
                 self.warm = (time.perf_counter(), self.done)
@@ -166,7 +166,7 @@ def callback(train: TrainConfig, total_epochs: int, headline: str, stream: Optio
             else:
                 self.pending = (epoch, logs)
 
-        def on_train_end(self, logs: Optional[dict] = None) -> None:
+        def on_train_end(self, logs: dict | None = None) -> None:
             if self.pending is not None:  # the last epoch (an early stop, a phase's end)
                 self.epoch_line(*self.pending)
 

@@ -11,8 +11,11 @@ import dataclasses
 import hashlib
 import json
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
+
+from .config import OUTPUT_ONLY
 
 CHUNK = 1 << 20
 
@@ -35,7 +38,7 @@ def git_state(root: Path) -> dict[str, str]:
     return {"git.commit": commit, "git.dirty": str(bool(dirty)).lower()}
 
 
-def file_md5(path: Path) -> Optional[str]:
+def file_md5(path: Path) -> str | None:
     """The md5 DVC would record for a file (read in chunks), or None when there is no file."""
     if not path.is_file():
         return None
@@ -46,7 +49,7 @@ def file_md5(path: Path) -> Optional[str]:
     return h.hexdigest()
 
 
-def folder_files(folder: Path, suffixes: Optional[tuple[str, ...]] = None) -> list[tuple[str, Path]]:
+def folder_files(folder: Path, suffixes: tuple[str, ...] | None = None) -> list[tuple[str, Path]]:
     """``(relative POSIX path, path)`` of every file under ``folder`` (with one of
     ``suffixes``, when given), sorted by path; ``__pycache__`` folders do not count."""
     found = []
@@ -56,7 +59,7 @@ def folder_files(folder: Path, suffixes: Optional[tuple[str, ...]] = None) -> li
     return sorted(found)
 
 
-def folder_digest(folder: Path, suffixes: Optional[tuple[str, ...]] = None) -> str:
+def folder_digest(folder: Path, suffixes: tuple[str, ...] | None = None) -> str:
     """Digest of a source folder's files with ``suffixes`` (relative path and bytes, line
     endings normalized): whether conf/ or the code changed, whatever the checkout's OS."""
     h = hashlib.sha256()
@@ -83,7 +86,6 @@ def without_output_only(groups: dict[str, Any]) -> dict[str, Any]:
     """``groups`` (a config as plain dicts, or some of its groups) less the keys that only
     change what is printed or how fast (:data:`gapline.config.OUTPUT_ONLY`): a digest of
     the config stays the same when they change."""
-    from .config import OUTPUT_ONLY
 
     out = dict(groups)
     for group, keys in OUTPUT_ONLY.items():

@@ -7,20 +7,22 @@ asks for callbacks (the loss is the task's: :mod:`gapline.tasks`). Nothing else 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
+from .augment import refuse_geometric
 from .config import Config, OnlineAugmentConfig, RegularizationConfig
 from .errors import ConfigError, bad_value
+from .tasks import higher_is_better
 
 
-def strength(reg: RegularizationConfig, block: Optional[int]) -> float:
+def strength(reg: RegularizationConfig, block: int | None) -> float:
     """Per-block multiplier of the weight penalties (1 for the classifier and by default)."""
     if block is None or not reg.layer_strength:
         return 1.0
     return float(reg.layer_strength[block])
 
 
-def kernel_regularizer(reg: RegularizationConfig, block: Optional[int] = None) -> Any:
+def kernel_regularizer(reg: RegularizationConfig, block: int | None = None) -> Any:
     import keras
 
     s = strength(reg, block)
@@ -34,7 +36,7 @@ def kernel_regularizer(reg: RegularizationConfig, block: Optional[int] = None) -
     return None
 
 
-def bias_regularizer(reg: RegularizationConfig, block: Optional[int] = None) -> Any:
+def bias_regularizer(reg: RegularizationConfig, block: int | None = None) -> Any:
     return kernel_regularizer(reg, block) if reg.bias_penalty else None
 
 
@@ -58,7 +60,7 @@ def dropout_rate(reg: RegularizationConfig, block: int) -> float:
     return float(reg.dropout_rates[block]) if reg.dropout_rates else float(reg.dropout)
 
 
-def dense(reg: RegularizationConfig, units: int, name: str, block: Optional[int], seed: int, **kw: Any) -> Any:
+def dense(reg: RegularizationConfig, units: int, name: str, block: int | None, seed: int, **kw: Any) -> Any:
     """A Dense layer with this config's penalties, constraint and (training-only) weight noise.
 
     Plain Keras layers unless weight noise is asked for, so most saved models load anywhere
@@ -66,7 +68,7 @@ def dense(reg: RegularizationConfig, units: int, name: str, block: Optional[int]
     """
     import keras
 
-    from .layers import NoisyDense
+    from .layers import NoisyDense  # Keras at import: lazily, like keras itself
 
     noisy = {"weight_noise": reg.weight_noise, "seed": seed} if reg.weight_noise > 0 else {}
     cls = NoisyDense if noisy else keras.layers.Dense
@@ -86,7 +88,7 @@ def conv(reg: RegularizationConfig, filters: int, kernel_size: int, name: str, b
     """A Conv2D (one kernel shared across positions) with this config's penalties and noise."""
     import keras
 
-    from .layers import NoisyConv2D
+    from .layers import NoisyConv2D  # Keras at import: lazily, like keras itself
 
     noisy = {"weight_noise": reg.weight_noise, "seed": seed} if reg.weight_noise > 0 else {}
     cls = NoisyConv2D if noisy else keras.layers.Conv2D
@@ -134,8 +136,6 @@ def online_augmentation(online: OnlineAugmentConfig, input_rank: int, seed: int)
         return []
     image = input_rank == 3
     if not image:
-        from .augment import refuse_geometric
-
         refuse_geometric(online, "augment.online")
     layers: list[Any] = []
     if image and online.flip_horizontal:
@@ -172,7 +172,6 @@ def callbacks(reg: RegularizationConfig) -> list[Any]:
     es = reg.early_stopping
     if not es.enabled:
         return []
-    from .tasks import higher_is_better
 
     mode = "max" if higher_is_better(es.monitor) else "min"
     return [
@@ -187,7 +186,7 @@ def callbacks(reg: RegularizationConfig) -> list[Any]:
     ]
 
 
-def techniques(cfg: Config, shares_weights: Optional[bool] = None) -> list[str]:
+def techniques(cfg: Config, shares_weights: bool | None = None) -> list[str]:  # noqa: C901 - #24: a table
     """The techniques a config uses, in plain words, for tags and diagnoses.
 
     ``shares_weights``: whether the built model applies kernels at many positions or many
@@ -227,6 +226,6 @@ def techniques(cfg: Config, shares_weights: Optional[bool] = None) -> list[str]:
     return used
 
 
-def technique_label(cfg: Config, shares_weights: Optional[bool] = None) -> str:
+def technique_label(cfg: Config, shares_weights: bool | None = None) -> str:
     used = [t for t in techniques(cfg, shares_weights) if not t.startswith("train_fraction")]
     return "+".join(used) if used else "none"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, ContextManager, Optional
+from contextlib import AbstractContextManager
+from typing import Any
 
 from .config import TrainConfig
 from .errors import ConfigError, bad_value
-
 
 
 def prepare_environment(accelerator: str) -> None:
@@ -93,7 +93,7 @@ def split_cpu(replicas: int) -> None:
 
 
 _strategy: Any = None
-_process: Optional[tuple[int, int]] = None
+_process: tuple[int, int] | None = None
 PROCESS_VARIABLES = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES",  # the coordinator (process 0) as host:port
     "KERAS_DISTRIBUTION_NUM_PROCESSES",
@@ -146,7 +146,7 @@ def process() -> tuple[int, int]:
     return _process or (0, 1)
 
 
-def distribution_scope(t: TrainConfig) -> ContextManager[Any]:
+def distribution_scope(t: TrainConfig) -> AbstractContextManager[Any]:
     """Where models are built and compiled: the process's MirroredStrategy scope for
     ``train.distribute=mirrored`` (one replica per GPU, else per logical CPU). Nothing
     otherwise: multi_worker set a process-wide Keras distribution in :func:`configure`."""

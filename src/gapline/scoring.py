@@ -61,7 +61,8 @@ machine): 2,048 rows x 10 classes, multiclass, all FINAL_METRICS 0.32 ms (EPOCH_
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -377,7 +378,7 @@ def reliability(task: str, y: np.ndarray, pred: np.ndarray, bins: int = 15) -> d
 
 
 def per_label(y: np.ndarray, pred: np.ndarray, threshold: float = 0.5,
-              names: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
+              names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """One row per label of a multilabel task: ``label``, ``auc`` (NaN without both classes),
     ``f1``, ``precision``, ``recall`` (at ``threshold``) and ``support`` (positives in y)."""
     y, pred = _shaped("multilabel", y, pred)
@@ -393,7 +394,7 @@ def per_label(y: np.ndarray, pred: np.ndarray, threshold: float = 0.5,
 
 
 def per_class(y: np.ndarray, pred: np.ndarray,
-              names: Optional[Sequence[str]] = None) -> list[dict[str, Any]]:
+              names: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """One row per class of a multiclass task (argmax decisions): ``label``, ``auc``
     (one-vs-rest; NaN without both), ``f1``, ``precision``, ``recall`` and ``support``."""
     y, pred = _shaped("multiclass", y, pred)

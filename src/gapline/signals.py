@@ -8,7 +8,8 @@ import contextlib
 import signal
 import subprocess
 import threading
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 class Terminated(KeyboardInterrupt):
@@ -40,7 +41,7 @@ def stop_child(proc: subprocess.Popen, attempts: int = 6, wait: float = 10.0) ->
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt(before: Optional[Callable[[], None]] = None) -> Iterator[None]:
+def sigterm_as_interrupt(before: Callable[[], None] | None = None) -> Iterator[None]:
     """While inside, SIGTERM raises :class:`Terminated` (after calling ``before``, e.g. to pass
     the signal on to a child process) instead of killing the process outright. A handler
     someone else installed, or a thread other than the main one, is left alone."""

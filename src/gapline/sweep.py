@@ -13,26 +13,36 @@ working directory of the calling process.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import OmegaConf
 
-from .tasks import objective
-from .params import CONF_DIR, CONFIG_NAME
+from . import tracking
+from .config import register_schema
+from .errors import ConfigError, GaplineError
+from .params import CONF_DIR, CONFIG_NAME, compose_config, free_key, register_resolver
 from .signals import raise_if_terminated, sigterm_as_interrupt, stop_child
+from .tasks import HEADLINE, objective
+from .trial import run_trial
+from .trial_logging import close_sweep, log_trial, open_sweep
+from .validation import from_container
 
 PARENT_ENV = "GAPLINE_SWEEP_PARENT_RUN_ID"
 
 
 def job_overrides() -> list[str]:
-    from hydra.core.hydra_config import HydraConfig
-
     try:
         return list(HydraConfig.get().overrides.task)
     except ValueError:  # not inside a Hydra job
@@ -42,9 +52,6 @@ def job_overrides() -> list[str]:
 def multirun() -> bool:
     """Whether this job is one of a sweep's (``-m``): its epochs are never printed, since
     the joblib and Ray launchers run jobs side by side."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     try:
         return HydraConfig.get().mode == RunMode.MULTIRUN
     except ValueError:  # not inside a Hydra job
@@ -61,13 +68,6 @@ def ray_node() -> str:
 
 def sweep_job(raw: Any) -> float:
     """One sweep job: train + evaluate in memory, log a child run, return the objective."""
-    import dataclasses
-
-    from omegaconf import OmegaConf
-
-    from .validation import from_container
-    from .trial import run_trial
-    from .trial_logging import log_trial
 
     raise_if_terminated()
     cfg = from_container(OmegaConf.to_container(raw, resolve=True))
@@ -86,7 +86,6 @@ def sweep_job(raw: Any) -> float:
     )
     if cfg.tracking.enabled:
         log_trial(os.environ.get(PARENT_ENV), cfg.tracking, job)
-    from .tasks import HEADLINE
 
     head = HEADLINE[result.task]
     print(
@@ -107,12 +106,6 @@ class MlflowSweepCallback(_HydraCallback):
     """Opens the sweep's parent run before the first job and summarizes it after the last."""
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        from omegaconf import OmegaConf
-
-        from . import tracking
-        from .validation import from_container
-        from .trial_logging import open_sweep
-
         keys = [k for k in config.keys() if k != "hydra"]
         cfg = from_container(OmegaConf.to_container(OmegaConf.masked_copy(config, keys), resolve=True))
         if not cfg.tracking.enabled:
@@ -123,8 +116,6 @@ class MlflowSweepCallback(_HydraCallback):
         print(f"MLflow parent run {parent} for this sweep", flush=True)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        from .trial_logging import close_sweep
-
         parent = os.environ.pop(PARENT_ENV, None)
         if parent:
             print(close_sweep(parent), end="", flush=True)
@@ -133,10 +124,6 @@ class MlflowSweepCallback(_HydraCallback):
 def expand(overrides: Sequence[str]) -> list[list[str]]:
     """Every job's overrides of a sweep (``a=1,2 b=x`` → ``[a=1 b=x], [a=2 b=x]``), as Hydra's
     basic sweeper expands them, through Hydra's public override parser."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from .errors import ConfigError
-
     choices: dict[str, list[str]] = {}  # a key given twice keeps its first place, last value
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.get_key_element()
@@ -155,7 +142,6 @@ def expand(overrides: Sequence[str]) -> list[list[str]]:
 def check_jobs(overrides: Sequence[str], multirun: bool, root: Path) -> None:
     """Compose and validate every job before Hydra starts one, so a bad value is one line
     and no sweep (or MLflow parent run) is opened for a sweep that cannot finish."""
-    from .params import compose_config
 
     jobs = expand(overrides) if multirun else [list(overrides)]
     for job in jobs:
@@ -165,7 +151,6 @@ def check_jobs(overrides: Sequence[str], multirun: bool, root: Path) -> None:
 def hydra_train(overrides: Sequence[str], multirun: bool, root: Path) -> int:
     """Run the Hydra app over conf/ with these overrides (``-m``: a sweep); its exit status."""
     check_jobs(overrides, multirun, root)
-    from .params import free_key
 
     overrides = [free_key(o) for o in overrides]
     argv = ["--config-dir", str(root / CONF_DIR), *(["--multirun"] if multirun else []), *overrides]
@@ -180,9 +165,8 @@ def hydra_train(overrides: Sequence[str], multirun: bool, root: Path) -> int:
 
 
 @hydra.main(version_base=None, config_path=None, config_name=CONFIG_NAME)
-def app(cfg: Any) -> Optional[float]:
+def app(cfg: Any) -> float | None:
     """One Hydra job: the in-memory trial; a bad config is one error line and exit 2."""
-    from .errors import GaplineError
 
     try:
         return sweep_job(cfg)
@@ -195,9 +179,6 @@ def main() -> None:
     """The Hydra app's process: run it; a sweep whose job failed never reached
     ``on_multirun_end``, so its parent run is closed here (FAILED; KILLED on Ctrl-C or
     SIGTERM), never left RUNNING."""
-    from .config import register_schema
-    from .params import register_resolver
-    from .trial_logging import close_sweep
 
     register_schema()
     register_resolver()

@@ -11,8 +11,9 @@ Targets as the prepared data holds them (``y``): multiclass and binary int64 cla
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import numpy as np
 
@@ -107,8 +108,8 @@ class TaskSpec:
     target_std: float = 1.0
     # tabular data (data.standardize): the training split's per-feature mean and std, which
     # the model's first layer standardizes its inputs with; None: inputs go in as they are
-    feature_mean: Optional[tuple[float, ...]] = None
-    feature_std: Optional[tuple[float, ...]] = None
+    feature_mean: tuple[float, ...] | None = None
+    feature_std: tuple[float, ...] | None = None
     # images: the model's first layer divides the uint8 pixels by this (0: inputs are floats)
     pixel_max: int = 0
 
@@ -146,7 +147,7 @@ def multiclass(num_classes: int) -> TaskSpec:
     return TaskSpec("multiclass", tuple(str(i) for i in range(num_classes)))
 
 
-def as_spec(task: "TaskSpec | int") -> TaskSpec:
+def as_spec(task: TaskSpec | int) -> TaskSpec:
     """A TaskSpec as is; a number of classes as today's multiclass task."""
     return task if isinstance(task, TaskSpec) else multiclass(int(task))
 
@@ -232,7 +233,7 @@ def retrain_metric(metric: str, task: str) -> str:
     return f"test_{HEADLINE[task]}" if metric == "auto" else metric
 
 
-def sample_weights(spec: TaskSpec, y: np.ndarray, class_weight: str) -> Optional[np.ndarray]:
+def sample_weights(spec: TaskSpec, y: np.ndarray, class_weight: str) -> np.ndarray | None:
     """``balanced`` class weights as per-sample weights (n / (classes * count)), so rare
     classes count as much as common ones in the loss; None for ``none``."""
     if class_weight == "none":

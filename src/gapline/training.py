@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from . import memory
+from . import memory, tasks
 from . import regularization as R
+from .backup import callback as resume_callback
+from .backup import epoch_order
 from .config import Config
+from .data.store import RowReader
 from .errors import ConfigError, GaplineError, bad_value
-from .gap import GapCallback, gap_subset
-from .models import build_model
+from .fine_tune import two_phase_fit
+from .gap import gap_subset
+from .models import build_model, effective_params
+from .models.warm_start import load_init_source
+from .models.warm_start import warm_start as copy_weights
 from .runtime import distribution_scope, process, replicas
-from .tasks import TaskSpec, as_spec
+from .tasks import TaskSpec, as_spec, sample_weights
+
 
 @dataclass
 class TrainResult:
@@ -102,11 +111,10 @@ def steps_per_execution(steps: int, limit: int) -> int:
     return max(d for d in range(1, min(steps, max(1, limit)) + 1) if steps % d == 0)
 
 
-def compile_model(model: Any, cfg: Config, steps: int = 1, task: "TaskSpec | int | None" = None) -> Any:
+def compile_model(model: Any, cfg: Config, steps: int = 1, task: TaskSpec | int | None = None) -> Any:
     """Compile with the task's loss (built-in Keras losses only, so a saved model compiles
     without gapline; a regression loss is weighted onto the standardized target) and its
     training-mode metric. ``task``: the TaskSpec, or a number of classes (multiclass)."""
-    from . import tasks
 
     spec = as_spec(task if task is not None else model.output_shape[-1])
     loss, weight = tasks.loss(spec, cfg.task, cfg.regularization.label_smoothing)
@@ -149,8 +157,9 @@ def fit_data(
     """
     import keras
 
-    from .backup import epoch_order
-    from .data.store import RowReader
+    from .keras_classes import (
+        EpochBatches,  # Keras at import: lazily, like keras itself
+    )
 
     index, processes = process()
     if processes > 1:
@@ -207,46 +216,10 @@ def fit_data(
     return {"x": ds, "steps_per_epoch": steps, "shuffle": False}
 
 
-def epoch_batch(n: int, batch_size: int, seed: int, epoch: int, batch: int, cache: dict[int, np.ndarray]) -> np.ndarray:
-    """Row indices of batch ``batch`` of epoch ``epoch``: the same permutation as the
-    TensorFlow pipeline (:func:`gapline.backup.epoch_order`), one epoch's order cached."""
-    from .backup import epoch_order
-
-    if epoch not in cache:
-        cache.clear()
-        cache[epoch] = epoch_order(n, seed, epoch)
-    return cache[epoch][batch * batch_size : (batch + 1) * batch_size]
-
-
-def _py_dataset_base() -> Any:
-    import keras
-
-    return keras.utils.PyDataset
-
-
-class EpochBatches(_py_dataset_base()):  # type: ignore[misc]
-    """The whole fit as one endless sequence of batches (global batch i is batch i mod steps
-    of epoch start + i div steps): no per-epoch state, so Keras's single iterator and a resumed
-    fit see the same batches as the TensorFlow pipeline."""
-
-    def __init__(self, take: Any, n: int, batch_size: int, seed: int, start: int, steps: int) -> None:
-        super().__init__(workers=1, use_multiprocessing=False)
-        self.take, self.n, self.batch_size, self.seed, self.start, self.steps = take, n, batch_size, seed, start, steps
-        self._orders: dict[int, np.ndarray] = {}
-
-    @property
-    def num_batches(self) -> None:
-        return None  # endless: fit's steps_per_epoch cuts it into epochs
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
-        epoch, batch = self.start + i // self.steps, i % self.steps
-        return self.take(epoch_batch(self.n, self.batch_size, self.seed, epoch, batch, self._orders))
-
-
 def build_compiled(
     cfg: Config,
     input_shape: tuple[int, ...],
-    task: "TaskSpec | int",
+    task: TaskSpec | int,
     samples: int,
     warm_start: dict[str, Any] | None = None,
 ) -> Any:
@@ -257,15 +230,11 @@ def build_compiled(
     spec = as_spec(task)
     source = None
     if cfg.model.init_from:
-        from .models.warm_start import load_init_source
-
         # loaded outside the distribution scope: its variables are read once, never trained
         source = load_init_source(cfg.model.init_from, cfg.tracking)
     with distribution_scope(cfg.train):
         model = build_model(input_shape, spec, cfg.model, cfg.regularization, cfg.augment.online, cfg.train.seed)
         if source is not None:
-            from .models.warm_start import warm_start as copy_weights
-
             summary = copy_weights(model, cfg.model.init_from, source=source)
             if warm_start is not None:
                 warm_start.update(summary)
@@ -278,7 +247,6 @@ class TrainingDiverged(GaplineError):
 
 def divergence_guard(learning_rate: float) -> Any:
     """Stops training at the first non-finite loss with one clear line (not a silent NaN model)."""
-    import math
 
     import keras
 
@@ -302,29 +270,13 @@ def divergence_guard(learning_rate: float) -> Any:
     return FailOnNonFinite()
 
 
-class _LearningRateLogger:
-    """Adds the optimizer's current learning rate to each epoch's logs."""
-
-    @staticmethod
-    def make() -> Any:
-        import keras
-
-        class LearningRate(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                if logs is not None:
-                    lr = self.model.optimizer.learning_rate
-                    logs["learning_rate"] = float(keras.ops.convert_to_numpy(lr))
-
-        return LearningRate()
-
-
 def train_model(
     cfg: Config,
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_val: np.ndarray,
     y_val: np.ndarray,
-    task: "TaskSpec | int",
+    task: TaskSpec | int,
     callbacks: Sequence[Any] = (),
     gap_x: np.ndarray | None = None,
     gap_y: np.ndarray | None = None,
@@ -346,7 +298,10 @@ def train_model(
     ``task``: the TaskSpec (a number of classes: multiclass); targets are given as the
     prepared data holds them (:mod:`gapline.tasks`) and encoded here.
     """
-    from .tasks import sample_weights
+    from .keras_classes import (  # Keras at import: lazily, like keras itself
+        GapCallback,
+        LearningRateLogger,
+    )
 
     spec = as_spec(task)
     steps = epoch_steps(len(x_train), cfg.train.batch_size)
@@ -362,7 +317,7 @@ def train_model(
         model,
         x_train,
         y_train,
-        [GapCallback(gx, gy, spec, cfg.task, memory.train_budget(cfg.train), val=(x_val, y_val)), _LearningRateLogger.make()],
+        [GapCallback(gx, gy, spec, cfg.task, memory.train_budget(cfg.train), val=(x_val, y_val)), LearningRateLogger()],
         list(callbacks),
         backup,
         verbose,
@@ -372,8 +327,6 @@ def train_model(
     two_phase = cfg.model.family == "backbone" and cfg.model.fine_tune.epochs > 0
     start = time.perf_counter()
     if two_phase:
-        from .fine_tune import two_phase_fit
-
         history, first_epoch = two_phase_fit(fit, cfg, steps)
     else:
         first_epoch = backup.initial_epoch(cfg.train.epochs) if backup is not None else 0
@@ -381,7 +334,6 @@ def train_model(
     wall = time.perf_counter() - start
     if process()[1] > 1:
         model = compile_model(local_copy(model), cfg, steps, spec)
-    from .models import effective_params
 
     epochs_run = len(history.get("loss", []))
     counts = effective_params(model)
@@ -426,7 +378,6 @@ class PhaseFit:
     ) -> dict[str, list[float]]:
         """The whole history after this fit: ``history`` (earlier phases), or the state that
         the backup restored, then this fit's epochs. ``phase`` > 0 adds ``phase`` to the logs."""
-        from .backup import callback as resume_callback
 
         stopping = R.callbacks(cfg.regularization)  # a fresh EarlyStopping per phase
         restored: dict[str, list[float]] = {}

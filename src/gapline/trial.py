@@ -10,17 +10,27 @@ other trial splits the source in memory.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from . import memory
-from .augment import augment_dataset
+from . import memory, progress, runtime
+from .augment import augment_dataset, augment_to
 from .config import Config
 from .data.dataset import Dataset
+from .data.layout import PREPARED, SPLITS, read_meta, read_split
+from .data.prepare import data_key, source_digest, split_source
+from .errors import GaplineError
+from .evaluation import evaluate_splits
+from .files import read_json
 from .gap import overfitting_onset
+from .models import effective_params, weight_sharing_applied
+from .regularization import technique_label
+from .tasks import for_run
+from .training import train_model
 
 
 @dataclass(frozen=True)
@@ -64,19 +74,12 @@ class TrialResult:
 
 
 def run_trial(
-    cfg: Config, ds: Optional[Dataset] = None, verbose: int = 0, keep_model: bool = False, show_progress: bool = False
+    cfg: Config, ds: Dataset | None = None, verbose: int = 0, keep_model: bool = False, show_progress: bool = False
 ) -> TrialResult:
     """Train and evaluate ``cfg`` (on ``ds`` when given, so callers can load a source once);
     ``keep_model``: the trained model comes back in ``TrialResult.model`` (a study source).
     ``show_progress``: print the epochs as ``train.verbose`` says (a single run in the
     foreground; jobs that may run side by side never do)."""
-    from . import progress, runtime
-    from .models import effective_params, weight_sharing_applied
-    from .regularization import technique_label
-    from .data.prepare import split_source
-    from .evaluation import evaluate_splits
-    from .tasks import for_run
-    from .training import train_model
 
     import keras
 
@@ -84,8 +87,6 @@ def run_trial(
     runtime.configure_for(cfg.train)
     prepared = matching_prepared(cfg) if ds is None else None
     if prepared is not None:
-        from .data.layout import SPLITS, read_meta, read_split
-
         meta = read_meta(prepared)
         splits = {name: read_split(name, prepared).pair() for name in SPLITS}
     else:
@@ -129,14 +130,10 @@ def run_trial(
     )
 
 
-def matching_prepared(cfg: Config, folder: Optional[Path] = None) -> Optional[Path]:
+def matching_prepared(cfg: Config, folder: Path | None = None) -> Path | None:
     """``data/prepared`` (relative to the working directory) when it holds exactly the splits
     ``cfg`` would make: the same data settings and task (meta's ``data_key``) and the same
     source content (its ``source_digest``, recomputed: edited raw data is never read stale)."""
-    from .data.layout import PREPARED
-    from .data.prepare import data_key, source_digest
-    from .errors import GaplineError
-    from .files import read_json
 
     folder = PREPARED if folder is None else folder
     meta_file = folder / "meta.json"
@@ -161,9 +158,6 @@ def augmented(cfg: Config, train: tuple[Any, Any], meta: dict[str, Any], streame
     if cfg.augment.copies == 0 or not streamed:
         yield augment_dataset(x, y, cfg.augment, meta["kind"], pixel_max)
         return
-    import tempfile
-
-    from .augment import augment_to
 
     Path(".gapline").mkdir(exist_ok=True)
     # ignore_cleanup_errors: on NFS a file still open (the fit's reader) is renamed, not removed

@@ -8,14 +8,16 @@ can log under it. Every MLflow call goes through :mod:`gapline.tracking`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 from . import tracking
 from .config import Config, TrackingConfig
+from .regularization import technique_label
 from .signals import Terminated, sigterm_as_interrupt
 from .study import StudyResult
-from .tasks import task_of
+from .tasks import CLASSIFICATION, HEADLINE, task_of
 
 SUMMARY_METRICS = ("test_accuracy", "gap_accuracy_test", "gap_loss_test", "train_seconds")  # multiclass
 
@@ -23,7 +25,6 @@ SUMMARY_METRICS = ("test_accuracy", "gap_accuracy_test", "gap_loss_test", "train
 def summary_metrics(task: str) -> tuple[str, ...]:
     """The study table's numbers logged to its parent run, for ``task``: the headline on test
     and its gap, the loss gap, the ECE gap (classification) and the train time."""
-    from .tasks import CLASSIFICATION, HEADLINE
 
     head = HEADLINE[task]
     ece = ("gap_ece_test",) if task in CLASSIFICATION else ()
@@ -43,12 +44,12 @@ def close_sweep(parent_id: str, status: str = "FINISHED") -> str:
     return tracking.finish_parent_run(parent_id, status)
 
 
-def log_trial(parent_id: Optional[str], tracking_cfg: TrackingConfig, record: Mapping[str, Any]) -> str:
+def log_trial(parent_id: str | None, tracking_cfg: TrackingConfig, record: Mapping[str, Any]) -> str:
     """One trial's record (``TrialResult.record``) as a child run of ``parent_id``."""
     return tracking.log_child_run(parent_id, tracking_cfg, record)
 
 
-def log_study(cfg: Config, result: StudyResult) -> Optional[str]:
+def log_study(cfg: Config, result: StudyResult) -> str | None:
     """The study's parent run (its table's numbers and files) with a child run per job."""
     if not cfg.tracking.enabled:
         return None
@@ -92,7 +93,6 @@ def log_learning_curve(cfg: Config, rows: Sequence[Mapping[str, Any]], files: Se
     with tracking.run(cfg, run_name="learning-curve") as active:
         if active is None:
             return
-        from .regularization import technique_label
 
         tracking.log_tags({"gapline.mode": "learning_curve", "techniques": technique_label(cfg)})
         for row in rows:

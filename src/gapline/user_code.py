@@ -14,13 +14,15 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from . import backbone_weights
 from .config import MODELS_SCHEME
+from .errors import ConfigError, GaplineError, bad_value, one_line
+from .provenance import file_md5, folder_digest
 from .validation import builder_parts
-from .errors import ConfigError, bad_value
 
 # The stand-in dependency when a model config names no file: train and evaluate import it.
 STAND_IN = "src/gapline/model_io.py"
@@ -147,8 +149,6 @@ def import_module(module: str, key: str, shown: str = "") -> Any:
     try:
         return importlib.import_module(module)
     except Exception as exc:  # noqa: BLE001 - the user's module may raise anything at import
-        from .errors import one_line
-
         raise ConfigError(
             bad_value(key, shown or module, f"a module {module!r} that imports cleanly ({one_line(exc)[:300]})")
         ) from None
@@ -193,8 +193,6 @@ def import_all(modules: Iterable[str], what: str) -> None:
         try:
             importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - same as import_module, worded for a model file
-            from .errors import GaplineError, one_line
-
             raise GaplineError(
                 f"{what} needs module {module!r} (it defines the model's custom layers), which does not import "
                 f"here ({one_line(exc)[:300]}): run from the project that defines it, or install it"
@@ -215,7 +213,6 @@ def model_files_digest(deps: dict[str, str], init_from: str = "") -> dict[str, s
     weights file, a warm-start model): a saved training state or a cached study job is valid
     only for the same bytes. A registry ``init_from`` counts by its URI (DVC cannot hash it
     either)."""
-    from .provenance import file_md5, folder_digest
 
     out: dict[str, str] = {}
     for key, value in sorted(deps.items()):

@@ -13,18 +13,18 @@ from .config import (
     ACCELERATORS,
     ACTIVATIONS,
     BACKBONES,
+    CLASS_WEIGHTS,
     COLOR_MODES,
     DATA_SOURCES,
     DISTRIBUTIONS,
     DRIFT_POLICIES,
+    LOSSES,
     MODEL_FAMILIES,
     MODELS_SCHEME,
     MONITORS,
     OBJECTIVES,
     ON_CORRUPT,
     OPTIMIZERS,
-    CLASS_WEIGHTS,
-    LOSSES,
     PRECISIONS,
     RETRAIN_METRICS,
     TASKS,
@@ -34,6 +34,7 @@ from .config import (
     ModelConfig,
 )
 from .errors import ConfigError, bad_value
+from .tasks import check
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -112,7 +113,7 @@ def _positive_ints(key: str, values: list[int], *, allow_empty: bool) -> None:
             raise ConfigError(bad_value(key, list(values), "a list of positive integers"))
 
 
-def validate(cfg: Config) -> Config:
+def validate(cfg: Config) -> Config:  # noqa: C901 - #24: per-group checks
     """Check every range and choice; return ``cfg`` unchanged so calls can chain."""
     d = cfg.data
     _choice("data.source", d.source, DATA_SOURCES)
@@ -291,7 +292,6 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(bad_value(f"retrain.{key}", getattr(rt, key), "a non-empty path"))
 
     if tk.type != "auto":  # auto: checked when prepare has read the labels
-        from .tasks import check
 
         check(cfg, tk.type)
 
@@ -370,7 +370,6 @@ def _validate_model_source(m: ModelConfig) -> None:
 
 def builder_parts(builder: str) -> tuple[str, str]:
     """``(module, function)`` of ``package.module:function`` or ``package.module.function``."""
-    import re
 
     text = builder.strip()
     module, sep, func = text.partition(":")
@@ -404,7 +403,6 @@ def from_container(raw: Any) -> Config:
 
 def omegaconf_error_line(exc: BaseException) -> str:
     """One line from OmegaConf's multi-line messages: key, value, what is allowed."""
-    import dataclasses
 
     key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
     msg = str(exc).splitlines()[0].strip() if str(exc) else type(exc).__name__

@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from helpers.processes import stop_group
 
@@ -37,7 +37,7 @@ SEARCH_JS = """((placeholders, text) => {
 CLOSE_PANELS_JS = """[...document.querySelectorAll('button[aria-label="Close"]')].map(b => b.click()).length"""
 
 
-def chromium() -> Optional[str]:
+def chromium() -> str | None:
     for path in (os.environ.get("CHROMIUM"), *CHROMIUM_CANDIDATES, shutil.which("chromium")):
         if path and os.access(path, os.X_OK):
             return path
@@ -52,7 +52,7 @@ class Shot:
     png: Path
     wait_for_text: tuple[str, ...] = ()
     wait_for_js: str = "true"
-    search: Optional[str] = None  # typed into the page's metric search box once ready
+    search: str | None = None  # typed into the page's metric search box once ready
     settle_js: str = "true"  # waited for after the search, before the screenshot
 
 

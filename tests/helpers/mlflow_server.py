@@ -9,7 +9,6 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from helpers.processes import BIN, free_port, stop_group
 
@@ -30,14 +29,14 @@ class MlflowServer:
 
     root: Path
     port: int = 0
-    proc: Optional[subprocess.Popen] = None
-    log: Optional[Path] = None
+    proc: subprocess.Popen | None = None
+    log: Path | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, attempts: int = 3) -> "MlflowServer":
+    def start(self, attempts: int = 3) -> MlflowServer:
         self.root.mkdir(parents=True, exist_ok=True)
         last = ""
         for attempt in range(attempts):

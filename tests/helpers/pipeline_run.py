@@ -9,9 +9,10 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from helpers.processes import run
 
@@ -60,7 +61,7 @@ class PipelineRun:
         return json.loads(self.read(rel))
 
 
-def run_pipeline(project: Path, uri: str, overrides: list[str], env: Optional[dict[str, str]] = None) -> PipelineRun:
+def run_pipeline(project: Path, uri: str, overrides: list[str], env: dict[str, str] | None = None) -> PipelineRun:
     env = {"MLFLOW_TRACKING_URI": uri, **(env or {})}
     run(["gapline", "params", "experiment=debug", *overrides], project, env)
     start = time.perf_counter()
@@ -77,7 +78,7 @@ def _history(p: PipelineRun) -> dict[str, list[float]]:
     return read_curves(p.project / "dvclive")
 
 
-def artifact_paths(client: Any, run_id: str, path: Optional[str] = None) -> set[str]:
+def artifact_paths(client: Any, run_id: str, path: str | None = None) -> set[str]:
     out: set[str] = set()
     for item in client.list_artifacts(run_id, path):
         out |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
@@ -95,8 +96,8 @@ def check_logged_run(p: PipelineRun, *, experiment: str, system_metrics: bool) -
 
     import gapline
     from gapline import provenance, tracking
-    from gapline.validation import from_container
     from gapline.regularization import technique_label
+    from gapline.validation import from_container
 
     client = MlflowClient(tracking_uri=p.uri, registry_uri=p.uri)
     run_ = client.get_run(p.run_id)

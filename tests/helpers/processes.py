@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 BIN = Path(sys.executable).parent
 
@@ -35,7 +34,7 @@ def stop_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=15)
 
 
-def run(args: list[str], cwd: Path, env: Optional[dict[str, str]] = None, check: bool = True,
+def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True,
         timeout: float = 600) -> subprocess.CompletedProcess:
     full = {**os.environ, **(env or {})}
     full["PATH"] = f"{BIN}{os.pathsep}{full.get('PATH', '')}"

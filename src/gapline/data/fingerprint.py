@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gapline.errors import DataError
 from gapline.data.store import RowReader, row_bytes, row_chunks
+from gapline.errors import DataError
 from gapline.provenance import file_md5, folder_files
 
 __all__ = ["file_digest", "fingerprint", "tree_digest"]
 
-def _frame(h: "hashlib._Hash", data: bytes) -> None:
+def _frame(h: hashlib._Hash, data: bytes) -> None:
     """Length-prefix each field so that no two different inputs hash the same byte stream."""
     h.update(len(data).to_bytes(8, "little"))
     h.update(data)

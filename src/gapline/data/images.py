@@ -21,7 +21,6 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -57,7 +56,7 @@ _EXPECTED = "a folder with one subfolder of .png/.jpg/.jpeg images per class"
 
 #: A chunk's result: its pixels (corrupt files' rows left zero) and each corrupt file's
 #: offset in the chunk with the reason, in file order.
-ChunkResult = tuple[Optional[np.ndarray], list[tuple[int, str]]]  # pixels (None: written by the worker), corrupt files
+ChunkResult = tuple[np.ndarray | None, list[tuple[int, str]]]  # pixels (None: written by the worker), corrupt files
 
 
 @contextmanager

@@ -10,8 +10,8 @@ fingerprints for the same data.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,14 +19,15 @@ from typing import Any
 import numpy as np
 
 from gapline.config import Config, DataConfig
-from gapline.errors import ConfigError, DataError, bad_value
-from gapline.data.fingerprint import file_digest, fingerprint, tree_digest
 from gapline.data.bundled import load_breast_cancer, load_diabetes, load_digits
 from gapline.data.dataset import Dataset, validate_dataset
+from gapline.data.fingerprint import file_digest, fingerprint, tree_digest
 from gapline.data.images import load_image_folder
 from gapline.data.sources import load_csv, load_npz
 from gapline.data.split import task_split, task_subset
 from gapline.data.store import write_split
+from gapline.errors import ConfigError, DataError, bad_value
+from gapline.provenance import config_groups, json_digest
 from gapline.tasks import target_stats
 
 #: Sources bundled with scikit-learn (no path, no download), and their loaders.
@@ -201,7 +202,6 @@ def data_key(cfg: Config) -> str:
     the output-only ``data.workers``: any number writes the same bytes) and the task asked
     for. In-memory trials reuse a prepared folder whose meta has this key and the source's
     digest."""
-    from gapline.provenance import config_groups, json_digest
 
     return json_digest({**config_groups(cfg, ("data",)), "task": cfg.task.type})
 

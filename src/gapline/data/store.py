@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,7 +313,7 @@ class RowWriter:
             finally:
                 os.close(fd)
 
-    def __enter__(self) -> "RowWriter":
+    def __enter__(self) -> RowWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -353,7 +354,6 @@ def whole_file(a: np.ndarray) -> Path | None:
 
 def link_or_copy(source: Path, target: Path) -> None:
     """``target`` as a hard link to ``source`` (no bytes copied), or a copy across devices."""
-    import shutil
 
     try:
         os.link(source, target)

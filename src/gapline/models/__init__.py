@@ -3,22 +3,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from ..config import ModelConfig, OnlineAugmentConfig, RegularizationConfig
 from ..errors import ConfigError, bad_value
 from ..tasks import TaskSpec, as_spec
+from .backbone import build_backbone
 from .cnn import build_cnn
+from .custom import build_custom
 from .mlp import build_mlp
 from .stem import ModelSpec
 
 
 def build_model(
     input_shape: tuple[int, ...],
-    task: "TaskSpec | int",
+    task: TaskSpec | int,
     model: ModelConfig,
     reg: RegularizationConfig,
-    online: Optional[OnlineAugmentConfig] = None,
+    online: OnlineAugmentConfig | None = None,
     seed: int = 0,
 ) -> Any:
     """Build an uncompiled Keras model for inputs of ``input_shape`` (without the batch axis)
@@ -33,17 +35,13 @@ def build_model(
     if model.family == "cnn":
         return build_cnn(spec)
     if model.family == "custom":
-        from .custom import build_custom
-
         return build_custom(spec)
     if model.family == "backbone":
-        from .backbone import build_backbone
-
         return build_backbone(spec)
     raise ConfigError(bad_value("model.family", model.family, "mlp, cnn, custom or backbone"))
 
 
-def weight_sharing_applied(family: str, model: Any) -> Optional[bool]:
+def weight_sharing_applied(family: str, model: Any) -> bool | None:
     """For the ``techniques`` tag: gapline's families say so in their config (None: ask it);
     a custom or backbone model is read."""
     return None if family in ("mlp", "cnn") else shares_weights(model)

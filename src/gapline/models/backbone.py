@@ -52,7 +52,7 @@ from typing import Any
 from .. import backbone_weights
 from ..config import ModelConfig
 from ..errors import ConfigError, bad_value, flat_message
-from .stem import ModelSpec, output_head, dense_blocks, input_stem
+from .stem import ModelSpec, dense_blocks, input_stem, output_head
 
 # ImageNet statistics (RGB) that keras.applications' preprocess_input uses.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import regularization as R
-from .stem import ModelSpec, output_head, input_stem
+from .stem import ModelSpec, input_stem, output_head
 
 
 def build_cnn(spec: ModelSpec) -> Any:

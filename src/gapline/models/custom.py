@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from typing import Any, Callable, Iterator
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from .. import regularization as R
 from ..config import RegularizationConfig
 from ..errors import ConfigError, GaplineError, bad_value, one_line
+from ..model_io import load_model, save_model
+from ..user_code import builder_source, import_builder
 from .kit import KitUsage, ModelKit
 from .stem import ModelSpec, input_layers
 
@@ -32,7 +39,6 @@ KERNELS = {
 
 def build_custom(spec: ModelSpec) -> Any:
     """The user's model with the toolkit applied; the builder's own errors as one line."""
-    from ..user_code import import_builder
 
     builder = import_builder(spec.model.builder)
     kwargs = dict(spec.model.kwargs)
@@ -69,10 +75,6 @@ def users_code(spec: ModelSpec, what: str) -> Iterator[None]:
 def check_reloads(model: Any, spec: ModelSpec) -> None:
     """Save and reload in safe mode now, not after an hour of training: a custom layer that is
     not registered (or has no ``get_config``) would make the trained model unloadable."""
-    import tempfile
-    from pathlib import Path
-
-    from ..model_io import load_model, save_model
 
     with tempfile.TemporaryDirectory(prefix="gapline-reload-") as tmp:
         path = Path(tmp) / "model.keras"
@@ -103,9 +105,6 @@ def check_signature(builder: Callable[..., Any], name: str, kwargs: dict[str, An
 def where(exc: BaseException, spec: ModelSpec) -> str:
     """`` at file:line`` of the last traceback frame in the builder's package (the user's line,
     not the Keras internals it called); the innermost frame when none is."""
-    from pathlib import Path
-
-    from ..user_code import builder_source
 
     try:
         home = Path(builder_source(spec.model.builder)).resolve()
@@ -126,7 +125,6 @@ def where(exc: BaseException, spec: ModelSpec) -> str:
 def as_keras_model(model: Any, spec: ModelSpec) -> Any:
     """The builder's return value as a built keras.Model (a subclassed one is called once)."""
     import keras
-    import numpy as np
 
     name = spec.model.builder
     if not isinstance(model, keras.Model):
@@ -234,7 +232,6 @@ def check_outputs(model: Any, spec: ModelSpec, used_head: bool) -> None:
     the last layer (only it undoes the target standardization): what the loss and every
     metric assume. Probed with seeded random inputs: zeros through zero biases give 0, which
     would pass for a probability even from a layer without a sigmoid."""
-    import numpy as np
 
     task = spec.task
     expected = [None, task.outputs]
@@ -249,18 +246,28 @@ def check_outputs(model: Any, spec: ModelSpec, used_head: bool) -> None:
     probe = np.asarray(probe)
     if probe.shape != (len(rows), task.outputs):
         raise ConfigError(
-            bad_value("model.builder", builder, f"a model whose output has shape {expected} (kit.num_outputs for task {task.name}), not {[None, *probe.shape[1:]]}")
+            bad_value(
+                "model.builder", builder,
+                f"a model whose output has shape {expected} (kit.num_outputs for task {task.name}), not {[None, *probe.shape[1:]]}",
+            )
         )
     if task.name == "regression":
         if not used_head:
             raise ConfigError(
-                bad_value("model.builder", builder, "a regression model whose output is kit.head(x), with no layer after it (the head predicts in the target's units)")
+                bad_value(
+                    "model.builder", builder,
+                    "a regression model whose output is kit.head(x), with no layer after it (the head predicts in the target's units)",
+                )
             )
         return
     if task.name != "multiclass":
         if not (np.all(probe >= -1e-6) and np.all(probe <= 1 + 1e-6)):
             raise ConfigError(
-                bad_value("model.builder", builder, f"probabilities in [0, 1] for task {task.name} (end with kit.head(x) or a sigmoid), not values up to {float(probe.max()):.3g}")
+                bad_value(
+                    "model.builder", builder,
+                    f"probabilities in [0, 1] for task {task.name} (end with kit.head(x) or a sigmoid), "
+                    f"not values up to {float(probe.max()):.3g}",
+                )
             )
         return
     sums = probe.sum(axis=1)

@@ -9,10 +9,11 @@ any ``kit.tail``, tying without any ``kit.tied_dense``) is refused instead of ig
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .. import regularization as R
-from .stem import ModelSpec, output_head, input_stem
+from ..errors import ConfigError, bad_value
+from .stem import ModelSpec, input_stem, output_head
 
 
 @dataclass
@@ -48,7 +49,7 @@ class ModelKit:
         self.usage = KitUsage()
         self._count = 0
 
-    def _next(self, prefix: str, name: Optional[str]) -> tuple[str, int]:
+    def _next(self, prefix: str, name: str | None) -> tuple[str, int]:
         self._count += 1
         return name or f"kit_{prefix}_{self._count}", self._spec.seed + 1000 + self._count
 
@@ -59,10 +60,11 @@ class ModelKit:
         for key in ("dropout_rates", "layer_strength"):
             values = getattr(self._spec.reg, key)
             if values and block >= len(values):
-                from ..errors import ConfigError, bad_value
-
                 raise ConfigError(
-                    bad_value(f"regularization.{key}", list(values), f"one value per block of the builder: it builds block {block + 1} (a block ends with kit.tail)")
+                    bad_value(
+                        f"regularization.{key}", list(values),
+                        f"one value per block of the builder: it builds block {block + 1} (a block ends with kit.tail)",
+                    )
                 )
         return block
 
@@ -72,14 +74,14 @@ class ModelKit:
         self.usage.inputs += 1
         return input_stem(self._spec)
 
-    def dense(self, units: int, name: Optional[str] = None, **kwargs: Any) -> Any:
+    def dense(self, units: int, name: str | None = None, **kwargs: Any) -> Any:
         """A Dense layer with the configured penalties, max-norm and weight noise. Its bias is
         dropped when batch norm follows (``regularization.batch_norm``)."""
         self.usage.linear += 1
         name, seed = self._next("dense", name)
         return R.dense(self._spec.reg, units, name, self.block, seed, **kwargs)
 
-    def conv(self, filters: int, kernel_size: int = 3, name: Optional[str] = None) -> Any:
+    def conv(self, filters: int, kernel_size: int = 3, name: str | None = None) -> Any:
         """A Conv2D (``padding="same"``) with the configured penalties, max-norm and weight noise."""
         self.usage.linear += 1
         name, seed = self._next("conv", name)
@@ -102,7 +104,7 @@ class ModelKit:
             self.usage.tied[name] = make()
         return self.usage.tied[name]
 
-    def tail(self, x: Any, spatial: Optional[bool] = None) -> Any:
+    def tail(self, x: Any, spatial: bool | None = None) -> Any:
         """End a block: [batch norm] → activation → [hidden noise] → [dropout]; SpatialDropout2D
         on feature maps (``spatial`` defaults to: ``x`` has height and width)."""
         spatial = len(x.shape) == 4 if spatial is None else spatial

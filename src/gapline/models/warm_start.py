@@ -14,10 +14,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
+from .. import tracking as tracking_mod
 from ..config import MODELS_SCHEME, TrackingConfig
 from ..errors import ConfigError, GaplineError, bad_value
+from ..model_io import load_model
 
 KEY = "model.init_from"
 # how many layer names an error or summary line lists before "... (N in all)"
@@ -39,7 +41,7 @@ def _names(items: list[str]) -> str:
     return shown + (f", ... ({len(items)} in all)" if len(items) > SHOWN else "")
 
 
-def load_init_source(init_from: str, tracking: Optional[TrackingConfig] = None) -> InitSource:
+def load_init_source(init_from: str, tracking: TrackingConfig | None = None) -> InitSource:
     """Load the model ``init_from`` names: a ``.keras`` file or a ``models:/`` URI."""
     with warnings.catch_warnings():
         # only the layers' weights are read: Keras' note that the saved optimizer state does
@@ -48,11 +50,9 @@ def load_init_source(init_from: str, tracking: Optional[TrackingConfig] = None) 
         return _load_init_source(init_from, tracking)
 
 
-def _load_init_source(init_from: str, tracking: Optional[TrackingConfig]) -> InitSource:
+def _load_init_source(init_from: str, tracking: TrackingConfig | None) -> InitSource:
     value = init_from.strip()
     if value.startswith(MODELS_SCHEME):
-        from .. import tracking as tracking_mod  # the only package that imports mlflow
-
         # an unknown name, alias or version is a ConfigError; an unreachable store a TrackingError
         model, name, version = tracking_mod.load_model_uri(value, tracking or TrackingConfig(), KEY)
         return InitSource(model, init_from, name, version)
@@ -71,7 +71,6 @@ def _load_init_source(init_from: str, tracking: Optional[TrackingConfig]) -> Ini
         raise ConfigError(
             bad_value(KEY, init_from, "a whole saved model (.keras), not a weights-only file: weights are copied by layer name")
         )
-    from ..model_io import load_model
 
     try:
         model = load_model(path)
@@ -147,8 +146,8 @@ def copy_matching(model: Any, source: InitSource) -> dict[str, Any]:
 def warm_start(
     model: Any,
     init_from: str,
-    tracking: Optional[TrackingConfig] = None,
-    source: Optional[InitSource] = None,
+    tracking: TrackingConfig | None = None,
+    source: InitSource | None = None,
 ) -> dict[str, Any]:
     """Load ``init_from`` (unless ``source`` is given), copy the matching layers into
     ``model``, print one summary line and return the summary."""

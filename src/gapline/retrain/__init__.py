@@ -20,7 +20,15 @@ Nothing here imports TensorFlow or MLflow at import time: ``gapline --help`` rea
 
 from __future__ import annotations
 
-from .decision import SCORE_TOLERANCE, Scored, decide, gap_key, judged_gap, load_splits, score
+from .decision import (
+    SCORE_TOLERANCE,
+    Scored,
+    decide,
+    gap_key,
+    judged_gap,
+    load_splits,
+    score,
+)
 from .job import Champion, RetrainJob, Verdict, load_config, retrain
 from .lock import LockHeld, exclusive_lock, lock_holder
 from .outcome import ExitCode, Outcome, RetrainFailed, exit_codes_help

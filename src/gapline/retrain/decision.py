@@ -4,11 +4,13 @@ promote the challenger only if it clears every check in :func:`decide`."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from ..config import RetrainConfig
+from ..data.layout import PREPARED, SPLITS, read_meta, read_split
 from ..evaluation import evaluate_splits
 from ..tasks import higher_is_better
 
@@ -45,8 +47,8 @@ class Scored:
     """A registered version scored on the current splits (``score`` None: it could not be)."""
 
     version: str
-    score: Optional[float]
-    gap: Optional[float]
+    score: float | None
+    gap: float | None
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
 
@@ -57,7 +59,7 @@ class Scored:
         return out
 
 
-def decide(rc: RetrainConfig, challenger: Scored, champion: Optional[Scored]) -> tuple[bool, str]:
+def decide(rc: RetrainConfig, challenger: Scored, champion: Scored | None) -> tuple[bool, str]:
     """Promote the challenger only if every check passes:
 
     - its gap on ``metric`` (positive = overfitting) is at most ``max_gap`` for a score (in
@@ -161,7 +163,6 @@ def takes_pixels(model: Any, meta: Mapping[str, Any]) -> Any:
 
 def load_splits(root: Path) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
     """The prepared splits both models are scored on, and their meta (fingerprint, classes)."""
-    from ..data.layout import PREPARED, SPLITS, read_meta, read_split
 
     meta = read_meta(root / PREPARED)
     # x memory-mapped: both models are scored a batch at a time (evaluation.evaluate_splits)

@@ -27,11 +27,16 @@ champion's reference and applies ``retrain.drift``. No TensorFlow and no MLflow 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import numpy as np
+
+from ..data.layout import SPLITS, read_split
+from ..data.store import RowReader
+from ..files import load_arrays, read_json, save_arrays, write_json
 
 #: Rows of the training split a summary samples (seeded, without replacement).
 SAMPLE_ROWS = 1000
@@ -78,7 +83,6 @@ class Summary:
 
     def save(self, folder: Path) -> list[Path]:
         """``reference.npz`` (the sampled columns) and ``reference.json`` (the rest) in ``folder``."""
-        from ..files import save_arrays, write_json
 
         arrays, meta = folder / REFERENCE_ARRAYS, folder / REFERENCE_META
         save_arrays(arrays, values=np.asarray(self.values, dtype=np.float64))
@@ -86,9 +90,7 @@ class Summary:
         return [arrays, meta]
 
     @classmethod
-    def load(cls, folder: Path) -> "Summary":
-        from ..files import load_arrays, read_json
-
+    def load(cls, folder: Path) -> Summary:
         meta = read_json(folder / REFERENCE_META)
         meta.pop("sample_rows", None)
         return cls(values=load_arrays(folder / REFERENCE_ARRAYS)["values"], **meta)
@@ -140,8 +142,6 @@ def label_columns(y: np.ndarray, meta: Mapping[str, Any]) -> tuple[np.ndarray, l
 
 def summarize(prepared: Path, meta: Mapping[str, Any], size: int = SAMPLE_ROWS) -> Summary:
     """The summary of the training split of the prepared folder ``prepared`` (with its meta)."""
-    from ..data.layout import SPLITS, read_split
-    from ..data.store import RowReader
 
     train = read_split("train", prepared)
     idx = sample_rows(len(train), size)
@@ -183,10 +183,10 @@ class Column:
     p_value: float
     drifted: bool
     # None when the columns changed (valid JSON: no NaN)
-    reference_mean: Optional[float] = None
-    current_mean: Optional[float] = None
-    reference_std: Optional[float] = None
-    current_std: Optional[float] = None
+    reference_mean: float | None = None
+    current_mean: float | None = None
+    reference_std: float | None = None
+    current_std: float | None = None
 
 
 def column_test(name: str, ref: np.ndarray, cur: np.ndarray, categorical: bool) -> Column:
@@ -222,11 +222,11 @@ class Drift:
     policy: str
     max_drift: float
     note: str = ""
-    champion: Optional[str] = None
-    reference_run: Optional[str] = None
+    champion: str | None = None
+    reference_run: str | None = None
     columns: list[Column] = field(default_factory=list)
-    rows_reference: Optional[int] = None
-    rows_current: Optional[int] = None
+    rows_reference: int | None = None
+    rows_current: int | None = None
     sample_reference: int = 0
     sample_current: int = 0
     kind: str = ""
@@ -240,7 +240,7 @@ class Drift:
         return sum(c.drifted for c in self.columns)
 
     @property
-    def share(self) -> Optional[float]:
+    def share(self) -> float | None:
         if self.status == "unchanged":
             return 0.0
         return self.n_drifted / self.n_columns if self.columns else None

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
+from .. import tracking
 from ..config import Config
 from .drift import Drift, Summary, compare, summarize
 from .drift_report import write_report
@@ -38,7 +40,7 @@ def report_folder(cfg: Config, root: Path) -> Path:
     return (root / cfg.retrain.report).parent / "drift"
 
 
-def wants_current(champion_tags: Optional[Mapping[str, str]], fingerprint: str) -> bool:
+def wants_current(champion_tags: Mapping[str, str] | None, fingerprint: str) -> bool:
     """Whether the current data is summarized: only when the champion has a reference to
     compare it with, and the data is not the champion's own."""
     tags = champion_tags or {}
@@ -52,7 +54,6 @@ def wants_current(champion_tags: Optional[Mapping[str, str]], fingerprint: str) 
 
 def log_reference(summary: Summary, folder: Path) -> None:
     """The summary as artifacts ``drift/reference/reference.*`` of the active run."""
-    from .. import tracking
 
     folder.mkdir(parents=True, exist_ok=True)
     for path in summary.save(folder):
@@ -92,11 +93,11 @@ def measure(
     cfg: Config,
     root: Path,
     client: Any,
-    champion: Optional[str],
-    champion_tags: Optional[Mapping[str, str]],
+    champion: str | None,
+    champion_tags: Mapping[str, str] | None,
     fingerprint: str,
-    current: Optional[Summary],
-) -> tuple[Drift, Optional[Summary]]:
+    current: Summary | None,
+) -> tuple[Drift, Summary | None]:
     """The current data (``current``, its summary) against the champion's reference; the
     reference too, when one was read (the report draws both)."""
     rc = cfg.retrain
@@ -114,8 +115,6 @@ def measure(
         with scratch(root) as tmp:
             reference = fetch_reference(client, run_id, Path(tmp))
     except Exception as exc:  # noqa: BLE001 - an artifact deleted by hand must not stop every retrain
-        from .. import tracking
-
         note = f"cannot read champion v{champion}'s reference from run {run_id}: {tracking.error_text(exc)}"
         return Drift("no-reference", note=note, reference_run=run_id, **policy), None
     return compare(reference, current, reference_run=run_id, **policy), reference
@@ -130,7 +129,7 @@ class Stop:
     reason: str
 
 
-def stop(drift: Drift, policy: str, force: bool, changed: Mapping[str, Any], report: str) -> Optional[Stop]:
+def stop(drift: Drift, policy: str, force: bool, changed: Mapping[str, Any], report: str) -> Stop | None:
     """What the policy says: None to train. ``block``: data that drifted beyond
     ``retrain.max_drift`` (exit 3). ``require``: a change of the data alone (no ``--force``)
     that neither drifted nor grew (exit 0). ``report`` never stops. ``report`` is where the
@@ -147,9 +146,8 @@ def stop(drift: Drift, policy: str, force: bool, changed: Mapping[str, Any], rep
     return None
 
 
-def record(folder: Path, drift: Drift, reference: Optional[Summary], current: Optional[Summary], decision: str) -> None:
+def record(folder: Path, drift: Drift, reference: Summary | None, current: Summary | None, decision: str) -> None:
     """The report into ``folder`` and the active run: its files, metrics and tags."""
-    from .. import tracking
 
     paths = write_report(folder, drift, reference, current, decision)
     tracking.log_metrics(drift.metrics())

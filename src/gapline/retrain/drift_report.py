@@ -8,14 +8,14 @@ import html
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
+from ..files import atomic_dir, write_json, write_text
 from .drift import P_VALUE, Drift, Summary
 
 
-def _moments(mean: Optional[float], std: Optional[float]) -> str:
+def _moments(mean: float | None, std: float | None) -> str:
     return "-" if mean is None or std is None else f"{mean:.4g} &plusmn; {std:.3g}"
 
 
@@ -37,7 +37,7 @@ def _histograms(ref: np.ndarray, cur: np.ndarray, width: int = 160, height: int 
     return f'<svg width="{width}" height="{height}">{"".join(parts)}</svg>'
 
 
-def render_html(drift: Drift, reference: Optional[Summary], current: Optional[Summary], decision: str) -> str:
+def render_html(drift: Drift, reference: Summary | None, current: Summary | None, decision: str) -> str:
     """One page, no scripts and no external files: the summary, then every column, drifted first."""
     s = drift.summary()
     esc = html.escape
@@ -79,10 +79,9 @@ def render_html(drift: Drift, reference: Optional[Summary], current: Optional[Su
     )
 
 
-def write_report(folder: Path, drift: Drift, reference: Optional[Summary], current: Optional[Summary],
+def write_report(folder: Path, drift: Drift, reference: Summary | None, current: Summary | None,
                  decision: str) -> list[Path]:
     """``drift.html`` and ``drift.json`` in ``folder``, replaced as a whole (atomically)."""
-    from ..files import atomic_dir, write_json, write_text
 
     with atomic_dir(folder) as tmp:
         write_text(tmp / "drift.html", render_html(drift, reference, current, decision))

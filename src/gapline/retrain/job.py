@@ -29,16 +29,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any
 
-from .. import memory
+from .. import memory, runtime, tracking
 from ..config import Config
+from ..data.layout import PREPARED
 from ..errors import ConfigError, GaplineError, bad_value
+from ..params import compose_config, find_root, load_params, write_params
+from ..tasks import retrain_metric, retrain_metrics, spec_from_meta
 from . import drift_gate
-from .drift import Drift, Summary, summarize
 from .decision import Scored, decide, load_splits, score, takes_pixels
+from .drift import Drift, Summary, summarize
 from .lock import exclusive_lock
 from .outcome import ExitCode, Outcome
 from .pipeline import challenger_version, run_pipeline
@@ -51,7 +55,7 @@ def retrain(
     *,
     force: bool = False,
     params: str = "params.yaml",
-    root: Optional[Path] = None,
+    root: Path | None = None,
     echo: Callable[[str], None] = print,
 ) -> Outcome:
     """Run one retrain in project ``root`` (default: the project around the working directory).
@@ -63,7 +67,6 @@ def retrain(
     input errors (exit 2); every other failure is recorded (report, FAILED MLflow run) and
     re-raised (exit 1).
     """
-    from ..params import find_root, write_params
 
     root = (root or find_root()).resolve()
     with contextlib.chdir(root):
@@ -76,7 +79,6 @@ def retrain(
 
 def load_config(overrides: Sequence[str], params: str, root: Path) -> Config:
     """The config a retrain runs with; it needs tracking and a registered model to hold the champion."""
-    from ..params import compose_config, load_params
 
     cfg = compose_config(overrides, root) if overrides else load_params(root / params)
     if not cfg.tracking.enabled:
@@ -98,14 +100,13 @@ class Champion:
     trained from (``tags`` None: there is no champion yet)."""
 
     client: Any
-    version: Optional[str]
-    previous: Optional[str]
-    tags: Optional[Mapping[str, str]]
+    version: str | None
+    previous: str | None
+    tags: Mapping[str, str] | None
 
     @classmethod
-    def look_up(cls, cfg: Config, root: Path) -> "Champion":
+    def look_up(cls, cfg: Config, root: Path) -> Champion:
         """Read the aliases; a store that cannot be read is reported as ``failed`` and re-raised."""
-        from .. import tracking
 
         name = cfg.tracking.registered_model
         try:
@@ -129,10 +130,10 @@ class Verdict:
     decision: str  # promoted | kept | up-to-date | skipped (drift: require) | blocked (drift: block)
     exit_code: ExitCode
     reason: str
-    challenger: Optional[dict[str, Any]]  # None: nothing was trained (skipped, blocked)
-    champion: Optional[dict[str, Any]]
-    champion_after: Optional[str]
-    previous_champion_after: Optional[str] = None  # promoted only
+    challenger: dict[str, Any] | None  # None: nothing was trained (skipped, blocked)
+    champion: dict[str, Any] | None
+    champion_after: str | None
+    previous_champion_after: str | None = None  # promoted only
 
     def report(self) -> dict[str, Any]:
         fields = {"decision": self.decision, "exit_code": self.exit_code, "reason": self.reason,
@@ -154,23 +155,22 @@ class RetrainJob:
     champion: Champion
     changed: dict[str, dict[str, str]]
     tracking_uri: str
-    current: Optional[Summary] = None  # the current data's summary (when the champion has a reference)
+    current: Summary | None = None  # the current data's summary (when the champion has a reference)
     # What the MLflow run learns, in order; :meth:`report` is built from these.
     started: float = 0.0
     started_at: str = ""
     run_id: str = ""
     challenger: str = ""  # the version the pipeline registered
     judged_on: str = ""  # retrain.metric with auto resolved for the prepared data's task
-    drift: Optional[Drift] = None  # the drift check, before training
-    verdict: Optional[Verdict] = None
-    failure: Optional[tuple[ExitCode, str]] = None
+    drift: Drift | None = None  # the drift check, before training
+    verdict: Verdict | None = None
+    failure: tuple[ExitCode, str] | None = None
     finished_at: str = ""
     seconds: float = 0.0
 
     @classmethod
-    def start(cls, cfg: Config, root: Path, force: bool, echo: Callable[[str], None]) -> "RetrainJob":
+    def start(cls, cfg: Config, root: Path, force: bool, echo: Callable[[str], None]) -> RetrainJob:
         """Compare what the champion was trained from with what would be trained now."""
-        from .. import tracking
 
         champion = Champion.look_up(cfg, root)
         current: list[Summary] = []
@@ -271,7 +271,6 @@ class RetrainJob:
 
         Any exception ends that run FAILED (tracking.run), reports it and tags the version
         ``failed``, and leaves ``champion``/``previous-champion`` as they were."""
-        from .. import tracking
 
         self.started, self.started_at = time.time(), utc_now()
         try:
@@ -295,8 +294,6 @@ class RetrainJob:
         return Outcome(self.verdict.decision, self.verdict.exit_code, message, self.report())
 
     def _train_judge_promote(self) -> None:
-        from .. import tracking
-
         rc = self.cfg.retrain
         tracking.log_params(
             {"retrain.metric": rc.metric, "retrain.margin": rc.margin, "retrain.max_gap": rc.max_gap, "retrain.max_relative_gap": rc.max_relative_gap,
@@ -329,21 +326,19 @@ class RetrainJob:
     def _train(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Run the pipeline; tag the version it registered with what it was trained from (the
         next retrain compares against it). Returns the prepared splits and their meta."""
-        from .. import tracking
 
         run_pipeline(self.root, self.force)
         version = challenger_version(self.cfg, self.root)
         splits, meta = load_splits(self.root)
         self.state = dataclasses.replace(self.state, data_fingerprint=str(meta["fingerprint"]))
         self.challenger = version
-        from ..data.layout import PREPARED
 
         reference = drift_gate.store_reference(self.root, self.root / PREPARED, meta, self.run_id)
         tracking.tag_version(self.champion.client, self.name, version, {**self.state.tags(), **reference})
         tracking.log_tags({"retrain.challenger_version": version})
         return splits, meta
 
-    def _check_drift(self) -> Optional[Verdict]:
+    def _check_drift(self) -> Verdict | None:
         """The drift check (:mod:`.drift_gate`): measured, reported (``reports/drift/``, the
         run), then ``retrain.drift`` applied: a verdict when it stops the retrain, None to train."""
         version = self.champion.version
@@ -364,7 +359,6 @@ class RetrainJob:
     def _version_task(self, version: str) -> str:
         """The task a registered version was trained for: its run's ``task`` tag (versions
         trained before tasks existed were multiclass)."""
-        from .. import tracking
 
         found = tracking.registry_version(self.champion.client, self.name, version)
         run_id = getattr(found, "run_id", None)
@@ -384,9 +378,6 @@ class RetrainJob:
     def _judge(self, splits: dict[str, Any], meta: dict[str, Any]) -> tuple[Verdict, dict[str, float]]:
         """Score both on the same splits and apply the rule; returns the verdict and the
         scores to log (the verdict is kept even if logging them fails)."""
-        from .. import runtime, tracking
-
-        from ..tasks import retrain_metric, retrain_metrics, spec_from_meta
 
         rc, t, champion_v = self.cfg.retrain, self.cfg.train, self.champion.version
         task = spec_from_meta(meta)
@@ -402,7 +393,7 @@ class RetrainJob:
         challenger = score(
             tracking.load_registered_keras(self.name, self.challenger), self.challenger, splits, task, rc.metric, self.cfg.task, budget
         )
-        champion: Optional[Scored] = None
+        champion: Scored | None = None
         if champion_v is not None:
             # cannot load: a failure; registered before images were pixels: scaled in front
             model = takes_pixels(tracking.load_registered_keras(self.name, champion_v), meta)
@@ -430,7 +421,6 @@ class RetrainJob:
 
     def _record_verdict(self) -> None:
         """The verdict into the run's tags, the version's tags and the report (an artifact)."""
-        from .. import tracking
 
         verdict = self.verdict
         assert verdict is not None
@@ -446,8 +436,6 @@ class RetrainJob:
         tracking.flush()
 
     def _fail(self, exc: BaseException) -> None:
-        from .. import tracking
-
         interrupted = isinstance(exc, KeyboardInterrupt)
         reason = str(exc) if isinstance(exc, GaplineError) else tracking.error_text(exc)
         self.failure = (ExitCode.INTERRUPTED if interrupted else ExitCode.FAILED, reason)
@@ -455,7 +443,6 @@ class RetrainJob:
 
     def _tag_failure(self) -> None:
         """Best effort: the run and the challenger (if registered) say ``failed`` and why."""
-        from .. import tracking
 
         assert self.failure is not None
         reason = self.failure[1]

@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .. import provenance, tracking
 from ..config import Config
 from ..dvc_command import dvc_executable, tools_env
+from ..stages import MODEL_FILE
 from .outcome import RetrainFailed
 
 
@@ -56,8 +58,6 @@ def run_pipeline(root: Path, force: bool) -> None:
 
 def challenger_version(cfg: Config, root: Path) -> str:
     """The version the pipeline's train stage registered (``reports/mlflow_run.json``)."""
-    from .. import provenance, tracking
-    from ..stages import MODEL_FILE
 
     if not (root / tracking.RUN_FILE).is_file():
         raise RetrainFailed(

@@ -4,11 +4,14 @@ under the retrain lock, recorded like a retrain's promotion (an MLflow run, vers
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any
 
+from .. import tracking
 from ..config import Config
 from ..errors import ConfigError, GaplineError
+from ..params import compose_config, find_root, load_params
 from .lock import exclusive_lock
 from .outcome import ExitCode, Outcome
 from .records import aliases_moved, decision_tags, run_config, utc_now
@@ -16,20 +19,18 @@ from .state import git_commit
 
 
 def promote(
-    version: Optional[str] = None,
+    version: str | None = None,
     *,
     rollback: bool = False,
     reason: str = "",
     overrides: Sequence[str] = (),
     params: str = "params.yaml",
-    root: Optional[Path] = None,
+    root: Path | None = None,
     echo: Callable[[str], None] = print,
 ) -> Outcome:
     """Point ``champion`` at ``version`` (or, with ``rollback``, at ``previous-champion``); the
     replaced champion becomes ``previous-champion``. Recorded as an MLflow run ``promote`` and
     as tags on the version. Takes the retrain lock; runs in the project root, as retrain does."""
-    from .. import tracking
-    from ..params import find_root
 
     root = (root or find_root()).resolve()
     with contextlib.chdir(root):
@@ -52,8 +53,6 @@ def promote(
 
 
 def _load_config(overrides: Sequence[str], params: str, root: Path) -> Config:
-    from ..params import compose_config, load_params
-
     cfg = compose_config(overrides, root) if overrides else load_params(root / params, check_drift=False)
     if not cfg.tracking.enabled or not cfg.tracking.registered_model:
         raise ConfigError(
@@ -63,9 +62,8 @@ def _load_config(overrides: Sequence[str], params: str, root: Path) -> Config:
     return cfg
 
 
-def _target(client: Any, name: str, aliases: Mapping[str, str], version: Optional[str], rollback: bool) -> str:
+def _target(client: Any, name: str, aliases: Mapping[str, str], version: str | None, rollback: bool) -> str:
     """The registered version to promote: ``version``, or with ``rollback`` the previous champion."""
-    from .. import tracking
 
     if rollback:
         version = aliases.get(tracking.PREVIOUS_CHAMPION)
@@ -78,10 +76,9 @@ def _target(client: Any, name: str, aliases: Mapping[str, str], version: Optiona
     return version
 
 
-def _move(cfg: Config, root: Path, client: Any, version: str, old: Optional[str], rollback: bool, why: str) -> Optional[str]:
+def _move(cfg: Config, root: Path, client: Any, version: str, old: str | None, rollback: bool, why: str) -> str | None:
     """Record the promotion (an MLflow run ``promote``, the version's tags), then move the
     aliases last; returns the new ``previous-champion``."""
-    from .. import tracking
 
     name = cfg.tracking.registered_model
     with tracking.run(run_config(cfg), run_name="promote") as active:

@@ -6,19 +6,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..config import Config
+from ..files import write_json
 
 
 def utc_now() -> str:
     """Now, to the second, as ``2024-05-01T12:00:00Z`` (lock holders, reports, tags)."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def write_report(root: Path, cfg: Config, report: dict[str, Any]) -> Path:
     """Write ``retrain.report`` (relative to the project root); returns its path."""
-    from ..files import write_json
 
     path = root / cfg.retrain.report
     write_json(path, report)
@@ -39,6 +39,6 @@ def decision_tags(decision: str, reason: str, run_id: str, promoted_at: str = ""
     return tags
 
 
-def aliases_moved(name: str, champion: str, previous: Optional[str]) -> str:
+def aliases_moved(name: str, champion: str, previous: str | None) -> str:
     """``name@champion -> vN, @previous-champion -> vM``: where a promotion left the aliases."""
     return f"{name}@champion -> v{champion}" + (f", @previous-champion -> v{previous}" if previous else "")

@@ -4,12 +4,17 @@ changed since: a retrain trains only when the champion's recorded state differs 
 from __future__ import annotations
 
 import contextlib
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any
+
+import gapline
 
 from ..config import Config
-from ..provenance import config_groups, folder_digest, json_digest
+from ..data.prepare import write_prepared
+from ..provenance import config_groups, folder_digest, git_state, json_digest
 
 # The config groups the DVC pipeline reads to build the model. ``tracking`` (where results
 # go), ``retrain`` (how they are judged), ``study``, ``sweep`` and ``meta`` do not change it.
@@ -38,7 +43,6 @@ def code_dir(root: Path) -> Path:
     local = root / "src" / "gapline"
     if (local / "__init__.py").is_file():
         return local
-    import gapline
 
     return Path(gapline.__file__).resolve().parent
 
@@ -50,7 +54,6 @@ def code_digest(folder: Path) -> str:
 
 def git_commit(root: Path) -> str:
     """The project's current commit ('' outside git): recorded, never compared."""
-    from ..provenance import git_state
 
     return git_state(root).get("git.commit", "")
 
@@ -81,21 +84,16 @@ class State:
 def current_state(
     cfg: Config,
     root: Path,
-    fingerprint: Optional[str] = None,
-    inspect: Optional[Callable[[Path, dict[str, Any]], None]] = None,
+    fingerprint: str | None = None,
+    inspect: Callable[[Path, dict[str, Any]], None] | None = None,
 ) -> State:
     """The state a retrain would train from now. The data fingerprint is recomputed from the
     source (the same value ``prepare`` writes to meta.json) unless given: the splits are
     streamed to a scratch folder and dropped, so a set larger than memory fingerprints too.
     ``inspect(folder, meta)`` sees that prepared folder before it is dropped (the drift check
     samples it)."""
-    import gapline
 
     if fingerprint is None:
-        import tempfile
-
-        from ..data.prepare import write_prepared
-
         scratch = Path(root).resolve() / ".gapline"
         scratch.mkdir(parents=True, exist_ok=True)
         with contextlib.chdir(root), tempfile.TemporaryDirectory(
@@ -114,7 +112,7 @@ def current_state(
     )
 
 
-def what_changed(champion_tags: Optional[Mapping[str, str]], state: State) -> dict[str, dict[str, str]]:
+def what_changed(champion_tags: Mapping[str, str] | None, state: State) -> dict[str, dict[str, str]]:
     """``{"data"|"config"|"code": {"champion": old, "current": new}}``; ``{"champion": ...}``
     when there is no champion, or it has no recorded state (promoted by hand from a version
     that no retrain produced). Empty: nothing changed."""

@@ -8,16 +8,28 @@ from typing import Any
 
 import numpy as np
 
-from .. import memory, provenance, runtime, tracking
-from ..curves import read_curves
+from .. import memory, plots, provenance, runtime, scoring, tracking
 from ..config import Config
+from ..curves import read_curves
 from ..data.layout import read_meta
 from ..diagnosis import as_markdown, diagnose
+from ..evaluation import evaluate_splits
 from ..files import atomic_dir, read_json, write_json, write_text
+from ..gap import predictions
+from ..model_io import load_model
 from ..regularization import techniques
 from ..tasks import TaskSpec, spec_from_meta
 from ..tracking.run_record import RUN_FILE, RunRecord
-from . import BREAKDOWN_FILE, DIAGNOSIS_FILE, METRICS_FILE, MODEL_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, read_split
+from . import (
+    BREAKDOWN_FILE,
+    DIAGNOSIS_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PLOTS,
+    SPLITS,
+    TRAIN_INFO_FILE,
+    read_split,
+)
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
@@ -63,7 +75,6 @@ def task_reports(task: TaskSpec, y: np.ndarray, pred: np.ndarray, cfg: Config, o
     own plots, written into ``out``: confusion matrix (single-label classification), ROC and
     PR curves (binary), per-label scores (multilabel), calibration (every classifier),
     predicted vs actual and residuals (regression)."""
-    from .. import plots, scoring
 
     pngs: list[Path] = []
     if task.name == "regression":
@@ -88,10 +99,6 @@ def task_reports(task: TaskSpec, y: np.ndarray, pred: np.ndarray, cfg: Config, o
 
 def evaluate(cfg: Config) -> dict[str, Any]:
     runtime.configure(cfg.train.seed, cfg.train.deterministic, cfg.train.accelerator, cfg.train.precision)
-    from .. import plots
-    from ..evaluation import evaluate_splits
-    from ..gap import predictions
-    from ..model_io import load_model
 
     meta = read_meta()
     task = spec_from_meta(meta)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -10,18 +12,21 @@ import numpy as np
 import gapline
 
 from .. import curves, memory, progress, provenance, runtime, tracking
+from ..backup import Backup
 from ..config import Config
 from ..data.layout import read_meta
-from ..tracking.input_contract import input_contract
 from ..data.store import Split
-from ..gap import overfitting_onset
 from ..errors import warn
 from ..files import write_json
+from ..gap import overfitting_onset
 from ..model_io import save_model
-from ..models import warm_start
+from ..models import warm_start, weight_sharing_applied
 from ..regularization import technique_label, techniques
 from ..tasks import for_run
+from ..tracking.input_contract import input_contract
 from ..tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
+from ..training import build_compiled, train_model
+from ..user_code import model_files_digest
 from . import AUGMENTED, METRICS_FILE, MODEL_FILE, TRAIN_INFO_FILE, read_split
 
 BACKUP_DIR = Path(".gapline/backup/train")
@@ -31,9 +36,6 @@ def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
     """What a saved training state is only valid for: the same data (and the task and
     standardization prepare resolved for it), task and training settings and model files (a
     custom builder's package, a weights file, a warm-start model)."""
-    from dataclasses import asdict
-
-    from ..user_code import model_files_digest
 
     parts = provenance.config_groups(cfg, ("task", "augment", "model", "regularization", "train"))
     files = model_files_digest(asdict(cfg.model.deps), cfg.model.init_from)
@@ -68,7 +70,6 @@ def model_shares_weights(cfg: Config, model: Any) -> Any:
     from the model itself; gapline's families say so in their config."""
     if model is None:
         return None
-    from ..models import weight_sharing_applied
 
     return weight_sharing_applied(cfg.model.family, model)
 
@@ -88,9 +89,6 @@ def training_arrays(cfg: Config) -> tuple[Split, Split, Split]:
 
 def weights_digest(model: Any) -> str:
     """Short digest of the weights: every multi_worker process prints it, and all must agree."""
-    import hashlib
-
-    import numpy as np
 
     digest = hashlib.sha256()
     for w in model.get_weights():
@@ -101,7 +99,6 @@ def weights_digest(model: Any) -> str:
 def train_worker(cfg: Config, index: int, processes: int) -> dict[str, Any]:
     """A non-chief multi_worker process: the same fit, in step with the chief, on its own
     share of the data; no MLflow run and no files (the chief writes those)."""
-    from ..training import build_compiled, train_model
 
     meta = read_meta()
     fit, train_split, val = training_arrays(cfg)
@@ -118,8 +115,6 @@ def train_worker(cfg: Config, index: int, processes: int) -> dict[str, Any]:
 def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any]:
     """Train, save the model and history, and log it all to one MLflow run."""
     env = runtime.configure_for(cfg.train)
-    from ..backup import Backup
-    from ..training import build_compiled, train_model
 
     index, processes = runtime.process()
     if index > 0:  # multi_worker: only the chief (process 0) tracks and writes outputs

@@ -19,20 +19,21 @@ and the committed digits study's baselines were fit on them).
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from ..config import Config
-from ..tasks import FINAL_METRICS, gap
+from ..data.prepare import split_source
+from ..scoring import scores
+from ..tasks import FINAL_METRICS, gap, spec_from_meta
 
 SPLITS = ("train", "val", "test")
 
 
 def classical_baselines(cfg: Config) -> list[dict[str, Any]]:
     """The task's classical rows on the very same (flattened) split as the arms."""
-    from ..data.prepare import split_source
-    from ..tasks import spec_from_meta
 
     splits, meta = split_source(cfg)
     pixel_max = int(meta.get("pixel_max", 0))  # uint8 pixels: in [0, 1], as the networks see them
@@ -46,7 +47,10 @@ def classical_baselines(cfg: Config) -> list[dict[str, Any]]:
 
 def models(task: str, scale: bool) -> list[tuple[str, Any]]:
     """``(row name, unfitted estimator)`` per classical baseline of ``task``."""
-    from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingClassifier
+    from sklearn.ensemble import (
+        GradientBoostingRegressor,
+        HistGradientBoostingClassifier,
+    )
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import make_pipeline
@@ -98,8 +102,6 @@ def baselines(
 
 
 def _scores(task: str, model: Any, x: np.ndarray, y: np.ndarray, classes: int) -> dict[str, float]:
-    from ..scoring import scores
-
     metrics = FINAL_METRICS[task]
     if task == "regression":
         return scores(task, y, model.predict(x), metrics)

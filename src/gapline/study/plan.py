@@ -9,13 +9,16 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 from ..config import Config
 from ..errors import ConfigError, bad_value
+from ..params import compose_config
 from ..provenance import json_digest, without_output_only
+from ..user_code import model_files_digest
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class Job:
     seed: int
     overrides: tuple[str, ...]
     kind: str = "arm"  # "arm", "curve", "source" or "trial"
-    fraction: Optional[float] = None
+    fraction: float | None = None
     point: tuple[str, ...] = ()  # a tuned arm's grid point (a trial's, or the one it chose)
     trial: int = -1  # a trial's index in its arm's grid
 
@@ -144,7 +147,6 @@ def job_key(cfg_dict: dict[str, Any]) -> str:
     """The training run a job stands for: stable across runs and job names; changes when
     anything in the resolved config changes (the seed included), or the content of the model's
     files (a custom builder, a weights file, the model a warm start copies, e.g. a source)."""
-    from ..user_code import model_files_digest
 
     relevant = without_output_only(
         {k: v for k, v in cfg_dict.items() if k not in ("study", "tracking", "meta", "retrain")}
@@ -158,7 +160,6 @@ def job_key(cfg_dict: dict[str, Any]) -> str:
 
 def resolve(job: Job, root: Path) -> tuple[Config, dict[str, Any]]:
     """The job's config composed from conf/ under ``root``, and the same as a plain dict."""
-    from ..params import compose_config
 
     cfg = compose_config(job.overrides, root)
     return cfg, dataclasses.asdict(cfg)

@@ -4,14 +4,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from ..config import Config
 from ..files import read_json, write_json, write_text
+from ..learning_curve import curve_row, write_learning_curve
+from ..model_io import save_model
+from ..trial import run_trial
+from .baselines import classical_baselines
 from .plan import Job, job_key, plan, resolve, sources, trials, tuned
-from .tuning import Tuning
+from .table import bar_chart, headline_of, summarize, table_csv, table_markdown
+from .tuning import Tuning, choose, write_tuning
 
 
 @dataclass
@@ -38,7 +44,6 @@ def identity(job: Job) -> dict[str, Any]:
 
 def run_job(job: Job, root: str) -> dict[str, Any]:
     """Worker entry point (runs in a joblib process): train and evaluate one job."""
-    from ..trial import run_trial
 
     start = time.perf_counter()
     cfg, cfg_dict = resolve(job, Path(root))
@@ -49,8 +54,6 @@ def run_job(job: Job, root: str) -> dict[str, Any]:
 
 def run_source(job: Job, root: str, path: str) -> dict[str, Any]:
     """Worker entry point: train one source model and save it where the arms look for it."""
-    from ..model_io import save_model
-    from ..trial import run_trial
 
     cfg, _ = resolve(job, Path(root))
     result = run_trial(cfg, keep_model=True)
@@ -86,7 +89,7 @@ class Runner:
     already done in this study is read back under its own name; the others train in parallel
     joblib processes, each distinct run once, and are cached as they finish."""
 
-    def __init__(self, cfg: Config, root: Path, jobs_dir: Path, bar: Any, on_result: Optional[Callable[[dict[str, Any]], None]]):
+    def __init__(self, cfg: Config, root: Path, jobs_dir: Path, bar: Any, on_result: Callable[[dict[str, Any]], None] | None):
         self.cfg, self.root, self.jobs_dir, self.bar, self.on_result = cfg, root, jobs_dir, bar, on_result
         self.runs: dict[str, dict[str, Any]] = {}  # key -> record, as trained or read back
         self.trained = self.reused = 0
@@ -106,8 +109,6 @@ class Runner:
     def run(self, jobs: Sequence[Job]) -> list[dict[str, Any]]:
         """Every job's record, in the order given."""
         from joblib import Parallel, delayed
-
-        from .table import headline_of
 
         todo: dict[str, Job] = {}
         for job in jobs:
@@ -143,14 +144,11 @@ def run_study(
     base_overrides: Sequence[str],
     root: Path,
     progress: bool = True,
-    on_result: Optional[Callable[[dict[str, Any]], None]] = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> StudyResult:
     """Tune the arms that search (their trials), run every arm at every seed and the curve
     (what the cache lacks, in parallel), summarize and write the study's files."""
     from tqdm.auto import tqdm
-
-    from .baselines import classical_baselines
-    from .tuning import choose, write_tuning
 
     out_dir = Path(cfg.study.out_dir)
     if not out_dir.is_absolute():
@@ -186,8 +184,6 @@ def _write(
     cfg: Config, done: list[dict[str, Any]], classical: list[dict[str, Any]], tuning: dict[str, Tuning], out_dir: Path
 ) -> tuple[list[Path], list[dict[str, Any]], list[dict[str, Any]]]:
     """The table, the chart and (when the study has curve points) the learning curve."""
-    from ..learning_curve import curve_row, write_learning_curve
-    from .table import bar_chart, summarize, table_csv, table_markdown
 
     table = summarize(done, classical, baseline=cfg.study.baseline, alpha=cfg.study.alpha, tuning=tuning)
     points = sorted((r for r in done if r["kind"] == "curve"), key=lambda r: r["fraction"])

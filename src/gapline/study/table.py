@@ -13,12 +13,23 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..tasks import CLASSIFICATION, HEADLINE, UNIT_SCORES, gap_label, headline_of, higher_is_better, label, task_of  # noqa: F401 (re-exported)
+from ..plots import pyplot, save
+from ..tasks import (  # noqa: F401 (re-exported)
+    CLASSIFICATION,
+    HEADLINE,
+    UNIT_SCORES,
+    gap_label,
+    headline_of,
+    higher_is_better,
+    label,
+    task_of,
+)
 
 # Metrics whose values lie in [0, 1]: shown as percent (points for their gaps).
 TAIL_KEYS = ("onset_epoch", "best_epoch", "epochs_run", "params", "train_seconds")
@@ -297,7 +308,6 @@ def read_csv(path: Path) -> list[dict[str, Any]]:
 
 def bar_chart(table: Sequence[dict[str, Any]], path: Path) -> Path:
     """The task's headline on test and its gap per technique, side by side (``study.png``)."""
-    from ..plots import pyplot, save
 
     head = headline_of(table[0]) if table else "accuracy"
     unit = head in UNIT_SCORES

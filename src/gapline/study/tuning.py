@@ -7,13 +7,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..config import Config, SweepConfig
 from ..files import write_text
-from ..tasks import objective
+from ..tasks import HEADLINE, objective
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,6 @@ def choose(cfg: Config, trials: Sequence[dict[str, Any]]) -> dict[str, Tuning]:
 
 def write_tuning(cfg: Config, trials: Sequence[dict[str, Any]], tuning: dict[str, Tuning], path: Path) -> Path:
     """Every trial's point and validation numbers, and which one its arm chose (``tuning.csv``)."""
-    from ..tasks import HEADLINE
 
     buf = io.StringIO()
     fields = ["arm", "trial", "point", "chosen", "objective", "val_nll", "val_loss", "val_headline", "headline",

@@ -51,7 +51,15 @@ from .nested import (
 )
 from .redaction import error_text, param_values, redact, tag_values
 from .run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
-from .runs import Terminated, close_stale_run, default_run_name, flush, project_run_experiment, resume_target, run
+from .runs import (
+    Terminated,
+    close_stale_run,
+    default_run_name,
+    flush,
+    project_run_experiment,
+    resume_target,
+    run,
+)
 from .store import DEFAULT_URI, TrackingError, canonical_uri, resolve_uri, setup
 
 __all__ = [

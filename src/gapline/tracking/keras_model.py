@@ -6,11 +6,16 @@ pinned requirements, and a custom model's own code: :mod:`.model_code`) and regi
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata as md
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
+from ..errors import GaplineError
+from ..model_io import load_model
 from .input_contract import METADATA_KEY, to_served
 from .log import retry_on_conflict
 from .model_code import LOADER, ship_code
@@ -30,7 +35,6 @@ def model_requirements() -> list[str]:
     Giving them saves MLflow's requirement inference, which loads the model in a subprocess
     (about 5 s per run) and falls back to ``keras`` alone with a warning anyway.
     """
-    import importlib.metadata as md
 
     import keras
 
@@ -91,8 +95,8 @@ def _quiet_keras() -> Iterator[None]:
 
 
 def log_model(
-    model: Any, x_sample: Any, registered_model: Optional[str], contract: Optional[dict[str, Any]] = None
-) -> Optional[str]:
+    model: Any, x_sample: Any, registered_model: str | None, contract: dict[str, Any] | None = None
+) -> str | None:
     """Log the Keras model (Keras flavor) with a signature and an input example; register it
     and point the alias ``challenger`` at the new version. Returns the registered version.
 
@@ -139,10 +143,6 @@ def load_registered_keras(name: str, version: str) -> Any:
     Call :func:`.model_registry.registry` first: the ``models:/`` URI resolves through the
     process-wide store.
     """
-    import tempfile
-
-    from ..errors import GaplineError
-    from ..model_io import load_model
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow = import_mlflow()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from ..signals import raise_if_terminated
 from .redaction import param_values, redact, tag_values
@@ -45,7 +46,7 @@ def log_tags(tags: Mapping[str, Any]) -> None:
     keep(import_mlflow().set_tags(tag_values(tags)))
 
 
-def log_metrics(metrics: Mapping[str, float], step: Optional[int] = None) -> None:
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     keep(import_mlflow().log_metrics({k: float(v) for k, v in metrics.items()}, step=step))
 
 
@@ -57,11 +58,11 @@ def final_metrics(metrics: Mapping[str, float], curves: Any = ()) -> dict[str, f
     return {(f"final_{k}" if k in taken else k): float(v) for k, v in metrics.items()}
 
 
-def log_artifact(path: Path, artifact_path: Optional[str] = None) -> None:
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
     import_mlflow().log_artifact(str(path), artifact_path=artifact_path)
 
 
-def log_artifacts(folder: Path, artifact_path: Optional[str] = None) -> None:
+def log_artifacts(folder: Path, artifact_path: str | None = None) -> None:
     import_mlflow().log_artifacts(str(folder), artifact_path=artifact_path)
 
 
@@ -130,7 +131,7 @@ def epoch_logger() -> Any:
     mlflow = import_mlflow()
 
     class MlflowEpochLogger(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             if logs:
                 keep(mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch + 1))
             raise_if_terminated()  # a SIGTERM whose exception Python dropped still ends the run

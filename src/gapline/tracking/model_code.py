@@ -28,9 +28,10 @@ import shutil
 import site
 import sysconfig
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from ..errors import warn
+from ..errors import GaplineError, warn
+from ..user_code import config_modules, module_sources, named_modules
 from .shipped_loader import MANIFEST
 from .store import TrackingError
 
@@ -56,17 +57,14 @@ def _copy_source(source: Path, code: Path) -> None:
         shutil.copy2(source, code / source.name)
 
 
-def ship_code(model: Any, path: str, mlflow_model: Optional[Any] = None) -> list[str]:
+def ship_code(model: Any, path: str, mlflow_model: Any | None = None) -> list[str]:
     """Copy the loader and the user modules of ``model`` into the saved MLflow model at
     ``path`` and point its ``python_function`` flavor at them. Returns the user modules."""
     import keras
 
-    from ..errors import GaplineError
-    from ..user_code import config_modules, module_sources, named_modules
-
     config = keras.saving.serialize_keras_object(model)
     user = config_modules(config)
-    imports: list[tuple[str, Optional[str]]] = [(module, None) for module in user]
+    imports: list[tuple[str, str | None]] = [(module, None) for module in user]
     sources: dict[str, Path] = {}
     for module in user:
         try:
@@ -97,7 +95,7 @@ def ship_code(model: Any, path: str, mlflow_model: Optional[Any] = None) -> list
     return user
 
 
-def _point_pyfunc_at_loader(path: str, mlflow_model: Optional[Any]) -> None:
+def _point_pyfunc_at_loader(path: str, mlflow_model: Any | None) -> None:
     """``loader_module: _gapline_loader`` and ``code: code`` in the MLmodel file (and in the
     in-memory Model that ``Model.log`` may save again); everything else as it was."""
     from mlflow.models import Model

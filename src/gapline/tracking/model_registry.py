@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from ..config import TrackingConfig
 from .redaction import error_text, tag_values
-from .store import TrackingError, canonical_uri, check_reachable, import_mlflow, resolve_uri
+from .store import (
+    TrackingError,
+    canonical_uri,
+    check_reachable,
+    import_mlflow,
+    resolve_uri,
+)
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
@@ -50,7 +57,7 @@ def registry_aliases(client: Any, name: str) -> dict[str, str]:
     return {str(alias): str(version) for alias, version in (model.aliases or {}).items()}
 
 
-def registry_version(client: Any, name: str, version: str) -> Optional[Any]:
+def registry_version(client: Any, name: str, version: str) -> Any | None:
     """The ModelVersion ``name``/``version``, or None when the registry does not hold it."""
     mlflow = import_mlflow()
     try:
@@ -71,7 +78,7 @@ def tag_version(client: Any, name: str, version: str, tags: Mapping[str, Any]) -
         raise TrackingError(f"cannot tag model version {name} v{version}: {error_text(exc)}") from None
 
 
-def move_champion(client: Any, name: str, version: str) -> dict[str, Optional[str]]:
+def move_champion(client: Any, name: str, version: str) -> dict[str, str | None]:
     """Point ``champion`` at ``version`` and ``previous-champion`` at the champion it replaces.
 
     The last registry write of a promotion. If either alias cannot be set, both are put back

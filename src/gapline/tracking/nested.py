@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from ..config import TrackingConfig
+from ..tasks import gap_label, headline_of
 from .log import final_metrics
 from .redaction import error_text, param_values, tag_values
 from .store import TrackingError, fallback_message, import_mlflow, setup
@@ -32,7 +34,6 @@ def child_metric_keys(job: Mapping[str, Any]) -> list[str]:
 
 def headline_of_run(tags: Mapping[str, str], metrics: Mapping[str, float]) -> str:
     """A child run's headline metric: from its ``task`` tag, else from the metric names it has."""
-    from ..tasks import headline_of
 
     return headline_of({"task": tags.get("task"), **metrics})
 
@@ -80,7 +81,7 @@ def log_metric_batches(client: Any, run_id: str, metrics: list[Any]) -> None:
         client.log_batch(run_id, metrics=metrics[i : i + 1000])
 
 
-def log_child_run(parent_id: Optional[str], tracking_cfg: TrackingConfig, job: Mapping[str, Any]) -> str:
+def log_child_run(parent_id: str | None, tracking_cfg: TrackingConfig, job: Mapping[str, Any]) -> str:
     """One finished job as a child run: flattened config, tags, per-epoch curves, final metrics."""
     mlflow = import_mlflow()
     from mlflow.entities import Metric, Param
@@ -141,7 +142,6 @@ def finish_parent_run(parent_id: str, status: str = "FINISHED") -> str:
     """Summarize the children (best objective first) into the parent and close it. The table
     and ``best_test_<metric>`` follow the children's task: its headline (accuracy, AUC, RMSE)
     on test and the gaps on it (positive = overfitting)."""
-    from ..tasks import gap_label
 
     mlflow = import_mlflow()
     client = mlflow.MlflowClient()
@@ -185,7 +185,7 @@ def finish_parent_run(parent_id: str, status: str = "FINISHED") -> str:
     return table
 
 
-def close_parent_run(parent_id: str, status: str = "FINISHED", error: Optional[str] = None) -> None:
+def close_parent_run(parent_id: str, status: str = "FINISHED", error: str | None = None) -> None:
     """End a parent run with ``status``; with ``error`` (a failure path) record it in the
     ``error`` tag and never let a store error mask the original one."""
     mlflow = import_mlflow()

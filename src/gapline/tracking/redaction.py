@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import one_line
 
@@ -40,7 +41,7 @@ def is_secret(name: str) -> bool:
     return any(marker in upper for marker in SECRET_MARKERS)
 
 
-def secret_values(environ: Optional[Mapping[str, str]] = None) -> list[str]:
+def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Values of the environment's secret-named variables, longest first."""
     env = environment() if environ is None else environ
     found = {v for k, v in env.items() if is_secret(k) and len(v) >= MIN_SECRET_LENGTH}
@@ -61,7 +62,7 @@ def environment() -> dict[str, str]:
     return out
 
 
-def redact(text: str, environ: Optional[Mapping[str, str]] = None) -> str:
+def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
     """``text`` with secret environment values and URL passwords replaced by ``***``."""
     for value in secret_values(environ):
         text = text.replace(value, REDACTED)

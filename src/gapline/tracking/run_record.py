@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..errors import DataError
 from ..files import read_json, write_json
@@ -28,12 +28,12 @@ ACTIVE_RUN_FILE = Path(".gapline/train_run.json")
 class RunRecord:
     """One run as the files name it; ``run_id`` None when tracking was off."""
 
-    run_id: Optional[str]
-    tracking_uri: Optional[str] = None  # canonical (see store.canonical_uri); absent in old records
-    experiment_id: Optional[str] = None
-    registered_model: Optional[str] = None
-    model_version: Optional[str] = None  # None when nothing was registered
-    model_md5: Optional[str] = None  # of the model file train wrote in this run
+    run_id: str | None
+    tracking_uri: str | None = None  # canonical (see store.canonical_uri); absent in old records
+    experiment_id: str | None = None
+    registered_model: str | None = None
+    model_version: str | None = None  # None when nothing was registered
+    model_md5: str | None = None  # of the model file train wrote in this run
 
     @classmethod
     def no_run(cls) -> RunRecord:

@@ -11,15 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Iterator, Optional
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
 
 from ..config import Config
 from ..errors import warn
 from ..signals import Terminated, sigterm_as_interrupt
 from .redaction import error_text, redact
 from .run_record import RUN_FILE, RunRecord
-from .store import TrackingError, canonical_uri, check_reachable, fallback_message, import_mlflow, resolve_uri, setup
-
+from .store import (
+    TrackingError,
+    canonical_uri,
+    check_reachable,
+    fallback_message,
+    import_mlflow,
+    resolve_uri,
+    setup,
+)
 
 _pending: list[Any] = []  # async logging operations not yet confirmed
 
@@ -45,7 +55,7 @@ def flush() -> None:
             raise TrackingError(f"MLflow did not accept logged data: {error_text(exc)}") from None
 
 
-def _close(mlflow: Any, status: str, error: Optional[str]) -> None:
+def _close(mlflow: Any, status: str, error: str | None) -> None:
     """End the active run with ``status``; on failure paths never mask the original error."""
     if error is not None:
         with contextlib.suppress(Exception):
@@ -63,8 +73,8 @@ def _close(mlflow: Any, status: str, error: Optional[str]) -> None:
 
 @contextlib.contextmanager
 def run(
-    cfg: Config, *, run_id: Optional[str] = None, run_name: Optional[str] = None
-) -> Iterator[Optional[Any]]:
+    cfg: Config, *, run_id: str | None = None, run_name: str | None = None
+) -> Iterator[Any | None]:
     """Open (or resume) the pipeline's MLflow run; always close it with the right status.
 
     Everything logged asynchronously is flushed, and any logging failure surfaced, before
@@ -109,13 +119,11 @@ def run(
 def default_run_name(prefix: str = "run") -> str:
     """A unique name. MLflow's own generator draws from Python's ``random``, which
     ``keras.utils.set_random_seed`` has just seeded: every run would get the same name."""
-    import secrets
-    import time
 
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def close_stale_run(record: RunRecord) -> Optional[str]:
+def close_stale_run(record: RunRecord) -> str | None:
     """End a run that a killed process left RUNNING (status KILLED, reason in ``error``)."""
     mlflow = import_mlflow()
     run_id = record.run_id
@@ -133,7 +141,7 @@ def close_stale_run(record: RunRecord) -> Optional[str]:
     return str(run_id)
 
 
-def resume_target(cfg: Config, record: Optional[RunRecord], model_md5: Optional[str] = None) -> Optional[str]:
+def resume_target(cfg: Config, record: RunRecord | None, model_md5: str | None = None) -> str | None:
     """The run id evaluate should add to, or None (after a one-line warning) when there is no
     ``reports/mlflow_run.json`` (``record`` None: train ran in another workspace), or the run
     it names trained another model than the one evaluated (``model_md5``: DVC restored a
@@ -176,7 +184,7 @@ def resume_target(cfg: Config, record: Optional[RunRecord], model_md5: Optional[
     return str(run_id)
 
 
-def project_run_experiment() -> Optional[str]:
+def project_run_experiment() -> str | None:
     """Under ``mlflow run`` (``$MLFLOW_RUN_ID`` set): the name of the experiment holding that
     run, so gapline can log into it instead of failing on an experiment mismatch; else None."""
     run_id = os.environ.get("MLFLOW_RUN_ID")

@@ -16,7 +16,9 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from typing import Any, Optional
+from typing import Any
+
+import numpy as np
 
 # Next to this file in code/: {"imports": [[module, fallback or null], ...]}
 MANIFEST = "_gapline_modules.json"
@@ -24,7 +26,7 @@ MANIFEST = "_gapline_modules.json"
 CONTRACT_KEY = "gapline_input"
 
 
-def _manifest(path: str) -> list[list[Optional[str]]]:
+def _manifest(path: str) -> list[list[str | None]]:
     # The model's own code/ first: a process that loaded another shipped model already holds
     # this module, imported from that model's folder.
     for folder in (os.path.join(path, "code"), os.path.dirname(os.path.abspath(__file__))):
@@ -35,7 +37,7 @@ def _manifest(path: str) -> list[list[Optional[str]]]:
     raise FileNotFoundError(f"model {path!r} has no {MANIFEST} in its code/ folder: it was logged incompletely")
 
 
-def _import(module: str, fallback: Optional[str]) -> None:
+def _import(module: str, fallback: str | None) -> None:
     try:
         importlib.import_module(module)
     except ImportError as exc:
@@ -47,7 +49,7 @@ def _import(module: str, fallback: Optional[str]) -> None:
         importlib.import_module(fallback)
 
 
-def _contract(path: str) -> Optional[dict[str, Any]]:
+def _contract(path: str) -> dict[str, Any] | None:
     """The input contract in the MLmodel's metadata (None: a model logged without one)."""
     from mlflow.models import Model
 
@@ -65,11 +67,9 @@ def _refuse(message: str) -> Exception:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def checked(data: Any, contract: Optional[dict[str, Any]]) -> Any:
+def checked(data: Any, contract: dict[str, Any] | None) -> Any:
     """``data`` checked against ``contract`` and put in the Keras model's representation
     (float32, stored scale and shape); an :class:`MlflowException` (HTTP 400) otherwise."""
-    import numpy as np
-
     x = np.asarray(data)
     if contract is None:
         return x
@@ -97,14 +97,14 @@ def checked(data: Any, contract: Optional[dict[str, Any]]) -> Any:
 class ServedModel:
     """What ``mlflow.pyfunc`` calls predict on: the contract's check, then a quiet predict."""
 
-    def __init__(self, model: Any, contract: Optional[dict[str, Any]]) -> None:
+    def __init__(self, model: Any, contract: dict[str, Any] | None) -> None:
         self.model, self.contract = model, contract
 
     def get_raw_model(self) -> Any:
         """The Keras model, as ``mlflow.keras``'s own wrapper hands it out."""
         return self.model
 
-    def predict(self, data: Any, params: Optional[dict[str, Any]] = None) -> Any:
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         import keras
         import pandas as pd
 

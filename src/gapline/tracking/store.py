@@ -10,10 +10,12 @@ importing gapline costs nothing with tracking off.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import TrackingConfig
@@ -58,7 +60,7 @@ def resolve_uri(tracking: TrackingConfig) -> str:
     return _fallback.get(configured, configured)
 
 
-def fallback_message() -> Optional[str]:
+def fallback_message() -> str | None:
     """Why this process logs to the embedded store instead of the configured server, if it does."""
     return _fallback.get("message")
 
@@ -70,7 +72,6 @@ def store_init_lock(uri: str) -> Iterator[None]:
     if not uri.startswith("sqlite:///"):
         yield
         return
-    import fcntl
 
     db = Path(canonical_uri(uri)[len("sqlite:///") :])
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,7 @@ def store_init_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def canonical_uri(uri: str, cwd: Optional[Path] = None) -> str:
+def canonical_uri(uri: str, cwd: Path | None = None) -> str:
     """The store a URI names, comparable across processes: local paths made absolute,
     passwords removed, no trailing slash (``sqlite:///mlflow.db`` → ``sqlite:////abs/mlflow.db``).
     """

@@ -1,7 +1,11 @@
-import sys, numpy as np
+import sys
+
+import numpy as np
+
+from gapline.data.prepare import split_source
 from gapline.params import compose_config, find_root
 from gapline.trial import run_trial
-from gapline.data.prepare import split_source
+
 root = find_root()
 seed = int(sys.argv[1])
 cfg = compose_config(["experiment=study", "tracking=off", "regularization=best_practice", "augment=offline_strong",
