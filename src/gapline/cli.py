@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import yaml
+
 from . import tracking
 from .dvc_command import dvc_executable, tools_env
 from .errors import ConfigError, DataError, GaplineError, warn
@@ -102,8 +104,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         quiet = ["train.verbose=quiet"] if args.quiet else []
         return hydra_train([*args.overrides, *quiet], args.multirun, find_root())
-    import yaml
-
     cfg = _load(args)
     if args.quiet:
         cfg = replace(cfg, train=replace(cfg.train, verbose="quiet"))

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .config import BUILTIN_SOURCES, Config, register_schema
 from .errors import ConfigError, GaplineError
 from .files import write_text
@@ -219,8 +221,6 @@ def load_params(
     path: str | os.PathLike[str] = PARAMS_FILE, *, check_drift: bool = True
 ) -> Config:
     """Read params.yaml, validate it, and refuse it if conf/ changed since it was composed."""
-    import yaml
-
     p = Path(path)
     if not p.is_file():
         raise ConfigError(

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .config import OUTPUT_ONLY
 
 CHUNK = 1 << 20
@@ -99,8 +101,6 @@ def dvc_stage_digests(lock: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
     params and outs as DVC recorded them), i.e. the version of every stage that ran."""
     if not lock.is_file():
         return {}
-    import yaml
-
     try:
         stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
     except yaml.YAMLError:

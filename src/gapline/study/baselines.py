@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..config import Config
 from ..data.prepare import split_source
@@ -81,8 +82,6 @@ def baselines(
 ) -> list[dict[str, Any]]:
     """Fit each of the task's baselines on ``flat["train"]`` and score it on every split:
     ``<split>_<metric>`` and ``gap_<metric>_<val|test>``, as the networks' job records."""
-    from threadpoolctl import threadpool_limits
-
     rows = []
     for name, model in models(task, scale):
         start = time.perf_counter()
