@@ -63,9 +63,9 @@ print(json.dumps({"wall": wall, "test_accuracy": float(acc)}))
 PIPELINE_TRAIN = r"""
 import json, sys, time
 import yaml
-from gapline.params import load_params
+from gapline.config.params import load_params
 from gapline.stages import train as stage
-import gapline.training  # import TF and Keras before the clock starts
+import gapline.train.fit  # import TF and Keras before the clock starts
 text = open("params.yaml").read()
 cfg = load_params("params.yaml")
 t = time.perf_counter()
@@ -100,13 +100,13 @@ print(json.dumps({"per_epoch_call": per_call, "flush": flush}))
 NAIVE_FIT = r"""
 import json, sys, time
 import numpy as np
-import gapline.training  # TF and Keras imported before the clock starts
+import gapline.train.fit  # TF and Keras imported before the clock starts
 import keras
-from gapline import runtime
+from gapline.models import runtime
 from gapline.data.layout import AUGMENTED, read_meta, read_split
-from gapline.models import build_model
-from gapline.params import load_params
-from gapline.tasks import spec_from_meta
+from gapline.models.build import build_model
+from gapline.config.params import load_params
+from gapline.config.tasks import spec_from_meta
 cfg = load_params("params.yaml")
 runtime.configure_for(cfg.train)
 def arrays(name, root=None):  # the split in memory, as Keras' guides fit it
@@ -130,10 +130,10 @@ print(json.dumps({"wall": wall, "samples_per_second": len(tr["y"]) * cfg.train.e
 
 TRAIN_FLOPS = r"""
 import json
-import gapline.training
+import gapline.train.fit
 from gapline.data.layout import read_split
-from gapline.models import build_model
-from gapline.params import load_params
+from gapline.models.build import build_model
+from gapline.config.params import load_params
 cfg = load_params("params.yaml")
 x = read_split("val").x
 model = build_model(tuple(x.shape[1:]), 10, cfg.model, cfg.regularization, cfg.augment.online, cfg.train.seed)
@@ -324,7 +324,7 @@ def bench_startup(repeats: int) -> None:
     noop = median([timed(["dvc", "repro"]) for _ in range(repeats)])
     helps = median([timed(["gapline", "--help"]) for _ in range(repeats)])
     check = median([timed(["gapline", "check"]) for _ in range(repeats)])
-    tf_loaded = sh([PY, "-c", "import sys, gapline.cli, gapline.params; print('tensorflow' in sys.modules)"], root).stdout.strip()
+    tf_loaded = sh([PY, "-c", "import sys, gapline.cli, gapline.config.params; print('tensorflow' in sys.modules)"], root).stdout.strip()
     print(f"[startup] {repeats} runs each, wall clock including the interpreter")
     print(f"  dvc repro with nothing to do             median {noop:6.2f} s")
     print(f"  gapline --help                           median {helps:6.2f} s")

@@ -39,27 +39,27 @@ def wrap(mod, name, label=None):
             rows.append((label or name, t, time.time() - t))
     setattr(mod, name, timed)
 
-import gapline.cli, gapline.runtime, gapline.tracking, gapline.stages.evaluate as st
+import gapline.cli, gapline.models.runtime, gapline.tracking, gapline.stages.evaluate as st
 import gapline.tracking.runs as runs
 IMPORTED = time.time()
-wrap(gapline.runtime, "configure", "runtime.configure (imports TensorFlow, Keras)")
+wrap(gapline.models.runtime, "configure", "runtime.configure (imports TensorFlow, Keras)")
 for name in ("load_model", "evaluate_splits", "task_reports", "diagnose", "read_history"):
     wrap(st, name)  # a no-op for names the stage imports inside the function
 
 def late_wraps():  # modules the stage imports lazily: wrap them where they live
-    import gapline.evaluation, gapline.model_io, gapline.plots
-    wrap(gapline.model_io, "load_model")
-    wrap(gapline.evaluation, "evaluate_splits")
+    import gapline.evaluate.splits, gapline.models.saving, gapline.evaluate.plots
+    wrap(gapline.models.saving, "load_model")
+    wrap(gapline.evaluate.splits, "evaluate_splits")
     for n in ("learning_curves", "gap_curve", "confusion_matrix_plot", "reliability_plot", "roc_pr_plot",
               "regression_plot", "per_label_plot"):
-        wrap(gapline.plots, n, "plot " + n)
+        wrap(gapline.evaluate.plots, n, "plot " + n)
 
-configure = gapline.runtime.configure
+configure = gapline.models.runtime.configure
 def configure_then_wrap(*a, **k):
     out = configure(*a, **k)
     late_wraps()
     return out
-gapline.runtime.configure = configure_then_wrap
+gapline.models.runtime.configure = configure_then_wrap
 for n in ("resume_target", "log_datasets", "log_metrics", "log_tags", "log_artifact", "log_text_file", "tag_version"):
     wrap(gapline.tracking, n, "tracking." + n + (" (imports MLflow)" if n == "resume_target" else ""))
 wrap(runs, "flush", "tracking: flush before FINISHED")

@@ -5,10 +5,10 @@
 One process trains a sequence of configurations on the same generated image set (the one
 ``bench.py --only large`` makes: 50,000 32x32x3 images, 10 classes, 30 % class pattern and
 70 % uniform noise; split 32,500 train / 7,500 val / 10,000 unused test). Each "gapline" row
-is ``gapline.training.train_model``: the model from ``gapline.models``, compiled by
+is ``gapline.train.fit.train_model``: the model from ``gapline.models``, compiled by
 ``compile_model`` (steps_per_execution auto, ``train.jit_compile`` as given) and fitted with
 gapline's callbacks (divergence guard, the train-set gap and validation measured in inference
-mode every epoch); ``gapline.runtime.configure_for`` sets the seed and the precision policy.
+mode every epoch); ``gapline.models.runtime.configure_for`` sets the seed and the precision policy.
 "bare" rows are bench.py's naive side: the same model, ``compile`` with Keras' defaults
 (``jit_compile="auto"``, one step per execution) and ``fit(numpy, validation_data=...)``.
 
@@ -124,8 +124,8 @@ def train_flops(model) -> dict:
 
 
 def make_config(family: str, batch: int, precision: str, jit: bool, epochs: int):
-    from gapline.config import Config, ModelConfig, TrackingConfig, TrainConfig
-    from gapline.validation import validate
+    from gapline.config.checks import validate
+    from gapline.config.schema import Config, ModelConfig, TrackingConfig, TrainConfig
 
     model = ModelConfig(family=family, hidden_units=[256, 256], conv_filters=[32, 64], kernel_size=3, dense_units=128)
     train = TrainConfig(epochs=epochs, batch_size=batch, precision=precision, jit_compile=bool(jit), resume=False)
@@ -170,10 +170,10 @@ def epoch_timer(cap_s: float, hard_cap_s: float, max_epochs: int):
 def run_one(kind: str, family: str, batch: int, precision: str, jit, data: dict, args) -> dict:
     import keras
 
-    from gapline import runtime
-    from gapline.models import build_model
-    from gapline.tasks import one_hot
-    from gapline.training import train_model
+    from gapline.config.tasks import one_hot
+    from gapline.models import runtime
+    from gapline.models.build import build_model
+    from gapline.train.fit import train_model
 
     t_unix = time.time()
     keras.backend.clear_session()  # also resets the dtype policy; configure_for sets it again
@@ -235,9 +235,9 @@ def diagnose(data: dict, batches: tuple = (1024, 4096), repeats: int = 5) -> dic
     import keras
     from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 
-    from gapline import runtime
-    from gapline.tasks import one_hot
-    from gapline.training import build_compiled
+    from gapline.config.tasks import one_hot
+    from gapline.models import runtime
+    from gapline.train.fit import build_compiled
 
     x, y = data["x_train"], one_hot(data["y_train"], CLASSES)
     n = len(x)

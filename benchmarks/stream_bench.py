@@ -10,7 +10,7 @@ them to ``benchmarks/results/streaming/<bench>.json``.
   of a wrapper around ``dvc``), each process's own peak (``VmHWM``, sampled every 0.2 s), and
   the group's ``memory.max_usage_in_bytes`` and ``memory.failcnt`` (both count page cache).
   Needs root and a cgroup v1 memory controller at /sys/fs/cgroup/memory.
-- ``throughput``: ``gapline.training.train_model`` on a split that fits in memory, streamed
+- ``throughput``: ``gapline.train.fit.train_model`` on a split that fits in memory, streamed
   from ``.npy`` (``open_split``: rows read with pread) against loaded whole (``np.load``),
   MLP and CNN, same seed and batch size, fresh process per run, alternating (ABBA).
 - ``inference`` (issue #28): images/s of the gap callback's scoring (``inference_scores``) and
@@ -371,13 +371,13 @@ def bench_limit(repeats: int) -> dict:
 TRAIN_ONE = r"""
 import json, sys, time
 import numpy as np
-import gapline.training  # TF and Keras imported before the clock starts
+import gapline.train.fit  # TF and Keras imported before the clock starts
 import keras
-from gapline import runtime
+from gapline.models import runtime
 from gapline.data.store import open_split
-from gapline.params import compose_config
-from gapline.tasks import TaskSpec
-from gapline.training import train_model
+from gapline.config.params import compose_config
+from gapline.config.tasks import TaskSpec
+from gapline.train.fit import train_model
 mode, family, epochs, batch, folder = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 cfg = compose_config([f"model={family}", "augment=none", "regularization=none", f"train.epochs={epochs}",
                       f"train.batch_size={batch}", "tracking.enabled=false", "train.resume=false"])
@@ -553,12 +553,12 @@ def bench_decode(repeats: int) -> dict:
 INFER_ONE = r"""
 import json, sys, time
 import numpy as np
-import gapline.gap as G
-from gapline import memory, runtime
-from gapline.evaluation import evaluate_splits
-from gapline.params import compose_config
-from gapline.tasks import EPOCH_METRICS, multiclass
-from gapline.training import build_compiled
+import gapline.evaluate.gap as G
+from gapline.models import memory, runtime
+from gapline.evaluate.splits import evaluate_splits
+from gapline.config.params import compose_config
+from gapline.config.tasks import EPOCH_METRICS, multiclass
+from gapline.train.fit import build_compiled
 size, n, repeats = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 cfg = compose_config(["model=cnn", "tracking.enabled=false", "train.resume=false"])
 runtime.configure_for(cfg.train)
@@ -619,16 +619,16 @@ def mem():
     return {"anon": f["RssAnon"], "hwm": f["VmHWM"]}
 steps = [("python and numpy", (__import__("numpy"), mem())[1])]
 size, old_rows = int(sys.argv[1]), int(sys.argv[2])
-import gapline.training, keras
-steps.append(("TensorFlow, Keras and gapline.training imported", mem()))
+import gapline.train.fit, keras
+steps.append(("TensorFlow, Keras and gapline.train.fit imported", mem()))
 import mlflow
 steps.append(("MLflow imported", mem()))
 import numpy as np
-import gapline.gap as G
-from gapline import memory, runtime
-from gapline.params import compose_config
-from gapline.tasks import multiclass, one_hot
-from gapline.training import build_compiled
+import gapline.evaluate.gap as G
+from gapline.models import memory, runtime
+from gapline.config.params import compose_config
+from gapline.config.tasks import multiclass, one_hot
+from gapline.train.fit import build_compiled
 cfg = compose_config(["model=cnn", "tracking.enabled=false", "train.resume=false"])
 runtime.configure_for(cfg.train)
 model = build_compiled(cfg, (size, size, 3), multiclass(10), 256)
@@ -709,7 +709,7 @@ def print_tables() -> None:
 LIMIT_RUNS = ("cnn96", "cnn224", "backbone224", "backbone96")
 
 
-ANATOMY_STEPS = ("Python and numpy", "TensorFlow, Keras and gapline.training imported", "MLflow imported",
+ANATOMY_STEPS = ("Python and numpy", "TensorFlow, Keras and gapline.train.fit imported", "MLflow imported",
                  "the default CNN built and compiled", "the rows of pixels in memory", "8 training steps of batch 32",
                  "prediction, rows per call from the 256MiB budget", "prediction, 1,024 rows per call (before #28)")
 

@@ -4,7 +4,7 @@
     python docs/tasks_section.py          # rewrites the block between the README markers from it
 
 (`make tasks-docs` does both.) Each preset is trained and scored by the same pure functions
-as the pipeline (gapline.trial.run_trial), on the preset's own seeded split; every number in
+as the pipeline (gapline.experiments.trial.run_trial), on the preset's own seeded split; every number in
 the README block comes from the committed CSV, so a test checks that the README says exactly
 what the CSV says.
 """
@@ -30,9 +30,9 @@ COLUMNS = ("preset", "task", "seed", "headline", "test", "train", "gap", "gap_lo
 
 def run(seeds: tuple[int, ...] = SEEDS) -> list[dict[str, object]]:
     """Every preset x seed in memory (no MLflow), one row each."""
-    from gapline.params import compose_config
-    from gapline.tasks import HEADLINE
-    from gapline.trial import run_trial
+    from gapline.config.params import compose_config
+    from gapline.config.tasks import HEADLINE
+    from gapline.experiments.trial import run_trial
 
     rows: list[dict[str, object]] = []
     for preset in (p for pair in PAIRS for p in pair):

@@ -78,7 +78,7 @@ TINY_CONFIG: dict[str, Any] = {
 @pytest.fixture
 def make_tiny_config() -> Callable[..., Any]:
     """``make_tiny_config({"regularization": {"dropout": 0.5}})`` → a validated tiny Config."""
-    from gapline.validation import from_container
+    from gapline.config.checks import from_container
 
     def make(extra: dict[str, Any] | None = None) -> Any:
         return from_container(_deep_merge(TINY_CONFIG, extra or {}))
@@ -109,7 +109,7 @@ def tiny_image_splits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 @pytest.fixture
 def cpu_runtime() -> Callable[[int], Any]:
     """Seed every RNG and pin Keras to deterministic float32 on the CPU."""
-    from gapline import runtime
+    from gapline.models import runtime
 
     def configure(seed: int = 0) -> Any:
         return runtime.configure(seed, True, "cpu", "float32")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gapline.augment import augment_dataset
-from gapline.config import AugmentConfig
-from gapline.errors import ConfigError
+from gapline.config.schema import AugmentConfig
+from gapline.core.errors import ConfigError
+from gapline.data.augment import augment_dataset
 
 
 def _images(n: int = 12, size: int = 8) -> tuple[np.ndarray, np.ndarray]:

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY_CONFIG, _deep_merge, tiny_images
-from gapline.errors import ConfigError
-from gapline.validation import from_container
+from gapline.config.checks import from_container
+from gapline.core.errors import ConfigError
 
 LR = 0.01
 SCALE = 0.5
@@ -31,7 +31,7 @@ def _cfg(**model: Any) -> Any:
 
 
 def _build(cfg: Any, channels: int = 1, seed: int = 0) -> Any:
-    from gapline.models import build_model
+    from gapline.models.build import build_model
 
     keras.utils.set_random_seed(seed)
     return build_model((8, 8, channels), 3, cfg.model, cfg.regularization, cfg.augment.online, seed)
@@ -55,7 +55,7 @@ def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_builds_on_8x8_images_and_reloads_in_safe_mode(tmp_path: Path, channels: int) -> None:
-    from gapline.model_io import load_model, save_model
+    from gapline.models.saving import load_model, save_model
 
     model = _build(_cfg(), channels)
     names = [layer.name for layer in model.layers]
@@ -74,7 +74,7 @@ def test_builds_on_8x8_images_and_reloads_in_safe_mode(tmp_path: Path, channels:
 def test_same_build_saves_the_same_bytes_in_one_process(tmp_path: Path) -> None:
     """Keras numbers automatic layer names per process (re_lu, then re_lu_14 ...); the
     backbone's are renamed canonically, so a second build is the same file."""
-    from gapline.model_io import save_model
+    from gapline.models.saving import save_model
 
     keras.backend.clear_session()
     first = save_model(_build(_cfg(), seed=3), tmp_path / "a.keras").read_bytes()
@@ -85,10 +85,10 @@ def test_same_build_saves_the_same_bytes_in_one_process(tmp_path: Path) -> None:
 
 BUILD_AND_SAVE = """
 import sys
-from gapline import runtime
-from gapline.validation import from_container
-from gapline.model_io import save_model
-from gapline.models import build_model
+from gapline.models import runtime
+from gapline.config.checks import from_container
+from gapline.models.saving import save_model
+from gapline.models.build import build_model
 cfg = from_container({"model": {"family": "backbone", "hidden_units": [8]}, "train": {"accelerator": "cpu"}})
 runtime.configure(5, True, "cpu", "float32")
 save_model(build_model((8, 8, 1), 3, cfg.model, cfg.regularization, None, 5), sys.argv[1])
@@ -150,7 +150,7 @@ def test_weights_of_another_backbone_are_refused_when_composing_naming_it(tmp_pa
     assert not (conf_project / "params.yaml").exists()
     assert cli.main(["params", "model=backbone", "model.backbone=MobileNetV2", f"model.weights={tmp_path / 'v2.weights.h5'}"]) == 0
     # the signatures on record are the networks' own
-    from gapline.backbone_weights import file_signature, known
+    from gapline.config.backbone_weights import file_signature, known
 
     assert file_signature(tmp_path / "v2.weights.h5") == known()["MobileNetV2"]
 
@@ -210,8 +210,8 @@ def _two_phase_cfg(**extra: Any) -> Any:
 
 
 def _fit(cfg: Any, callbacks: tuple = (), backup: Any = None) -> Any:
-    from gapline import runtime
-    from gapline.training import train_model
+    from gapline.models import runtime
+    from gapline.train.fit import train_model
 
     keras.backend.clear_session()
     runtime.configure(cfg.train.seed, True, "cpu", "float32")
@@ -251,7 +251,7 @@ def test_phase_one_trains_the_head_only_and_phase_two_keeps_batch_norm_frozen(
     backbone, bn, _ = _layers(result.model)
     assert backbone.trainable and not any(lyr.trainable for lyr in bn)
 
-    from gapline.model_io import load_model, save_model
+    from gapline.models.saving import load_model, save_model
 
     x = tiny_images(6, size=8, seed=3)[0]
     loaded = load_model(save_model(result.model, tmp_path / "model.keras"))
@@ -261,9 +261,9 @@ def test_phase_one_trains_the_head_only_and_phase_two_keeps_batch_norm_frozen(
 def test_phase_two_unfreezes_and_recompiles_at_the_scaled_learning_rate() -> None:
     """The schedule itself, without training: each phase's fit sees its learning rate, the
     backbone's trainable state and the compiled optimizer's rate (the slow tests train it)."""
-    from gapline.fine_tune import two_phase_fit
-    from gapline.tasks import multiclass
-    from gapline.training import PhaseFit, compile_model
+    from gapline.config.tasks import multiclass
+    from gapline.train.fit import PhaseFit, compile_model
+    from gapline.train.phases import two_phase_fit
 
     cfg = _two_phase_cfg(model={"fine_tune": {"unfreeze": "10"}})
     model = _build(cfg)
@@ -301,7 +301,7 @@ def test_fine_tune_unfreezes_the_top_layers_only() -> None:
 def test_early_stopping_ends_phase_one_not_the_fine_tuning_and_resume_crosses_phases(tmp_path: Path) -> None:
     """Phase 1 stops early (its own EarlyStopping); phase 2 runs on from there. A run killed
     at the phase boundary or inside phase 2 resumes to exactly the uninterrupted result."""
-    from gapline.backup import Backup
+    from gapline.train.resume import Backup
 
     cfg = _two_phase_cfg(
         train={"epochs": 3},

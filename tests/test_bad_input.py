@@ -324,7 +324,7 @@ def test_fuzzed_overrides_give_a_valid_config_or_one_clean_line(project: Path, c
     code = cli.main(["params", *overrides])
     captured = capsys.readouterr()
     if code == 0:
-        from gapline.params import load_params
+        from gapline.config.params import load_params
 
         load_params("params.yaml")
     else:
@@ -339,8 +339,8 @@ def test_unreachable_server_fails_before_training_or_falls_back(tmp_path: Path, 
     from mlflow import MlflowClient
 
     from gapline import tracking
+    from gapline.config.checks import from_container
     from gapline.tracking import store
-    from gapline.validation import from_container
 
     monkeypatch.chdir(tmp_path)
     dead = f"http://127.0.0.1:{free_port()}"

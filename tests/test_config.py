@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from gapline.config import Config
-from gapline.errors import ConfigError
-from gapline.params import compose_config
-from gapline.validation import from_container, validate
+from gapline.config.checks import from_container, validate
+from gapline.config.params import compose_config
+from gapline.config.schema import Config
+from gapline.core.errors import ConfigError
 
 
 def _error(overrides: list[str], root: Path) -> str:
@@ -160,7 +160,7 @@ def test_cli_params_writes_into_the_working_project(
     conf_project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from gapline.cli import main
-    from gapline.params import load_params
+    from gapline.config.params import load_params
 
     monkeypatch.chdir(conf_project)
     assert main(["params", "train.epochs=4"]) == 0
@@ -176,9 +176,9 @@ def test_output_only_keys_change_no_digest_of_the_config(repo_root: Path) -> Non
     from dataclasses import asdict
 
     from gapline.data.prepare import data_key
+    from gapline.experiments.study.plan import job_key
     from gapline.retrain.state import config_digest
     from gapline.stages.train import backup_key
-    from gapline.study.plan import job_key
 
     meta = {"fingerprint": "sha256:0", "task": "multiclass"}
 

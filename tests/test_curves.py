@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gapline import curves
+from gapline.evaluate import curves
 
 HISTORY_KEYS = [
     "loss", "accuracy", "val_loss", "val_accuracy", "train_eval_loss", "train_eval_accuracy",
@@ -60,8 +60,8 @@ def test_curves_are_on_disk_after_every_epoch_while_training(tmp_path: Path, mon
     """What `dvc plots show`, VS Code and Studio read live: epoch k's row is written at its end."""
     import keras
 
-    from gapline.keras_classes import GapCallback
-    from gapline.tasks import multiclass
+    from gapline.config.tasks import multiclass
+    from gapline.train.callbacks import GapCallback
 
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)
@@ -110,7 +110,7 @@ def test_headline_aliases_repeat_the_tasks_headline(task: str) -> None:
 
 
 def test_evaluate_without_curves_is_one_clear_error(tmp_path: Path) -> None:
-    from gapline.errors import DataError
+    from gapline.core.errors import DataError
 
     with pytest.raises(DataError, match=r"dvclive/plots/metrics/train/loss.tsv does not exist: the train stage"):
         curves.read_curves(tmp_path / "dvclive")
@@ -147,12 +147,12 @@ def test_a_resumed_train_stage_writes_back_the_epochs_before_the_kill(tmp_path: 
     hold all four epochs, the first two written back from the saved state (its history)."""
     from omegaconf import OmegaConf
 
-    from gapline.backup import Backup
+    from gapline.config.checks import from_container
     from gapline.data.layout import read_meta
     from gapline.stages import train as stage
     from gapline.stages.augment import augment
     from gapline.stages.prepare import prepare
-    from gapline.validation import from_container
+    from gapline.train.resume import Backup
 
     x, y = make_tiny_images(60, size=4, classes=3, seed=0)
     np.savez(tmp_path / "d.npz", x=x, y=y)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline.errors import ConfigError
+from gapline.core.errors import ConfigError
 
 BUILDERS = '''
 import keras
@@ -124,7 +124,7 @@ def usernets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def _build(make_tiny_config, builder: str, reg: dict[str, Any] | None = None, **extra: Any) -> Any:
-    from gapline.models import build_model
+    from gapline.models.build import build_model
 
     cfg = make_tiny_config(
         {"model": {"family": "custom", "builder": f"usernets.nets:{builder}", **extra}, "regularization": reg or {}}
@@ -158,7 +158,7 @@ def test_the_penalties_gapline_adds_survive_a_save_and_a_reload(usernets, make_t
     in the loss) still penalises and caps the kernels of its graph's layers. The Dense layers
     that the user's ``Residual`` makes in its own ``__init__`` are rebuilt from its config,
     which does not carry them: those lose the penalty on reload (the README says so)."""
-    from gapline.model_io import load_model, save_model
+    from gapline.models.saving import load_model, save_model
 
     model = _build(make_tiny_config, "plain", {"l2": 0.01, "max_norm": 2.0}, kwargs={"depth": 2})
     loaded = load_model(save_model(model, tmp_path / "m.keras"))
@@ -178,7 +178,7 @@ def test_a_builders_own_regularizer_is_kept(usernets, make_tiny_config) -> None:
 
 
 def test_without_the_kit_input_noise_and_online_augmentation_go_in_front(usernets, make_tiny_config) -> None:
-    from gapline.models import build_model
+    from gapline.models.build import build_model
 
     cfg = make_tiny_config(
         {
@@ -196,7 +196,7 @@ def test_without_the_kit_input_noise_and_online_augmentation_go_in_front(usernet
 
 
 def test_the_kit_applies_block_switches_and_tying(usernets, make_tiny_config) -> None:
-    from gapline.models import effective_params, shares_weights
+    from gapline.models.build import effective_params, shares_weights
 
     reg = {"dropout_rates": [0.1, 0.2, 0.3], "batch_norm": True, "tie_weights": True, "weight_noise": 0.01, "l2": 0.001}
     model = _build(make_tiny_config, "with_kit", reg)
@@ -293,13 +293,13 @@ def test_params_resolve_the_builder_package_as_a_train_dependency(usernets: Path
     assert cli.main(["params", "model=custom", "model.builder=usernets.nets:plain", "model.kwargs.depth=3"]) == 0
     model = yaml.safe_load((usernets / "params.yaml").read_text())["model"]
     assert model["kwargs"] == {"depth": 3}
-    assert model["deps"] == {"builder": "usernets", "weights": "src/gapline/model_io.py", "init_from": "src/gapline/model_io.py"}
+    assert model["deps"] == {"builder": "usernets", "weights": "src/gapline/models/saving.py", "init_from": "src/gapline/models/saving.py"}
 
 
 def test_a_saved_custom_model_reloads_in_safe_mode_with_its_module_imported(usernets, make_tiny_config, tmp_path) -> None:
     import subprocess
 
-    from gapline.model_io import archive_modules, save_model
+    from gapline.models.saving import archive_modules, save_model
 
     model = _build(make_tiny_config, "plain")
     path = save_model(model, tmp_path / "m.keras")
@@ -309,7 +309,7 @@ def test_a_saved_custom_model_reloads_in_safe_mode_with_its_module_imported(user
     np.save(tmp_path / "y.npy", np.asarray(model(x)))
     # a fresh process, started in the project: load_model imports usernets.nets by itself
     code = (
-        "import numpy as np; from gapline.model_io import load_model; "
+        "import numpy as np; from gapline.models.saving import load_model; "
         "m = load_model('m.keras'); print(np.abs(np.asarray(m(np.load('x.npy'))) - np.load('y.npy')).max())"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)

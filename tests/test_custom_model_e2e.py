@@ -97,7 +97,7 @@ def test_editing_the_builder_makes_train_stale(project: Path) -> None:
 
 
 def test_training_the_custom_model_again_gives_the_same_bytes(project: Path) -> None:
-    from gapline.provenance import file_md5
+    from gapline.config.provenance import file_md5
 
     before = file_md5(project / "models/model.keras")
     run_local(["dvc", "repro", "--force", "--single-item", "train"], project)

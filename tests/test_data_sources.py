@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gapline.core.errors import DataError
 from gapline.data.bundled import load_digits
 from gapline.data.dataset import Dataset, validate_dataset
 from gapline.data.images import load_image_folder
 from gapline.data.sources import load_csv, load_npz
-from gapline.errors import DataError
 
 
 def _error(fn, *args, **kwargs) -> str:

@@ -12,23 +12,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gapline.config import Config
+from gapline.config.checks import from_container
+from gapline.config.schema import Config
+from gapline.config.tasks import target_stats
+from gapline.core.errors import ConfigError, DataError, GaplineError
 from gapline.data.bundled import load_breast_cancer, load_diabetes, load_digits
 from gapline.data.dataset import Dataset, validate_dataset
 from gapline.data.images import load_image_folder
 from gapline.data.labels import read_labels
 from gapline.data.prepare import load_source, split_source
 from gapline.data.sources import load_csv, load_npz
-from gapline.data.split import (
-    multilabel_strata,
-    quantile_strata,
-    stratified_split,
-    task_split,
-    task_subset,
-)
-from gapline.errors import ConfigError, DataError, GaplineError
-from gapline.tasks import target_stats
-from gapline.validation import from_container
+from gapline.data.split import multilabel_strata, quantile_strata, stratified_split, task_split, task_subset
 
 
 def _error(fn, *args, kind: type[Exception] = GaplineError, **kwargs) -> str:

@@ -1,6 +1,6 @@
 """The plain-words diagnosis: verdicts and the failure patterns it flags."""
 
-from gapline.diagnosis import as_markdown, diagnose
+from gapline.evaluate.diagnosis import as_markdown, diagnose
 
 
 def _m(train_acc: float, val_acc: float, train_loss: float = 0.1, val_loss: float = 0.2) -> dict:
@@ -40,7 +40,7 @@ def test_no_flags_for_a_healthy_run() -> None:
 
 
 def test_regression_is_judged_on_rmse_relative_to_the_train_error() -> None:
-    from gapline.tasks import TaskSpec
+    from gapline.config.tasks import TaskSpec
 
     task = TaskSpec("regression", ("price",))
 
@@ -57,7 +57,7 @@ def test_regression_is_judged_on_rmse_relative_to_the_train_error() -> None:
 
 
 def test_binary_is_judged_on_auc_and_overconfidence_is_flagged() -> None:
-    from gapline.tasks import TaskSpec
+    from gapline.config.tasks import TaskSpec
 
     task = TaskSpec("binary", ("benign", "malignant"))
     metrics = {"train_auc": 1.0, "val_auc": 0.95, "gap_auc_val": 0.05, "gap_loss_val": 0.2,
@@ -71,7 +71,7 @@ def test_binary_is_judged_on_auc_and_overconfidence_is_flagged() -> None:
 
 def test_a_good_fit_with_an_onset_says_what_the_onset_means() -> None:
     """Binary and multilabel runs reported `onset 12` beside "Good fit": the text says why."""
-    from gapline.tasks import TaskSpec
+    from gapline.config.tasks import TaskSpec
 
     metrics = {"train_auc": 0.99, "val_auc": 0.985, "gap_auc_val": 0.005, "gap_loss_val": 0.04, "train_loss": 0.1, "val_loss": 0.14}
     d = diagnose(metrics, TaskSpec("binary", ("no", "yes")), 12, ["early_stopping"])

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gapline.errors import ConfigError
-from gapline.validation import from_container
+from gapline.config.checks import from_container
+from gapline.core.errors import ConfigError
 from helpers.processes import BIN, free_port, run
 from helpers.sandbox import copy_project
 
@@ -30,13 +30,13 @@ SCRIPT = """
 import json, sys
 sys.path.insert(0, {tests!r})
 from conftest import TINY_CONFIG, _deep_merge, tiny_images
-from gapline import runtime
-from gapline.validation import from_container
+from gapline.models import runtime
+from gapline.config.checks import from_container
 
 cfg = from_container(_deep_merge(TINY_CONFIG, json.loads(sys.argv[1])))
 runtime.configure_for(cfg.train)
-from gapline.evaluation import evaluate_splits
-from gapline.training import train_model
+from gapline.evaluate.splits import evaluate_splits
+from gapline.train.fit import train_model
 
 x, y = tiny_images(60, seed=0)
 xv, yv = tiny_images(15, seed=1)  # 15: the last batch splits unevenly between two replicas
@@ -139,7 +139,7 @@ def test_multi_worker_two_processes_train_one_model_and_only_the_chief_logs(tmp_
     assert metrics["test_accuracy"] > 0.5
     # The per-epoch validation loss the processes computed together is the one a single
     # process computes from the saved model (each sample counted once, not once per process).
-    from gapline.curves import read_curves
+    from gapline.evaluate.curves import read_curves
 
     assert read_curves(project / "dvclive")["val_loss"][-1] == pytest.approx(metrics["val_loss"], rel=1e-4)
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from gapline.training import TrainingDiverged, train_model
-from gapline.validation import from_container
+from gapline.config.checks import from_container
+from gapline.train.fit import TrainingDiverged, train_model
 
 
 def test_nan_loss_stops_training_with_one_line(cpu_runtime) -> None:

@@ -235,8 +235,8 @@ def _crown(project: Path, overrides: list[str]) -> str:
     from mlflow import MlflowClient
 
     from gapline import tracking
+    from gapline.config.params import compose_config
     from gapline.data.prepare import write_prepared
-    from gapline.params import compose_config
     from gapline.retrain.records import run_config
     from gapline.retrain.state import current_state
 

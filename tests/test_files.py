@@ -13,16 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-import gapline.files
-from gapline.errors import DataError
-from gapline.files import (
-    atomic_path,
-    load_arrays,
-    read_json,
-    save_arrays,
-    write_json,
-    write_text,
-)
+import gapline.core.files
+from gapline.core.errors import DataError
+from gapline.core.files import atomic_path, load_arrays, read_json, save_arrays, write_json, write_text
 
 
 def _leftovers(directory: Path) -> list[str]:
@@ -180,7 +173,7 @@ def test_write_text_exact(tmp_path: Path) -> None:
 
 
 def test_atomic_dir_replaces_folder_whole_or_not_at_all(tmp_path):
-    from gapline.files import atomic_dir
+    from gapline.core.files import atomic_dir
 
     target = tmp_path / "prepared"
     target.mkdir()
@@ -237,14 +230,14 @@ class _FailingFile:
 
 
 def _fail_writes(error: BaseException) -> Callable[[pytest.MonkeyPatch], None]:
-    """Every file gapline.files opens for writing fails with ``error`` after 1000 bytes."""
+    """Every file gapline.core.files opens for writing fails with ``error`` after 1000 bytes."""
 
     def inject(monkeypatch: pytest.MonkeyPatch) -> None:
         def open_(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
             real = builtins.open(file, mode, *args, **kwargs)
             return _FailingFile(real, 1000, error) if "w" in mode else real
 
-        monkeypatch.setattr(gapline.files, "open", open_, raising=False)
+        monkeypatch.setattr(gapline.core.files, "open", open_, raising=False)
 
     return inject
 
@@ -293,7 +286,7 @@ def test_save_model_failing_leaves_the_old_model_and_no_temp_files(
     rewritten keeps the old models/model.keras whole, with no temp archive or folder left."""
     import keras
 
-    from gapline import model_io
+    from gapline.models import saving as model_io
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     path = tmp_path / "model.keras"

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gapline.core.errors import DataError
 from gapline.data.fingerprint import file_digest, fingerprint, tree_digest
-from gapline.errors import DataError
 
 
 def _arrays() -> dict[str, np.ndarray]:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gapline.gap import Onset, gap_accuracy, gap_loss, overfitting_onset, subset_indices
+from gapline.evaluate.gap import Onset, gap_accuracy, gap_loss, overfitting_onset, subset_indices
 
 NAN = float("nan")
 
@@ -87,8 +87,8 @@ def test_subset_indices_fixed_and_seeded() -> None:
 
 
 def test_gap_callback_matches_hand_computation(make_tiny_config, tiny_image_splits, cpu_runtime) -> None:
-    from gapline.tasks import one_hot
-    from gapline.training import train_model
+    from gapline.config.tasks import one_hot
+    from gapline.train.fit import train_model
 
     cpu_runtime(3)
     cfg = make_tiny_config(
@@ -127,8 +127,8 @@ def test_gap_callback_matches_hand_computation(make_tiny_config, tiny_image_spli
 
 
 def test_gap_measured_on_gap_x_not_on_the_fit_data(make_tiny_config, tiny_image_splits, cpu_runtime) -> None:
-    from gapline.tasks import one_hot
-    from gapline.training import train_model
+    from gapline.config.tasks import one_hot
+    from gapline.train.fit import train_model
 
     cpu_runtime(4)
     cfg = make_tiny_config({"train": {"epochs": 1}})
@@ -145,10 +145,10 @@ def test_evaluate_splits_scores_the_predictions_it_is_given(tiny_image_splits, c
     the model's own give the same scores, and other ones are scored as given (not predicted again)."""
     import keras
 
-    from gapline.evaluation import evaluate_splits
-    from gapline.gap import predictions
-    from gapline.memory import DEFAULT_BUDGET
-    from gapline.tasks import multiclass
+    from gapline.config.tasks import multiclass
+    from gapline.evaluate.gap import predictions
+    from gapline.evaluate.splits import evaluate_splits
+    from gapline.models.memory import DEFAULT_BUDGET
 
     cpu_runtime(0)
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])

@@ -1,7 +1,8 @@
 """gapline's import graph is acyclic, counting every import statement: at module level and
 inside functions (a function-local import hides a cycle, it does not remove it). The rules of
 docs/architecture.md: ruff (``make lint``) keeps imports at the top except for the modules
-that are slow to import; this test keeps the graph a DAG."""
+that are slow to import; this test keeps the graph a DAG, and the packages in layers: each
+imports only the packages below it in ``LAYERS``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "gapline"
+
+# gapline's packages from the bottom up (docs/architecture.md): a module may import its own
+# package and the ones before it, never one after it.
+LAYERS = ("core", "config", "data", "layers", "models", "evaluate", "tracking", "train", "experiments", "retrain", "stages", "cli")
 
 
 def _modules(root: Path) -> dict[str, Path]:
@@ -105,3 +110,38 @@ def test_the_check_finds_a_cycle_hidden_in_a_function(tmp_path: Path) -> None:
     assert cycles(import_graph(package)) == [["gapline.a", "gapline.b"]]
     (package / "b.py").write_text("def f():\n    return 1\n")
     assert cycles(import_graph(package)) == []
+
+
+def layer(module: str) -> str:
+    """The package (or top-level module) of ``gapline.<package>.<...>``."""
+    return module.split(".")[1] if "." in module else ""
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a package above the importer's own in ``LAYERS``."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            a, b = layer(module), layer(target)
+            if a and b and a != b and LAYERS.index(b) > LAYERS.index(a):
+                found.append(f"{module} -> {target}")
+    return found
+
+
+def test_every_package_is_in_a_layer() -> None:
+    assert {layer(m) for m in import_graph()} - {""} == set(LAYERS)
+
+
+def test_packages_import_only_the_layers_below_them() -> None:
+    assert upward_imports(import_graph()) == [], "docs/architecture.md: a package imports only the ones below it"
+
+
+def test_the_check_finds_an_upward_import(tmp_path: Path) -> None:
+    package = tmp_path / "gapline"
+    for sub in ("core", "stages"):
+        (package / sub).mkdir(parents=True)
+        (package / sub / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "stages" / "x.py").write_text("")
+    (package / "core" / "y.py").write_text("def f():\n    from gapline.stages import x\n")
+    assert upward_imports(import_graph(package)) == ["gapline.core.y -> gapline.stages", "gapline.core.y -> gapline.stages.x"]

@@ -1,4 +1,4 @@
-"""Inference batches sized by bytes (gapline.memory): the activation estimate, the rows it
+"""Inference batches sized by bytes (gapline.models.memory): the activation estimate, the rows it
 allows, and every prediction path keeping to ``train.inference_memory``."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gapline.validation import from_container
+from gapline.config.checks import from_container
 
 
 def _cnn(size: int = 16, filters: int = 8, nested: bool = False):
@@ -30,7 +30,7 @@ def _chain(layers, x):
 
 
 def test_footprint_is_the_largest_layer_inputs_plus_outputs() -> None:
-    from gapline.memory import footprint
+    from gapline.models.memory import footprint
 
     conv = 16 * 16 * 8 * 4  # one float32 feature map of 8 filters at 16x16, per row
     fp = footprint(_cnn())
@@ -44,7 +44,7 @@ def test_footprint_is_the_largest_layer_inputs_plus_outputs() -> None:
 def test_a_shared_layer_counts_once_per_call() -> None:
     import keras
 
-    from gapline.memory import footprint
+    from gapline.models.memory import footprint
 
     inputs = keras.Input((4, 4, 8))
     shared = keras.layers.Conv2D(8, 3, padding="same")
@@ -54,7 +54,7 @@ def test_a_shared_layer_counts_once_per_call() -> None:
 
 
 def test_inference_rows_follow_the_budget() -> None:
-    from gapline.memory import MAX_ROWS, Footprint
+    from gapline.models.memory import MAX_ROWS, Footprint
 
     fp = Footprint(peak=1000, total=3000)
     assert fp.inference_rows(7_999) == 7
@@ -68,15 +68,15 @@ def test_inference_rows_follow_the_budget() -> None:
     [("268435456", 268435456), ("256MiB", 256 << 20), ("1.5GiB", int(1.5 * (1 << 30))), ("2 GB", 2 * 10**9), ("1mib", 1 << 20)],
 )
 def test_byte_sizes(value: str, size: int) -> None:
-    from gapline.validation import byte_size
+    from gapline.config.checks import byte_size
 
     assert byte_size("train.inference_memory", value) == size
 
 
 @pytest.mark.parametrize("value", ["", "abc", "256 parsecs", "-1MiB", "1KiB", "1048575"])
 def test_byte_sizes_refused(value: str) -> None:
-    from gapline.errors import ConfigError
-    from gapline.validation import byte_size
+    from gapline.config.checks import byte_size
+    from gapline.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"^train.inference_memory=.* is not allowed: expected a byte count of at least 1MiB"):
         byte_size("train.inference_memory", value)
@@ -98,16 +98,16 @@ def test_every_prediction_path_keeps_to_the_budget(tmp_path: Path, monkeypatch: 
     import keras
     from omegaconf import OmegaConf
 
+    from gapline.config.tasks import spec_from_meta
     from gapline.data.layout import read_split
-    from gapline.memory import footprint, train_budget
-    from gapline.model_io import load_model
+    from gapline.experiments.trial import run_trial
+    from gapline.models.memory import footprint, train_budget
+    from gapline.models.saving import load_model
     from gapline.retrain.decision import score
     from gapline.stages.augment import augment
     from gapline.stages.evaluate import evaluate
     from gapline.stages.prepare import prepare
     from gapline.stages.train import train
-    from gapline.tasks import spec_from_meta
-    from gapline.trial import run_trial
 
     x, y = _images(60, 64, 0)
     np.savez(tmp_path / "images.npz", x=x, y=y)
@@ -177,9 +177,9 @@ def test_the_gap_subset_of_a_mapped_split_stays_on_disk(tmp_path: Path) -> None:
     in the same order and with the same scores as the subset copied into memory."""
     import keras
 
+    from gapline.config.tasks import multiclass
     from gapline.data.store import IndexedRows, open_split, write_split
-    from gapline.gap import gap_subset, inference_scores, subset_indices
-    from gapline.tasks import multiclass
+    from gapline.evaluate.gap import gap_subset, inference_scores, subset_indices
 
     n = 1100
     x = np.random.default_rng(0).integers(0, 255, size=(n, 128, 128, 4), dtype=np.uint8)  # 64 KiB a row: 69 MiB

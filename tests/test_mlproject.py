@@ -62,7 +62,7 @@ def test_python_env_is_loadable_and_pinned() -> None:
 def test_entry_point_parameters_become_valid_hydra_overrides(name: str, conf_project: Path) -> None:
     """With its defaults (and with every typed parameter set), each entry point's command is
     `gapline mlproject <command> ...`, which gapline parses, and whose overrides compose."""
-    from gapline.params import compose_config
+    from gapline.config.params import compose_config
 
     entry = _project()._entry_points[name]
     examples = {"int": "5", "float": "0.25", "string": None}

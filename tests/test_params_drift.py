@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gapline.errors import ConfigError
-from gapline.params import conf_digest, load_params, write_params
+from gapline.config.params import conf_digest, load_params, write_params
+from gapline.core.errors import ConfigError
 
 
 def _drift_error(params: Path) -> str:

@@ -167,13 +167,13 @@ def test_code_edit_reruns_the_stages_that_import_it(project: Path) -> None:
     to a module train imports only inside a function (the backup) reruns train, and evaluate
     after it (the new MLflow run gets its test metrics) although the model is the same."""
     _run(["dvc", "repro"], project)
-    backup = project / "src/gapline/backup.py"
+    backup = project / "src/gapline/train/resume.py"
     original = backup.read_text()
     model_before = (project / "models/model.keras").read_bytes()
     backup.write_text(original + "\n# an edit\n")
     try:
         status = json.loads(_run(["dvc", "status", "--json"], project).stdout)
-        assert set(status) == {"train"} and "src/gapline/backup.py" in json.dumps(status["train"])
+        assert set(status) == {"train"} and "src/gapline/train/resume.py" in json.dumps(status["train"])
         proc = _run(["dvc", "repro"], project)
         assert _stages_run(proc) == {"train", "evaluate"}
         assert (project / "models/model.keras").read_bytes() == model_before

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gapline import cli, progress
-from gapline.config import TrainConfig
+from gapline import cli
+from gapline.config.schema import TrainConfig
+from gapline.train import progress
 
 REPO = Path(__file__).resolve().parents[1]
 LINE = re.compile(
@@ -29,8 +30,8 @@ def _fit(train: TrainConfig, epochs: int, stream: io.StringIO, patience: int = 0
     train stage orders them; returns the epochs run."""
     import keras
 
-    from gapline.keras_classes import GapCallback
-    from gapline.tasks import multiclass
+    from gapline.config.tasks import multiclass
+    from gapline.train.callbacks import GapCallback
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -150,8 +151,8 @@ def test_a_second_phase_after_an_early_stop_counts_to_its_own_end() -> None:
     3-4, so the count and the ETA end at 4, not at the 6 planned."""
     import keras
 
-    from gapline.keras_classes import GapCallback
-    from gapline.tasks import multiclass
+    from gapline.config.tasks import multiclass
+    from gapline.train.callbacks import GapCallback
 
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")

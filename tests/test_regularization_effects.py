@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import TINY_CONFIG
-from gapline.config import Config
-from gapline.errors import ConfigError
-from gapline.validation import from_container
+from gapline.config.checks import from_container
+from gapline.config.schema import Config
+from gapline.core.errors import ConfigError
 
 # --------------------------------------------------------------------------------------
 # Tiny data and configs
@@ -64,7 +64,7 @@ def images(n: int, seed: int, size: int = 8, classes: int = 3) -> tuple[np.ndarr
 
 
 def build(cfg: Config, input_shape: tuple[int, ...] = (8, 8, 1), num_classes: int = 3) -> Any:
-    from gapline.models import build_model
+    from gapline.models.build import build_model
 
     return build_model(input_shape, num_classes, cfg.model, cfg.regularization, cfg.augment.online, cfg.train.seed)
 
@@ -89,7 +89,7 @@ def hidden_kernel_layers(model: Any) -> list[Any]:
 def runtime_cpu():
     """Seed and pin Keras to deterministic float32 on the CPU (usable by module fixtures);
     the environment variables ``runtime.configure`` sets are put back after the module."""
-    from gapline import runtime
+    from gapline.models import runtime
 
     def configure(seed: int = 0) -> Any:
         return runtime.configure(seed, True, "cpu", "float32")
@@ -111,8 +111,8 @@ def runtime_cpu():
 def penalty_runs(runtime_cpu) -> dict[str, np.ndarray]:
     """The hidden kernel of the same MLP trained 30 epochs, same seed and data, with no
     penalty, a strong L1 and a strong L2 (through build_model + compile_model)."""
-    from gapline.tasks import one_hot
-    from gapline.training import compile_model
+    from gapline.config.tasks import one_hot
+    from gapline.train.fit import compile_model
 
     x, y = blobs(120, seed=0)
     kernels = {}
@@ -203,8 +203,8 @@ def test_weight_noise_uses_noisy_layers_for_every_linear_layer(family: str) -> N
 def test_weight_noise_changes_the_training_step(family: str, runtime_cpu) -> None:
     """Gradients see the noisy kernels: one SGD step from identical weights on identical data
     lands on different weights with weight noise than without it."""
-    from gapline.tasks import one_hot
-    from gapline.training import compile_model
+    from gapline.config.tasks import one_hot
+    from gapline.train.fit import compile_model
 
     runtime_cpu(0)
     model_cfg = {"family": family, "hidden_units": [16, 16], "conv_filters": [4, 4], "dense_units": 8}
@@ -237,8 +237,8 @@ def test_early_stopping_stops_early_and_keeps_the_weights_restore_best_weights_a
     falls for a few epochs then rises: training stops well before ``epochs``. With
     ``restore_best_weights`` the final model scores exactly the minimum val_loss in history
     (the best epoch's weights); without it, exactly the last epoch's (worse) val_loss."""
-    from gapline.evaluation import evaluate_splits
-    from gapline.training import train_model
+    from gapline.evaluate.splits import evaluate_splits
+    from gapline.train.fit import train_model
 
     runtime_cpu(0)
     x, y = blobs(30, seed=0)
@@ -274,8 +274,8 @@ def test_early_stopping_stops_early_and_keeps_the_weights_restore_best_weights_a
 def test_batch_norm_moving_statistics_update_in_training_only(family: str, runtime_cpu) -> None:
     """predict/evaluate/inference calls leave moving_mean/variance alone; a training-mode call
     and a fit step move them."""
-    from gapline.tasks import one_hot
-    from gapline.training import compile_model
+    from gapline.config.tasks import one_hot
+    from gapline.train.fit import compile_model
 
     runtime_cpu(0)
     model_cfg = {"family": family, "hidden_units": [8], "conv_filters": [4]}
@@ -351,7 +351,7 @@ def test_online_augmentation_leaves_inference_of_the_whole_model_unchanged(runti
 def test_online_augmentation_trains_with_labels_untouched(runtime_cpu) -> None:
     """train_model with online augmentation fits learnable data (labels still line up with
     images) and leaves the caller's arrays as they were."""
-    from gapline.training import train_model
+    from gapline.train.fit import train_model
 
     runtime_cpu(0)
     online = {"enabled": True, "noise_std": 0.05, "zoom": 0.1}
@@ -397,8 +397,8 @@ def test_online_noise_on_tabular_input_is_allowed_and_random_in_training() -> No
 
 def test_offline_augmentation_adds_labelled_variants() -> None:
     """copies=2 triples the training set, originals first, each variant keeping its label."""
-    from gapline.augment import augment_dataset
-    from gapline.config import AugmentConfig
+    from gapline.config.schema import AugmentConfig
+    from gapline.data.augment import augment_dataset
 
     x, y = images(9, seed=8)
     xa, ya = augment_dataset(x, y, AugmentConfig(copies=2, shift=0.2, seed=1), "image")
@@ -454,7 +454,7 @@ def test_tied_blocks_share_one_kernel_variable(family: str, runtime_cpu) -> None
 def test_effective_params_counts_the_tied_layer_once(family: str) -> None:
     """Tying stores fewer weights than it applies: params_untied - params is exactly the tied
     layer's size (applied twice, stored once), and it is smaller than the untied model."""
-    from gapline.models import effective_params
+    from gapline.models.build import effective_params
 
     model_cfg, tied_name, _, _ = TIED[family]
     tied_model = build(config({"model": model_cfg, "regularization": {"tie_weights": True}}))
@@ -519,8 +519,8 @@ def test_cnn_params_do_not_grow_with_image_size_but_mlp_params_do() -> None:
 @pytest.fixture(scope="module")
 def max_norm_models(runtime_cpu) -> dict[str, Any]:
     """An MLP and a CNN trained 5 epochs at a high learning rate with max_norm=0.5."""
-    from gapline.tasks import one_hot
-    from gapline.training import compile_model
+    from gapline.config.tasks import one_hot
+    from gapline.train.fit import compile_model
 
     x, y = images(48, seed=10)
     out = {}
@@ -569,8 +569,8 @@ def test_max_norm_bounds_every_conv_filter(max_norm_models) -> None:
 
 def _confident_classifier(label_smoothing: float) -> Any:
     """A compiled model with no hidden layer that maps one-hot inputs to ~one-hot outputs."""
-    from gapline.models import build_model
-    from gapline.training import compile_model
+    from gapline.models.build import build_model
+    from gapline.train.fit import compile_model
 
     cfg = config({"model": {"hidden_units": []}, "regularization": {"label_smoothing": label_smoothing}})
     model = build_model((3,), 3, cfg.model, cfg.regularization)
@@ -581,7 +581,7 @@ def _confident_classifier(label_smoothing: float) -> Any:
 def test_label_smoothing_penalizes_perfectly_confident_correct_predictions() -> None:
     """Confident and correct costs ~0 without smoothing but clearly > 0 with it, because the
     smoothed target asks for some probability on the other classes."""
-    from gapline.tasks import one_hot
+    from gapline.config.tasks import one_hot
 
     y = np.array([0, 1, 2, 1], dtype=np.int64)
     x = np.eye(3, dtype=np.float32)[y]
@@ -726,8 +726,8 @@ def grid_data() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 @pytest.mark.parametrize("family", ["mlp", "cnn"])
 def test_every_technique_builds_and_trains(family: str, technique: str, grid_data, runtime_cpu) -> None:
     """Each technique (and all of them together) builds, trains and predicts probabilities."""
-    from gapline.regularization import technique_label
-    from gapline.training import train_model
+    from gapline.models.regularization import technique_label
+    from gapline.train.fit import train_model
 
     runtime_cpu(0)
     small = {"family": family, "hidden_units": [8, 8], "conv_filters": [4, 4], "dense_units": 8}
@@ -749,7 +749,7 @@ def test_every_technique_builds_and_trains(family: str, technique: str, grid_dat
 
 def test_learning_curve_one_row_per_fraction(tmp_path) -> None:
     """More data per row: one row per fraction, ascending, with train_samples growing."""
-    from gapline.learning_curve import COLUMNS, learning_curve
+    from gapline.experiments.learning_curve import COLUMNS, learning_curve
 
     x, y = images(90, seed=13)
     path = tmp_path / "tiny.npz"

@@ -15,9 +15,9 @@ import keras
 import numpy as np
 import pytest
 
-from gapline.backup import Backup, epoch_orders
-from gapline.training import train_model
-from gapline.validation import from_container
+from gapline.config.checks import from_container
+from gapline.train.fit import train_model
+from gapline.train.resume import Backup, epoch_orders
 
 BIN = Path(sys.executable).parent
 
@@ -30,7 +30,7 @@ def test_epoch_order_is_a_pure_function_of_seed_and_epoch() -> None:
 
 
 def _fit(cfg, x, y, backup=None, interrupt_at=None):
-    from gapline import runtime
+    from gapline.models import runtime
 
     keras.backend.clear_session()
     runtime.configure(0, True, "cpu", "float32")
@@ -100,7 +100,7 @@ def test_sigkill_mid_training_then_rerun_matches_uninterrupted(tmp_path: Path) -
     _check(["gapline", "evaluate"], straight)
 
     proc = _run(["gapline", "train"], killed)
-    state = killed / ".gapline/backup/train/state.json"
+    state = killed / ".gapline/train/resume/train/state.json"
     deadline = time.time() + 120
     while time.time() < deadline:
         if state.is_file() and json.loads(state.read_text())["epoch"] >= 3:
@@ -124,7 +124,7 @@ def test_sigkill_mid_training_then_rerun_matches_uninterrupted(tmp_path: Path) -
         rel = curve.relative_to(straight)
         assert (killed / rel).read_bytes() == curve.read_bytes(), rel
     assert (killed / "models/model.keras").read_bytes() == (straight / "models/model.keras").read_bytes()
-    assert not (killed / ".gapline/backup/train").exists()  # cleared once the model is saved
+    assert not (killed / ".gapline/train/resume/train").exists()  # cleared once the model is saved
 
     from mlflow import MlflowClient
 

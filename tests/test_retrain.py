@@ -18,11 +18,11 @@ import pytest
 
 from gapline import retrain as R
 from gapline.cli import _retrain_words, build_parser
-from gapline.config import Config, RetrainConfig
-from gapline.errors import ConfigError
-from gapline.exit_codes import PROMOTE_MEANINGS
+from gapline.config.checks import from_container
+from gapline.config.schema import Config, RetrainConfig
+from gapline.core.errors import ConfigError
+from gapline.core.exit_codes import PROMOTE_MEANINGS
 from gapline.retrain.drift_gate import TAG_REFERENCE
-from gapline.validation import from_container
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -48,7 +48,7 @@ def _gapline(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.Com
 
 
 def test_retrain_defaults_compose_from_conf(conf_project: Path) -> None:
-    from gapline.params import compose_config
+    from gapline.config.params import compose_config
 
     cfg = compose_config([], conf_project)
     assert cfg.retrain == RetrainConfig()

@@ -31,8 +31,8 @@ def lambda_model() -> Any:
 
 
 def test_model_io_refuses_a_lambda_layer_with_one_line(tmp_path: Path) -> None:
-    from gapline.errors import GaplineError
-    from gapline.model_io import load_model
+    from gapline.core.errors import GaplineError
+    from gapline.models.saving import load_model
 
     path = tmp_path / "model.keras"
     lambda_model().save(path)

@@ -1,4 +1,4 @@
-"""gapline.scoring against scikit-learn (the reference), plus the conventions sklearn lacks:
+"""gapline.evaluate.scoring against scikit-learn (the reference), plus the conventions sklearn lacks:
 hand-computed ECE, NaN for undefined values, the top-k omission rule."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from gapline import scoring
-from gapline.tasks import EPOCH_METRICS, FINAL_METRICS
+from gapline.config.tasks import EPOCH_METRICS, FINAL_METRICS
+from gapline.evaluate import scoring
 
 SEEDS = (0, 1, 2)
 
@@ -288,7 +288,7 @@ def test_every_task_metric_is_computed_and_unknown_ones_refused():
 
 
 def test_no_sklearn_at_import():
-    code = "import sys, gapline.scoring; assert 'sklearn' not in sys.modules and 'keras' not in sys.modules"
+    code = "import sys, gapline.evaluate.scoring; assert 'sklearn' not in sys.modules and 'keras' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from gapline import signals
+from gapline.core import signals
 
 # A child that swallows its first SIGTERM (as a handler whose exception lands in a finalizer
 # does) and exits on the second.

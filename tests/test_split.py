@@ -5,12 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gapline.data.split import (
-    min_samples_per_class,
-    stratified_split,
-    stratified_subset,
-)
-from gapline.errors import DataError
+from gapline.core.errors import DataError
+from gapline.data.split import min_samples_per_class, stratified_split, stratified_subset
 
 
 def _labels() -> np.ndarray:

@@ -21,11 +21,11 @@ SRC = ROOT / "src"
 
 # What `gapline <stage>` runs besides cli.py: loading params.yaml, then the stage's module.
 STAGE_ROOTS = {
-    "config": ("gapline.params", "gapline.files"),
-    "prepare": ("gapline.params", "gapline.stages.prepare"),
-    "augment": ("gapline.params", "gapline.stages.augment"),
-    "train": ("gapline.params", "gapline.stages.train"),
-    "evaluate": ("gapline.params", "gapline.stages.evaluate"),
+    "config": ("gapline.config.params", "gapline.core.files"),
+    "prepare": ("gapline.config.params", "gapline.stages.prepare"),
+    "augment": ("gapline.config.params", "gapline.stages.augment"),
+    "train": ("gapline.config.params", "gapline.stages.train"),
+    "evaluate": ("gapline.config.params", "gapline.stages.evaluate"),
 }
 
 
@@ -122,7 +122,7 @@ def test_train_params_are_every_train_key_but_the_output_only_ones() -> None:
     """Editing any train key that can change the model reruns train; train.verbose does not."""
     import dataclasses
 
-    from gapline.config import OUTPUT_ONLY, TrainConfig
+    from gapline.config.schema import OUTPUT_ONLY, TrainConfig
 
     listed = [p for p in stages()["train"]["params"] if isinstance(p, str)]
     assert "train" not in listed  # the whole group would include the output-only keys
@@ -131,19 +131,47 @@ def test_train_params_are_every_train_key_but_the_output_only_ones() -> None:
     assert keys == expected, f"dvc.yaml train params: missing {sorted(expected - keys)}, extra {sorted(keys - expected)}"
 
 
+def as_deps(files: set[Path]) -> list[str]:
+    """``files`` written the way dvc.yaml lists them: a package folder wherever the stage
+    imports every module under it, single files elsewhere."""
+    deps: list[str] = []
+
+    def walk(folder: Path) -> None:
+        for child in sorted((ROOT / folder).iterdir()):
+            rel = child.relative_to(ROOT)
+            if child.is_dir() and child.name != "__pycache__":
+                inside = {p.relative_to(ROOT) for p in child.rglob("*.py")}
+                if inside and inside <= files:
+                    deps.append(str(rel))
+                elif inside & files:
+                    walk(rel)
+            elif rel in files:
+                deps.append(str(rel))
+
+    walk(Path("src/gapline"))
+    return deps
+
+
+def test_deps_are_folders_wherever_a_stage_imports_a_whole_package() -> None:
+    """dvc.yaml stays readable: a package the stage imports whole is one folder entry."""
+    for name, roots in STAGE_ROOTS.items():
+        listed = [d for d in stages()[name]["deps"] if d.startswith("src/")]
+        assert listed == as_deps(closure(roots)), f"dvc.yaml stage {name!r}: write its code deps as {as_deps(closure(roots))}"
+
+
 if __name__ == "__main__":
     for stage_name, roots in STAGE_ROOTS.items():
         print(f"{stage_name}:")
-        for path in sorted(map(str, closure(roots))):
-            print(f"      - {path}")
+        for dep in as_deps(closure(roots)):
+            print(f"      - {dep}")
 
 
 def test_prepare_depends_on_data_path_only_for_sources_read_from_files(conf_project: Path) -> None:
     """A CSV put under data/raw/ (as the README says) is no dependency of the built-in
     digits: their prepare depends on the loader's module instead (issue #27)."""
-    from gapline.config import BUILTIN_SOURCES
+    from gapline.config.params import BUILTIN_DATA_DEP, compose
+    from gapline.config.schema import BUILTIN_SOURCES
     from gapline.data.prepare import BUNDLED
-    from gapline.params import BUILTIN_DATA_DEP, compose
 
     assert set(BUILTIN_SOURCES) == set(BUNDLED) and (ROOT / BUILTIN_DATA_DEP).is_file()
     assert "${data.dep}" in stages()["prepare"]["deps"] and "${data.path}" not in stages()["prepare"]["deps"]

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline.config import Config
-from gapline.curves import read_curves
-from gapline.validation import from_container
+from gapline.config.checks import from_container
+from gapline.config.schema import Config
+from gapline.evaluate.curves import read_curves
 
 
 def _write_dataset(path: Path, make_tiny_images) -> Path:
@@ -195,8 +195,8 @@ def test_train_measures_the_gap_on_the_unaugmented_split(project: Path, tmp_path
 
     from omegaconf import OmegaConf
 
-    from gapline.evaluation import evaluate_splits
-    from gapline.model_io import load_model
+    from gapline.evaluate.splits import evaluate_splits
+    from gapline.models.saving import load_model
     from gapline.stages.augment import augment
     from gapline.stages.prepare import prepare
     from gapline.stages.train import train

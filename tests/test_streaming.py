@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gapline.backup import epoch_orders
 from gapline.data.fingerprint import fingerprint
 from gapline.data.store import RowReader, RowWriter, open_split, write_split
+from gapline.train.resume import epoch_orders
 
 
 def _images(n: int = 50, side: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +44,7 @@ def test_split_written_from_a_mapped_source_and_tabular_floats(tmp_path: Path) -
 
 
 def test_a_missing_or_mismatched_split_is_one_line(tmp_path: Path) -> None:
-    from gapline.errors import DataError
+    from gapline.core.errors import DataError
 
     with pytest.raises(DataError, match=r"x.npy.*does not exist.*dvc repro"):
         open_split(tmp_path / "nope")
@@ -100,7 +100,7 @@ def test_streamed_epoch_order_is_the_seeded_order_on_both_paths(monkeypatch: pyt
     seeded by (seed, e), from any start epoch: what makes resume bit-exact."""
     import keras
 
-    from gapline import training
+    from gapline.train import fit as training
 
     n, batch, epochs, seed = 23, 5, 4, 9
     x = np.arange(n, dtype=np.float32)[:, None]  # each row holds its own index
@@ -120,7 +120,7 @@ def test_streamed_epoch_order_is_the_seeded_order_on_both_paths(monkeypatch: pyt
 
 
 def test_steps_per_execution_never_crosses_an_epoch() -> None:
-    from gapline.training import steps_per_execution
+    from gapline.train.fit import steps_per_execution
 
     assert steps_per_execution(40, 64) == 40
     assert steps_per_execution(196, 64) == 49
@@ -132,8 +132,8 @@ def test_steps_per_execution_never_crosses_an_epoch() -> None:
 def test_a_fit_whose_epoch_is_not_a_multiple_of_the_call_runs_whole_epochs(make_tiny_images, cpu_runtime) -> None:
     """6 steps an epoch and 4 asked per call: each call stays inside its epoch (3 steps), so
     the stream ends exactly with the last epoch (Keras warns 'ran out of data' otherwise)."""
-    from gapline.training import train_model
-    from gapline.validation import from_container
+    from gapline.config.checks import from_container
+    from gapline.train.fit import train_model
 
     cpu_runtime(3)
     x, y = make_tiny_images(24, size=4, classes=2, seed=1)
@@ -154,7 +154,7 @@ def test_a_fit_whose_epoch_is_not_a_multiple_of_the_call_runs_whole_epochs(make_
 
 
 def test_multi_worker_processes_read_disjoint_shares(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gapline import training
+    from gapline.train import fit as training
 
     n, batch, seed = 22, 4, 1
     x = np.arange(n, dtype=np.float32)[:, None]
@@ -169,8 +169,8 @@ def test_multi_worker_processes_read_disjoint_shares(monkeypatch: pytest.MonkeyP
 
 
 def test_augment_streams_the_same_bytes_whatever_the_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gapline import augment as aug
-    from gapline.config import AugmentConfig
+    from gapline.config.schema import AugmentConfig
+    from gapline.data import augment as aug
 
     x, y = _images(600, side=8)
     cfg = AugmentConfig(copies=2, shift=0.1, rotation=10.0, noise_std=0.02, seed=4)
@@ -195,10 +195,10 @@ def test_prepare_writes_uint8_pixels_that_the_model_scales(tmp_path: Path, monke
     after), written as uint8 splits; the model's first layer divides by meta's pixel_max."""
     from PIL import Image
 
-    from gapline.models import build_model
+    from gapline.config.checks import from_container
+    from gapline.config.tasks import spec_from_meta
+    from gapline.models.build import build_model
     from gapline.stages.prepare import prepare
-    from gapline.tasks import spec_from_meta
-    from gapline.validation import from_container
 
     rng = np.random.default_rng(0)
     for cls in ("a", "b"):
@@ -224,7 +224,7 @@ import json, sys
 from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
-from gapline.validation import from_container
+from gapline.config.checks import from_container
 from gapline.data.store import RowWriter
 from gapline.stages.evaluate import evaluate
 from gapline.stages.train import train
@@ -285,9 +285,9 @@ def test_a_trial_streams_from_the_prepared_folder_only_when_it_matches(
     """A sweep job or study arm whose data settings and source match data/prepared reads the
     prepared splits (the same bytes it would split in memory, so the same result); another
     data setting, or an edited source, splits the source in memory."""
-    from gapline import trial
+    from gapline.config.checks import from_container
+    from gapline.experiments import trial
     from gapline.stages.prepare import prepare
-    from gapline.validation import from_container
 
     x, y = make_tiny_images(60, size=4, classes=3, seed=0)
     np.savez(tmp_path / "d.npz", x=(x * 255).astype(np.uint8), y=y)
@@ -327,7 +327,7 @@ def test_a_trial_streams_from_the_prepared_folder_only_when_it_matches(
 def test_a_split_read_while_a_new_one_is_renamed_in_keeps_reading_its_own_file(tmp_path: Path) -> None:
     """dvc repro renames a new data/prepared into place while a sweep still reads the old one:
     rows come from the file that was opened, never new rows next to old labels."""
-    from gapline.files import atomic_dir
+    from gapline.core.files import atomic_dir
 
     x, y = _images(30)
     with atomic_dir(tmp_path / "prepared") as tmp:
@@ -343,7 +343,7 @@ def test_a_split_read_while_a_new_one_is_renamed_in_keeps_reading_its_own_file(t
 def test_multi_worker_calls_are_sized_on_each_process_share(monkeypatch: pytest.MonkeyPatch) -> None:
     """1025 rows, batch 64, 2 processes: each runs 16 steps an epoch (512 rows, 32 a step),
     not the 17 of one process, so a compiled call of 17 steps would cross its epoch."""
-    from gapline import training
+    from gapline.train import fit as training
 
     assert training.epoch_steps(1025, 64) == 17
     monkeypatch.setattr(training, "process", lambda: (0, 2))
@@ -354,10 +354,10 @@ def test_multi_worker_calls_are_sized_on_each_process_share(monkeypatch: pytest.
 def test_a_champion_trained_on_floats_is_scored_on_the_same_pixels(cpu_runtime) -> None:
     """A champion registered before images were stored as uint8 pixels has no pixel_scale
     layer: retrain puts the scale in front of it, so it sees what it was trained on."""
+    from gapline.config.checks import from_container
+    from gapline.config.tasks import TaskSpec
     from gapline.retrain.decision import takes_pixels
-    from gapline.tasks import TaskSpec
-    from gapline.training import build_compiled
-    from gapline.validation import from_container
+    from gapline.train.fit import build_compiled
 
     cpu_runtime(0)
     cfg = from_container({"model": {"family": "mlp", "hidden_units": [4]}, "tracking": {"enabled": False}})
@@ -372,8 +372,8 @@ def test_a_champion_trained_on_floats_is_scored_on_the_same_pixels(cpu_runtime) 
 
 def test_decoding_processes_change_no_digest() -> None:
     """data.workers writes the same bytes: it is not a config change for retraining."""
+    from gapline.config.checks import from_container
     from gapline.retrain.state import config_digest
-    from gapline.validation import from_container
 
     assert config_digest(from_container({"data": {"workers": 1}})) == config_digest(from_container({}))
     assert config_digest(from_container({"data": {"seed": 1}})) != config_digest(from_container({}))

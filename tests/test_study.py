@@ -13,27 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline.errors import ConfigError
-from gapline.study.plan import (
-    Job,
-    job_key,
-    override_value,
-    plan,
-    resolve,
-    trials,
-    tuned,
-)
-from gapline.study.table import (
-    ROW_KEYS,
-    holm,
-    paired_p,
-    reference_of,
-    summarize,
-    table_csv,
-    table_markdown,
-)
-from gapline.study.tuning import choose
-from gapline.validation import from_container
+from gapline.config.checks import from_container
+from gapline.core.errors import ConfigError
+from gapline.experiments.study.plan import Job, job_key, override_value, plan, resolve, trials, tuned
+from gapline.experiments.study.table import ROW_KEYS, holm, paired_p, reference_of, summarize, table_csv, table_markdown
+from gapline.experiments.study.tuning import choose
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -364,7 +348,7 @@ def logged_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     clean-up that puts MLflow's process-wide state back."""
     import sys
 
-    from gapline.study import StudyResult
+    from gapline.experiments.study import StudyResult
 
     results = [_result("l2", 1, 0.9, history={"gap_accuracy": [0.1, 0.2]}), _result("l2", 2, 0.8)]
     table = summarize(results, CLASSICAL)
@@ -390,7 +374,7 @@ def _store_runs(cfg: Any) -> tuple[Any, list[Any]]:
 
 
 def test_log_study_writes_one_finished_parent_with_a_child_per_job(logged_study: Any) -> None:
-    from gapline.trial_logging import log_study
+    from gapline.experiments.trial_logging import log_study
 
     cfg, result = logged_study
     parent_id = log_study(cfg, result)
@@ -415,7 +399,7 @@ def test_log_study_under_mlflow_run_logs_into_the_project_run(
     from mlflow import MlflowClient
 
     from gapline import tracking
-    from gapline.trial_logging import log_study
+    from gapline.experiments.trial_logging import log_study
 
     cfg, result = logged_study
     project_run = MlflowClient().create_run(tracking.setup(cfg.tracking)).info.run_id
@@ -632,8 +616,8 @@ def test_study_after_losing_one_cached_job_trains_exactly_that_one(study: dict[s
 def test_study_sources_train_once_and_a_transfer_arm_follows_its_source(conf_project: Path, monkeypatch) -> None:
     """A source model is trained before the arms and reused while its config stands; the arm
     that starts from it is retrained when the source changes, the other arm is not."""
-    from gapline.params import compose_config
-    from gapline.study.run import run_study
+    from gapline.config.params import compose_config
+    from gapline.experiments.study.run import run_study
 
     monkeypatch.chdir(conf_project)
     source = str(conf_project / "out" / "sources" / "low.keras")
@@ -683,8 +667,8 @@ def test_an_arm_naming_a_source_starts_from_its_file_under_out_dir() -> None:
 def test_the_untuned_mode_runs_the_arms_as_listed_and_drops_a_stale_tuning_file(conf_project: Path, monkeypatch) -> None:
     """study.tune=false: no trial, each arm at its listed overrides (l2 at the preset's 0.001),
     no tuning columns, and no tuning.csv left from an earlier tuned run to contradict the table."""
-    from gapline.params import compose_config
-    from gapline.study.run import run_study
+    from gapline.config.params import compose_config
+    from gapline.experiments.study.run import run_study
 
     monkeypatch.chdir(conf_project)
     out = conf_project / "out"

@@ -23,7 +23,7 @@ def test_readme_study_block_says_what_reports_study_says(name: str) -> None:
     block = readme[readme.index(begin): readme.index(end) + len(end)]
     assert block == section.render(ROOT / section.STUDIES[name], name)
     # and the table in it is the one the study wrote from its csv
-    from gapline.study.table import read_csv, table_markdown
+    from gapline.experiments.study.table import read_csv, table_markdown
 
     folder = ROOT / section.STUDIES[name]
     assert table_markdown(read_csv(folder / "study.csv")) == (folder / "study.md").read_text(encoding="utf-8")

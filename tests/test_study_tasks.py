@@ -13,15 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline.study.table import (
-    headline_of,
-    read_csv,
-    row_keys,
-    summarize,
-    table_csv,
-    table_markdown,
-    task_of,
-)
+from gapline.experiments.study.table import headline_of, read_csv, row_keys, summarize, table_csv, table_markdown, task_of
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,7 +102,7 @@ def test_the_committed_digits_table_renders_again_from_its_csv() -> None:
 
 
 def test_the_readme_block_renders_a_regression_study_in_its_units(tmp_path: Path) -> None:
-    from gapline.learning_curve import rows_csv
+    from gapline.experiments.learning_curve import rows_csv
     from helpers.project_store import docs_module
 
     section = docs_module("study_section")
@@ -154,8 +146,8 @@ def _splits(y_of, n: int = 90, features: int = 6, seed: int = 0) -> dict[str, tu
     ],
 )
 def test_baselines_per_task_fill_the_headline_and_its_gaps(task: str, y_of: Any, names: list[str], head: str) -> None:
-    from gapline.study.baselines import baselines
-    from gapline.tasks import FINAL_METRICS
+    from gapline.config.tasks import FINAL_METRICS
+    from gapline.experiments.study.baselines import baselines
 
     flat = _splits(y_of)
     rows = baselines(task, flat, classes=3, scale=True)
@@ -175,14 +167,14 @@ def test_baselines_per_task_fill_the_headline_and_its_gaps(task: str, y_of: Any,
 
 
 def test_baseline_numbers_are_scorings_numbers() -> None:
-    """Logistic regression's test AUC is gapline.scoring's AUC of its probabilities, fit on
+    """Logistic regression's test AUC is gapline.evaluate.scoring's AUC of its probabilities, fit on
     standardized features (a scaler fitted on train only) when asked to scale."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from gapline.scoring import scores
-    from gapline.study.baselines import baselines
+    from gapline.evaluate.scoring import scores
+    from gapline.experiments.study.baselines import baselines
 
     flat = _splits(lambda x, r: (x[:, 0] + r.normal(size=len(x)) * 5 > 0).astype(int))
     row = baselines("binary", flat, scale=True)[1]
@@ -197,8 +189,8 @@ def test_baseline_numbers_are_scorings_numbers() -> None:
     ("breast_cancer", "auc", ["svc_rbf (classical)", "logistic_regression (classical)", "gradient_boosting (classical)"]),
 ])
 def test_classical_baselines_on_the_built_in_tabular_sets(conf_project: Path, data: str, head: str, names: list[str]) -> None:
-    from gapline.params import compose_config
-    from gapline.study.baselines import classical_baselines
+    from gapline.config.params import compose_config
+    from gapline.experiments.study.baselines import classical_baselines
 
     rows = classical_baselines(compose_config(["experiment=study_debug", f"data={data}"], conf_project))
     assert [r["arm"] for r in rows] == names
@@ -216,7 +208,7 @@ def test_classical_baselines_on_the_built_in_tabular_sets(conf_project: Path, da
 
 
 def test_curve_rows_carry_the_tasks_headline_and_the_plot_labels_it(tmp_path: Path) -> None:
-    from gapline.learning_curve import curve_row, write_learning_curve
+    from gapline.experiments.learning_curve import curve_row, write_learning_curve
 
     job = _job("baseline", 1, "regression", 60.0, 5.0, train_samples=50, gap_loss_val=0.2)
     row = curve_row(0.5, job)
@@ -231,7 +223,7 @@ def test_curve_rows_carry_the_tasks_headline_and_the_plot_labels_it(tmp_path: Pa
 
 
 def test_plot_axis_labels_follow_the_metric(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gapline import plots
+    from gapline.evaluate import plots
 
     labels: list[str] = []
     monkeypatch.setattr(plots, "save", lambda fig, path: labels.extend(ax.get_ylabel() for ax in fig.axes) or path)
@@ -259,7 +251,7 @@ def test_sweep_summary_of_regression_jobs_ranks_by_objective_and_reports_rmse(tm
     from mlflow import MlflowClient
 
     from gapline import tracking
-    from gapline.validation import from_container
+    from gapline.config.checks import from_container
 
     cfg = from_container({"tracking": {"enabled": True, "experiment": "unit-sweep", "system_metrics": False}})
     parent = tracking.create_parent_run(cfg.tracking, "sweep", {"gapline.mode": "sweep"})
@@ -288,9 +280,9 @@ def test_sweep_summary_of_regression_jobs_ranks_by_objective_and_reports_rmse(tm
     ("breast_cancer", "auc", "logistic_regression (classical)"),
 ])
 def test_a_tiny_study_on_a_tabular_task(conf_project: Path, monkeypatch: pytest.MonkeyPatch, data: str, head: str, classical: str) -> None:
-    from gapline.params import compose_config
-    from gapline.study.run import run_study
-    from gapline.trial_logging import _study_metrics
+    from gapline.config.params import compose_config
+    from gapline.experiments.study.run import run_study
+    from gapline.experiments.trial_logging import _study_metrics
 
     monkeypatch.chdir(conf_project)
     base = ["experiment=study_debug", f"data={data}", "train.epochs=2", "study.seeds=1", "study.jobs=1",
@@ -316,8 +308,8 @@ def test_a_tiny_study_on_a_tabular_task(conf_project: Path, monkeypatch: pytest.
 def test_every_sweep_objective_per_task_lower_is_better() -> None:
     """What a sweeper and the study's tuning minimize: val_nll is the log-loss without
     smoothing or penalties (a regression's val_rmse), val_error 1 − the headline score."""
-    from gapline.config import SweepConfig
-    from gapline.tasks import objective
+    from gapline.config.schema import SweepConfig
+    from gapline.config.tasks import objective
 
     metrics = {"val_loss": 0.5, "gap_loss_val": 0.2, "val_nll": 0.3, "val_accuracy": 0.9, "val_auc": 0.8, "val_rmse": 55.0}
     assert objective(metrics, SweepConfig("val_loss")) == 0.5

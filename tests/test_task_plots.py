@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gapline import plots, scoring
+from gapline.evaluate import plots, scoring
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gapline.tasks import TaskSpec, gap, higher_is_better, loss
+from gapline.config.tasks import TaskSpec, gap, higher_is_better, loss
 
 
 def _cfg(*overrides: str):
     from omegaconf import OmegaConf
 
-    from gapline.validation import from_container
+    from gapline.config.checks import from_container
 
     return from_container(OmegaConf.from_dotlist(["tracking.enabled=false", "regularization.l2=0", *overrides]))
 
@@ -51,7 +51,7 @@ def test_regression_loss_is_weighted_onto_the_standardized_target() -> None:
 def test_heads_per_task_and_regression_predicts_in_the_users_units() -> None:
     import keras
 
-    from gapline.models import build_model
+    from gapline.models.build import build_model
 
     cfg = _cfg()
     for task, activation in (("binary", "sigmoid"), ("multilabel", "sigmoid"), ("multiclass", "softmax")):
@@ -71,7 +71,7 @@ def test_heads_per_task_and_regression_predicts_in_the_users_units() -> None:
 def test_a_far_off_target_trains_like_a_unit_one() -> None:
     """y = 5000 + 300·x0: without the in-model standardization a small MLP would spend its
     epochs walking its output up to 5000; with it, it fits in a few epochs."""
-    from gapline.training import train_model
+    from gapline.train.fit import train_model
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 3)).astype("float32")
@@ -85,8 +85,8 @@ def test_a_far_off_target_trains_like_a_unit_one() -> None:
 
 
 def test_balanced_class_weight_lifts_the_rare_class() -> None:
-    from gapline.tasks import sample_weights
-    from gapline.training import train_model
+    from gapline.config.tasks import sample_weights
+    from gapline.train.fit import train_model
 
     spec = TaskSpec("binary", ("common", "rare"))
     y = np.array([0] * 9 + [1])
@@ -107,7 +107,7 @@ def test_balanced_class_weight_lifts_the_rare_class() -> None:
 
 
 def test_the_gap_callback_logs_each_tasks_epoch_metrics() -> None:
-    from gapline.training import train_model
+    from gapline.train.fit import train_model
 
     rng = np.random.default_rng(2)
     x = rng.normal(size=(200, 5)).astype("float32")
@@ -162,8 +162,8 @@ def _users_builder(tmp_path, monkeypatch, body: str) -> str:
 def test_a_builder_output_the_task_cannot_read_is_refused(tmp_path, monkeypatch, task: str, body: str, expected: str) -> None:
     """Logits where the task needs probabilities, or a layer after the regression head (the
     loss weight and the user's units assume the head is last): one line at build time."""
-    from gapline.errors import ConfigError
-    from gapline.models import build_model
+    from gapline.core.errors import ConfigError
+    from gapline.models.build import build_model
 
     builder = _users_builder(tmp_path, monkeypatch, body)
     cfg = _cfg("model.family=custom", f"model.builder={builder}")

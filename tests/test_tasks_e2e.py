@@ -62,7 +62,7 @@ def _curve(project: Path, run_id: str, key: str) -> list[int]:
 
 
 def test_binary_breast_cancer(project: Path) -> None:
-    from gapline import scoring
+    from gapline.evaluate import scoring
 
     metrics, record = _repro(project, "experiment=breast_cancer_overfit", "train.epochs=3")
     for key in ("test_auc", "test_pr_auc", "test_accuracy", "test_f1", "test_ece", "gap_auc_test", "gap_ece_val", "gap_loss_val"):
@@ -116,7 +116,7 @@ def _retrain(project: Path, *overrides: str):
 def test_regression_diabetes_and_retrain_promotes_on_lower_rmse(project: Path) -> None:
     """The regression pipeline runs inside retrain (params, dvc repro, judge, promote): the
     first challenger becomes champion; a longer training has a lower test RMSE and replaces it."""
-    from gapline import scoring
+    from gapline.evaluate import scoring
 
     first = _retrain(project, "train.epochs=2")
     assert first.returncode == 0, first.stdout + first.stderr

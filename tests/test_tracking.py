@@ -16,14 +16,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline import provenance, tracking
-from gapline.config import Config
-from gapline.errors import GaplineError
+from gapline import tracking
+from gapline.config import provenance
+from gapline.config.checks import from_container
+from gapline.config.schema import Config
+from gapline.core.errors import GaplineError
 from gapline.tracking import redaction
 from gapline.tracking.log import MAX_DIGEST_LENGTH, dataset_digest, retry_on_conflict
 from gapline.tracking.redaction import MAX_PARAM_LENGTH, MAX_TAG_LENGTH
 from gapline.tracking.run_record import RunRecord
-from gapline.validation import from_container
 
 
 @pytest.fixture(scope="module")
@@ -384,7 +385,7 @@ def test_sigterm_ends_run_killed(tmp_path: Path) -> None:
         """
         import sys, time
         from gapline import tracking
-        from gapline.validation import from_container
+        from gapline.config.checks import from_container
         cfg = from_container({"tracking": {"enabled": True, "experiment": "unit", "system_metrics": False}})
         with tracking.run(cfg) as active:
             print(active.info.run_id, flush=True)
@@ -410,7 +411,7 @@ def test_sigterm_ends_run_killed(tmp_path: Path) -> None:
 def test_a_dropped_sigterm_still_ends_the_run_killed_at_the_next_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     """Python drops a signal handler's exception raised inside a finalizer; the handler's flag
     makes the epoch logger end training at the next epoch, and the run ends KILLED."""
-    from gapline import signals
+    from gapline.core import signals
 
     monkeypatch.setattr(signals, "_received", [])
     with pytest.raises(signals.Terminated):
@@ -475,9 +476,9 @@ def test_training_error_in_train_stage_ends_run_failed(
     FAILED with the one-line error, and nothing is left RUNNING."""
     from omegaconf import OmegaConf
 
-    from gapline import training
-    from gapline.errors import DataError
+    from gapline.core.errors import DataError
     from gapline.stages.train import train
+    from gapline.train import fit as training
 
     cfg, work = _tabular_stage_inputs(tmp_path, monkeypatch, make_tiny_images, "mlp")
 

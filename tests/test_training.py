@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gapline.config import ModelConfig, RegularizationConfig
-from gapline.errors import ConfigError
+from gapline.config.schema import ModelConfig, RegularizationConfig
+from gapline.core.errors import ConfigError
 
 
 def _build(family: str, input_shape=(8, 8, 1), reg: RegularizationConfig | None = None, **model_kw):
-    from gapline.models import build_model
+    from gapline.models.build import build_model
 
     model = ModelConfig(family=family, hidden_units=[8], conv_filters=[4, 6], dense_units=8, **model_kw)
     return build_model(input_shape, 3, model, reg or RegularizationConfig())
@@ -106,9 +106,9 @@ def test_dropout_and_noise_layers_follow_config() -> None:
 
 def _identity_classifier():
     """A model with no hidden layer whose prediction is the argmax of a 3-feature input."""
-    from gapline.models import build_model
-    from gapline.training import compile_model
-    from gapline.validation import from_container
+    from gapline.config.checks import from_container
+    from gapline.models.build import build_model
+    from gapline.train.fit import compile_model
 
     cfg = from_container({"model": {"hidden_units": []}, "regularization": {"early_stopping": {"enabled": False}}})
     model = build_model((3,), 3, cfg.model, cfg.regularization)
@@ -118,7 +118,7 @@ def _identity_classifier():
 
 
 def test_evaluate_splits_keys_and_gap_relations() -> None:
-    from gapline.evaluation import evaluate_splits
+    from gapline.evaluate.splits import evaluate_splits
 
     model = _identity_classifier()
     y = np.array([0, 1, 2, 0, 1, 2], dtype=np.int64)
@@ -155,7 +155,7 @@ def test_evaluate_splits_keys_and_gap_relations() -> None:
 
 
 def test_evaluate_splits_without_train_has_no_gap_keys() -> None:
-    from gapline.evaluation import evaluate_splits
+    from gapline.evaluate.splits import evaluate_splits
 
     model = _identity_classifier()
     y = np.array([0, 1, 2], dtype=np.int64)
@@ -164,7 +164,7 @@ def test_evaluate_splits_without_train_has_no_gap_keys() -> None:
 
 
 def test_training_is_deterministic_for_a_seed(make_tiny_config, tiny_image_splits, cpu_runtime) -> None:
-    from gapline.training import train_model
+    from gapline.train.fit import train_model
 
     cfg = make_tiny_config({"regularization": {"dropout": 0.3}, "train": {"epochs": 2, "seed": 11}})
     x, y = tiny_image_splits["train"]
@@ -187,7 +187,7 @@ def test_training_is_deterministic_for_a_seed(make_tiny_config, tiny_image_split
 
 
 def test_train_model_reports_run_facts(make_tiny_config, tiny_image_splits, cpu_runtime) -> None:
-    from gapline.training import train_model
+    from gapline.train.fit import train_model
 
     cpu_runtime(0)
     cfg = make_tiny_config({"train": {"epochs": 2}})
@@ -201,7 +201,7 @@ def test_train_model_reports_run_facts(make_tiny_config, tiny_image_splits, cpu_
 
 
 def test_early_stopping_from_config_stops_training(make_tiny_config, tiny_image_splits, cpu_runtime) -> None:
-    from gapline.training import train_model
+    from gapline.train.fit import train_model
 
     cpu_runtime(0)
     # A learning rate too small to move val_loss by min_delta: stop after 1 + patience epochs.
@@ -225,7 +225,7 @@ def test_weight_ema_is_what_is_scored_and_kept(make_tiny_config, tiny_image_spli
     Also under mixed precision, where Keras wraps the optimizer in a LossScaleOptimizer."""
     import keras
 
-    from gapline.training import train_model
+    from gapline.train.fit import train_model
 
     cpu_runtime(0)
     keras.mixed_precision.set_global_policy(precision)
@@ -258,8 +258,8 @@ def test_weight_ema_is_what_is_scored_and_kept(make_tiny_config, tiny_image_spli
         np.testing.assert_allclose(got, ema, rtol=1e-6, atol=1e-7)
     assert any(not np.allclose(e, r) for e, r in zip(seen[at]["ema"], seen[at]["raw"]))
     # the logged val_loss of the kept epoch is the averaged model's
-    from gapline.gap import inference_scores
-    from gapline.tasks import as_spec
+    from gapline.config.tasks import as_spec
+    from gapline.evaluate.gap import inference_scores
 
     scores = inference_scores(result.model, xv, yv, as_spec(3), cfg.task)
     assert scores["loss"] == pytest.approx(result.history["val_loss"][at], rel=1e-4)

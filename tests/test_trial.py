@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gapline.trial import TrialResult
+from gapline.experiments.trial import TrialResult
 
 METRICS = {
     "train_loss": 0.1, "train_accuracy": 0.99, "val_loss": 0.3, "val_accuracy": 0.9,

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gapline.errors import ConfigError
-from gapline.validation import from_container
+from gapline.config.checks import from_container
+from gapline.core.errors import ConfigError
 
 CNN = {"family": "cnn", "conv_filters": [4, 8], "kernel_size": 3, "dense_units": 8}
 
@@ -28,7 +28,7 @@ def _cfg(model: dict[str, Any] | None = None, **extra: Any) -> Any:
 
 
 def _build(cfg: Any, classes: int, report: dict[str, Any] | None = None) -> Any:
-    from gapline.training import build_compiled
+    from gapline.train.fit import build_compiled
 
     return build_compiled(cfg, (8, 8, 1), classes, 64, warm_start=report)
 
@@ -36,8 +36,8 @@ def _build(cfg: Any, classes: int, report: dict[str, Any] | None = None) -> Any:
 def _trained_source(path: Path, classes: int = 5, model: dict[str, Any] | None = None) -> Any:
     """A gapline model fitted for a few steps (so its weights are not an initialisation),
     saved the way the train stage saves it."""
-    from gapline.model_io import save_model
-    from gapline.tasks import one_hot
+    from gapline.config.tasks import one_hot
+    from gapline.models.saving import save_model
 
     src = _build(_cfg(model, train={"seed": 11, "accelerator": "cpu"}), classes)
     rng = np.random.default_rng(0)
@@ -148,8 +148,8 @@ def test_unusable_init_from_is_one_line(tmp_path: Path, make, mentions) -> None:
 
 
 def test_a_model_with_no_layer_in_common_is_one_line(tmp_path: Path) -> None:
-    from gapline.model_io import save_model
-    from gapline.training import build_compiled
+    from gapline.models.saving import save_model
+    from gapline.train.fit import build_compiled
 
     mlp_cfg = from_container(
         {"model": {"family": "mlp", "hidden_units": [16]}, "tracking": {"enabled": False}, "train": {"accelerator": "cpu"}}
@@ -169,8 +169,8 @@ def test_nested_models_are_matched_layer_by_layer(tmp_path: Path) -> None:
     its matching layers are copied even when one of its layers differs."""
     import keras
 
-    from gapline.model_io import save_model
-    from gapline.models.warm_start import warm_start
+    from gapline.models.saving import save_model
+    from gapline.train.warm_start import warm_start
 
     def model(width: int, classes: int) -> Any:
         block = keras.Sequential(

@@ -21,30 +21,23 @@ from pathlib import Path
 
 import yaml
 
-from . import tracking
-from .dvc_command import dvc_executable, tools_env
-from .errors import ConfigError, DataError, GaplineError, warn
-from .exit_codes import PROMOTE_MEANINGS, ExitCode, exit_codes_help
-from .files import write_text
-from .learning_curve import learning_curve, write_learning_curve
-from .params import (
-    PARAMS_FILE,
-    check_params,
-    compose_config,
-    find_root,
-    load_params,
-    write_params,
-)
-from .retrain import LockHeld, promote, retrain
-from .stages.augment import augment
-from .stages.evaluate import evaluate
-from .stages.prepare import prepare
-from .stages.train import train
-from .study import run_study
-from .study.table import table_markdown
-from .tasks import UNIT_SCORES, gap_label, headline_of, higher_is_better
-from .tracking import TrackingError
-from .trial_logging import log_learning_curve, log_study
+from gapline import tracking
+from gapline.config.params import PARAMS_FILE, check_params, compose_config, find_root, load_params, write_params
+from gapline.config.tasks import UNIT_SCORES, gap_label, headline_of, higher_is_better
+from gapline.core.dvc_command import dvc_executable, tools_env
+from gapline.core.errors import ConfigError, DataError, GaplineError, warn
+from gapline.core.exit_codes import PROMOTE_MEANINGS, ExitCode, exit_codes_help
+from gapline.core.files import write_text
+from gapline.experiments.learning_curve import learning_curve, write_learning_curve
+from gapline.experiments.study import run_study
+from gapline.experiments.study.table import table_markdown
+from gapline.experiments.trial_logging import log_learning_curve, log_study
+from gapline.retrain import LockHeld, promote, retrain
+from gapline.stages.augment import augment
+from gapline.stages.evaluate import evaluate
+from gapline.stages.prepare import prepare
+from gapline.stages.train import train
+from gapline.tracking import TrackingError
 
 
 def _load(args: argparse.Namespace, check: bool = False):
@@ -100,7 +93,7 @@ def cmd_augment(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     if args.overrides or args.multirun:
         # A Hydra app over conf/ (not params.yaml): one run, or a sweep with -m.
-        from .sweep import hydra_train  # Hydra at import: lazily, like hydra itself
+        from gapline.experiments.sweep import hydra_train  # Hydra at import: lazily, like hydra itself
 
         quiet = ["train.verbose=quiet"] if args.quiet else []
         return hydra_train([*args.overrides, *quiet], args.multirun, find_root())

@@ -73,7 +73,7 @@ def run_pipeline(project: Path, uri: str, overrides: list[str], env: dict[str, s
 
 
 def _history(p: PipelineRun) -> dict[str, list[float]]:
-    from gapline.curves import read_curves
+    from gapline.evaluate.curves import read_curves
 
     return read_curves(p.project / "dvclive")
 
@@ -95,9 +95,10 @@ def check_logged_run(p: PipelineRun, *, experiment: str, system_metrics: bool) -
     from mlflow import MlflowClient
 
     import gapline
-    from gapline import provenance, tracking
-    from gapline.regularization import technique_label
-    from gapline.validation import from_container
+    from gapline import tracking
+    from gapline.config import provenance
+    from gapline.config.checks import from_container
+    from gapline.models.regularization import technique_label
 
     client = MlflowClient(tracking_uri=p.uri, registry_uri=p.uri)
     run_ = client.get_run(p.run_id)

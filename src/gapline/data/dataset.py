@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gapline.errors import DataError, bad_value
-from gapline.tasks import TASK_NAMES
+from gapline.config.tasks import TASK_NAMES
+from gapline.core.errors import DataError, bad_value
 
 __all__ = ["Dataset", "validate_dataset"]
 

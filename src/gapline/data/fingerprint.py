@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gapline.config.provenance import file_md5, folder_files
+from gapline.core.errors import DataError
 from gapline.data.store import RowReader, row_bytes, row_chunks
-from gapline.errors import DataError
-from gapline.provenance import file_md5, folder_files
 
 __all__ = ["file_digest", "fingerprint", "tree_digest"]
 

@@ -6,7 +6,7 @@ by a pool of spawned processes for a large folder, straight into one array: in m
 ``.npy`` file under a scratch folder (written with ``pwrite``, then memory-mapped read-only)
 so that a set larger than memory is never held whole. The result is the
 same, byte for byte, for any number of workers. A corrupt or truncated file is one
-:class:`~gapline.errors.DataError` line naming the first such file in file order (or a warning
+:class:`~gapline.core.errors.DataError` line naming the first such file in file order (or a warning
 and a count with ``on_corrupt="skip"``), never a PIL traceback.
 """
 
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from gapline.core.errors import DataError, bad_value, flat_message
 from gapline.data.dataset import Dataset
 from gapline.data.labels import fixed_task
 from gapline.data.sources import PathLike, require_path
 from gapline.data.store import MemoryRows, RowWriter, new_rows, write_exactly
-from gapline.errors import DataError, bad_value, flat_message
 
 __all__ = ["CHUNK", "DECODED_NAME", "IMAGE_SUFFIXES", "load_image_folder"]
 

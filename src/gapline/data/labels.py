@@ -1,6 +1,6 @@
 """Raw label values read into the target contract of a task (``task.type``).
 
-What ``y`` holds once read (see :mod:`gapline.tasks`), with ``names`` (``Dataset.class_names``):
+What ``y`` holds once read (see :mod:`gapline.config.tasks`), with ``names`` (``Dataset.class_names``):
 
 * multiclass: int64 ``(n,)`` class indices in ``[0, k)``; the k class names, sorted.
 * binary: int64 ``(n,)`` in ``{0, 1}``; the 2 class names sorted, so the negative class comes
@@ -26,7 +26,7 @@ npz round trips often turn int labels into floats; bytes are decoded as UTF-8.
    ``task.type=regression``: whole numbers are as often quantities as classes.
 
 Sources whose task is fixed (image folders, the bundled sets) check it with
-:func:`fixed_task`. Every refusal is one :class:`~gapline.errors.DataError` line naming the
+:func:`fixed_task`. Every refusal is one :class:`~gapline.core.errors.DataError` line naming the
 field (``task.type``, ``data.label_column``, ``data.label_columns``, an npz array), the bad
 value and what is allowed.
 """
@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gapline.errors import DataError, bad_value
-from gapline.tasks import TASK_NAMES
+from gapline.config.tasks import TASK_NAMES
+from gapline.core.errors import DataError, bad_value
 
 __all__ = ["AUTO_MAX_CLASSES", "Labels", "fixed_task", "read_labels"]
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gapline.core.files import read_json
 from gapline.data.store import Split, open_split
-from gapline.files import read_json
 
 PREPARED = Path("data/prepared")
 AUGMENTED = Path("data/augmented")

@@ -18,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from gapline.config import Config, DataConfig
+from gapline.config.provenance import config_groups, json_digest
+from gapline.config.schema import Config, DataConfig
+from gapline.config.tasks import target_stats
+from gapline.core.errors import ConfigError, DataError, bad_value
 from gapline.data.bundled import load_breast_cancer, load_diabetes, load_digits
 from gapline.data.dataset import Dataset, validate_dataset
 from gapline.data.fingerprint import file_digest, fingerprint, tree_digest
@@ -26,9 +29,6 @@ from gapline.data.images import load_image_folder
 from gapline.data.sources import load_csv, load_npz
 from gapline.data.split import task_split, task_subset
 from gapline.data.store import write_split
-from gapline.errors import ConfigError, DataError, bad_value
-from gapline.provenance import config_groups, json_digest
-from gapline.tasks import target_stats
 
 #: Sources bundled with scikit-learn (no path, no download), and their loaders.
 BUNDLED = {"digits": load_digits, "breast_cancer": load_breast_cancer, "diabetes": load_diabetes}

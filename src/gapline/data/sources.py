@@ -3,7 +3,7 @@
 :mod:`gapline.data.bundled`).
 
 Every problem a user can cause (missing file, wrong keys, text in a numeric column, ...)
-becomes a one-line :class:`~gapline.errors.DataError` naming the file or field, the bad
+becomes a one-line :class:`~gapline.core.errors.DataError` naming the file or field, the bad
 value and what is allowed, so the CLI never shows a numpy/pandas traceback. pandas is
 imported lazily to keep ``import gapline`` fast.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from gapline.core.errors import DataError, bad_value, flat_message
 from gapline.data.dataset import Dataset
 from gapline.data.labels import read_labels
-from gapline.errors import DataError, bad_value, flat_message
 
 __all__ = ["PathLike", "load_csv", "load_npz", "require_path"]
 

@@ -19,7 +19,7 @@ from numbers import Real
 
 import numpy as np
 
-from gapline.errors import DataError, bad_value
+from gapline.core.errors import DataError, bad_value
 
 __all__ = [
     "MAX_QUANTILE_BINS",

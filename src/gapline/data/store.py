@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gapline.errors import DataError, flat_message
+from gapline.core.errors import DataError, flat_message
 
 __all__ = [
     "CHUNK_BYTES",

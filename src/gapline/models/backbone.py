@@ -37,7 +37,7 @@ ImageNet training saw. Fine-tuning adapts; for frozen features prefer another ba
 ``model.freeze`` chooses which backbone layers train in phase 1 (``all``, ``none``, or a
 layer name or index: that layer and every one before it are frozen, indices counting
 ``backbone.layers`` from 0, its input layer). Phase 2 (``model.fine_tune``, run by
-:func:`gapline.training.train_model`) unfreezes all or the top N layers and keeps every
+:func:`gapline.train.fit.train_model`) unfreezes all or the top N layers and keeps every
 BatchNormalization layer of the backbone frozen, i.e. in inference mode.
 """
 
@@ -49,10 +49,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .. import backbone_weights
-from ..config import ModelConfig
-from ..errors import ConfigError, bad_value, flat_message
-from .stem import ModelSpec, dense_blocks, input_stem, output_head
+from gapline.config import backbone_weights
+from gapline.config.schema import ModelConfig
+from gapline.core.errors import ConfigError, bad_value, flat_message
+from gapline.models.stem import ModelSpec, dense_blocks, input_stem, output_head
 
 # ImageNet statistics (RGB) that keras.applications' preprocess_input uses.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import regularization as R
-from .stem import ModelSpec, input_stem, output_head
+from gapline.models import regularization as R
+from gapline.models.stem import ModelSpec, input_stem, output_head
 
 
 def build_cnn(spec: ModelSpec) -> Any:

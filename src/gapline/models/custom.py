@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import regularization as R
-from ..config import RegularizationConfig
-from ..errors import ConfigError, GaplineError, bad_value, one_line
-from ..model_io import load_model, save_model
-from ..user_code import builder_source, import_builder
-from .kit import KitUsage, ModelKit
-from .stem import ModelSpec, input_layers
+from gapline.config.schema import RegularizationConfig
+from gapline.config.user_code import builder_source, import_builder
+from gapline.core.errors import ConfigError, GaplineError, bad_value, one_line
+from gapline.models import regularization as R
+from gapline.models.kit import KitUsage, ModelKit
+from gapline.models.saving import load_model, save_model
+from gapline.models.stem import ModelSpec, input_layers
 
 # Weight attribute → (its regularizer attribute, its constraint attribute) on Keras layers.
 KERNELS = {

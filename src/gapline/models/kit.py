@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import regularization as R
-from ..errors import ConfigError, bad_value
-from .stem import ModelSpec, input_stem, output_head
+from gapline.core.errors import ConfigError, bad_value
+from gapline.models import regularization as R
+from gapline.models.stem import ModelSpec, input_stem, output_head
 
 
 @dataclass

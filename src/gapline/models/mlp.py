@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .stem import ModelSpec, dense_blocks, input_stem, output_head
+from gapline.models.stem import ModelSpec, dense_blocks, input_stem, output_head
 
 
 def build_mlp(spec: ModelSpec) -> Any:

@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import regularization as R
-from ..config import ModelConfig, OnlineAugmentConfig, RegularizationConfig
-from ..tasks import TaskSpec
+from gapline.config.schema import ModelConfig, OnlineAugmentConfig, RegularizationConfig
+from gapline.config.tasks import TaskSpec
+from gapline.models import regularization as R
 
 
 @dataclass(frozen=True)

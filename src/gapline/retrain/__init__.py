@@ -20,21 +20,13 @@ Nothing here imports TensorFlow or MLflow at import time: ``gapline --help`` rea
 
 from __future__ import annotations
 
-from .decision import (
-    SCORE_TOLERANCE,
-    Scored,
-    decide,
-    gap_key,
-    judged_gap,
-    load_splits,
-    score,
-)
-from .job import Champion, RetrainJob, Verdict, load_config, retrain
-from .lock import LockHeld, exclusive_lock, lock_holder
-from .outcome import ExitCode, Outcome, RetrainFailed, exit_codes_help
-from .pipeline import challenger_version, run_pipeline
-from .promote import promote
-from .state import (
+from gapline.retrain.decision import SCORE_TOLERANCE, Scored, decide, gap_key, judged_gap, load_splits, score
+from gapline.retrain.job import Champion, RetrainJob, Verdict, load_config, retrain
+from gapline.retrain.lock import LockHeld, exclusive_lock, lock_holder
+from gapline.retrain.outcome import ExitCode, Outcome, RetrainFailed, exit_codes_help
+from gapline.retrain.pipeline import challenger_version, run_pipeline
+from gapline.retrain.promote import promote
+from gapline.retrain.state import (
     COMPARED,
     PIPELINE_GROUPS,
     TAG_CODE,

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import RetrainConfig
-from ..data.layout import PREPARED, SPLITS, read_meta, read_split
-from ..evaluation import evaluate_splits
-from ..tasks import higher_is_better
+from gapline.config.schema import RetrainConfig
+from gapline.config.tasks import higher_is_better
+from gapline.data.layout import PREPARED, SPLITS, read_meta, read_split
+from gapline.evaluate.splits import evaluate_splits
 
 SCORE_TOLERANCE = 1e-9  # accuracies are ratios: 0.85 + 0.05 must compare equal to 0.9
 

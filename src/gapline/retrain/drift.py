@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data.layout import SPLITS, read_split
-from ..data.store import RowReader
-from ..files import load_arrays, read_json, save_arrays, write_json
+from gapline.core.files import load_arrays, read_json, save_arrays, write_json
+from gapline.data.layout import SPLITS, read_split
+from gapline.data.store import RowReader
 
 #: Rows of the training split a summary samples (seeded, without replacement).
 SAMPLE_ROWS = 1000

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import tracking
-from ..config import Config
-from .drift import Drift, Summary, compare, summarize
-from .drift_report import write_report
-from .outcome import ExitCode
-from .state import TAG_DATA
+from gapline import tracking
+from gapline.config.schema import Config
+from gapline.retrain.drift import Drift, Summary, compare, summarize
+from gapline.retrain.drift_report import write_report
+from gapline.retrain.outcome import ExitCode
+from gapline.retrain.state import TAG_DATA
 
 TAG_REFERENCE = "retrain.drift_reference"
 REFERENCE_DIR = "drift/reference"

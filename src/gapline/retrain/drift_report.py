@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_dir, write_json, write_text
-from .drift import P_VALUE, Drift, Summary
+from gapline.core.files import atomic_dir, write_json, write_text
+from gapline.retrain.drift import P_VALUE, Drift, Summary
 
 
 def _moments(mean: float | None, std: float | None) -> str:

@@ -34,20 +34,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import memory, runtime, tracking
-from ..config import Config
-from ..data.layout import PREPARED
-from ..errors import ConfigError, GaplineError, bad_value
-from ..params import compose_config, find_root, load_params, write_params
-from ..tasks import retrain_metric, retrain_metrics, spec_from_meta
-from . import drift_gate
-from .decision import Scored, decide, load_splits, score, takes_pixels
-from .drift import Drift, Summary, summarize
-from .lock import exclusive_lock
-from .outcome import ExitCode, Outcome
-from .pipeline import challenger_version, run_pipeline
-from .records import aliases_moved, decision_tags, run_config, utc_now, write_report
-from .state import State, current_state, what_changed
+from gapline import tracking
+from gapline.config.params import compose_config, find_root, load_params, write_params
+from gapline.config.schema import Config
+from gapline.config.tasks import retrain_metric, retrain_metrics, spec_from_meta
+from gapline.core.errors import ConfigError, GaplineError, bad_value
+from gapline.data.layout import PREPARED
+from gapline.models import memory, runtime
+from gapline.retrain import drift_gate
+from gapline.retrain.decision import Scored, decide, load_splits, score, takes_pixels
+from gapline.retrain.drift import Drift, Summary, summarize
+from gapline.retrain.lock import exclusive_lock
+from gapline.retrain.outcome import ExitCode, Outcome
+from gapline.retrain.pipeline import challenger_version, run_pipeline
+from gapline.retrain.records import aliases_moved, decision_tags, run_config, utc_now, write_report
+from gapline.retrain.state import State, current_state, what_changed
 
 
 def retrain(

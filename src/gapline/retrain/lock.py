@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import GaplineError
-from .records import utc_now
+from gapline.core.errors import GaplineError
+from gapline.retrain.records import utc_now
 
 
 class LockHeld(GaplineError):

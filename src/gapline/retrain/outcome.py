@@ -1,6 +1,6 @@
 """How a retrain or promote ends: the exit codes a scheduler acts on, and the outcome object.
 
-:class:`ExitCode` (from :mod:`gapline.exit_codes`, the one table of codes and meanings) is
+:class:`ExitCode` (from :mod:`gapline.core.exit_codes`, the one table of codes and meanings) is
 what retrain and promote return; ``--help`` prints the same table.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import GaplineError
-from ..exit_codes import ExitCode, exit_codes_help  # noqa: F401  (retrain's API)
+from gapline.core.errors import GaplineError
+from gapline.core.exit_codes import ExitCode, exit_codes_help  # noqa: F401  (retrain's API)
 
 
 class RetrainFailed(GaplineError):

@@ -10,11 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .. import provenance, tracking
-from ..config import Config
-from ..dvc_command import dvc_executable, tools_env
-from ..stages import MODEL_FILE
-from .outcome import RetrainFailed
+from gapline import tracking
+from gapline.config import provenance
+from gapline.config.schema import Config
+from gapline.core.dvc_command import dvc_executable, tools_env
+from gapline.models.saving import MODEL_FILE
+from gapline.retrain.outcome import RetrainFailed
 
 
 def pipeline_env() -> dict[str, str]:

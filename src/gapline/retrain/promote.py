@@ -8,14 +8,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import tracking
-from ..config import Config
-from ..errors import ConfigError, GaplineError
-from ..params import compose_config, find_root, load_params
-from .lock import exclusive_lock
-from .outcome import ExitCode, Outcome
-from .records import aliases_moved, decision_tags, run_config, utc_now
-from .state import git_commit
+from gapline import tracking
+from gapline.config.params import compose_config, find_root, load_params
+from gapline.config.schema import Config
+from gapline.core.errors import ConfigError, GaplineError
+from gapline.retrain.lock import exclusive_lock
+from gapline.retrain.outcome import ExitCode, Outcome
+from gapline.retrain.records import aliases_moved, decision_tags, run_config, utc_now
+from gapline.retrain.state import git_commit
 
 
 def promote(

@@ -8,8 +8,8 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
-from ..files import write_json
+from gapline.config.schema import Config
+from gapline.core.files import write_json
 
 
 def utc_now() -> str:

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import gapline
-
-from ..config import Config
-from ..data.prepare import write_prepared
-from ..provenance import config_groups, folder_digest, git_state, json_digest
+from gapline.config.provenance import config_groups, folder_digest, git_state, json_digest
+from gapline.config.schema import Config
+from gapline.data.prepare import write_prepared
 
 # The config groups the DVC pipeline reads to build the model. ``tracking`` (where results
 # go), ``retrain`` (how they are judged), ``study``, ``sweep`` and ``meta`` do not change it.

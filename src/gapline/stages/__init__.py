@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.layout import AUGMENTED, PREPARED, SPLITS, read_split, split_dir  # noqa: F401  (the stages' shared paths)
+from gapline.data.layout import AUGMENTED, PREPARED, SPLITS, read_split, split_dir  # noqa: F401  (the stages' shared paths)
 
-MODEL_FILE = Path("models/model.keras")
 REPORTS = Path("reports")
 METRICS_FILE = REPORTS / "metrics.json"
 TRAIN_INFO_FILE = REPORTS / "train.json"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..augment import augment_to
-from ..config import Config
-from ..data.fingerprint import fingerprint
-from ..data.layout import read_meta, read_split
-from ..files import atomic_dir
-from . import AUGMENTED, PREPARED
+from gapline.config.schema import Config
+from gapline.core.files import atomic_dir
+from gapline.data.augment import augment_to
+from gapline.data.fingerprint import fingerprint
+from gapline.data.layout import read_meta, read_split
+from gapline.stages import AUGMENTED, PREPARED
 
 
 def augment(cfg: Config, prepared: Path = PREPARED, out_dir: Path = AUGMENTED) -> dict[str, Any]:

@@ -8,28 +8,22 @@ from typing import Any
 
 import numpy as np
 
-from .. import memory, plots, provenance, runtime, scoring, tracking
-from ..config import Config
-from ..curves import read_curves
-from ..data.layout import read_meta
-from ..diagnosis import as_markdown, diagnose
-from ..evaluation import evaluate_splits
-from ..files import atomic_dir, read_json, write_json, write_text
-from ..gap import predictions
-from ..model_io import load_model
-from ..regularization import techniques
-from ..tasks import TaskSpec, spec_from_meta
-from ..tracking.run_record import RUN_FILE, RunRecord
-from . import (
-    BREAKDOWN_FILE,
-    DIAGNOSIS_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    PLOTS,
-    SPLITS,
-    TRAIN_INFO_FILE,
-    read_split,
-)
+from gapline import tracking
+from gapline.config import provenance
+from gapline.config.schema import Config
+from gapline.config.tasks import TaskSpec, spec_from_meta
+from gapline.core.files import atomic_dir, read_json, write_json, write_text
+from gapline.data.layout import read_meta
+from gapline.evaluate import plots, scoring
+from gapline.evaluate.curves import read_curves
+from gapline.evaluate.diagnosis import as_markdown, diagnose
+from gapline.evaluate.gap import predictions
+from gapline.evaluate.splits import evaluate_splits
+from gapline.models import memory, runtime
+from gapline.models.regularization import techniques
+from gapline.models.saving import MODEL_FILE, load_model
+from gapline.stages import BREAKDOWN_FILE, DIAGNOSIS_FILE, METRICS_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, read_split
+from gapline.tracking.run_record import RUN_FILE, RunRecord
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
-from ..data.prepare import write_prepared
-from ..files import atomic_dir, write_json
-from . import PREPARED
+from gapline.config.schema import Config
+from gapline.core.files import atomic_dir, write_json
+from gapline.data.prepare import write_prepared
+from gapline.stages import PREPARED
 
 
 def prepare(cfg: Config, out_dir: Path = PREPARED) -> dict[str, Any]:

@@ -10,26 +10,29 @@ from typing import Any
 import numpy as np
 
 import gapline
+from gapline import tracking
+from gapline.config import provenance
+from gapline.config.schema import Config
+from gapline.config.tasks import for_run
+from gapline.config.user_code import model_files_digest
+from gapline.core.errors import warn
+from gapline.core.files import write_json
+from gapline.data.layout import read_meta
+from gapline.data.store import Split
+from gapline.evaluate import curves
+from gapline.evaluate.gap import overfitting_onset
+from gapline.models import memory, runtime
+from gapline.models.build import weight_sharing_applied
+from gapline.models.regularization import technique_label, techniques
+from gapline.models.saving import MODEL_FILE, save_model
+from gapline.stages import AUGMENTED, METRICS_FILE, TRAIN_INFO_FILE, read_split
+from gapline.tracking.input_contract import input_contract
+from gapline.tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
+from gapline.train import progress, warm_start
+from gapline.train.fit import build_compiled, train_model
+from gapline.train.resume import Backup
 
-from .. import curves, memory, progress, provenance, runtime, tracking
-from ..backup import Backup
-from ..config import Config
-from ..data.layout import read_meta
-from ..data.store import Split
-from ..errors import warn
-from ..files import write_json
-from ..gap import overfitting_onset
-from ..model_io import save_model
-from ..models import warm_start, weight_sharing_applied
-from ..regularization import technique_label, techniques
-from ..tasks import for_run
-from ..tracking.input_contract import input_contract
-from ..tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
-from ..training import build_compiled, train_model
-from ..user_code import model_files_digest
-from . import AUGMENTED, METRICS_FILE, MODEL_FILE, TRAIN_INFO_FILE, read_split
-
-BACKUP_DIR = Path(".gapline/backup/train")
+BACKUP_DIR = Path(".gapline/train/resume/train")
 
 
 def backup_key(cfg: Config, meta: dict[str, Any]) -> str:

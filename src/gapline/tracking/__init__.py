@@ -18,8 +18,8 @@ logged config), and the password part of a tracking URI.
 - :mod:`.model_source`: a registered model (``models:/NAME@ALIAS``) as a warm-start source.
 """
 
-from .keras_model import load_registered_keras, log_model
-from .log import (
+from gapline.tracking.keras_model import load_registered_keras, log_model
+from gapline.tracking.log import (
     epoch_logger,
     final_metrics,
     log_artifact,
@@ -31,36 +31,13 @@ from .log import (
     log_tags,
     log_text_file,
 )
-from .model_registry import (
-    CHAMPION,
-    PREVIOUS_CHAMPION,
-    move_champion,
-    registry,
-    registry_aliases,
-    registry_version,
-    tag_version,
-)
-from .model_source import load_model_uri, parse_model_uri
-from .nested import (
-    child_runs,
-    close_parent_run,
-    create_parent_run,
-    finish_parent_run,
-    log_child_run,
-    log_to_parent_run,
-)
-from .redaction import error_text, param_values, redact, tag_values
-from .run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
-from .runs import (
-    Terminated,
-    close_stale_run,
-    default_run_name,
-    flush,
-    project_run_experiment,
-    resume_target,
-    run,
-)
-from .store import DEFAULT_URI, TrackingError, canonical_uri, resolve_uri, setup
+from gapline.tracking.model_registry import CHAMPION, PREVIOUS_CHAMPION, move_champion, registry, registry_aliases, registry_version, tag_version
+from gapline.tracking.model_source import load_model_uri, parse_model_uri
+from gapline.tracking.nested import child_runs, close_parent_run, create_parent_run, finish_parent_run, log_child_run, log_to_parent_run
+from gapline.tracking.redaction import error_text, param_values, redact, tag_values
+from gapline.tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
+from gapline.tracking.runs import Terminated, close_stale_run, default_run_name, flush, project_run_experiment, resume_target, run
+from gapline.tracking.store import DEFAULT_URI, TrackingError, canonical_uri, resolve_uri, setup
 
 __all__ = [
     "ACTIVE_RUN_FILE",

@@ -14,14 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import GaplineError
-from ..model_io import load_model
-from .input_contract import METADATA_KEY, to_served
-from .log import retry_on_conflict
-from .model_code import LOADER, ship_code
-from .redaction import error_text
-from .runs import flush
-from .store import TrackingError, import_mlflow
+from gapline.core.errors import GaplineError
+from gapline.models.saving import load_model
+from gapline.tracking.input_contract import METADATA_KEY, to_served
+from gapline.tracking.log import retry_on_conflict
+from gapline.tracking.model_code import LOADER, ship_code
+from gapline.tracking.redaction import error_text
+from gapline.tracking.runs import flush
+from gapline.tracking.store import TrackingError, import_mlflow
 
 # Where mlflow.keras.log_model (the Keras 3 flavor) puts the .keras file inside a logged model.
 MODEL_DATA_PATH = "data/model.keras"
@@ -138,7 +138,7 @@ def log_model(
 
 def load_registered_keras(name: str, version: str) -> Any:
     """The Keras model of registered version ``name``/``version``, loaded by the one safe
-    loader every command uses (:func:`gapline.model_io.load_model`: ``safe_mode=True``).
+    loader every command uses (:func:`gapline.models.saving.load_model`: ``safe_mode=True``).
 
     Call :func:`.model_registry.registry` first: the ``models:/`` URI resolves through the
     process-wide store.

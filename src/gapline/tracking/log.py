@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..signals import raise_if_terminated
-from .redaction import param_values, redact, tag_values
-from .runs import keep
-from .store import import_mlflow
+from gapline.core.signals import raise_if_terminated
+from gapline.tracking.redaction import param_values, redact, tag_values
+from gapline.tracking.runs import keep
+from gapline.tracking.store import import_mlflow
 
 MAX_DIGEST_LENGTH = 36  # MLflow's limit for a dataset digest
 DATASET_CONTEXTS = {"train": "training", "val": "validation", "test": "test"}

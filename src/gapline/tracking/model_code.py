@@ -30,10 +30,10 @@ import sysconfig
 from pathlib import Path
 from typing import Any
 
-from ..errors import GaplineError, warn
-from ..user_code import config_modules, module_sources, named_modules
-from .shipped_loader import MANIFEST
-from .store import TrackingError
+from gapline.config.user_code import config_modules, module_sources, named_modules
+from gapline.core.errors import GaplineError, warn
+from gapline.tracking.shipped_loader import MANIFEST
+from gapline.tracking.store import TrackingError
 
 CODE_DIR = "code"
 LOADER = "_gapline_loader"

@@ -12,15 +12,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import TrackingConfig
-from .redaction import error_text, tag_values
-from .store import (
-    TrackingError,
-    canonical_uri,
-    check_reachable,
-    import_mlflow,
-    resolve_uri,
-)
+from gapline.config.schema import TrackingConfig
+from gapline.tracking.redaction import error_text, tag_values
+from gapline.tracking.store import TrackingError, canonical_uri, check_reachable, import_mlflow, resolve_uri
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"

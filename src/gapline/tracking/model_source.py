@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..config import TrackingConfig
-from ..errors import ConfigError, bad_value
-from .keras_model import load_registered_keras
-from .model_registry import registry, registry_aliases, registry_version
-from .redaction import error_text
-from .store import TrackingError, import_mlflow
+from gapline.config.schema import TrackingConfig
+from gapline.core.errors import ConfigError, bad_value
+from gapline.tracking.keras_model import load_registered_keras
+from gapline.tracking.model_registry import registry, registry_aliases, registry_version
+from gapline.tracking.redaction import error_text
+from gapline.tracking.store import TrackingError, import_mlflow
 
 _URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))")
 EXPECTED = "models:/NAME@ALIAS or models:/NAME/VERSION (a registered model of the tracking store)"

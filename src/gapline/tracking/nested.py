@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import TrackingConfig
-from ..tasks import gap_label, headline_of
-from .log import final_metrics
-from .redaction import error_text, param_values, tag_values
-from .store import TrackingError, fallback_message, import_mlflow, setup
+from gapline.config.schema import TrackingConfig
+from gapline.config.tasks import gap_label, headline_of
+from gapline.tracking.log import final_metrics
+from gapline.tracking.redaction import error_text, param_values, tag_values
+from gapline.tracking.store import TrackingError, fallback_message, import_mlflow, setup
 
 # Besides every ``<split>_<metric>`` and ``gap_<metric>_<split>`` of the job (whatever its
 # task's metrics are: accuracy, AUC, RMSE, ...), these numbers of a job are logged.

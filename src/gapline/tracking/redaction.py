@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import one_line
+from gapline.core.errors import one_line
 
 MAX_PARAM_LENGTH = 6000  # MLflow's limit for one param value
 MAX_TAG_LENGTH = 8000  # ... and for one tag value
@@ -70,7 +70,7 @@ def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
 
 
 def error_text(exc: BaseException) -> str:
-    """:func:`gapline.errors.one_line` with secrets redacted, cut to fit a tag: how an
+    """:func:`gapline.core.errors.one_line` with secrets redacted, cut to fit a tag: how an
     exception is recorded in a run's ``error`` tag, a registry error or a report."""
     return redact(one_line(exc))[:MAX_ERROR_LENGTH]
 

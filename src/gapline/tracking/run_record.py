@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError
-from ..files import read_json, write_json
+from gapline.core.errors import DataError
+from gapline.core.files import read_json, write_json
 
 RUN_FILE = Path("reports/mlflow_run.json")
 ACTIVE_RUN_FILE = Path(".gapline/train_run.json")

@@ -16,20 +16,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..config import Config
-from ..errors import warn
-from ..signals import Terminated, sigterm_as_interrupt
-from .redaction import error_text, redact
-from .run_record import RUN_FILE, RunRecord
-from .store import (
-    TrackingError,
-    canonical_uri,
-    check_reachable,
-    fallback_message,
-    import_mlflow,
-    resolve_uri,
-    setup,
-)
+from gapline.config.schema import Config
+from gapline.core.errors import warn
+from gapline.core.signals import Terminated, sigterm_as_interrupt
+from gapline.tracking.redaction import error_text, redact
+from gapline.tracking.run_record import RUN_FILE, RunRecord
+from gapline.tracking.store import TrackingError, canonical_uri, check_reachable, fallback_message, import_mlflow, resolve_uri, setup
 
 _pending: list[Any] = []  # async logging operations not yet confirmed
 

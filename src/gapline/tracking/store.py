@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..config import TrackingConfig
-from ..errors import GaplineError, warn
-from .redaction import REDACTED, error_text
+from gapline.config.schema import TrackingConfig
+from gapline.core.errors import GaplineError, warn
+from gapline.tracking.redaction import REDACTED, error_text
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 # Seconds between system-metric samples unless $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL says

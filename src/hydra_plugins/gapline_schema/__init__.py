@@ -5,8 +5,8 @@ never imports gapline: registering the schema and the conf/ digest resolver here
 params.yaml as typed and as stamped as ``gapline params`` makes it.
 """
 
-from gapline.config import register_schema
-from gapline.params import register_resolver
+from gapline.config.params import register_resolver
+from gapline.config.schema import register_schema
 
 register_schema()
 register_resolver()

@@ -2,9 +2,9 @@ import sys
 
 import numpy as np
 
+from gapline.config.params import compose_config, find_root
 from gapline.data.prepare import split_source
-from gapline.params import compose_config, find_root
-from gapline.trial import run_trial
+from gapline.experiments.trial import run_trial
 
 root = find_root()
 seed = int(sys.argv[1])
