@@ -325,7 +325,7 @@ def test_early_stopping_ends_phase_one_not_the_fine_tuning_and_resume_crosses_ph
             _fit(cfg, (Interrupt(at),), backup)
         assert backup.state()["epoch"] == at
         resumed = _fit(cfg, backup=Backup(tmp_path / f"b{at}", "key"))
-        assert resumed.extra["resumed_from"] == at
+        assert resumed.resumed_from == at
         assert resumed.history == straight.history
         assert _same(resumed.model.get_weights(), straight.model.get_weights())
 

@@ -42,7 +42,7 @@ x, y = tiny_images(60, seed=0)
 xv, yv = tiny_images(15, seed=1)  # 15: the last batch splits unevenly between two replicas
 result = train_model(cfg, x, y, xv, yv, 3)
 print(json.dumps({{
-    "replicas": result.extra["replicas"],
+    "replicas": result.replicas,
     "history": result.history,
     "evaluated": evaluate_splits(result.model, {{"train": (x, y), "val": (xv, yv)}}, 3),
     "weights": [w.tolist() for w in result.model.get_weights()],

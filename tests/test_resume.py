@@ -62,7 +62,7 @@ def test_interrupted_fit_resumes_bit_for_bit(tmp_path: Path) -> None:
     assert backup.state()["epoch"] == 3
     assert Backup(tmp_path / "backup", "other-settings").state() is None  # never resumed across settings
     resumed = _fit(cfg, x, y, backup=Backup(tmp_path / "backup", "key"))
-    assert resumed.extra["resumed_from"] == 3
+    assert resumed.resumed_from == 3
     assert resumed.history == straight.history
     for a, b in zip(straight.model.get_weights(), resumed.model.get_weights()):
         assert np.array_equal(a, b)
@@ -150,6 +150,6 @@ def test_state_saved_after_early_stopping_resumes_to_nothing_left(tmp_path: Path
     first = _fit(cfg, x, y, backup=Backup(tmp_path / "b", "k"))
     assert first.epochs_run < 30  # it stopped early; its state is still on disk (the stage clears it)
     again = _fit(cfg, x, y, backup=Backup(tmp_path / "b", "k"))
-    assert again.extra["resumed_from"] == 30 and again.history == first.history
+    assert again.resumed_from == 30 and again.history == first.history
     for a, b in zip(first.model.get_weights(), again.model.get_weights()):
         assert np.array_equal(a, b)

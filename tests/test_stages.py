@@ -95,7 +95,7 @@ def test_pipeline_stages_write_their_outputs(project: Path, tmp_path: Path) -> N
     info = train(cfg, cfg_yaml, cfg_dict)
     assert (project / "models" / "model.keras").is_file()
     assert info["epochs_run"] == 2
-    assert info["train_samples"] == 2 * counts["train"]
+    assert info["train_samples"] == counts["train"] and info["fit_samples"] == 2 * counts["train"]
     assert info["run"]["run_id"] is None  # tracking off: no MLflow run
     history = read_curves(project / "dvclive")
     for col in ("loss", "val_loss", "accuracy", "val_accuracy", "train_eval_loss",

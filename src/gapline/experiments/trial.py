@@ -1,7 +1,9 @@
 """One trial: split → augment → train → evaluate → one typed result.
 
 The DVC stages write every step to disk so DVC can cache it; sweeps, learning curves and the
-study run many small variants where only the numbers matter. Both call the same pure functions.
+study run many small variants where only the numbers matter. Both fit with the same
+:func:`gapline.train.orchestration.fit_and_summarize` and score with the same
+:func:`gapline.evaluate.splits.evaluate_splits`.
 A trial whose data settings match the prepared folder (``data/prepared``, same settings and
 same source content) streams from it, as the train stage does: a sweep on a set larger than
 memory, or on many machines sharing the project's path (Ray), reads the same files. Any
@@ -25,13 +27,10 @@ from gapline.data.augment import augment_dataset, augment_to
 from gapline.data.dataset import Dataset
 from gapline.data.layout import PREPARED, SPLITS, read_meta, read_split
 from gapline.data.prepare import data_key, source_digest, split_source
-from gapline.evaluate.gap import overfitting_onset
 from gapline.evaluate.splits import evaluate_splits
 from gapline.models import memory, runtime
-from gapline.models.build import effective_params, weight_sharing_applied
-from gapline.models.regularization import technique_label
 from gapline.train import progress
-from gapline.train.fit import train_model
+from gapline.train.orchestration import FitData, fit_and_summarize
 
 
 @dataclass(frozen=True)
@@ -97,15 +96,10 @@ def run_trial(
         task = for_run(cfg, meta)
         shown = progress.callback(cfg.train, progress.total_epochs(cfg), task.headline) if show_progress else None
         try:
-            result = train_model(
+            result, summary = fit_and_summarize(
                 cfg,
-                x_fit,
-                y_fit,
-                splits["val"][0],
-                splits["val"][1],
                 task,
-                gap_x=splits["train"][0],
-                gap_y=splits["train"][1],
+                FitData((x_fit, y_fit), splits["train"], splits["val"]),
                 verbose=verbose,
                 callbacks=[shown] if shown is not None else [],
             )
@@ -113,17 +107,17 @@ def run_trial(
             if shown is not None:
                 shown.close()
     scores = evaluate_splits(result.model, splits, task, cfg.task, budget=memory.train_budget(cfg.train))
-    onset = overfitting_onset(result.history["loss"], result.history["val_loss"])
+    fitted = summary.metrics()
     return TrialResult(
         metrics=scores,
-        task=task.name,
-        techniques=technique_label(cfg, weight_sharing_applied(cfg.model.family, result.model)),
-        train_samples=int(len(splits["train"][1])),
-        fit_samples=int(len(y_fit)),
-        epochs_run=result.epochs_run,
-        best_epoch=onset.best_epoch,
-        onset_epoch=onset.onset_epoch if onset.onset_epoch is not None else -1,
-        params=effective_params(result.model),
+        task=summary.task,
+        techniques=summary.technique_label,
+        train_samples=summary.train_samples,
+        fit_samples=summary.fit_samples,
+        epochs_run=summary.epochs_run,
+        best_epoch=summary.best_epoch,
+        onset_epoch=fitted["onset_epoch"],
+        params={"params": result.params, "params_untied": result.params_untied},
         train_seconds=result.wall_seconds,
         fingerprint=meta["fingerprint"],
         history=result.history,

@@ -227,5 +227,10 @@ def techniques(cfg: Config, shares_weights: bool | None = None) -> list[str]:  #
 
 
 def technique_label(cfg: Config, shares_weights: bool | None = None) -> str:
-    used = [t for t in techniques(cfg, shares_weights) if not t.startswith("train_fraction")]
-    return "+".join(used) if used else "none"
+    return label(techniques(cfg, shares_weights))
+
+
+def label(used: list[str]) -> str:
+    """The techniques as one tag value: ``l2+dropout`` (the training fraction is a param)."""
+    kept = [t for t in used if not t.startswith("train_fraction")]
+    return "+".join(kept) if kept else "none"

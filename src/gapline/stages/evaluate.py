@@ -12,7 +12,7 @@ from gapline import tracking
 from gapline.config import provenance
 from gapline.config.schema import Config
 from gapline.config.tasks import TaskSpec, spec_from_meta
-from gapline.core.files import atomic_dir, read_json, write_json, write_text
+from gapline.core.files import atomic_dir, write_json, write_text
 from gapline.data.layout import read_meta
 from gapline.evaluate import plots, scoring
 from gapline.evaluate.curves import read_curves
@@ -20,10 +20,10 @@ from gapline.evaluate.diagnosis import as_markdown, diagnose
 from gapline.evaluate.gap import predictions
 from gapline.evaluate.splits import evaluate_splits
 from gapline.models import memory, runtime
-from gapline.models.regularization import techniques
 from gapline.models.saving import MODEL_FILE, load_model
 from gapline.stages import BREAKDOWN_FILE, DIAGNOSIS_FILE, METRICS_FILE, PLOTS, SPLITS, TRAIN_INFO_FILE, read_split
 from gapline.tracking.run_record import RUN_FILE, RunRecord
+from gapline.train.summary import FitSummary
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
@@ -102,24 +102,17 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     budget = memory.train_budget(cfg.train)
     test_pred = predictions(model, x_test, budget)  # scored, then plotted: predicted once
     scores = evaluate_splits(model, splits, task, cfg.task, {"test": test_pred}, budget)
-    info = read_json(TRAIN_INFO_FILE)
+    info = FitSummary.read(TRAIN_INFO_FILE)
     metrics = {key: round(value, 6) for key, value in scores.items()}
-    metrics.update(
-        {
-            "best_epoch": info["best_epoch"],
-            "onset_epoch": info["onset_epoch"] if info["onset_epoch"] is not None else -1,
-            "epochs_run": info["epochs_run"],
-            "params": info["params"],
-        }
-    )
+    metrics.update(info.metrics())
     verdict = diagnose(
         metrics,
         task,
-        info["onset_epoch"],
-        info.get("techniques", techniques(cfg)),
+        info.onset_epoch,
+        info.techniques,
         batch_size=cfg.train.batch_size,
-        best_epoch=info["best_epoch"],
-        epochs_run=info["epochs_run"],
+        best_epoch=info.best_epoch,
+        epochs_run=info.epochs_run,
     )
     history = read_curves()
 
@@ -129,7 +122,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
         report, task_pngs = task_reports(task, y_test, test_pred, cfg, tmp)
         pngs = [
             plots.learning_curves(history, tmp / "learning_curves.png", task.headline),
-            plots.gap_curve(history, tmp / "gap_curve.png", info["onset_epoch"], task.headline),
+            plots.gap_curve(history, tmp / "gap_curve.png", info.onset_epoch, task.headline),
             *task_pngs,
         ]
     pngs = [PLOTS / png.name for png in pngs]
@@ -149,8 +142,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
         with tracking.run(sync, run_id=run_id):
             tracking.log_datasets(meta, {"test": splits["test"]})
             # best/onset epoch, epochs run and the parameter count were logged by train
-            logged_by_train = ("best_epoch", "onset_epoch", "epochs_run", "params")
-            final = {k2: v for k2, v in metrics.items() if k2 not in logged_by_train}
+            final = {k2: v for k2, v in metrics.items() if k2 not in info.metrics()}
             tracking.log_metrics(tracking.final_metrics(final, curves=history))
             # dvc.lock now holds this execution's prepare/augment/train entries (not evaluate's yet)
             stages = provenance.dvc_stage_digests(Path("dvc.lock"), skip=("evaluate",))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import asdict
 from pathlib import Path
@@ -16,21 +17,21 @@ from gapline.config.schema import Config
 from gapline.config.tasks import for_run
 from gapline.config.user_code import model_files_digest
 from gapline.core.errors import warn
-from gapline.core.files import write_json
 from gapline.data.layout import read_meta
 from gapline.data.store import Split
 from gapline.evaluate import curves
-from gapline.evaluate.gap import overfitting_onset
 from gapline.models import memory, runtime
 from gapline.models.build import weight_sharing_applied
-from gapline.models.regularization import technique_label, techniques
+from gapline.models.regularization import technique_label
 from gapline.models.saving import MODEL_FILE, save_model
 from gapline.stages import AUGMENTED, METRICS_FILE, TRAIN_INFO_FILE, read_split
 from gapline.tracking.input_contract import input_contract
 from gapline.tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
 from gapline.train import progress, warm_start
-from gapline.train.fit import build_compiled, train_model
+from gapline.train.fit import TrainResult, build_compiled
+from gapline.train.orchestration import FitData, fit_and_summarize
 from gapline.train.resume import Backup
+from gapline.train.summary import FitSummary
 
 BACKUP_DIR = Path(".gapline/train/resume/train")
 
@@ -90,6 +91,21 @@ def training_arrays(cfg: Config) -> tuple[Split, Split, Split]:
     return fit, Split(x=fit.x[:originals], y=fit.y[:originals]), read_split("val")
 
 
+def run_metrics(result: TrainResult, summary: FitSummary) -> dict[str, float]:
+    """What the train stage logs to its MLflow run once the fit ends."""
+    counts = summary.metrics()
+    return {
+        "epochs_run": counts["epochs_run"],
+        "best_epoch": counts["best_epoch"],
+        "onset_epoch": counts["onset_epoch"],
+        "param_count": result.params,
+        "param_count_untied": result.params_untied,
+        "train_wall_seconds": result.wall_seconds,
+        "samples_per_second": result.samples_per_second,
+        "replicas": result.replicas,
+    }
+
+
 def weights_digest(model: Any) -> str:
     """Short digest of the weights: every multi_worker process prints it, and all must agree."""
 
@@ -107,10 +123,7 @@ def train_worker(cfg: Config, index: int, processes: int) -> dict[str, Any]:
     fit, train_split, val = training_arrays(cfg)
     task = for_run(cfg, meta)
     model = build_compiled(cfg, tuple(fit.x.shape[1:]), task, len(fit.x))
-    result = train_model(
-        cfg, fit.x, fit.y, val.x, val.y, task,
-        gap_x=train_split.x, gap_y=train_split.y, model=model,
-    )
+    result, _ = fit_and_summarize(cfg, task, FitData(fit.pair(), train_split.pair(), val.pair()), model=model)
     print(f"process {index} of {processes}: trained {result.epochs_run} epochs; weights {weights_digest(result.model)}")
     return {"process": index, "epochs_run": result.epochs_run, "wall_seconds": result.wall_seconds}
 
@@ -160,56 +173,28 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
         if shown is not None:
             callbacks.append(shown)
         try:  # the curves end (DVCLive's Studio "done", its VS Code signal) even on a failure
-            result = train_model(
+            result, summary = fit_and_summarize(
                 cfg,
-                fit.x,
-                fit.y,
-                val.x,
-                val.y,
                 task,
-                callbacks=callbacks,
-                gap_x=train_split.x,
-                gap_y=train_split.y,
-                backup=backup,
+                FitData(fit.pair(), train_split.pair(), val.pair()),
                 model=model,
+                callbacks=callbacks,
+                backup=backup,
+                warm=warm,
             )
         finally:
             if shown is not None:
                 shown.close()
             live.end()
-        resumed = int(result.extra.get("resumed_from", 0))
-        if resumed:
-            print(f"resumed from the state saved after epoch {resumed}")
-        if active is not None and resumed:  # the epochs before the kill, into this run too
-            for epoch in range(min(resumed, result.epochs_run)):  # an early stop ends before train.epochs
+        if result.resumed_from:
+            print(f"resumed from the state saved after epoch {result.resumed_from}")
+        if active is not None and result.resumed_from:  # the epochs before the kill, into this run too
+            for epoch in range(min(result.resumed_from, result.epochs_run)):  # an early stop ends before train.epochs
                 tracking.log_metrics({k: v[epoch] for k, v in result.history.items()}, step=epoch + 1)
         save_model(result.model, MODEL_FILE)
-        onset = overfitting_onset(result.history["loss"], result.history["val_loss"])
-        info = {
-            "task": task.name,
-            "epochs_run": result.epochs_run,
-            "best_epoch": onset.best_epoch,
-            "onset_epoch": onset.onset_epoch,
-            "params": result.params,
-            "train_samples": int(len(fit.y)),
-            # what was really applied (a custom model's weight sharing is read from the model)
-            "techniques": techniques(cfg, model_shares_weights(cfg, model)),
-            **({"warm_start": warm_start.train_info(warm)} if warm else {}),
-        }
         run_record = RunRecord.no_run()
         if active is not None:
-            tracking.log_metrics(
-                {
-                    "epochs_run": result.epochs_run,
-                    "best_epoch": onset.best_epoch,
-                    "onset_epoch": onset.onset_epoch if onset.onset_epoch is not None else -1,
-                    "param_count": result.params,
-                    "param_count_untied": result.extra.get("params_untied", result.params),
-                    "train_wall_seconds": result.wall_seconds,
-                    "samples_per_second": result.samples_per_second,
-                    "replicas": result.extra.get("replicas", 1),
-                }
-            )
+            tracking.log_metrics(run_metrics(result, summary))
             tracking.log_artifacts(curves.CURVES_DIR, curves.CURVES_DIR.name)
             version = tracking.log_model(
                 result.model, np.asarray(val.x[:2]), cfg.tracking.registered_model or None, input_contract(meta)
@@ -223,7 +208,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
                 model_version=version,
                 model_md5=provenance.file_md5(MODEL_FILE),
             )
-        write_json(TRAIN_INFO_FILE, info)
+        summary.write(TRAIN_INFO_FILE)
         run_record.write(RUN_FILE)
         # The last evaluation belongs to the last run. Without it, DVC reruns evaluate even
         # when this model came out byte for byte the same (a fresh clone, a refactor), so every
@@ -232,7 +217,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
         if backup is not None:
             backup.clear()
         ACTIVE_RUN_FILE.unlink(missing_ok=True)
-    out = {**info, "run": run_record.as_json(), "wall_seconds": result.wall_seconds}
+    out = {**dataclasses.asdict(summary), "run": run_record.as_json(), "wall_seconds": result.wall_seconds}
     if processes > 1:
         out["weights"] = weights_digest(result.model)
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,15 +27,20 @@ from gapline.train.warm_start import load_init_source
 from gapline.train.warm_start import warm_start as copy_weights
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainResult:
+    """What the fit loop returns: the model and its raw figures. :mod:`gapline.train.summary`
+    turns it into the fit's summary (reports/train.json and a trial's row)."""
+
     model: Any
     history: dict[str, list[float]]
     epochs_run: int
     wall_seconds: float
     samples_per_second: float
     params: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    params_untied: int  # as if every tied kernel were its own (effective_params)
+    resumed_from: int  # the epoch a backup restored (0: a fresh fit)
+    replicas: int  # devices the fit ran on
 
 
 def make_optimizer(name: str, learning_rate: float, ema: float = 0.0) -> Any:
@@ -340,7 +345,9 @@ def train_model(
         wall_seconds=wall,
         samples_per_second=len(x_train) * (epochs_run - first_epoch) / wall if wall > 0 else 0.0,
         params=counts["params"],
-        extra={"params_untied": counts["params_untied"], "resumed_from": first_epoch, "replicas": replicas(model)},
+        params_untied=counts["params_untied"],
+        resumed_from=first_epoch,
+        replicas=replicas(model),
     )
 
 
