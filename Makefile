@@ -41,9 +41,11 @@ test: setup chromium lint
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope
 
 # The lint gate: ruff's rules and the import rules of docs/architecture.md (pyproject.toml,
-# [tool.ruff]), zero findings. The import graph's acyclicity is a test (tests/test_import_graph.py).
+# [tool.ruff]), then mypy on src/ ([tool.mypy]); zero findings. The import graph's acyclicity
+# and layers are a test (tests/test_import_graph.py).
 lint: setup
 	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/mypy
 
 test-fast: setup
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope -m "not slow"

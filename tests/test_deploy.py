@@ -379,6 +379,17 @@ def test_dockerignore_keeps_data_stores_and_caches_out_but_not_what_is_copied() 
     assert not _dockerignore_excludes("src/gapline/retrain/job.py", patterns)
 
 
+def test_every_data_file_of_the_package_is_installed() -> None:
+    """A non-Python file under src/gapline (the backbone signatures, py.typed) ships only when
+    package-data names it: an editable install hides a file that moved (issue #24)."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["gapline"])
+    package = REPO / "src" / "gapline"
+    files = {p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")}
+    assert files == listed
+
+
 def test_constraints_pin_everything_pyproject_asks_for() -> None:
     import tomllib
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ def register_resolver() -> None:
     digest, and the ``model.deps`` resolvers that name the model's files for dvc.yaml."""
     from omegaconf import OmegaConf
 
-    resolvers = {
+    resolvers: dict[str, Callable[..., Any]] = {
         DIGEST_RESOLVER: _resolve_digest, BUILDER_RESOLVER: builder_source, DEP_RESOLVER: dep_path, DATA_DEP_RESOLVER: data_dep,
         WEIGHTS_RESOLVER: weights_dep,
     }

@@ -219,8 +219,9 @@ def training_metrics(spec: TaskSpec, threshold: float = 0.5) -> list[Any]:
 def monitors(task: str) -> tuple[str, ...]:
     """What early stopping may watch for this task."""
     names = ["val_loss", "loss", *(f"val_{m}" for m in EPOCH_METRICS[task])]
-    if TRAINING_METRIC[task]:
-        names.append(TRAINING_METRIC[task])
+    training = TRAINING_METRIC[task]
+    if training:
+        names.append(training)
     return tuple(names)
 
 

@@ -221,8 +221,8 @@ def model_files_digest(deps: dict[str, str], init_from: str = "") -> dict[str, s
             continue
         if path.is_dir():
             out[key] = folder_digest(path)  # every file, as DVC hashes the folder
-        elif path.is_file():
-            out[key] = file_md5(path)
+        elif (digest := file_md5(path)) is not None:
+            out[key] = digest
     if init_from.startswith(MODELS_SCHEME):
         out["init_from"] = init_from
     return out

@@ -140,7 +140,8 @@ def save_arrays(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
     Written through an open file handle so numpy never appends a second ``.npz`` suffix.
     """
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **{name: np.asarray(value) for name, value in arrays.items()})
+        named: dict[str, Any] = {name: np.asarray(value) for name, value in arrays.items()}  # Any: numpy's stub reads **kwds as its options
+        np.savez(fh, **named)
 
 
 def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

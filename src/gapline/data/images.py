@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import warnings
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing, contextmanager
@@ -95,9 +95,9 @@ def _read_image(file: Path, size: tuple[int, int], color_mode: str) -> np.ndarra
             scaled = np.clip(np.rint(np.asarray(gray, dtype=np.float32) * 255.0), 0, 255)
             out = scaled.astype(np.uint8)[..., np.newaxis]
             return np.repeat(out, 3, axis=-1) if color_mode == "rgb" else out
-        if im.mode == "P" and "transparency" in im.info:
-            im = im.convert("RGBA")  # avoids PIL's palette-transparency warning
-        conv = im.convert("L" if color_mode == "grayscale" else "RGB")
+        # RGBA first avoids PIL's palette-transparency warning
+        source = im.convert("RGBA") if im.mode == "P" and "transparency" in im.info else im
+        conv = source.convert("L" if color_mode == "grayscale" else "RGB")
         if conv.size != (w, h):
             conv = conv.resize((w, h), Image.Resampling.BILINEAR)
         arr = np.asarray(conv, dtype=np.uint8)
@@ -144,7 +144,7 @@ def _worker_count(workers: int, n_files: int, chunk: int) -> int:
 
 def _decoded_chunks(
     files: Sequence[Path], size: tuple[int, int], color_mode: str, workers: int, into: tuple[str, int, int] | None = None
-) -> Iterator[tuple[int, ChunkResult]]:
+) -> Generator[tuple[int, ChunkResult], None, None]:
     """``(start, chunk result)`` for each chunk, always in file order.
 
     A pool is spawned (not forked: the caller may hold TensorFlow) with at most 2 chunks per

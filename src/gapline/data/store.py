@@ -23,6 +23,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -126,13 +127,15 @@ def map_npy(path: Path) -> np.ndarray:
 
 def _root_mmap(a: np.ndarray) -> mmap.mmap | None:
     """The mmap behind a memory-mapped array or a view of one."""
-    while a is not None and not isinstance(a, mmap.mmap):
-        a = getattr(a, "base", None)
-    return a
+    node: Any = a
+    while node is not None and not isinstance(node, mmap.mmap):
+        node = getattr(node, "base", None)
+    return node
 
 
 def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
-    strides, step = [], itemsize
+    strides: list[int] = []
+    step = itemsize
     for dim in reversed(shape):
         strides.insert(0, step)
         step *= dim
@@ -142,7 +145,7 @@ def _c_strides(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
 def _file_rows(a: np.ndarray) -> _FileRows | None:
     """The file layout behind a memory-mapped array or a view of one (a slice, a strided
     share), if its rows are contiguous; None for an array in memory."""
-    root = a
+    root: Any = a
     while root is not None and not isinstance(getattr(root, "base", None), mmap.mmap):
         root = getattr(root, "base", None)
     if not isinstance(root, np.memmap) or root.filename is None or a.ndim == 0:
@@ -260,7 +263,7 @@ def _gather_rows(fd: int, idx: np.ndarray, offset: int, stride: int, out: np.nda
 def write_exactly(fd: int, block: np.ndarray, offset: int, path: object) -> None:
     """All of ``block``'s bytes at ``offset`` of the open file ``fd`` (``path`` names it in
     the error), however many ``pwrite`` calls that takes."""
-    view = memoryview(np.ascontiguousarray(block).reshape(-1).view(np.uint8)) if block.size else memoryview(b"")
+    view = np.ascontiguousarray(block).reshape(-1).view(np.uint8).data if block.size else memoryview(b"")
     done = 0
     while done < len(view):
         wrote = os.pwrite(fd, view[done:], offset + done)
@@ -270,7 +273,7 @@ def write_exactly(fd: int, block: np.ndarray, offset: int, path: object) -> None
 
 
 def _read_exactly(fd: int, buffer: np.ndarray, offset: int) -> None:
-    view = memoryview(buffer).cast("B")
+    view = buffer.data.cast("B")
     done = 0
     while done < len(view):
         got = os.preadv(fd, [view[done:]], offset + done)

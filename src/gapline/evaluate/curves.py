@@ -80,7 +80,7 @@ def open_live(folder: Path = CURVES_DIR) -> Any:
     repro` or `dvc exp run`, which record the results), and makes no report."""
     from dvclive import Live
 
-    class PipelineLive(Live):  # type: ignore[misc]
+    class PipelineLive(Live):
         def _init_dvc(self) -> None:
             # Outside a DVC project DVCLive would `dvc init` the enclosing git repository.
             if os.environ.get("DVC_ROOT") or dvc_root(Path.cwd().resolve()) is not None:

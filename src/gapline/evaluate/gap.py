@@ -77,7 +77,7 @@ def _predict(model: Any, x: np.ndarray | IndexedRows, rows: int) -> np.ndarray:
 
 def inference_scores(
     model: Any,
-    x: np.ndarray,
+    x: np.ndarray | IndexedRows,
     y: np.ndarray,
     task: TaskSpec,
     task_cfg: Any = None,

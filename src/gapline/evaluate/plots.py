@@ -62,7 +62,7 @@ def gap_curve(history: dict[str, list[float]], path: Path, onset_epoch: int | No
     for i, name in enumerate(names):
         sign = "train − val" if higher_is_better(name) else "val − train"
         values = history[f"gap_{name}"]
-        target = right if (own_axis and name == metric) else ax
+        target = right if (right is not None and name == metric) else ax
         target.plot(np.arange(1, len(values) + 1), values, color=f"C{i}", label=f"gap_{name} ({sign})")
     if right is not None:
         right.set_ylabel(f"gap_{metric} (target's units)")

@@ -26,6 +26,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback as _HydraCallback
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
@@ -96,10 +97,6 @@ def sweep_job(raw: Any) -> float:
     return value
 
 
-try:
-    from hydra.experimental.callback import Callback as _HydraCallback
-except ImportError:  # pragma: no cover - hydra is a hard dependency
-    _HydraCallback = object
 
 
 class MlflowSweepCallback(_HydraCallback):

@@ -70,7 +70,7 @@ def dense(reg: RegularizationConfig, units: int, name: str, block: int | None, s
 
     from gapline.layers import NoisyDense  # Keras at import: lazily, like keras itself
 
-    noisy = {"weight_noise": reg.weight_noise, "seed": seed} if reg.weight_noise > 0 else {}
+    noisy: dict[str, Any] = {"weight_noise": reg.weight_noise, "seed": seed} if reg.weight_noise > 0 else {}
     cls = NoisyDense if noisy else keras.layers.Dense
     return cls(
         units,
@@ -90,7 +90,7 @@ def conv(reg: RegularizationConfig, filters: int, kernel_size: int, name: str, b
 
     from gapline.layers import NoisyConv2D  # Keras at import: lazily, like keras itself
 
-    noisy = {"weight_noise": reg.weight_noise, "seed": seed} if reg.weight_noise > 0 else {}
+    noisy: dict[str, Any] = {"weight_noise": reg.weight_noise, "seed": seed} if reg.weight_noise > 0 else {}
     cls = NoisyConv2D if noisy else keras.layers.Conv2D
     return cls(
         filters,

@@ -101,7 +101,7 @@ def measure(
     """The current data (``current``, its summary) against the champion's reference; the
     reference too, when one was read (the report draws both)."""
     rc = cfg.retrain
-    policy = dict(policy=rc.drift, max_drift=rc.max_drift, champion=champion)
+    policy: dict[str, Any] = {"policy": rc.drift, "max_drift": rc.max_drift, "champion": champion}
     if champion_tags is None:
         return Drift("no-champion", note="no champion yet: nothing to compare the data with", **policy), None
     if champion_tags.get(TAG_DATA) == fingerprint:

@@ -276,6 +276,7 @@ class RetrainJob:
         self.started, self.started_at = time.time(), utc_now()
         try:
             with tracking.run(run_config(self.cfg), run_name="retrain") as active:
+                assert active is not None  # load_config refused tracking.enabled=false
                 self.run_id = active.info.run_id
                 try:
                     self._train_judge_promote()
@@ -316,7 +317,7 @@ class RetrainJob:
             self.verdict = self._reproduced()
         else:
             self.verdict, metrics = self._judge(splits, meta)
-            tracking.log_metrics(metrics)
+            tracking.log_metrics({k: v for k, v in metrics.items() if v is not None})  # an unscored champion has none
         self._stop_clock()
         self._record_verdict()
         if self.verdict.decision == "promoted":
@@ -376,7 +377,7 @@ class RetrainJob:
         )
         return Verdict("up-to-date", ExitCode.OK, reason, {"version": self.challenger}, {"version": version}, version)
 
-    def _judge(self, splits: dict[str, Any], meta: dict[str, Any]) -> tuple[Verdict, dict[str, float]]:
+    def _judge(self, splits: dict[str, Any], meta: dict[str, Any]) -> tuple[Verdict, dict[str, float | None]]:
         """Score both on the same splits and apply the rule; returns the verdict and the
         scores to log (the verdict is kept even if logging them fails)."""
 

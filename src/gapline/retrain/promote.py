@@ -82,6 +82,7 @@ def _move(cfg: Config, root: Path, client: Any, version: str, old: str | None, r
 
     name = cfg.tracking.registered_model
     with tracking.run(run_config(cfg), run_name="promote") as active:
+        assert active is not None  # promote refused tracking.enabled=false first
         tracking.log_params({"registered_model": name, "promote.version": version, "promote.rollback": rollback})
         tracking.log_tags(
             {"gapline.mode": "promote", "promote.from": old or "none", "promote.to": version, "promote.reason": why,

@@ -153,7 +153,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
                 tracking.log_artifact(path, "reports")
             if Path("dvc.lock").is_file():
                 tracking.log_text_file(Path("dvc.lock"), "reports")
-            if record.model_version and record.registered_model:
+            if record is not None and record.model_version and record.registered_model:
                 tracking.tag_version(
                     tracking.registry(cfg.tracking),
                     record.registered_model,

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from gapline.config.tasks import TaskSpec, gap
+from gapline.data.store import IndexedRows
 from gapline.evaluate.gap import inference_scores
 from gapline.models.memory import DEFAULT_BUDGET
 from gapline.train.resume import epoch_order
@@ -29,7 +30,7 @@ class GapCallback(keras.callbacks.Callback):
 
     def __init__(
         self,
-        x: np.ndarray,
+        x: np.ndarray | IndexedRows,
         y: np.ndarray,
         task: TaskSpec,
         task_cfg: Any = None,

@@ -105,8 +105,8 @@ def compare(table: list[dict[str, Any]], by_arm: Mapping[str, list[dict[str, Any
             continue
         mine = {r["seed"]: r.get(head) for r in runs}
         theirs = {r["seed"]: r.get(head) for r in by_arm[ref]}
-        pairs = [(mine[s], theirs[s]) for s in sorted(mine) if s in theirs and mine[s] is not None and theirs[s] is not None]
-        diffs = [float(a) - float(b) for a, b in pairs if math.isfinite(float(a) - float(b))]  # a diverged seed drops out
+        pairs = [(float(a), float(b)) for s, a in sorted(mine.items()) if a is not None and (b := theirs.get(s)) is not None]
+        diffs = [a - b for a, b in pairs if math.isfinite(a - b)]  # a diverged seed drops out
         if not diffs:
             continue
         mean, std = _mean_std(diffs)
@@ -152,7 +152,7 @@ def summarize(
     for arm, runs in by_arm.items():
         row: dict[str, Any] = {"technique": arm, "runs": len(runs), "techniques": runs[0].get("techniques", ""), "task": task}
         for key in keys:
-            values = [r.get(key) for r in runs]
+            values: list[Any] = [r.get(key) for r in runs]
             if key == "onset_epoch":  # -1 means "no onset", not an epoch to average
                 onsets = [v for v in values if v is not None and v >= 0]
                 values = onsets or [-1]
