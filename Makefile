@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup pipeline test test-fast lint ui params clean chromium study-docs tasks-docs
+.PHONY: setup pipeline test test-fast lint coverage ui params clean chromium study-docs tasks-docs
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found: gapline needs Python 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -46,6 +46,13 @@ test: setup chromium lint
 lint: setup
 	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/mypy
+
+# Line and branch coverage of src/gapline over the whole suite (pyproject.toml,
+# [tool.coverage]); the totals are in BENCHMARKS.md section 1. Slower than `make test`.
+coverage: setup
+	rm -f .coverage .coverage.*
+	COVERAGE_FILE=$(abspath .coverage) $(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope \
+	  --cov --cov-report=term:skip-covered --cov-report=json:coverage.json
 
 test-fast: setup
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope -m "not slow"
