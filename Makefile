@@ -22,7 +22,7 @@ pipeline: setup
 	@echo "Open the MLflow UI:  $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000"
 	@echo "then browse http://127.0.0.1:5000 (experiment 'gapline')."
 
-# The MLflow UI test (tests/test_tracking_server.py) drives headless Chromium. `make test`
+# The MLflow UI test (tests/e2e/test_tracking_server.py) drives headless Chromium. `make test`
 # installs Debian's package when it is missing and apt-get can run (root: CI, containers);
 # otherwise that one test skips and says why.
 CHROMIUM ?= /usr/bin/chromium
@@ -42,7 +42,7 @@ test: setup chromium lint
 
 # The lint gate: ruff's rules and the import rules of docs/architecture.md (pyproject.toml,
 # [tool.ruff]), then mypy on src/ ([tool.mypy]); zero findings. The import graph's acyclicity
-# and layers are a test (tests/test_import_graph.py).
+# and layers are a test (tests/repo/test_import_graph.py).
 lint: setup
 	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/mypy

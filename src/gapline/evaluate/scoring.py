@@ -14,7 +14,7 @@ regression   float ``(n,)``, user units     predictions ``(n, 1)``, user units
 
 (``(n,)`` is accepted for binary and regression predictions too.)
 
-No scikit-learn at run time (it takes seconds to import); tests/test_scoring.py checks every
+No scikit-learn at run time (it takes seconds to import); tests/unit/evaluate/test_scoring.py checks every
 metric against it. Conventions, where a metric needs one:
 
 * **Undefined is NaN, never an exception**: ROC AUC and average precision without both classes

@@ -20,7 +20,7 @@ import yaml
 
 from gapline.retrain import ExitCode
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 CRONTAB = DEPLOY / "cron" / "gapline-retrain.crontab"
 SERVICE = DEPLOY / "systemd" / "gapline-retrain.service"
@@ -307,7 +307,7 @@ ENTRYPOINT_SH = DEPLOY / "docker-entrypoint.sh"
 def test_docker_entrypoint_passes_a_known_uid_through_and_replaces_an_unwritable_home(tmp_path: Path) -> None:
     """Without Docker: the entrypoint is valid sh, runs its arguments, keeps a writable HOME and
     swaps an unwritable one for a fresh one. (A uid without a passwd entry needs a container:
-    deploy/docker-check.sh, tests/test_docker_image.py.)"""
+    deploy/docker-check.sh, tests/e2e/test_docker_image.py.)"""
     sh = shutil.which("sh") or "/bin/sh"
     subprocess.run([sh, "-n", str(ENTRYPOINT_SH)], check=True)
     assert ENTRYPOINT_SH.stat().st_mode & 0o111, "the entrypoint must be executable (COPY keeps the mode)"

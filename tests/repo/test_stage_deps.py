@@ -5,7 +5,7 @@ retraining, the study).
 The closure is derived from the code: every ``import``/``from ... import`` of a gapline module,
 including the lazy ones inside functions, followed transitively from the module that runs the
 stage. Adding an import to a stage's code without declaring the file in dvc.yaml fails here;
-``python tests/test_stage_deps.py`` prints each stage's closure to paste into dvc.yaml.
+``python tests/repo/test_stage_deps.py`` prints each stage's closure to paste into dvc.yaml.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 
 # What `gapline <stage>` runs besides cli.py: loading params.yaml, then the stage's module.

@@ -1,8 +1,8 @@
 """README's "Your own model" example, as a user runs it: the module copied from the README into
 a fresh project, real ``dvc repro``, a real MLflow store, a registered model that loads in a
 process without the project, and a builder edit that makes train stale. (A switch the model
-cannot honour: tests/test_custom_model.py; that such a model error opens no run at all:
-tests/test_tracking.py.)"""
+cannot honour: tests/unit/models/test_custom_model.py; that such a model error opens no run at all:
+tests/unit/tracking/test_tracking.py.)"""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from helpers.processes import run_local
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 

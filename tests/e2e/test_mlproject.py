@@ -15,7 +15,7 @@ import pytest
 
 from gapline.cli import _retrain_words, build_parser, split_overrides
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 ENTRY_POINTS = {"main", "train", "evaluate", "study", "retrain"}
 

@@ -218,7 +218,7 @@ def test_prepare_stage_writes_the_selected_classes(tmp_path: Path, monkeypatch: 
 
     from gapline import cli
 
-    shutil.copytree(Path(__file__).resolve().parents[1] / "conf", tmp_path / "conf")
+    shutil.copytree(Path(__file__).resolve().parents[3] / "conf", tmp_path / "conf")
     monkeypatch.chdir(tmp_path)
     assert cli.main(["params", "experiment=transfer"]) == 0
     assert cli.main(["prepare"]) == 0

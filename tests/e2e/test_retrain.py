@@ -24,7 +24,7 @@ from gapline.core.errors import ConfigError
 from gapline.core.exit_codes import PROMOTE_MEANINGS
 from gapline.retrain.drift_gate import TAG_REFERENCE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 

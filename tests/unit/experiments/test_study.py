@@ -19,7 +19,7 @@ from gapline.experiments.study.plan import Job, job_key, override_value, plan, r
 from gapline.experiments.study.table import ROW_KEYS, holm, paired_p, reference_of, summarize, table_csv, table_markdown
 from gapline.experiments.study.tuning import choose
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 ARMS = {
     "baseline": ["regularization=none"],

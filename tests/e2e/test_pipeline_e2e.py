@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -163,7 +163,7 @@ def test_dvc_exp_run_composes_conf_with_overrides(project: Path) -> None:
 
 
 def test_code_edit_reruns_the_stages_that_import_it(project: Path) -> None:
-    """dvc.yaml's code deps are each stage's import closure (tests/test_stage_deps.py): an edit
+    """dvc.yaml's code deps are each stage's import closure (tests/repo/test_stage_deps.py): an edit
     to a module only train imports (the backup, inside the package folder train depends on)
     reruns train, and evaluate after it (the new MLflow run gets its test metrics) although
     the model is the same."""

@@ -24,7 +24,7 @@ from gapline.core.errors import ConfigError
 from helpers.processes import BIN, free_port, run
 from helpers.sandbox import copy_project
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
 import json, sys

@@ -14,7 +14,7 @@ from gapline import cli
 from gapline.config.schema import TrainConfig
 from gapline.train import progress
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 LINE = re.compile(
     r"^epoch (\d+)/(\d+)  loss \S+  val_loss \S+  gap_accuracy [+-]\S+  elapsed \d+:\d\d  eta \d+:\d\d$"
 )

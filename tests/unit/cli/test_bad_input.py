@@ -16,7 +16,7 @@ from PIL import Image
 from gapline import cli
 from helpers.processes import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture()

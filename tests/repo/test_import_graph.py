@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "gapline"
+SRC = Path(__file__).resolve().parents[2] / "src" / "gapline"
 
 # gapline's packages from the bottom up (docs/architecture.md): a module may import its own
 # package and the ones before it, never one after it.

@@ -13,7 +13,7 @@ import pytest
 from gapline.core.errors import DataError
 from gapline.train.summary import FitSummary
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "gapline"
+SRC = Path(__file__).resolve().parents[3] / "src" / "gapline"
 
 
 def callers(name: str, first_arg: str | None = None) -> set[str]:

@@ -15,7 +15,7 @@ import pytest
 
 from gapline.experiments.study.table import headline_of, read_csv, row_keys, summarize, table_csv, table_markdown, task_of
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _job(arm: str, seed: int, task: str, head: float, gap: float, **extra: Any) -> dict[str, Any]:
