@@ -113,8 +113,16 @@ def _positive_ints(key: str, values: list[int], *, allow_empty: bool) -> None:
             raise ConfigError(bad_value(key, list(values), "a list of positive integers"))
 
 
-def validate(cfg: Config) -> Config:  # noqa: C901 - #24: per-group checks
-    """Check every range and choice; return ``cfg`` unchanged so calls can chain."""
+def validate(cfg: Config) -> Config:
+    """Check every range and choice, group by group in the order of the config (the first bad
+    value is the one reported); return ``cfg`` unchanged so calls can chain."""
+    for check_group in GROUP_CHECKS:
+        check_group(cfg)
+    return cfg
+
+
+def _data(cfg: Config) -> None:
+    """The data source, its split fractions and the keys one source reads."""
     d = cfg.data
     _choice("data.source", d.source, DATA_SOURCES)
     _choice("data.color_mode", d.color_mode, COLOR_MODES)
@@ -141,6 +149,9 @@ def validate(cfg: Config) -> Config:  # noqa: C901 - #24: per-group checks
     if d.label_columns and d.source != "csv":
         raise ConfigError(bad_value("data.label_columns", list(d.label_columns), f"empty: it is read by data.source=csv only, not {d.source}"))
 
+
+def _task(cfg: Config) -> None:
+    """What is predicted and how it is scored."""
     tk = cfg.task
     _choice("task.type", tk.type, TASKS)
     _choice("task.loss", tk.loss, LOSSES)
@@ -150,6 +161,9 @@ def validate(cfg: Config) -> Config:  # noqa: C901 - #24: per-group checks
     _int_min("task.top_k", tk.top_k, 0)
     _int_min("task.calibration_bins", tk.calibration_bins, 1)
 
+
+def _augment(cfg: Config) -> None:
+    """Offline copies and online augmentation: each range a transform can take."""
     a = cfg.augment
     _int_min("augment.copies", a.copies, 0)
     _range("augment.shift", a.shift, 0.0, 0.5)
@@ -162,6 +176,9 @@ def validate(cfg: Config) -> Config:  # noqa: C901 - #24: per-group checks
     _range("augment.online.zoom", o.zoom, 0.0, 0.9)
     _range("augment.online.noise_std", o.noise_std, 0.0, 1.0)
 
+
+def _model(cfg: Config) -> None:
+    """The family, its layer sizes and the keys one family reads."""
     m = cfg.model
     _choice("model.family", m.family, MODEL_FAMILIES)
     _choice("model.activation", m.activation, ACTIVATIONS)
@@ -172,6 +189,9 @@ def validate(cfg: Config) -> Config:  # noqa: C901 - #24: per-group checks
     _validate_model_source(m)
 
 
+def _regularization(cfg: Config) -> None:
+    """Strengths, rates and the keys that must match the model's blocks."""
+    m = cfg.model
     r = cfg.regularization
     _range("regularization.l1", r.l1, 0.0, 1.0)
     _range("regularization.l2", r.l2, 0.0, 1.0)
@@ -225,6 +245,9 @@ def validate(cfg: Config) -> Config:  # noqa: C901 - #24: per-group checks
     _range("regularization.early_stopping.min_delta", es.min_delta, 0.0, 1e6)
     _int_min("regularization.early_stopping.start_from_epoch", es.start_from_epoch, 0)
 
+
+def _train(cfg: Config) -> None:
+    """The fit: epochs, optimizer, devices, and the combinations Keras cannot run."""
     t = cfg.train
     _int_min("train.epochs", t.epochs, 1)
     _int_min("train.batch_size", t.batch_size, 1)
@@ -248,6 +271,9 @@ def validate(cfg: Config) -> Config:  # noqa: C901 - #24: per-group checks
             bad_value("train.steps_per_execution", t.steps_per_execution, "0 or 1 with train.distribute=mirrored")
         )
 
+
+def _study(cfg: Config) -> None:
+    """The regularization study: arms, seeds, the learning curve and the tuning grids."""
     st = cfg.study
     _int_min("study.seeds", st.seeds, 1)
     _int_min("study.jobs", st.jobs, 1)
@@ -275,9 +301,15 @@ def validate(cfg: Config) -> Config:  # noqa: C901 - #24: per-group checks
     _range("study.alpha", st.alpha, 0.0, 0.5, low_open=True)
     _choice("study.objective", st.objective, OBJECTIVES)
 
+
+def _sweep(cfg: Config) -> None:
+    """What a sweep minimizes."""
     _choice("sweep.objective", cfg.sweep.objective, OBJECTIVES)
     _range("sweep.gap_penalty", cfg.sweep.gap_penalty, 0.0, 1e6)
 
+
+def _retrain(cfg: Config) -> None:
+    """The promotion rule, the drift policy and retrain's files."""
     rt = cfg.retrain
     _choice("retrain.metric", rt.metric, RETRAIN_METRICS)
     _range("retrain.margin", rt.margin, 0.0, 1.0)
@@ -291,10 +323,16 @@ def validate(cfg: Config) -> Config:  # noqa: C901 - #24: per-group checks
         if not getattr(rt, key).strip():
             raise ConfigError(bad_value(f"retrain.{key}", getattr(rt, key), "a non-empty path"))
 
-    if tk.type != "auto":  # auto: checked when prepare has read the labels
 
+def _task_fit(cfg: Config) -> None:
+    """A metric, monitor or loss the task does not have (task.type known: auto is checked after prepare)."""
+    tk = cfg.task
+    if tk.type != "auto":  # auto: checked when prepare has read the labels
         check(cfg, tk.type)
 
+
+def _tracking(cfg: Config) -> None:
+    """Where runs and models go."""
     k = cfg.tracking
     _choice("tracking.on_unreachable", k.on_unreachable, ("fail", "local"))
     if k.enabled and not k.experiment:
@@ -303,7 +341,10 @@ def validate(cfg: Config) -> Config:  # noqa: C901 - #24: per-group checks
         raise ConfigError(
             bad_value("tracking.registered_model", k.registered_model, "a non-empty model name")
         )
-    return cfg
+
+
+# One function per config group, in the config's order; _task_fit needs the whole config.
+GROUP_CHECKS = (_data, _task, _augment, _model, _regularization, _train, _study, _sweep, _retrain, _task_fit, _tracking)
 
 
 def _validate_classes(classes: list[str]) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gapline.config.metrics import FINAL_METRICS, HEADLINE, TASK_NAMES, monitors
+
 SCHEMA_NAME = "gapline_schema"
 # A registered model as model.init_from: models:/NAME@ALIAS or models:/NAME/VERSION.
 MODELS_SCHEME = "models:/"
@@ -18,7 +20,7 @@ MODELS_SCHEME = "models:/"
 DATA_SOURCES = ("digits", "breast_cancer", "diabetes", "npz", "csv", "image_folder")
 BUILTIN_SOURCES = DATA_SOURCES[:3]  # scikit-learn's bundled sets (gapline.data.bundled); the rest read data.path
 # What is predicted (task.type); auto infers it from the labels where that is unambiguous.
-TASKS = ("auto", "multiclass", "binary", "multilabel", "regression")
+TASKS = ("auto", *TASK_NAMES)
 LOSSES = ("auto", "crossentropy", "mse", "mae", "huber")
 CLASS_WEIGHTS = ("none", "balanced")
 COLOR_MODES = ("grayscale", "rgb")
@@ -29,11 +31,9 @@ BACKBONES = ("MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0", "ResNet50
 ACTIVATIONS = ("relu", "gelu", "elu", "tanh", "sigmoid", "selu", "swish")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 ACCELERATORS = ("auto", "cpu", "gpu")
-# Early stopping's monitor: the loss, or one of the task's metrics (gapline.config.tasks.METRICS),
-# on validation or (training mode) on the training batches.
-MONITORS = (
-    "val_loss", "loss", "val_accuracy", "accuracy", "val_auc", "val_subset_accuracy", "val_ece", "val_rmse", "val_mae", "rmse",
-)
+# Early stopping's monitor: the loss, or one of a task's per-epoch metrics on validation, or
+# (training mode) its running metric on the training batches (metrics.monitors, every task).
+MONITORS = tuple(dict.fromkeys(m for task in TASK_NAMES for m in monitors(task)))
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
 # train.verbose: a live bar on a terminal and lines otherwise (auto), always one, or silence.
@@ -43,11 +43,17 @@ VERBOSITY = ("auto", "bar", "lines", "quiet")
 # (resume, retrain, study cache) and of the train stage's DVC params, so that changing them
 # retrains nothing.
 OUTPUT_ONLY = {"data": ("workers", "dep"), "train": ("verbose", "progress_every")}
+# The config groups that decide a trained model, in pipeline order: the one definition behind
+# retrain's config digest, the train stage's backup key and the study's job key.
+MODEL_GROUPS = ("data", "task", "augment", "model", "regularization", "train")
 OBJECTIVES = ("val_loss", "val_loss_plus_gap", "val_error", "val_nll")
-# retrain.metric: a split and one of the task's headline metrics; rmse and mae are errors
-# (lower is better), the others scores.
+# retrain.metric: a split and a task's headline metric (accuracy, AUC, RMSE) or one of
+# regression's other metrics (MAE, R²); rmse and mae are errors (lower is better).
 # auto: the task's headline on the test split (test_accuracy, test_auc or test_rmse).
-RETRAIN_METRICS = ("auto", *(f"{split}_{m}" for split in ("test", "val") for m in ("accuracy", "auc", "rmse", "mae", "r2")))
+RETRAIN_METRICS = (
+    "auto",
+    *(f"{split}_{m}" for split in ("test", "val") for m in dict.fromkeys([*HEADLINE.values(), *FINAL_METRICS["regression"]])),
+)
 # retrain.drift: what the drift check between the champion's training data and the current
 # data does (gapline.retrain.drift): report only; train only on drift or more rows; block
 # promotion (and training) when the data drifted beyond retrain.max_drift.

@@ -27,14 +27,6 @@ from gapline.models.memory import DEFAULT_BUDGET, inference_rows
 from gapline.models.runtime import replicas
 
 
-def gap_accuracy(train_accuracy: float, other_accuracy: float) -> float:
-    return float(train_accuracy) - float(other_accuracy)
-
-
-def gap_loss(train_loss: float, other_loss: float) -> float:
-    return float(other_loss) - float(train_loss)
-
-
 def subset_indices(n: int, limit: int, seed: int) -> np.ndarray:
     """A fixed, seeded subset of ``limit`` rows (all rows when ``limit`` is 0 or ≥ n)."""
     if limit <= 0 or limit >= n:

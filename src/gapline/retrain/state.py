@@ -12,12 +12,12 @@ from typing import Any
 
 import gapline
 from gapline.config.provenance import config_groups, folder_digest, git_state, json_digest
-from gapline.config.schema import Config
+from gapline.config.schema import MODEL_GROUPS, Config
 from gapline.data.prepare import write_prepared
 
 # The config groups the DVC pipeline reads to build the model. ``tracking`` (where results
 # go), ``retrain`` (how they are judged), ``study``, ``sweep`` and ``meta`` do not change it.
-PIPELINE_GROUPS = ("data", "task", "augment", "model", "regularization", "train")
+PIPELINE_GROUPS = MODEL_GROUPS
 
 TAG_DATA = "retrain.data_fingerprint"
 TAG_CONFIG = "retrain.config_digest"

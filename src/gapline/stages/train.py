@@ -13,7 +13,7 @@ import numpy as np
 import gapline
 from gapline import tracking
 from gapline.config import provenance
-from gapline.config.schema import Config
+from gapline.config.schema import MODEL_GROUPS, Config
 from gapline.config.tasks import for_run
 from gapline.config.user_code import model_files_digest
 from gapline.core.errors import warn
@@ -41,7 +41,7 @@ def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
     standardization prepare resolved for it), task and training settings and model files (a
     custom builder's package, a weights file, a warm-start model)."""
 
-    parts = provenance.config_groups(cfg, ("task", "augment", "model", "regularization", "train"))
+    parts = provenance.config_groups(cfg, [g for g in MODEL_GROUPS if g != "data"])  # data: its fingerprint
     files = model_files_digest(asdict(cfg.model.deps), cfg.model.init_from)
     # the resolved task and the statistics the model standardizes with are not in the fingerprint
     resolved = {k: meta.get(k) for k in ("task", "target", "features")}

@@ -7,15 +7,22 @@ import math
 import numpy as np
 import pytest
 
-from gapline.evaluate.gap import Onset, gap_accuracy, gap_loss, overfitting_onset, subset_indices
+from gapline.config.tasks import HIGHER_IS_BETTER, gap
+from gapline.evaluate.gap import Onset, overfitting_onset, subset_indices
 
 NAN = float("nan")
 
 
 def test_sign_convention_positive_when_overfitting() -> None:
-    assert gap_accuracy(0.95, 0.80) == pytest.approx(0.15)
-    assert gap_loss(0.10, 0.45) == pytest.approx(0.35)
-    assert gap_accuracy(0.7, 0.8) < 0 and gap_loss(0.5, 0.4) < 0
+    """The gap every stage computes (tasks.gap): train better than the other split is
+    positive, for a score (train - other) and for an error (other - train)."""
+    assert gap("accuracy", 0.95, 0.80) == pytest.approx(0.15)
+    assert gap("loss", 0.10, 0.45) == pytest.approx(0.35)
+    assert gap("rmse", 2.0, 3.5) == pytest.approx(1.5) and gap("r2", 0.9, 0.6) == pytest.approx(0.3)
+    assert gap("accuracy", 0.7, 0.8) < 0 and gap("loss", 0.5, 0.4) < 0
+    for metric, higher in HIGHER_IS_BETTER.items():  # every metric: better on train -> positive
+        better, worse = (1.0, 0.5) if higher else (0.5, 1.0)
+        assert gap(metric, better, worse) > 0, metric
 
 
 def test_clear_overfit_onset_is_the_val_loss_minimum() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from gapline.config.params import compose_config
 from gapline.config.provenance import json_digest, without_output_only
-from gapline.config.schema import Config
+from gapline.config.schema import MODEL_GROUPS, Config
 from gapline.config.user_code import model_files_digest
 from gapline.core.errors import ConfigError, bad_value
 
@@ -148,9 +148,9 @@ def job_key(cfg_dict: dict[str, Any]) -> str:
     anything in the resolved config changes (the seed included), or the content of the model's
     files (a custom builder, a weights file, the model a warm start copies, e.g. a source)."""
 
-    relevant = without_output_only(
-        {k: v for k, v in cfg_dict.items() if k not in ("study", "tracking", "meta", "retrain")}
-    )
+    # the groups that decide the model, and sweep (it decides none, but it has always been in
+    # the key: leaving it out now would retrain every cached job for nothing)
+    relevant = without_output_only({k: v for k, v in cfg_dict.items() if k in (*MODEL_GROUPS, "sweep")})
     model = cfg_dict.get("model", {})
     files = model_files_digest(model.get("deps", {}), model.get("init_from", ""))
     if files:
