@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from helpers.mlflow_server import MlflowServer
-from helpers.processes import BIN, run
+from helpers.processes import BIN, gapline_in_process, run
 from helpers.sandbox import copy_project
 
 pytestmark = pytest.mark.slow
@@ -24,8 +24,8 @@ def test_nan_loss_fails_the_stage_and_its_run_and_registers_nothing(tmp_path: Pa
     np.savez(project / "data/raw/huge.npz", x=x, y=np.arange(90) % 3)
     uri = f"sqlite:///{project / 'mlflow.db'}"
     env = {"MLFLOW_TRACKING_URI": uri}
-    run(["gapline", "params", "experiment=debug", "data=npz", "data.path=data/raw/huge.npz",
-         "data.standardize=false", "train.optimizer=sgd", "train.learning_rate=10", "tracking.system_metrics=false"], project, env)
+    gapline_in_process(["params", "experiment=debug", "data=npz", "data.path=data/raw/huge.npz",
+                        "data.standardize=false", "train.optimizer=sgd", "train.learning_rate=10", "tracking.system_metrics=false"], project)
     proc = run(["dvc", "repro"], project, env, check=False)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
@@ -46,8 +46,7 @@ def test_two_trainings_against_one_server_at_once(tmp_path: Path) -> None:
         env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "MLFLOW_TRACKING_URI": server.url}
         env.pop("DVC_EXP_NAME", None)
         for i, project in enumerate(projects):
-            run(["gapline", "params", "experiment=debug", f"train.seed={i}", f"tracking.run_name=concurrent-{i}"],
-                project, {"MLFLOW_TRACKING_URI": server.url})
+            gapline_in_process(["params", "experiment=debug", f"train.seed={i}", f"tracking.run_name=concurrent-{i}"], project)
         procs = [
             subprocess.Popen(["dvc", "repro"], cwd=p, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for p in projects

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.processes import gapline_in_process
+
 pytestmark = pytest.mark.slow
 
 
@@ -35,7 +37,7 @@ def _client(project: Path):
 
 
 def _repro(project: Path, *overrides: str) -> tuple[dict, dict]:
-    _run(["gapline", "params", *overrides], project)
+    gapline_in_process(["params", *overrides], project)
     _run(["dvc", "repro"], project)
     return json.loads((project / "reports/metrics.json").read_text()), json.loads((project / "reports/mlflow_run.json").read_text())
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.processes import run
+from helpers.processes import gapline_in_process, run
 
 PER_EPOCH = (
     "loss", "accuracy", "val_loss", "val_accuracy", "train_eval_loss", "train_eval_accuracy",
@@ -63,7 +63,7 @@ class PipelineRun:
 
 def run_pipeline(project: Path, uri: str, overrides: list[str], env: dict[str, str] | None = None) -> PipelineRun:
     env = {"MLFLOW_TRACKING_URI": uri, **(env or {})}
-    run(["gapline", "params", "experiment=debug", *overrides], project, env)
+    gapline_in_process(["params", "experiment=debug", *overrides], project)
     start = time.perf_counter()
     proc = run(["dvc", "repro"], project, env)
     wall = time.perf_counter() - start

@@ -34,6 +34,22 @@ def stop_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=15)
 
 
+def gapline_in_process(args: list[str], cwd: Path) -> None:
+    """``gapline <args>`` run in this test process, in ``cwd``: for the commands whose process
+    boundary is not what a test checks (``params``, ``prepare``, ``augment``), it saves a
+    Python start and its imports. The command must succeed."""
+    from gapline import cli
+
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        code = cli.main(args)
+    finally:
+        os.chdir(here)
+    if code != 0:
+        raise AssertionError(f"gapline {' '.join(args)} failed ({code}) in {cwd}")
+
+
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True,
         timeout: float = 600) -> subprocess.CompletedProcess:
     full = {**os.environ, **(env or {})}

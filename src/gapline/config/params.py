@@ -130,13 +130,17 @@ def hydra_error_line(exc: BaseException) -> str:
     """Hydra wraps OmegaConf errors in several lines; keep the part that names key and value."""
     from omegaconf.errors import OmegaConfBaseException
 
-    cause = exc
-    while cause.__cause__ is not None:
-        cause = cause.__cause__
-    if isinstance(cause.__context__, ConfigError):  # one of our resolvers: already one line
-        return str(cause.__context__)
-    if isinstance(cause, OmegaConfBaseException):
-        return omegaconf_error_line(cause)
+    chain = [exc]
+    while chain[-1].__cause__ is not None:
+        chain.append(chain[-1].__cause__)
+    if isinstance(chain[-1].__context__, ConfigError):  # one of our resolvers: already one line
+        return str(chain[-1].__context__)
+    # The outermost OmegaConf error is the formatted one (key, value). Under a tracer (a
+    # debugger, coverage) OmegaConf also chains the raw error it formatted, message template
+    # and all, as its __cause__: never report that one.
+    formatted = next((e for e in chain if isinstance(e, OmegaConfBaseException)), None)
+    if formatted is not None:
+        return omegaconf_error_line(formatted)
     raw = [ln for ln in str(exc).splitlines() if ln.strip()]
     if not raw:
         return type(exc).__name__

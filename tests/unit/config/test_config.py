@@ -89,6 +89,15 @@ def test_bad_values_give_one_line_naming_key_and_value(
         assert needle in msg, (needle, msg)
 
 
+@pytest.mark.parametrize("override, key", [("train.epochz=3", "train.epochz"), ("train.epochs=abc", "train.epochs")])
+def test_the_line_is_the_same_under_a_debugger(repo_root: Path, monkeypatch: pytest.MonkeyPatch, override: str, key: str) -> None:
+    """Under a tracer (a debugger, coverage) OmegaConf chains the raw error it formatted, with
+    an unfilled "$VALUE" template, behind the formatted one; OC_CAUSE=1 does the same."""
+    monkeypatch.setenv("OC_CAUSE", "1")
+    msg = _error([override], repo_root)
+    assert key in msg and "$VALUE" not in msg, msg
+
+
 def test_unknown_group_option_lists_available_options(repo_root: Path) -> None:
     msg = _error(["regularization=foo"], repo_root)
     assert "regularization/foo" in msg

@@ -21,7 +21,7 @@ import pytest
 
 from gapline.config.checks import from_container
 from gapline.core.errors import ConfigError
-from helpers.processes import BIN, free_port, run
+from helpers.processes import BIN, free_port, gapline_in_process, run
 from helpers.sandbox import copy_project
 
 TESTS = Path(__file__).resolve().parents[2]
@@ -98,9 +98,8 @@ def test_unknown_distribution_is_refused_with_the_allowed_ones() -> None:
 def _project(tmp_path: Path, overrides: list[str]) -> tuple[Path, dict[str, str]]:
     project = copy_project(tmp_path / "repo")
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    run(["gapline", "params", "experiment=debug", *overrides], project, env)
-    run(["gapline", "prepare"], project, env)
-    run(["gapline", "augment"], project, env)
+    for args in (["params", "experiment=debug", *overrides], ["prepare"], ["augment"]):
+        gapline_in_process(args, project)
     return project, env
 
 
@@ -157,7 +156,7 @@ def test_multi_worker_misconfigured_is_one_line_before_any_run(tmp_path: Path) -
         assert proc.returncode == 2
         assert proc.stderr.strip().count("\n") == 0, proc.stderr
         assert "KERAS_DISTRIBUTION_JOB_ADDRESSES" in proc.stderr and "coordinator" in proc.stderr
-        run(["gapline", "params", "experiment=debug", "train.distribute=mirrored"], project, env)
+        gapline_in_process(["params", "experiment=debug", "train.distribute=mirrored"], project)
         proc = run(["gapline", "train"], project, {**env, "KERAS_BACKEND": "jax"}, check=False)
         assert proc.returncode == 2
         assert proc.stderr.strip().count("\n") == 0, proc.stderr

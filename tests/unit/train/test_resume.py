@@ -83,17 +83,18 @@ def _check(args, cwd) -> str:
 
 @pytest.mark.slow
 def test_sigkill_mid_training_then_rerun_matches_uninterrupted(tmp_path: Path) -> None:
+    from helpers.processes import gapline_in_process
     from helpers.sandbox import copy_project
 
     copies = []
     for name in ("straight", "killed"):
         root = copy_project(tmp_path / name)
         for args in (
-            ["gapline", "params", "experiment=debug", "regularization=dropout", "train.epochs=60", "model.hidden_units=[64]"],
-            ["gapline", "prepare"],
-            ["gapline", "augment"],
+            ["params", "experiment=debug", "regularization=dropout", "train.epochs=60", "model.hidden_units=[64]"],
+            ["prepare"],
+            ["augment"],
         ):
-            _check(args, root)
+            gapline_in_process(args, root)
         copies.append(root)
     straight, killed = copies
     _check(["gapline", "train"], straight)
