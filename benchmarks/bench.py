@@ -72,7 +72,7 @@ t = time.perf_counter()
 out = stage.train(cfg, text, yaml.safe_load(text))
 wall = time.perf_counter() - t
 print(json.dumps({"wall": wall, "fit_wall": out["wall_seconds"], "epochs": out["epochs_run"],
-                  "samples_per_second": out["train_samples"] * out["epochs_run"] / out["wall_seconds"]}))
+                  "samples_per_second": out["fit_samples"] * out["epochs_run"] / out["wall_seconds"]}))
 """
 
 LOGGING_ONLY = r"""

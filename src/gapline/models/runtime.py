@@ -130,7 +130,7 @@ def join_processes() -> tuple[int, int]:
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes talk over TCP
     keras.distribution.initialize()
-    # Each process feeds its own shard (training.fit_data), so Keras must not shard again.
+    # Each process feeds its own shard (train.fit.fit_data), so Keras must not shard again.
     keras.distribution.set_distribution(keras.distribution.DataParallel(auto_shard_dataset=False))
     _process = (int(jax.process_index()), int(jax.process_count()))
     return _process

@@ -165,5 +165,5 @@ def load_splits(root: Path) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]
     """The prepared splits both models are scored on, and their meta (fingerprint, classes)."""
 
     meta = read_meta(root / PREPARED)
-    # x memory-mapped: both models are scored a batch at a time (evaluation.evaluate_splits)
+    # x memory-mapped: both models are scored a batch at a time (evaluate.splits.evaluate_splits)
     return {name: read_split(name, root / PREPARED).pair() for name in SPLITS}, meta

@@ -33,7 +33,7 @@ from gapline.train.orchestration import FitData, fit_and_summarize
 from gapline.train.resume import Backup
 from gapline.train.summary import FitSummary
 
-BACKUP_DIR = Path(".gapline/train/resume/train")
+BACKUP_DIR = Path(".gapline/backup/train")
 
 
 def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
@@ -80,7 +80,7 @@ def model_shares_weights(cfg: Config, model: Any) -> Any:
 
 def training_arrays(cfg: Config) -> tuple[Split, Split, Split]:
     """The augmented training set, the un-augmented split and the validation split, all
-    memory-mapped: fit gathers its batches from them (training.fit_data), the gap callback
+    memory-mapped: fit gathers its batches from them (train.fit.fit_data), the gap callback
     and evaluation read them a batch at a time, so no split is ever whole in memory.
 
     The augment stage writes the originals first, so the un-augmented split (for the gap and

@@ -125,7 +125,7 @@ def compile_model(model: Any, cfg: Config, steps: int = 1, task: TaskSpec | int 
     spec = as_spec(task if task is not None else model.output_shape[-1])
     loss, weight = tasks.loss(spec, cfg.task, cfg.regularization.label_smoothing)
     # Mirrored training runs one step per call: Keras 3.15 cannot run a multi-step call
-    # under MirroredStrategy (validation.validate refuses an explicit value above 1).
+    # under MirroredStrategy (config.checks.validate refuses an explicit value above 1).
     spe = 1 if cfg.train.distribute == "mirrored" else steps_per_execution(steps, cfg.train.steps_per_execution or 64)
     model.compile(
         optimizer=make_optimizer(cfg.train.optimizer, cfg.train.learning_rate, cfg.train.ema),

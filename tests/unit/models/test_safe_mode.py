@@ -1,6 +1,6 @@
 """The README's promise that models load with Keras ``safe_mode=True``: a model file holding
 Python code (a ``Lambda`` layer) is refused, with one line, by every path that loads models:
-the evaluate stage (model_io.load_model) and retrain's registry loader."""
+the evaluate stage (models.saving.load_model) and retrain's registry loader."""
 
 from __future__ import annotations
 

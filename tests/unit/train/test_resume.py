@@ -101,7 +101,7 @@ def test_sigkill_mid_training_then_rerun_matches_uninterrupted(tmp_path: Path) -
     _check(["gapline", "evaluate"], straight)
 
     proc = _run(["gapline", "train"], killed)
-    state = killed / ".gapline/train/resume/train/state.json"
+    state = killed / ".gapline/backup/train/state.json"
     deadline = time.time() + 120
     while time.time() < deadline:
         if state.is_file() and json.loads(state.read_text())["epoch"] >= 3:
@@ -125,7 +125,7 @@ def test_sigkill_mid_training_then_rerun_matches_uninterrupted(tmp_path: Path) -
         rel = curve.relative_to(straight)
         assert (killed / rel).read_bytes() == curve.read_bytes(), rel
     assert (killed / "models/model.keras").read_bytes() == (straight / "models/model.keras").read_bytes()
-    assert not (killed / ".gapline/train/resume/train").exists()  # cleared once the model is saved
+    assert not (killed / ".gapline/backup/train").exists()  # cleared once the model is saved
 
     from mlflow import MlflowClient
 
