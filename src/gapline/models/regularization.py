@@ -7,6 +7,7 @@ asks for callbacks (the loss is the task's: :mod:`gapline.config.tasks`). Nothin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gapline.config.schema import Config, OnlineAugmentConfig, RegularizationConfig
@@ -186,41 +187,36 @@ def callbacks(reg: RegularizationConfig) -> list[Any]:
     ]
 
 
-def techniques(cfg: Config, shares_weights: bool | None = None) -> list[str]:  # noqa: C901 - #24: a table
+# What each technique name means, in the order tags and diagnoses list them: a predicate on the
+# config (weight sharing: on the built model too, see techniques()).
+TECHNIQUES: tuple[tuple[str, Callable[[Config], bool]], ...] = (
+    ("l1", lambda c: c.regularization.l1 > 0),
+    ("l2", lambda c: c.regularization.l2 > 0),
+    ("activity_penalty", lambda c: c.regularization.activity_l1 > 0 or c.regularization.activity_l2 > 0),
+    ("dropout", lambda c: c.regularization.dropout > 0 or any(rate > 0 for rate in c.regularization.dropout_rates)),
+    ("batch_norm", lambda c: c.regularization.batch_norm),
+    ("noise", lambda c: any(v > 0 for v in (c.regularization.input_noise, c.regularization.hidden_noise, c.regularization.weight_noise))),
+    ("tying", lambda c: c.regularization.tie_weights),
+    ("label_smoothing", lambda c: c.regularization.label_smoothing > 0),
+    ("max_norm", lambda c: c.regularization.max_norm > 0),
+    ("early_stopping", lambda c: c.regularization.early_stopping.enabled),
+    ("augment", lambda c: c.augment.copies > 0),
+    ("online_augment", lambda c: c.augment.online.enabled),
+    ("weight_sharing", lambda c: c.model.family == "cnn"),
+    ("transfer", lambda c: bool(c.model.init_from) or c.model.weights != "none"),
+)
+
+
+def techniques(cfg: Config, shares_weights: bool | None = None) -> list[str]:
     """The techniques a config uses, in plain words, for tags and diagnoses.
 
     ``shares_weights``: whether the built model applies kernels at many positions or many
     times; known from the config for gapline's families, from the model for the others."""
-    r = cfg.regularization
-    used = []
-    if r.l1 > 0:
-        used.append("l1")
-    if r.l2 > 0:
-        used.append("l2")
-    if r.activity_l1 > 0 or r.activity_l2 > 0:
-        used.append("activity_penalty")
-    if r.dropout > 0 or any(rate > 0 for rate in r.dropout_rates):
-        used.append("dropout")
-    if r.batch_norm:
-        used.append("batch_norm")
-    if r.input_noise > 0 or r.hidden_noise > 0 or r.weight_noise > 0:
-        used.append("noise")
-    if r.tie_weights:
-        used.append("tying")
-    if r.label_smoothing > 0:
-        used.append("label_smoothing")
-    if r.max_norm > 0:
-        used.append("max_norm")
-    if r.early_stopping.enabled:
-        used.append("early_stopping")
-    if cfg.augment.copies > 0:
-        used.append("augment")
-    if cfg.augment.online.enabled:
-        used.append("online_augment")
-    if shares_weights if shares_weights is not None else cfg.model.family == "cnn":
-        used.append("weight_sharing")
-    if cfg.model.init_from or cfg.model.weights != "none":
-        used.append("transfer")
+    used = [
+        name
+        for name, applies in TECHNIQUES
+        if (shares_weights if name == "weight_sharing" and shares_weights is not None else applies(cfg))
+    ]
     if cfg.data.train_fraction < 1.0:
         used.append(f"train_fraction={cfg.data.train_fraction:g}")
     return used
