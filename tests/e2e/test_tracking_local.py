@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from helpers.pipeline_run import (
     PipelineRun,
     check_logged_run,
-    download_registered_model,
+    check_registered_model_predicts_like_local,
     run_pipeline,
 )
 from helpers.processes import run
@@ -69,16 +68,7 @@ def test_secret_env_value_is_never_logged(local_run: PipelineRun, tmp_path: Path
 
 
 def test_registry_model_predicts_like_the_local_model(local_run: PipelineRun) -> None:
-    import keras
-    import mlflow
-
-    x_test = np.load(local_run.project / "data/prepared/test/x.npy")  # stored: 0..240 uint8, (n, 8, 8, 1)
-    served = x_test[..., 0] / 15.0  # what a client has: scikit-learn's load_digits().images (0..16)
-    local = keras.saving.load_model(local_run.project / "models/model.keras")
-    expected = np.argmax(local.predict(x_test, verbose=0), axis=1)
-    registered = mlflow.pyfunc.load_model(download_registered_model(local_run, "models:/gapline@challenger"))
-    got = np.argmax(np.asarray(registered.predict(served)), axis=1)
-    np.testing.assert_array_equal(got, expected)
+    check_registered_model_predicts_like_local(local_run)
 
 
 def test_evaluate_against_another_store_warns_once_and_skips(local_run: PipelineRun, tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from helpers.browser import Shot, chromium, screenshots
@@ -16,7 +15,7 @@ from helpers.mlflow_server import MlflowServer
 from helpers.pipeline_run import (
     PipelineRun,
     check_logged_run,
-    download_registered_model,
+    check_registered_model_predicts_like_local,
     run_pipeline,
 )
 from helpers.processes import free_port, run
@@ -57,15 +56,7 @@ def test_server_run_holds_params_tags_metrics_artifacts_model_datasets(
 
 
 def test_registry_model_from_server_predicts_like_the_local_model(server_run: PipelineRun) -> None:
-    import keras
-    import mlflow
-
-    x_test = np.load(server_run.project / "data/prepared/test/x.npy")  # stored: 0..240 uint8, (n, 8, 8, 1)
-    served = x_test[..., 0] / 15.0  # what a client has: scikit-learn's load_digits().images (0..16)
-    local = keras.saving.load_model(server_run.project / "models/model.keras")
-    expected = np.argmax(local.predict(x_test, verbose=0), axis=1)
-    registered = mlflow.pyfunc.load_model(download_registered_model(server_run, "models:/gapline@challenger"))
-    np.testing.assert_array_equal(np.argmax(np.asarray(registered.predict(served)), axis=1), expected)
+    check_registered_model_predicts_like_local(server_run)
 
 
 def test_mlflow_ui_shows_the_run_and_its_gap_accuracy(

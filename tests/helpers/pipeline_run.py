@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gapline
+from gapline import tracking
+from gapline.config import provenance
+from gapline.config.checks import from_container
+from gapline.evaluate.curves import read_curves
+from gapline.models.regularization import technique_label
 from helpers.processes import gapline_in_process, run
 
 PER_EPOCH = (
@@ -73,8 +79,6 @@ def run_pipeline(project: Path, uri: str, overrides: list[str], env: dict[str, s
 
 
 def _history(p: PipelineRun) -> dict[str, list[float]]:
-    from gapline.evaluate.curves import read_curves
-
     return read_curves(p.project / "dvclive")
 
 
@@ -94,11 +98,6 @@ def check_logged_run(p: PipelineRun, *, experiment: str, system_metrics: bool) -
     import yaml
     from mlflow import MlflowClient
 
-    import gapline
-    from gapline import tracking
-    from gapline.config import provenance
-    from gapline.config.checks import from_container
-    from gapline.models.regularization import technique_label
 
     client = MlflowClient(tracking_uri=p.uri, registry_uri=p.uri)
     run_ = client.get_run(p.run_id)
@@ -239,3 +238,19 @@ def download_registered_model(p: PipelineRun, model_uri: str) -> str:
     dst = tempfile.mkdtemp(prefix="registry-model-", dir=p.project.parent)
     with mlflow_uri(p.uri):
         return mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst)
+
+
+def check_registered_model_predicts_like_local(p: PipelineRun) -> None:
+    """The registered challenger, downloaded through ``p``'s store and loaded with pyfunc, gives
+    the local model's classes on the test split, fed as a client has it: scikit-learn's
+    load_digits().images (0..16), while the split stores 0..240 uint8 (n, 8, 8, 1)."""
+    import keras
+    import mlflow
+    import numpy as np
+
+    x_test = np.load(p.project / "data/prepared/test/x.npy")
+    served = x_test[..., 0] / 15.0
+    local = keras.saving.load_model(p.project / "models/model.keras")
+    expected = np.argmax(local.predict(x_test, verbose=0), axis=1)
+    registered = mlflow.pyfunc.load_model(download_registered_model(p, "models:/gapline@challenger"))
+    np.testing.assert_array_equal(np.argmax(np.asarray(registered.predict(served)), axis=1), expected)

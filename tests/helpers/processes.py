@@ -1,5 +1,6 @@
-"""Subprocesses the tests start: commands run with the virtualenv's tools first on PATH, free
-local ports, and stopping a process group we started."""
+"""How the tests run gapline's commands: in a subprocess with the virtualenv's tools first on
+PATH, or in the test process where the process boundary is not under test; free local ports;
+stopping a process group we started."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from gapline import cli
 
 BIN = Path(sys.executable).parent
 
@@ -38,8 +41,6 @@ def gapline_in_process(args: list[str], cwd: Path) -> None:
     """``gapline <args>`` run in this test process, in ``cwd``: for the commands whose process
     boundary is not what a test checks (``params``, ``prepare``, ``augment``), it saves a
     Python start and its imports. The command must succeed."""
-    from gapline import cli
-
     here = os.getcwd()
     os.chdir(cwd)
     try:

@@ -16,6 +16,7 @@ import pytest
 import gapline.core.files
 from gapline.core.errors import DataError
 from gapline.core.files import atomic_path, load_arrays, read_json, save_arrays, write_json, write_text
+from gapline.models import saving
 
 
 def _leftovers(directory: Path) -> list[str]:
@@ -286,7 +287,6 @@ def test_save_model_failing_leaves_the_old_model_and_no_temp_files(
     rewritten keeps the old models/model.keras whole, with no temp archive or folder left."""
     import keras
 
-    from gapline.models import saving as model_io
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     path = tmp_path / "model.keras"
@@ -294,20 +294,20 @@ def test_save_model_failing_leaves_the_old_model_and_no_temp_files(
 
     _fail_rename(monkeypatch)
     with pytest.raises(OSError, match="busy"):
-        model_io.save_model(model, path)
+        saving.save_model(model, path)
     monkeypatch.undo()
     assert path.read_bytes() == b"old model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
 
-    real = model_io.canonicalize_keras_archive
+    real = saving.canonicalize_keras_archive
 
     def interrupted(src: Path, dst: Path) -> None:
         real(src, dst)
         dst.write_bytes(dst.read_bytes()[:100])  # half the archive on disk, then Ctrl-C
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(model_io, "canonicalize_keras_archive", interrupted)
+    monkeypatch.setattr(saving, "canonicalize_keras_archive", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        model_io.save_model(model, path)
+        saving.save_model(model, path)
     assert path.read_bytes() == b"old model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]

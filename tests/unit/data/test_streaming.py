@@ -12,6 +12,7 @@ import pytest
 
 from gapline.data.fingerprint import fingerprint
 from gapline.data.store import RowReader, RowWriter, open_split, write_split
+from gapline.train import fit
 from gapline.train.resume import epoch_orders
 
 
@@ -100,19 +101,17 @@ def test_streamed_epoch_order_is_the_seeded_order_on_both_paths(monkeypatch: pyt
     seeded by (seed, e), from any start epoch: what makes resume bit-exact."""
     import keras
 
-    from gapline.train import fit as training
-
     n, batch, epochs, seed = 23, 5, 4, 9
     x = np.arange(n, dtype=np.float32)[:, None]  # each row holds its own index
     y = np.zeros(n, dtype=np.float32)
-    steps = training.steps_per_epoch(n, batch)
+    steps = fit.steps_per_epoch(n, batch)
     for start in (0, 2):
         want = np.concatenate(list(epoch_orders(n, epochs, seed, start)))
-        tf_data = training.fit_data(x, y, batch, seed, epochs, start)
+        tf_data = fit.fit_data(x, y, batch, seed, epochs, start)
         seen = np.concatenate([np.asarray(b[0])[:, 0] for b in tf_data["x"]]).astype(int)
         np.testing.assert_array_equal(seen, want)
         monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-        py = training.fit_data(x, y, batch, seed, epochs, start)["x"]
+        py = fit.fit_data(x, y, batch, seed, epochs, start)["x"]
         monkeypatch.undo()
         assert py.num_batches is None  # one endless stream: fit's steps_per_epoch cuts it
         got = np.concatenate([py[i][0][:, 0] for i in range((epochs - start) * steps)]).astype(int)
@@ -154,15 +153,13 @@ def test_a_fit_whose_epoch_is_not_a_multiple_of_the_call_runs_whole_epochs(make_
 
 
 def test_multi_worker_processes_read_disjoint_shares(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gapline.train import fit as training
-
     n, batch, seed = 22, 4, 1
     x = np.arange(n, dtype=np.float32)[:, None]
     y = np.zeros(n, dtype=np.float32)
     read: dict[int, set[int]] = {}
     for index in (0, 1):
-        monkeypatch.setattr(training, "process", lambda index=index: (index, 2))
-        data = training.fit_data(x, y, batch, seed, 2, 0)
+        monkeypatch.setattr(fit, "process", lambda index=index: (index, 2))
+        data = fit.fit_data(x, y, batch, seed, 2, 0)
         read[index] = {int(v) for b in data["x"] for v in np.asarray(b[0])[:, 0]}
     assert read[0].isdisjoint(read[1])
     assert read[0] | read[1] == set(range(n))  # 22 rows, 11 each: nothing dropped
@@ -343,12 +340,10 @@ def test_a_split_read_while_a_new_one_is_renamed_in_keeps_reading_its_own_file(t
 def test_multi_worker_calls_are_sized_on_each_process_share(monkeypatch: pytest.MonkeyPatch) -> None:
     """1025 rows, batch 64, 2 processes: each runs 16 steps an epoch (512 rows, 32 a step),
     not the 17 of one process, so a compiled call of 17 steps would cross its epoch."""
-    from gapline.train import fit as training
-
-    assert training.epoch_steps(1025, 64) == 17
-    monkeypatch.setattr(training, "process", lambda: (0, 2))
-    assert training.epoch_steps(1025, 64) == 16
-    assert training.steps_per_execution(training.epoch_steps(1025, 64), 64) == 16
+    assert fit.epoch_steps(1025, 64) == 17
+    monkeypatch.setattr(fit, "process", lambda: (0, 2))
+    assert fit.epoch_steps(1025, 64) == 16
+    assert fit.steps_per_execution(fit.epoch_steps(1025, 64), 64) == 16
 
 
 def test_a_champion_trained_on_floats_is_scored_on_the_same_pixels(cpu_runtime) -> None:

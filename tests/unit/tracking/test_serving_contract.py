@@ -21,6 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gapline import tracking
+from gapline.data.bundled import load_digits
+from gapline.tracking import shipped_loader
+from gapline.tracking.input_contract import METADATA_KEY, input_contract, to_served
 from helpers.pipeline_run import mlflow_uri
 from helpers.processes import BIN, free_port, stop_group
 
@@ -50,9 +54,6 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Logged:
     import keras
     import mlflow
 
-    from gapline import tracking
-    from gapline.data.bundled import load_digits
-    from gapline.tracking.input_contract import input_contract
 
     root = tmp_path_factory.mktemp("serving-contract")
     uri = f"sqlite:///{root / 'store.db'}"
@@ -87,8 +88,6 @@ def _source_images(n: int) -> np.ndarray:
 def test_stored_digits_served_as_scikit_learns_images() -> None:
     """The served representation of the stored digits is load_digits().images, bit for bit:
     the contract's scale and gapline's storage agree."""
-    from gapline.data.bundled import load_digits
-    from gapline.tracking.input_contract import input_contract, to_served
 
     digits = load_digits()
     served = to_served(digits.x, input_contract(_digits_meta(digits.pixel_max)))
@@ -105,8 +104,6 @@ def test_stored_digits_served_as_scikit_learns_images() -> None:
     ],
 )
 def test_contract_of_each_source_kind(meta: dict, shape: str, values: str) -> None:
-    from gapline.tracking.input_contract import input_contract
-
     contract = input_contract(meta)
     assert contract["expected"].startswith(f"a float64 array of shape {shape} holding {values} (")
     assert contract["scale"] == 1 and contract["model_shape"] == meta["input_shape"]
@@ -151,8 +148,6 @@ def test_contract_in_the_mlmodel_the_signature_and_the_version_description(logge
     import mlflow
     from mlflow.models import Model
 
-    from gapline.tracking import shipped_loader
-    from gapline.tracking.input_contract import METADATA_KEY
 
     assert shipped_loader.CONTRACT_KEY == METADATA_KEY  # the loader cannot import gapline
     with mlflow_uri(logged.uri):

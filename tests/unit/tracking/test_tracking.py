@@ -25,6 +25,7 @@ from gapline.tracking import redaction
 from gapline.tracking.log import MAX_DIGEST_LENGTH, dataset_digest, retry_on_conflict
 from gapline.tracking.redaction import MAX_PARAM_LENGTH, MAX_TAG_LENGTH
 from gapline.tracking.run_record import RunRecord
+from gapline.train import fit
 
 
 @pytest.fixture(scope="module")
@@ -478,14 +479,13 @@ def test_training_error_in_train_stage_ends_run_failed(
 
     from gapline.core.errors import DataError
     from gapline.stages.train import train
-    from gapline.train import fit as training
 
     cfg, work = _tabular_stage_inputs(tmp_path, monkeypatch, make_tiny_images, "mlp")
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise DataError("data.path: the training data went away mid-fit")
 
-    monkeypatch.setattr(training, "fit_data", broken)
+    monkeypatch.setattr(fit, "fit_data", broken)
     cfg_dict = OmegaConf.to_container(OmegaConf.structured(cfg))
     with pytest.raises(GaplineError) as err:
         train(cfg, OmegaConf.to_yaml(OmegaConf.structured(cfg)), cfg_dict)

@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
+from gapline.config.tasks import multiclass
 from gapline.core.errors import DataError
+from gapline.evaluate.gap import overfitting_onset
+from gapline.train.orchestration import FitData, fit_and_summarize
 from gapline.train.summary import FitSummary
 
 SRC = Path(__file__).resolve().parents[3] / "src" / "gapline"
@@ -40,10 +43,6 @@ def test_the_stage_and_the_trials_fit_through_one_function() -> None:
 
 
 def test_a_fit_summary_holds_what_the_fit_did(make_tiny_config: Any, tiny_image_splits: dict, cpu_runtime: Any) -> None:
-    from gapline.config.tasks import multiclass
-    from gapline.evaluate.gap import overfitting_onset
-    from gapline.train.orchestration import FitData, fit_and_summarize
-
     cpu_runtime(7)
     cfg = make_tiny_config({"train": {"epochs": 3}, "regularization": {"dropout": 0.25}})
     train, val = tiny_image_splits["train"], tiny_image_splits["val"]

@@ -18,6 +18,7 @@ import pytest
 from gapline.config.checks import from_container
 from gapline.train.fit import train_model
 from gapline.train.resume import Backup, epoch_orders
+from helpers.processes import gapline_in_process
 
 BIN = Path(sys.executable).parent
 
@@ -83,7 +84,6 @@ def _check(args, cwd) -> str:
 
 @pytest.mark.slow
 def test_sigkill_mid_training_then_rerun_matches_uninterrupted(tmp_path: Path) -> None:
-    from helpers.processes import gapline_in_process
     from helpers.sandbox import copy_project
 
     copies = []
