@@ -35,7 +35,7 @@ import gapline  # same TF environment defaults as the pipeline (oneDNN off, quie
 import keras
 from gapline.data.layout import AUGMENTED, read_meta, read_split
 epochs, batch, naive = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "naive"
-scale = np.float32(1 / read_meta().get("pixel_max", 1) if read_meta().get("pixel_max") else 1)
+scale = np.float32(1 / read_meta().pixel_max if read_meta().pixel_max else 1)
 def arrays(name, root=None):  # what a user's script holds: the split in memory, pixels in [0, 1]
     s = read_split(name, root) if root else read_split(name)
     return {"x": np.asarray(s.x) * scale, "y": s.y}
@@ -106,7 +106,6 @@ from gapline.models import runtime
 from gapline.data.layout import AUGMENTED, read_meta, read_split
 from gapline.models.build import build_model
 from gapline.config.params import load_params
-from gapline.config.tasks import spec_from_meta
 cfg = load_params("params.yaml")
 runtime.configure_for(cfg.train)
 def arrays(name, root=None):  # the split in memory, as Keras' guides fit it
@@ -116,7 +115,7 @@ tr = arrays("train", AUGMENTED); va = arrays("val")
 k = int(tr["y"].max()) + 1
 oh = lambda y: np.eye(k, dtype="float32")[y]
 # gapline's own model (its pixel_scale layer included), fitted the naive way
-model = build_model(tuple(tr["x"].shape[1:]), spec_from_meta(read_meta()), cfg.model, cfg.regularization, cfg.augment.online, cfg.train.seed)
+model = build_model(tuple(tr["x"].shape[1:]), read_meta().task_spec(), cfg.model, cfg.regularization, cfg.augment.online, cfg.train.seed)
 model.compile(keras.optimizers.Adam(cfg.train.learning_rate), keras.losses.CategoricalCrossentropy(),
               metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
 t = time.perf_counter()

@@ -76,10 +76,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     meta = prepare(_load(args))
-    counts = meta["counts"]
+    counts = meta.counts
     print(
-        f"prepared {meta['source']}: train {counts['train']}, val {counts['val']}, "
-        f"test {counts['test']} ({meta['fingerprint'][:19]})"
+        f"prepared {meta.source}: train {counts['train']}, val {counts['val']}, "
+        f"test {counts['test']} ({meta.fingerprint[:19]})"
     )
     return 0
 

@@ -111,30 +111,6 @@ def as_spec(task: TaskSpec | int) -> TaskSpec:
     return task if isinstance(task, TaskSpec) else multiclass(int(task))
 
 
-def spec_from_meta(meta: Mapping[str, Any]) -> TaskSpec:
-    """The task the prepare stage resolved (meta.json); data prepared before tasks existed
-    was multiclass."""
-    target = meta.get("target") or {}
-    features = meta.get("features") or {}
-    return TaskSpec(
-        name=str(meta.get("task", "multiclass")),
-        labels=tuple(str(c) for c in meta["class_names"]),
-        target_mean=float(target.get("mean", 0.0)),
-        target_std=float(target.get("std", 1.0)),
-        feature_mean=tuple(float(v) for v in features["mean"]) if features else None,
-        feature_std=tuple(float(v) for v in features["std"]) if features else None,
-        pixel_max=int(meta.get("pixel_max", 0)),
-    )
-
-
-def for_run(cfg: Any, meta: Mapping[str, Any]) -> TaskSpec:
-    """The task prepare resolved (meta.json), with the keys that depend on it checked (an
-    early-stopping monitor or a loss the task does not have is one line, before any run)."""
-    spec = spec_from_meta(meta)
-    check(cfg, spec.name)
-    return spec
-
-
 def target_stats(y: np.ndarray) -> dict[str, float]:
     """Mean and standard deviation of a regression target (std 1 for a constant target)."""
     y = np.asarray(y, dtype="float64")

@@ -14,14 +14,14 @@ The layout (documented in the README for users who put it on shared storage)::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from gapline.core.files import read_json
+from gapline.data.meta import PreparedMeta
 from gapline.data.store import Split, open_split
 
 PREPARED = Path("data/prepared")
 AUGMENTED = Path("data/augmented")
 SPLITS = ("train", "val", "test")
+META_FILE = "meta.json"  # in a prepared folder: its PreparedMeta
 
 
 def split_dir(name: str, root: Path = PREPARED) -> Path:
@@ -33,5 +33,6 @@ def read_split(name: str, root: Path = PREPARED) -> Split:
     return open_split(split_dir(name, root))
 
 
-def read_meta(prepared: Path = PREPARED) -> dict[str, Any]:
-    return read_json(prepared / "meta.json")
+def read_meta(prepared: Path = PREPARED) -> PreparedMeta:
+    """The meta of the prepared folder ``prepared`` (a one-line DataError when malformed)."""
+    return PreparedMeta.read(prepared / META_FILE)

@@ -26,6 +26,7 @@ from gapline.data.bundled import load_breast_cancer, load_diabetes, load_digits
 from gapline.data.dataset import Dataset, validate_dataset
 from gapline.data.fingerprint import file_digest, fingerprint, tree_digest
 from gapline.data.images import load_image_folder
+from gapline.data.meta import ClassFilter, FeatureStats, PreparedMeta, TargetStats
 from gapline.data.sources import load_csv, load_npz
 from gapline.data.split import task_split, task_subset
 from gapline.data.store import write_split
@@ -124,21 +125,22 @@ def select_classes(ds: Dataset, classes: Sequence[str], source: str) -> Dataset:
 @dataclass(frozen=True)
 class SplitPlan:
     """What to write: the dataset (classes kept, task resolved), each split's rows into it,
-    and the meta every later stage reads (:func:`finish_meta` adds the fingerprints)."""
+    and the meta every later stage reads, its fingerprints still empty (:func:`finish_meta`
+    adds them once the splits are taken)."""
 
     ds: Dataset
     rows: dict[str, np.ndarray]
-    meta: dict[str, Any]
+    meta: PreparedMeta
 
 
 def plan_splits(cfg: Config, ds: Dataset) -> SplitPlan:
     """Keep ``data.classes``, resolve the task and choose each split's rows (stratified per
     task, :func:`gapline.data.split.task_split`, then ``data.train_fraction``).
 
-    ``meta["task"]`` is the resolved task; a regression's ``meta["target"]`` holds the mean and
+    ``meta.task`` is the resolved task; a regression's ``meta.target`` holds the mean and
     std of the training split's target, which the model standardizes with; tabular data with
-    ``data.standardize`` gets ``meta["features"]``, the training split's per-feature mean and
-    std, for the model's input standardization; images get ``meta["pixel_max"]``, what the
+    ``data.standardize`` gets ``meta.features``, the training split's per-feature mean and
+    std, for the model's input standardization; images get ``meta.pixel_max``, what the
     model's first layer divides the uint8 pixels by. Reads only the labels and, for tabular
     data, the training rows: an image set may be memory-mapped.
     """
@@ -175,25 +177,28 @@ def plan_splits(cfg: Config, ds: Dataset) -> SplitPlan:
     )
     keep = task_subset(ds.y[train_idx], ds.task, data.train_fraction, data.seed)
     rows = {"train": train_idx[keep], "val": val_idx, "test": test_idx}
-    meta: dict[str, Any] = {
-        "source": data.source,
-        "source_digest": source_digest(data),
-        "data_key": data_key(cfg),
-        "kind": ds.kind,
-        "task": ds.task,
-        "class_names": list(ds.class_names),
-        "input_shape": list(ds.x.shape[1:]),
-        "counts": {name: int(len(idx)) for name, idx in rows.items()},
-        "skipped_corrupt": int(ds.skipped),
-    }
-    if ds.pixel_max:
-        meta["pixel_max"] = int(ds.pixel_max)
+    target: TargetStats | None = None
     if ds.task == "regression":
-        meta["target"] = target_stats(ds.y[rows["train"]])
-    if ds.kind == "tabular" and data.standardize:
-        meta["features"] = feature_stats(ds.x[rows["train"]])
-    if data.classes:  # lineage: a subset of the source's classes (absent otherwise: meta unchanged)
-        meta["class_filter"] = {"classes": list(ds.class_names), "source_class_names": source_names}
+        stats = target_stats(ds.y[rows["train"]])
+        target = TargetStats(mean=stats["mean"], std=stats["std"])
+    meta = PreparedMeta(
+        source=data.source,
+        source_digest=source_digest(data),
+        data_key=data_key(cfg),
+        kind=ds.kind,
+        task=ds.task,
+        class_names=list(ds.class_names),
+        input_shape=list(ds.x.shape[1:]),
+        counts={name: int(len(idx)) for name, idx in rows.items()},
+        skipped_corrupt=int(ds.skipped),
+        fingerprints={},
+        fingerprint="",
+        pixel_max=int(ds.pixel_max),
+        target=target,
+        features=feature_stats(ds.x[rows["train"]]) if ds.kind == "tabular" and data.standardize else None,
+        # lineage: a subset of the source's classes (absent otherwise: meta unchanged)
+        class_filter=ClassFilter(classes=list(ds.class_names), source_class_names=source_names) if data.classes else None,
+    )
     return SplitPlan(ds=ds, rows=rows, meta=meta)
 
 
@@ -206,19 +211,12 @@ def data_key(cfg: Config) -> str:
     return json_digest({**config_groups(cfg, ("data",)), "task": cfg.task.type})
 
 
-def finish_meta(meta: dict[str, Any], fingerprints: dict[str, str]) -> dict[str, Any]:
-    """The plan's meta with each split's fingerprint and the combined one (in the order
-    meta.json has always listed them)."""
-    order = list(meta)
-    at = order.index("skipped_corrupt") + 1
-    out = {k: meta[k] for k in order[:at]}
-    out["fingerprints"] = fingerprints
-    out["fingerprint"] = combined_fingerprint(fingerprints)
-    out.update({k: meta[k] for k in order[at:]})
-    return out
+def finish_meta(meta: PreparedMeta, fingerprints: dict[str, str]) -> PreparedMeta:
+    """The plan's meta with each split's fingerprint and the combined one."""
+    return replace(meta, fingerprints=fingerprints, fingerprint=combined_fingerprint(fingerprints))
 
 
-def split_source(cfg: Config, ds: Dataset | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+def split_source(cfg: Config, ds: Dataset | None = None) -> tuple[dict[str, dict[str, Any]], PreparedMeta]:
     """Load (unless given) for ``cfg.task.type``, validate, plan (:func:`plan_splits`) and take
     the splits in memory: ``({split: {x, y}}, meta)``, the same meta :func:`write_prepared`
     writes. For in-memory trials (the learning curve and the study pass an already-loaded
@@ -235,7 +233,7 @@ def split_source(cfg: Config, ds: Dataset | None = None) -> tuple[dict[str, dict
 SCRATCH = ".decoded"
 
 
-def write_prepared(cfg: Config, folder: Path) -> dict[str, Any]:
+def write_prepared(cfg: Config, folder: Path) -> PreparedMeta:
     """Load, validate, plan and write every split into ``folder`` (``<split>/x.npy``,
     ``<split>/y.npy``; the caller writes meta.json), a chunk of rows at a time; returns the
     meta. An image folder is decoded into ``folder/.decoded`` first (memory-mapped, removed
@@ -254,13 +252,13 @@ def write_prepared(cfg: Config, folder: Path) -> dict[str, Any]:
     return finish_meta(plan.meta, fingerprints)
 
 
-def feature_stats(x: np.ndarray) -> dict[str, list[float]]:
+def feature_stats(x: np.ndarray) -> FeatureStats:
     """Per-feature mean and std of the training split, which a tabular model standardizes its
     inputs with (a constant feature gets std 1: it stays at 0 instead of dividing by 0)."""
     x = np.asarray(x, dtype="float64")
     std = x.std(axis=0)
     std[std == 0] = 1.0
-    return {"mean": [float(v) for v in x.mean(axis=0)], "std": [float(v) for v in std]}
+    return FeatureStats(mean=[float(v) for v in x.mean(axis=0)], std=[float(v) for v in std])
 
 
 def combined_fingerprint(parts: dict[str, str]) -> str:

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from gapline.config.schema import Config
-from gapline.config.tasks import for_run
 from gapline.core.errors import GaplineError
-from gapline.core.files import read_json
 from gapline.data.augment import augment_dataset, augment_to
 from gapline.data.dataset import Dataset
-from gapline.data.layout import PREPARED, SPLITS, read_meta, read_split
+from gapline.data.layout import META_FILE, PREPARED, SPLITS, read_meta, read_split
+from gapline.data.meta import PreparedMeta
 from gapline.data.prepare import data_key, source_digest, split_source
 from gapline.evaluate.splits import evaluate_splits
 from gapline.models import memory, runtime
@@ -93,7 +92,7 @@ def run_trial(
         arrays, meta = split_source(cfg, ds)
         splits = {name: (a["x"], a["y"]) for name, a in arrays.items()}
     with augmented(cfg, splits["train"], meta, streamed=prepared is not None) as (x_fit, y_fit):
-        task = for_run(cfg, meta)
+        task = meta.task_for(cfg)
         shown = progress.callback(cfg.train, progress.total_epochs(cfg), task.headline) if show_progress else None
         try:
             result, summary = fit_and_summarize(
@@ -119,7 +118,7 @@ def run_trial(
         onset_epoch=fitted["onset_epoch"],
         params={"params": result.params, "params_untied": result.params_untied},
         train_seconds=result.wall_seconds,
-        fingerprint=meta["fingerprint"],
+        fingerprint=meta.fingerprint,
         history=result.history,
         model=result.model if keep_model else None,
     )
@@ -131,12 +130,11 @@ def matching_prepared(cfg: Config, folder: Path | None = None) -> Path | None:
     source content (its ``source_digest``, recomputed: edited raw data is never read stale)."""
 
     folder = PREPARED if folder is None else folder
-    meta_file = folder / "meta.json"
-    if not meta_file.is_file():
+    if not (folder / META_FILE).is_file():
         return None
     try:
-        meta = read_json(meta_file)
-        if meta.get("data_key") != data_key(cfg) or meta.get("source_digest") != source_digest(cfg.data):
+        meta = read_meta(folder)
+        if meta.data_key != data_key(cfg) or meta.source_digest != source_digest(cfg.data):
             return None
     except (GaplineError, OSError, ValueError):
         return None  # unreadable or a source that moved: split the source itself
@@ -144,18 +142,17 @@ def matching_prepared(cfg: Config, folder: Path | None = None) -> Path | None:
 
 
 @contextmanager
-def augmented(cfg: Config, train: tuple[Any, Any], meta: dict[str, Any], streamed: bool) -> Iterator[tuple[Any, Any]]:
+def augmented(cfg: Config, train: tuple[Any, Any], meta: PreparedMeta, streamed: bool) -> Iterator[tuple[Any, Any]]:
     """The training set to fit: the split itself without copies; with copies, augmented in
     memory, or (``streamed``: a prepared split) to a scratch folder under ``.gapline/`` that
     is removed when the trial ends."""
     x, y = train
-    pixel_max = int(meta.get("pixel_max", 0))
     if cfg.augment.copies == 0 or not streamed:
-        yield augment_dataset(x, y, cfg.augment, meta["kind"], pixel_max)
+        yield augment_dataset(x, y, cfg.augment, meta.kind, meta.pixel_max)
         return
 
     Path(".gapline").mkdir(exist_ok=True)
     # ignore_cleanup_errors: on NFS a file still open (the fit's reader) is renamed, not removed
     with tempfile.TemporaryDirectory(dir=".gapline", prefix="trial-augmented-", ignore_cleanup_errors=True) as tmp:
-        split = augment_to(Path(tmp) / "train", x, y, cfg.augment, meta["kind"], pixel_max)
+        split = augment_to(Path(tmp) / "train", x, y, cfg.augment, meta.kind, meta.pixel_max)
         yield split.pair()

@@ -12,6 +12,7 @@ from typing import Any
 from gapline.config.schema import RetrainConfig
 from gapline.config.tasks import higher_is_better
 from gapline.data.layout import PREPARED, SPLITS, read_meta, read_split
+from gapline.data.meta import PreparedMeta
 from gapline.evaluate.splits import evaluate_splits
 
 SCORE_TOLERANCE = 1e-9  # accuracies are ratios: 0.85 + 0.05 must compare equal to 0.9
@@ -145,11 +146,11 @@ def score(
     return Scored(version=str(version), score=metrics[metric], gap=round(judged_gap(metric, metrics), 6), metrics=metrics)
 
 
-def takes_pixels(model: Any, meta: Mapping[str, Any]) -> Any:
+def takes_pixels(model: Any, meta: PreparedMeta) -> Any:
     """``model`` as one that takes the prepared uint8 pixels. A champion registered before
     images were stored as pixels (no ``pixel_scale`` layer: it was trained on [0, 1] floats)
     gets the same scale put in front of it, so both models are judged on the same inputs."""
-    pixel_max = int(meta.get("pixel_max", 0))
+    pixel_max = meta.pixel_max
     names = {layer.name for layer in getattr(model, "layers", [])}
     if not pixel_max or "pixel_scale" in names:
         return model
@@ -161,7 +162,7 @@ def takes_pixels(model: Any, meta: Mapping[str, Any]) -> Any:
     return scaled
 
 
-def load_splits(root: Path) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
+def load_splits(root: Path) -> tuple[dict[str, tuple[Any, Any]], PreparedMeta]:
     """The prepared splits both models are scored on, and their meta (fingerprint, classes)."""
 
     meta = read_meta(root / PREPARED)

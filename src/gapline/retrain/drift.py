@@ -27,7 +27,6 @@ champion's reference and applies ``retrain.drift``. No TensorFlow and no MLflow 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import numpy as np
 
 from gapline.core.files import load_arrays, read_json, save_arrays, write_json
 from gapline.data.layout import SPLITS, read_split
+from gapline.data.meta import PreparedMeta
 from gapline.data.store import RowReader
 
 #: Rows of the training split a summary samples (seeded, without replacement).
@@ -127,20 +127,19 @@ def image_features(x: np.ndarray, pixel_max: int) -> tuple[np.ndarray, list[str]
     return np.stack(cols, axis=1).astype(np.float64), names
 
 
-def label_columns(y: np.ndarray, meta: Mapping[str, Any]) -> tuple[np.ndarray, list[str], list[str]]:
+def label_columns(y: np.ndarray, meta: PreparedMeta) -> tuple[np.ndarray, list[str], list[str]]:
     """The label as columns: ``(values, names, categorical names)``."""
     y = np.asarray(y)
-    task = str(meta.get("task", "multiclass"))
-    if y.ndim == 2:  # multilabel: one 0/1 column per label
-        names = [f"label:{name}" for name in meta.get("label_names") or meta.get("class_names") or range(y.shape[1])]
+    if y.ndim == 2:  # multilabel: one 0/1 column per label (class_names holds the label names)
+        names = [f"label:{name}" for name in meta.class_names or range(y.shape[1])]
         names = names if len(names) == y.shape[1] else [f"label:{i}" for i in range(y.shape[1])]
         return y.astype(np.float64), names, names
-    if task == "regression":
+    if meta.task == "regression":
         return y.astype(np.float64)[:, None], ["target"], []
     return y.astype(np.float64)[:, None], ["label"], ["label"]
 
 
-def summarize(prepared: Path, meta: Mapping[str, Any], size: int = SAMPLE_ROWS) -> Summary:
+def summarize(prepared: Path, meta: PreparedMeta, size: int = SAMPLE_ROWS) -> Summary:
     """The summary of the training split of the prepared folder ``prepared`` (with its meta)."""
 
     train = read_split("train", prepared)
@@ -153,7 +152,7 @@ def summarize(prepared: Path, meta: Mapping[str, Any], size: int = SAMPLE_ROWS) 
         for start in range(0, len(idx), IMAGE_CHUNK if kind == "image" else len(idx) or 1):
             x = reader.take(idx[start:start + IMAGE_CHUNK] if kind == "image" else idx)
             if kind == "image":
-                chunk, names = image_features(x, int(meta.get("pixel_max", 0)))
+                chunk, names = image_features(x, meta.pixel_max)
             else:
                 chunk = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
                 names = [f"feature_{i}" for i in range(chunk.shape[1])]
@@ -165,7 +164,7 @@ def summarize(prepared: Path, meta: Mapping[str, Any], size: int = SAMPLE_ROWS) 
     rows = sum(len(read_split(name, prepared)) for name in SPLITS)
     return Summary(kind=kind, columns=[*names, *label_names], label_columns=label_names, categorical=categorical,
                    values=np.concatenate([features, labels], axis=1), rows=int(rows), train_rows=len(train),
-                   fingerprint=str(meta.get("fingerprint", "")))
+                   fingerprint=meta.fingerprint)
 
 
 # --------------------------------------------------------------------------------------

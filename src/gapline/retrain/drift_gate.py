@@ -18,6 +18,7 @@ from typing import Any
 
 from gapline import tracking
 from gapline.config.schema import Config
+from gapline.data.meta import PreparedMeta
 from gapline.retrain.drift import Drift, Summary, compare, summarize
 from gapline.retrain.drift_report import write_report
 from gapline.retrain.outcome import ExitCode
@@ -74,7 +75,7 @@ def fetch_reference(client: Any, run_id: str, folder: Path) -> Summary:
             os.environ[PROGRESS_BAR] = before
 
 
-def store_reference(root: Path, prepared: Path, meta: dict[str, Any], run_id: str) -> dict[str, str]:
+def store_reference(root: Path, prepared: Path, meta: PreparedMeta, run_id: str) -> dict[str, str]:
     """The summary of the data a challenger was trained on (the prepared training split),
     stored in the active run ``run_id``: the reference of the next retrain's check if the
     challenger becomes the champion. Returns the version tag that points at it."""

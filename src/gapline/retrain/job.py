@@ -37,9 +37,10 @@ from typing import Any
 from gapline import tracking
 from gapline.config.params import compose_config, find_root, load_params, write_params
 from gapline.config.schema import Config
-from gapline.config.tasks import retrain_metric, retrain_metrics, spec_from_meta
+from gapline.config.tasks import retrain_metric, retrain_metrics
 from gapline.core.errors import ConfigError, GaplineError, bad_value
 from gapline.data.layout import PREPARED
+from gapline.data.meta import PreparedMeta
 from gapline.models import memory, runtime
 from gapline.retrain import drift_gate
 from gapline.retrain.decision import Scored, decide, load_splits, score, takes_pixels
@@ -176,9 +177,9 @@ class RetrainJob:
         champion = Champion.look_up(cfg, root)
         current: list[Summary] = []
 
-        def sample(folder: Path, meta: dict[str, Any]) -> None:
+        def sample(folder: Path, meta: PreparedMeta) -> None:
             """The current data's summary for the drift check, while its prepared scratch copy exists."""
-            if drift_gate.wants_current(champion.tags, meta["fingerprint"]):
+            if drift_gate.wants_current(champion.tags, meta.fingerprint):
                 current.append(summarize(folder, meta))
 
         state = current_state(cfg, root, inspect=sample)
@@ -325,14 +326,14 @@ class RetrainJob:
             self.verdict = dataclasses.replace(self.verdict, previous_champion_after=moved["previous_champion"])
             self._write_report()
 
-    def _train(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _train(self) -> tuple[dict[str, Any], PreparedMeta]:
         """Run the pipeline; tag the version it registered with what it was trained from (the
         next retrain compares against it). Returns the prepared splits and their meta."""
 
         run_pipeline(self.root, self.force)
         version = challenger_version(self.cfg, self.root)
         splits, meta = load_splits(self.root)
-        self.state = dataclasses.replace(self.state, data_fingerprint=str(meta["fingerprint"]))
+        self.state = dataclasses.replace(self.state, data_fingerprint=meta.fingerprint)
         self.challenger = version
 
         reference = drift_gate.store_reference(self.root, self.root / PREPARED, meta, self.run_id)
@@ -377,12 +378,12 @@ class RetrainJob:
         )
         return Verdict("up-to-date", ExitCode.OK, reason, {"version": self.challenger}, {"version": version}, version)
 
-    def _judge(self, splits: dict[str, Any], meta: dict[str, Any]) -> tuple[Verdict, dict[str, float | None]]:
+    def _judge(self, splits: dict[str, Any], meta: PreparedMeta) -> tuple[Verdict, dict[str, float | None]]:
         """Score both on the same splits and apply the rule; returns the verdict and the
         scores to log (the verdict is kept even if logging them fails)."""
 
         rc, t, champion_v = self.cfg.retrain, self.cfg.train, self.champion.version
-        task = spec_from_meta(meta)
+        task = meta.task_spec()
         rc = dataclasses.replace(rc, metric=retrain_metric(rc.metric, task.name))
         if rc.metric not in retrain_metrics(task.name):  # auto resolved the task only now
             raise ConfigError(

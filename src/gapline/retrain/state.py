@@ -8,11 +8,11 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import gapline
 from gapline.config.provenance import config_groups, folder_digest, git_state, json_digest
 from gapline.config.schema import MODEL_GROUPS, Config
+from gapline.data.meta import PreparedMeta
 from gapline.data.prepare import write_prepared
 
 # The config groups the DVC pipeline reads to build the model. ``tracking`` (where results
@@ -84,7 +84,7 @@ def current_state(
     cfg: Config,
     root: Path,
     fingerprint: str | None = None,
-    inspect: Callable[[Path, dict[str, Any]], None] | None = None,
+    inspect: Callable[[Path, PreparedMeta], None] | None = None,
 ) -> State:
     """The state a retrain would train from now. The data fingerprint is recomputed from the
     source (the same value ``prepare`` writes to meta.json) unless given: the splits are
@@ -99,7 +99,7 @@ def current_state(
             dir=scratch, prefix="retrain-data-", ignore_cleanup_errors=True
         ) as tmp:
             meta = write_prepared(cfg, Path(tmp))
-            fingerprint = meta["fingerprint"]
+            fingerprint = meta.fingerprint
             if inspect is not None:
                 inspect(Path(tmp), meta)
     return State(

@@ -11,7 +11,7 @@ import numpy as np
 from gapline import tracking
 from gapline.config import provenance
 from gapline.config.schema import Config
-from gapline.config.tasks import TaskSpec, spec_from_meta
+from gapline.config.tasks import TaskSpec
 from gapline.core.files import atomic_dir, write_json, write_text
 from gapline.data.layout import read_meta
 from gapline.evaluate import plots, scoring
@@ -95,7 +95,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     runtime.configure(cfg.train.seed, cfg.train.deterministic, cfg.train.accelerator, cfg.train.precision)
 
     meta = read_meta()
-    task = spec_from_meta(meta)
+    task = meta.task_spec()
     model = load_model(MODEL_FILE)
     splits = {name: read_split(name).pair() for name in SPLITS}  # x mapped: scored a batch at a time
     x_test, y_test = splits["test"]

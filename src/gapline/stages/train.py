@@ -14,10 +14,10 @@ import gapline
 from gapline import tracking
 from gapline.config import provenance
 from gapline.config.schema import MODEL_GROUPS, Config
-from gapline.config.tasks import for_run
 from gapline.config.user_code import model_files_digest
 from gapline.core.errors import warn
 from gapline.data.layout import read_meta
+from gapline.data.meta import PreparedMeta
 from gapline.data.store import Split
 from gapline.evaluate import curves
 from gapline.models import memory, runtime
@@ -36,7 +36,7 @@ from gapline.train.summary import FitSummary
 BACKUP_DIR = Path(".gapline/backup/train")
 
 
-def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
+def backup_key(cfg: Config, meta: PreparedMeta) -> str:
     """What a saved training state is only valid for: the same data (and the task and
     standardization prepare resolved for it), task and training settings and model files (a
     custom builder's package, a weights file, a warm-start model)."""
@@ -44,19 +44,19 @@ def backup_key(cfg: Config, meta: dict[str, Any]) -> str:
     parts = provenance.config_groups(cfg, [g for g in MODEL_GROUPS if g != "data"])  # data: its fingerprint
     files = model_files_digest(asdict(cfg.model.deps), cfg.model.init_from)
     # the resolved task and the statistics the model standardizes with are not in the fingerprint
-    resolved = {k: meta.get(k) for k in ("task", "target", "features")}
+    resolved = {"task": meta.task, "target": meta.target, "features": meta.features}
     return provenance.json_digest(
-        {**parts, "data": meta["fingerprint"], "resolved": resolved, **({"model_files": files} if files else {})}
+        {**parts, "data": meta.fingerprint, "resolved": resolved, **({"model_files": files} if files else {})}
     )
 
 
-def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any], model: Any = None) -> dict[str, Any]:
+def run_tags(cfg: Config, meta: PreparedMeta, env: dict[str, Any], model: Any = None) -> dict[str, Any]:
     root = Path.cwd()
     return {
         **provenance.git_state(root),
-        "data.fingerprint": meta["fingerprint"],
-        "data.source": meta["source"],
-        "data.source_digest": meta["source_digest"],
+        "data.fingerprint": meta.fingerprint,
+        "data.source": meta.source,
+        "data.source_digest": meta.source_digest,
         # dvc.lock as it was when train started; evaluate adds dvc.stage.* from the updated lock
         "dvc.lock.md5": provenance.file_md5(root / "dvc.lock"),
         "keras.backend": env["backend"],
@@ -64,7 +64,7 @@ def run_tags(cfg: Config, meta: dict[str, Any], env: dict[str, Any], model: Any 
         "gapline.version": gapline.__version__,
         "techniques": technique_label(cfg, model_shares_weights(cfg, model)),
         "stage": "train",
-        "task": str(meta.get("task", "multiclass")),
+        "task": meta.task,
         "processes": runtime.process()[1],
     }
 
@@ -121,7 +121,7 @@ def train_worker(cfg: Config, index: int, processes: int) -> dict[str, Any]:
 
     meta = read_meta()
     fit, train_split, val = training_arrays(cfg)
-    task = for_run(cfg, meta)
+    task = meta.task_for(cfg)
     model = build_compiled(cfg, tuple(fit.x.shape[1:]), task, len(fit.x))
     result, _ = fit_and_summarize(cfg, task, FitData(fit.pair(), train_split.pair(), val.pair()), model=model)
     print(f"process {index} of {processes}: trained {result.epochs_run} epochs; weights {weights_digest(result.model)}")
@@ -144,7 +144,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
         if closed:
             print(f"closed MLflow run {closed} of a killed train stage as KILLED")
         ACTIVE_RUN_FILE.unlink()
-    task = for_run(cfg, meta)
+    task = meta.task_for(cfg)
     fit, train_split, val = training_arrays(cfg)
     # Built before the run opens: a config the model cannot honour fails with no run at all.
     warm: dict[str, Any] = {}  # what model.init_from copied, when set

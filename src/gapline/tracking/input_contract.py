@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from gapline.data.meta import PreparedMeta
+
 __all__ = ["METADATA_KEY", "input_contract", "to_served"]
 
 #: Where the contract lives in the logged model's MLmodel ``metadata``.
@@ -30,7 +32,7 @@ def _shape(shape: list[int]) -> str:
     return "(n, " + ", ".join(str(s) for s in shape) + ")"
 
 
-def input_contract(meta: Mapping[str, Any]) -> dict[str, Any]:
+def input_contract(meta: PreparedMeta) -> dict[str, Any]:
     """The contract of a model trained on ``data/prepared`` described by ``meta``.
 
     Keys: ``shape`` and ``model_shape`` (a row, as served and as the Keras model takes it),
@@ -38,21 +40,21 @@ def input_contract(meta: Mapping[str, Any]) -> dict[str, Any]:
     allowed values; absent: any finite number), ``values`` (them in words), ``source`` (where
     that representation comes from), ``expected`` (a sentence for errors) and ``description``
     (the MLflow model version's description)."""
-    model_shape = [int(s) for s in meta["input_shape"]]
+    model_shape = [int(s) for s in meta.input_shape]
     contract: dict[str, Any] = {"dtype": "float64", "shape": model_shape, "model_shape": model_shape, "scale": 1}
-    if meta.get("kind") == "image" and meta.get("source") == "digits":
+    if meta.kind == "image" and meta.source == "digits":
         contract.update(
-            shape=model_shape[:-1], scale=int(meta["pixel_max"]) // DIGITS_MAX, min=0, max=DIGITS_MAX, whole=True,
+            shape=model_shape[:-1], scale=meta.pixel_max // DIGITS_MAX, min=0, max=DIGITS_MAX, whole=True,
             values=f"whole numbers from 0 to {DIGITS_MAX}",
             source="scikit-learn's load_digits().images, as they come",
         )
-    elif meta.get("kind") == "image" and int(meta.get("pixel_max", 0)):
-        top = int(meta["pixel_max"])
+    elif meta.kind == "image" and meta.pixel_max:
+        top = meta.pixel_max
         contract.update(
             min=0, max=top, whole=True, values=f"whole numbers from 0 to {top}",
             source="the images' 8-bit pixels, decoded and sized as data/prepared holds them",
         )
-    elif meta.get("kind") == "image":
+    elif meta.kind == "image":
         contract.update(
             min=0, max=1, whole=False, values="numbers from 0 to 1",
             source="the images scaled to [0, 1], as data/prepared holds them",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gapline.core.signals import raise_if_terminated
+from gapline.data.meta import PreparedMeta
 from gapline.tracking.redaction import param_values, redact, tag_values
 from gapline.tracking.runs import keep
 from gapline.tracking.store import import_mlflow
@@ -77,7 +78,7 @@ def dataset_digest(fingerprint: str) -> str:
 
 
 def log_datasets(
-    meta: Mapping[str, Any], splits: Mapping[str, tuple[Any, Any]], prepared: Path = Path("data/prepared")
+    meta: PreparedMeta, splits: Mapping[str, tuple[Any, Any]], prepared: Path = Path("data/prepared")
 ) -> None:
     """Each split as a run input: ``<source>-<split>``, digest from meta.json's fingerprint
     (cut to MLflow's 36 characters; the whole one is the input's ``fingerprint`` tag), context
@@ -93,12 +94,12 @@ def log_datasets(
                     x,
                     targets=y,
                     source=str(prepared / split),
-                    name=f"{meta['source']}-{split}",
-                    digest=dataset_digest(meta["fingerprints"][split]),
+                    name=f"{meta.source}-{split}",
+                    digest=dataset_digest(meta.fingerprints[split]),
                 )
             )
         contexts.append(DATASET_CONTEXTS.get(split, split))
-        tags.append({"fingerprint": str(meta["fingerprints"][split]), "samples": str(len(y))})
+        tags.append({"fingerprint": meta.fingerprints[split], "samples": str(len(y))})
     retry_on_conflict(lambda: mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=tags))
 
 

@@ -10,6 +10,7 @@ from gapline.config.checks import from_container, validate
 from gapline.config.params import compose_config
 from gapline.config.schema import Config
 from gapline.core.errors import ConfigError
+from helpers.prepared_meta import make_meta
 
 
 def _error(overrides: list[str], root: Path) -> str:
@@ -189,7 +190,7 @@ def test_output_only_keys_change_no_digest_of_the_config(repo_root: Path) -> Non
     from gapline.retrain.state import config_digest
     from gapline.stages.train import backup_key
 
-    meta = {"fingerprint": "sha256:0", "task": "multiclass"}
+    meta = make_meta(fingerprint="sha256:0", task="multiclass")
 
     def digests(overrides: list[str]) -> tuple[str, ...]:
         cfg = compose_config(overrides, root=repo_root)

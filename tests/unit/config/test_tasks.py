@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gapline.config.tasks import TaskSpec, gap, higher_is_better, loss
+from helpers.prepared_meta import make_meta
 
 
 def _cfg(*overrides: str):
@@ -130,13 +131,13 @@ def test_a_saved_training_state_is_not_resumed_for_another_task_or_its_settings(
     from gapline.stages.train import backup_key
 
     cfg = _cfg()
-    meta = {"fingerprint": "f", "task": "binary", "features": {"mean": [0.0], "std": [1.0]}}
+    meta = make_meta(fingerprint="f", task="binary", features={"mean": [0.0], "std": [1.0]})
     key = backup_key(cfg, meta)
-    assert backup_key(cfg, dict(meta)) == key
+    assert backup_key(cfg, dataclasses.replace(meta)) == key
     assert backup_key(dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, class_weight="balanced")), meta) != key
-    assert backup_key(cfg, {**meta, "task": "multiclass"}) != key
-    assert backup_key(cfg, {**meta, "features": {"mean": [1.0], "std": [1.0]}}) != key
-    assert backup_key(cfg, {k: v for k, v in meta.items() if k != "features"}) != key  # data.standardize=false
+    assert backup_key(cfg, dataclasses.replace(meta, task="multiclass")) != key
+    assert backup_key(cfg, dataclasses.replace(meta, features={"mean": [1.0], "std": [1.0]})) != key
+    assert backup_key(cfg, dataclasses.replace(meta, features=None)) != key  # data.standardize=false
 
 
 def _users_builder(tmp_path, monkeypatch, body: str) -> str:

@@ -321,7 +321,7 @@ def test_digits_default_split_unchanged() -> None:
     digest = hashlib.sha256(b"".join(p.astype("<i8").tobytes() for p in parts)).hexdigest()
     assert digest == DIGITS_SPLIT_SHA256
     _, meta = split_source(Config())
-    assert meta["fingerprint"] == DIGITS_FINGERPRINT and meta["task"] == "multiclass" and "target" not in meta
+    assert meta.fingerprint == DIGITS_FINGERPRINT and meta.task == "multiclass" and meta.target is None
 
 
 # ------------------------------------------------------------------ split_source and meta
@@ -334,12 +334,12 @@ def test_regression_meta_target_from_the_training_split_only(tmp_path: Path) -> 
     np.savez(p, x=rng.normal(size=(60, 3)), y=y)
     cfg = _cfg({"source": "npz", "path": str(p), "train_fraction": 0.5})
     splits, meta = split_source(cfg)
-    assert meta["task"] == "regression" and meta["class_names"] == ["y"]
-    assert meta["counts"]["train"] == len(splits["train"]["y"]) < 60 * 0.6
-    assert meta["target"] == target_stats(splits["train"]["y"])
-    assert meta["target"] != target_stats(np.concatenate([s["y"] for s in splits.values()]))
+    assert meta.task == "regression" and meta.class_names == ["y"]
+    assert meta.counts["train"] == len(splits["train"]["y"]) < 60 * 0.6
+    assert meta.target == target_stats(splits["train"]["y"])
+    assert meta.target != target_stats(np.concatenate([s["y"] for s in splits.values()]))
     assert splits["train"]["y"].dtype == np.float32
-    assert split_source(cfg)[1]["fingerprint"] == meta["fingerprint"]  # float y fingerprints stably
+    assert split_source(cfg)[1].fingerprint == meta.fingerprint  # float y fingerprints stably
 
 
 def test_multilabel_split_source(tmp_path: Path) -> None:
@@ -347,20 +347,20 @@ def test_multilabel_split_source(tmp_path: Path) -> None:
     rows = [f"{rng.normal():.3f},{i % 2},{int(i % 3 == 0)}" for i in range(30)]
     p = _csv(tmp_path / "d.csv", "f,a,b", rows)
     splits, meta = split_source(_cfg({"source": "csv", "path": str(p), "label_columns": ["a", "b"]}))
-    assert meta["task"] == "multilabel" and meta["class_names"] == ["a", "b"] and "target" not in meta
-    assert splits["val"]["y"].shape[1] == 2 and meta["fingerprint"].startswith("sha256:")
+    assert meta.task == "multilabel" and meta.class_names == ["a", "b"] and meta.target is None
+    assert splits["val"]["y"].shape[1] == 2 and meta.fingerprint.startswith("sha256:")
     msg = _error(split_source, _cfg({"source": "csv", "path": str(p), "label_columns": ["a", "b"], "classes": ["a", "b"]}), kind=ConfigError)
     assert msg.startswith("data.classes=['a', 'b'] is not allowed") and "task multilabel" in msg
 
 
 def test_binary_from_two_selected_classes_and_explicit_task(tmp_path: Path) -> None:
     splits, meta = split_source(_cfg({"source": "digits", "classes": ["3", "8"]}, task="binary"))
-    assert meta["task"] == "binary" and meta["class_names"] == ["3", "8"]
+    assert meta.task == "binary" and meta.class_names == ["3", "8"]
     assert set(np.unique(splits["train"]["y"]).tolist()) == {0, 1}
     msg = _error(split_source, _cfg({"source": "digits", "classes": ["1", "3", "8"]}, task="binary"), kind=ConfigError)
     assert "data.classes=['1', '3', '8']" in msg and "exactly 2" in msg
     _, meta = split_source(_cfg({"source": "breast_cancer"}))
-    assert meta["task"] == "binary" and meta["source_digest"] == "sklearn.datasets.load_breast_cancer"
+    assert meta.task == "binary" and meta.source_digest == "sklearn.datasets.load_breast_cancer"
     # a dataset read for another task than the config's is refused, not silently used
     ds = load_source(_cfg({"source": "breast_cancer"}).data)
     msg = _error(split_source, _cfg({"source": "breast_cancer"}, task="multiclass"), ds, kind=DataError)

@@ -14,6 +14,7 @@ from gapline.data.fingerprint import fingerprint
 from gapline.data.store import RowReader, RowWriter, open_split, write_split
 from gapline.train import fit
 from gapline.train.resume import epoch_orders
+from helpers.prepared_meta import make_meta
 
 
 def _images(n: int = 50, side: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -193,7 +194,6 @@ def test_prepare_writes_uint8_pixels_that_the_model_scales(tmp_path: Path, monke
     from PIL import Image
 
     from gapline.config.checks import from_container
-    from gapline.config.tasks import spec_from_meta
     from gapline.models.build import build_model
     from gapline.stages.prepare import prepare
 
@@ -207,10 +207,10 @@ def test_prepare_writes_uint8_pixels_that_the_model_scales(tmp_path: Path, monke
     meta = prepare(cfg)
     prepared = tmp_path / "data" / "prepared"
     assert sorted(p.name for p in prepared.iterdir()) == ["meta.json", "test", "train", "val"]
-    assert meta["pixel_max"] == 255
+    assert meta.pixel_max == 255
     train = open_split(prepared / "train")
     assert train.x.dtype == np.uint8 and train.x.shape[1:] == (5, 5, 1)
-    model = build_model((5, 5, 1), spec_from_meta(meta), cfg.model, cfg.regularization, cfg.augment.online, 0)
+    model = build_model((5, 5, 1), meta.task_spec(), cfg.model, cfg.regularization, cfg.augment.online, 0)
     first = model.layers[1]
     assert first.name == "pixel_scale" and first.scale == pytest.approx(1 / 255)
 
@@ -358,11 +358,11 @@ def test_a_champion_trained_on_floats_is_scored_on_the_same_pixels(cpu_runtime) 
     cfg = from_container({"model": {"family": "mlp", "hidden_units": [4]}, "tracking": {"enabled": False}})
     old = build_compiled(cfg, (4, 4, 1), TaskSpec("multiclass", ("a", "b")), 10)  # floats in [0, 1]
     x = np.random.default_rng(0).integers(0, 256, (5, 4, 4, 1), dtype=np.uint8)
-    scaled = takes_pixels(old, {"pixel_max": 255})
+    scaled = takes_pixels(old, make_meta(pixel_max=255))
     np.testing.assert_allclose(scaled.predict_on_batch(x), old.predict_on_batch(x / np.float32(255)), rtol=1e-6)
     assert scaled.loss is not None
     new = build_compiled(cfg, (4, 4, 1), TaskSpec("multiclass", ("a", "b"), pixel_max=255), 10)
-    assert takes_pixels(new, {"pixel_max": 255}) is new and takes_pixels(old, {}) is old
+    assert takes_pixels(new, make_meta(pixel_max=255)) is new and takes_pixels(old, make_meta(kind="tabular")) is old
 
 
 def test_decoding_processes_change_no_digest() -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from gapline.core.errors import ConfigError
+from helpers.prepared_meta import make_meta
 
 BUILDERS = '''
 import keras
@@ -324,7 +325,7 @@ def test_a_saved_training_state_is_not_resumed_after_the_builder_changed(usernet
     cfg = make_tiny_config(
         {"model": {"family": "custom", "builder": "usernets.nets:plain", "deps": {"builder": "usernets"}}}
     )
-    meta = {"fingerprint": "f"}
+    meta = make_meta(fingerprint="f")
     before = backup_key(cfg, meta)
     assert backup_key(cfg, meta) == before
     nets = usernets / "usernets" / "nets.py"

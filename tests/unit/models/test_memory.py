@@ -98,7 +98,6 @@ def test_every_prediction_path_keeps_to_the_budget(tmp_path: Path, monkeypatch: 
     import keras
     from omegaconf import OmegaConf
 
-    from gapline.config.tasks import spec_from_meta
     from gapline.data.layout import read_split
     from gapline.experiments.trial import run_trial
     from gapline.models.memory import footprint, train_budget
@@ -140,7 +139,7 @@ def test_every_prediction_path_keeps_to_the_budget(tmp_path: Path, monkeypatch: 
 
     meta = prepare(cfg)
     augment(cfg)
-    counts = meta["counts"]
+    counts = meta.counts
     train(cfg, OmegaConf.to_yaml(OmegaConf.structured(cfg)), OmegaConf.to_container(OmegaConf.structured(cfg)))
     model = load_model(work / "models" / "model.keras")
     assert footprint(model).peak == 2 * 64 * 64 * 16 * 4
@@ -165,7 +164,7 @@ def test_every_prediction_path_keeps_to_the_budget(tmp_path: Path, monkeypatch: 
     assert scored() == whole(counts["test"], counts["train"], counts["val"])
 
     splits = {name: read_split(name).pair() for name in ("train", "val", "test")}
-    score(model, "1", splits, spec_from_meta(meta), "test_accuracy", cfg.task, train_budget(cfg.train))
+    score(model, "1", splits, meta.task_spec(), "test_accuracy", cfg.task, train_budget(cfg.train))
     assert scored() == whole(counts["train"], counts["val"], counts["test"])
 
     run_trial(cfg)  # the sweep's and the study's jobs: the gap callback, then evaluate_splits

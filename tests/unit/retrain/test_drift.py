@@ -16,6 +16,7 @@ import pytest
 from gapline.retrain import drift as D
 from gapline.retrain import drift_gate as G
 from gapline.retrain.drift_report import write_report
+from helpers.prepared_meta import make_meta
 
 RNG_SEED = 3
 
@@ -49,7 +50,7 @@ def _summary(tmp: Path, x: np.ndarray, y: np.ndarray, name: str, **meta_extra) -
     folder = tmp / name
     for split in ("train", "val", "test"):
         write_split(folder / split, x, y)
-    meta = {"task": "multiclass", "pixel_max": 255 if x.dtype == np.uint8 else 0, "fingerprint": name, **meta_extra}
+    meta = make_meta(task="multiclass", pixel_max=255 if x.dtype == np.uint8 else 0, fingerprint=name, **meta_extra)
     return D.summarize(folder, meta)
 
 
@@ -81,6 +82,17 @@ def test_image_summary_is_pixel_statistics_in_units_of_pixel_max(tmp_path: Path)
     assert s.values[:, 0] == pytest.approx(x.reshape(200, -1).mean(1) / 255)
     rgb = np.repeat(x[..., None], 3, axis=3)
     assert "channel_2_mean" in _summary(tmp_path, rgb, y, "rgb").columns
+
+
+def test_label_columns_per_task() -> None:
+    """A multilabel task's columns are named by meta's class_names (its label names), numbered
+    when they do not fit; a regression target is one numeric column, a class one categorical."""
+    y = np.array([[0, 1], [1, 0], [1, 1]])
+    _, names, categorical = D.label_columns(y, make_meta(task="multilabel", class_names=["cat", "dog"]))
+    assert names == categorical == ["label:cat", "label:dog"]
+    assert D.label_columns(y, make_meta(task="multilabel", class_names=["cat"]))[1] == ["label:0", "label:1"]
+    assert D.label_columns(np.array([0.5, 1.5]), make_meta(task="regression", class_names=["y"]))[1:] == (["target"], [])
+    assert D.label_columns(np.array([0, 1]), make_meta())[1:] == (["label"], ["label"])
 
 
 @pytest.mark.parametrize(
@@ -244,7 +256,7 @@ def _crown(project: Path, overrides: list[str]) -> str:
     with contextlib.chdir(project):
         prepared = project / "old-prepared"
         meta = write_prepared(cfg, prepared)
-        state = current_state(cfg, project, fingerprint=meta["fingerprint"])
+        state = current_state(cfg, project, fingerprint=meta.fingerprint)
         with tracking.run(run_config(cfg), run_name="old-retrain") as active:
             G.log_reference(D.summarize(prepared, meta), project / "scratch")
             run_id = active.info.run_id

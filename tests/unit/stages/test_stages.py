@@ -66,7 +66,7 @@ def test_pipeline_stages_write_their_outputs(project: Path, tmp_path: Path) -> N
     for name in ("train", "val", "test"):
         assert (prepared / name / "x.npy").is_file() and (prepared / name / "y.npy").is_file()
     on_disk = json.loads((prepared / "meta.json").read_text())
-    assert on_disk == json.loads(json.dumps(meta))
+    assert on_disk == meta.as_json()
     assert on_disk["kind"] == "image" and on_disk["class_names"] == ["0", "1", "2"]
     assert on_disk["input_shape"] == [8, 8, 1]
     counts = on_disk["counts"]
@@ -149,8 +149,8 @@ def test_prepare_twice_gives_identical_fingerprints(project: Path, tmp_path: Pat
     first = prepare(cfg)
     first_bytes = {n: _load(project / "data" / "prepared" / n) for n in ("train", "val", "test")}
     second = prepare(cfg, out_dir=Path("again"))
-    assert first["fingerprint"] == second["fingerprint"]
-    assert first["fingerprints"] == second["fingerprints"]
+    assert first.fingerprint == second.fingerprint
+    assert first.fingerprints == second.fingerprints
     assert first == second
     for n, arrays in first_bytes.items():
         again = _load(project / "again" / n)
@@ -158,7 +158,7 @@ def test_prepare_twice_gives_identical_fingerprints(project: Path, tmp_path: Pat
         np.testing.assert_array_equal(again["y"], arrays["y"])
     # A different split seed is a different dataset.
     third = prepare(_config(tmp_path / "raw" / "dataset.npz", seed=1), out_dir=Path("other"))
-    assert third["fingerprint"] != first["fingerprint"]
+    assert third.fingerprint != first.fingerprint
 
 
 def test_train_fraction_halves_train_only(project: Path, tmp_path: Path) -> None:
@@ -167,12 +167,12 @@ def test_train_fraction_halves_train_only(project: Path, tmp_path: Path) -> None
     npz = tmp_path / "raw" / "dataset.npz"
     full = prepare(_config(npz), out_dir=Path("full"))
     half = prepare(_config(npz, train_fraction=0.5), out_dir=Path("half"))
-    assert half["fingerprints"]["val"] == full["fingerprints"]["val"]
-    assert half["fingerprints"]["test"] == full["fingerprints"]["test"]
-    assert half["counts"]["val"] == full["counts"]["val"]
-    assert half["counts"]["test"] == full["counts"]["test"]
-    assert half["fingerprints"]["train"] != full["fingerprints"]["train"]
-    assert half["fingerprint"] != full["fingerprint"]
+    assert half.fingerprints["val"] == full.fingerprints["val"]
+    assert half.fingerprints["test"] == full.fingerprints["test"]
+    assert half.counts["val"] == full.counts["val"]
+    assert half.counts["test"] == full.counts["test"]
+    assert half.fingerprints["train"] != full.fingerprints["train"]
+    assert half.fingerprint != full.fingerprint
     y_full = _load(project / "full" / "train")["y"]
     y_half = _load(project / "half" / "train")["y"]
     per_full = np.bincount(y_full, minlength=3)

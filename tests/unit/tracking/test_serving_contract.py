@@ -23,9 +23,11 @@ import pytest
 
 from gapline import tracking
 from gapline.data.bundled import load_digits
+from gapline.data.meta import PreparedMeta
 from gapline.tracking import shipped_loader
 from gapline.tracking.input_contract import METADATA_KEY, input_contract, to_served
 from helpers.pipeline_run import mlflow_uri
+from helpers.prepared_meta import make_meta
 from helpers.processes import BIN, free_port, stop_group
 
 NAME = "served-digits"
@@ -43,8 +45,8 @@ class Logged:
     expected: np.ndarray  # the Keras model on the stored pixels
 
 
-def _digits_meta(pixel_max: int) -> dict:
-    return {"kind": "image", "source": "digits", "input_shape": [8, 8, 1], "pixel_max": pixel_max}
+def _digits_meta(pixel_max: int) -> PreparedMeta:
+    return make_meta(kind="image", source="digits", input_shape=[8, 8, 1], pixel_max=pixel_max)
 
 
 @pytest.fixture(scope="module")
@@ -98,15 +100,15 @@ def test_stored_digits_served_as_scikit_learns_images() -> None:
 @pytest.mark.parametrize(
     ("meta", "shape", "values"),
     [
-        ({"kind": "image", "source": "image_folder", "input_shape": [28, 28, 3], "pixel_max": 255}, "(n, 28, 28, 3)", "whole numbers from 0 to 255"),
-        ({"kind": "image", "source": "npz", "input_shape": [6, 6, 1], "pixel_max": 0}, "(n, 6, 6, 1)", "numbers from 0 to 1"),
-        ({"kind": "tabular", "source": "csv", "input_shape": [4]}, "(n, 4)", "finite numbers"),
+        (make_meta(kind="image", source="image_folder", input_shape=[28, 28, 3], pixel_max=255), "(n, 28, 28, 3)", "whole numbers from 0 to 255"),
+        (make_meta(kind="image", source="npz", input_shape=[6, 6, 1], pixel_max=0), "(n, 6, 6, 1)", "numbers from 0 to 1"),
+        (make_meta(kind="tabular", source="csv", input_shape=[4]), "(n, 4)", "finite numbers"),
     ],
 )
-def test_contract_of_each_source_kind(meta: dict, shape: str, values: str) -> None:
+def test_contract_of_each_source_kind(meta: PreparedMeta, shape: str, values: str) -> None:
     contract = input_contract(meta)
     assert contract["expected"].startswith(f"a float64 array of shape {shape} holding {values} (")
-    assert contract["scale"] == 1 and contract["model_shape"] == meta["input_shape"]
+    assert contract["scale"] == 1 and contract["model_shape"] == meta.input_shape
 
 
 def test_pyfunc_answers_the_source_images_as_keras_answers_the_stored_pixels(logged: Logged, capfd) -> None:

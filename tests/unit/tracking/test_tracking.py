@@ -21,11 +21,13 @@ from gapline.config import provenance
 from gapline.config.checks import from_container
 from gapline.config.schema import Config
 from gapline.core.errors import GaplineError
+from gapline.data.meta import PreparedMeta
 from gapline.tracking import redaction
 from gapline.tracking.log import MAX_DIGEST_LENGTH, dataset_digest, retry_on_conflict
 from gapline.tracking.redaction import MAX_PARAM_LENGTH, MAX_TAG_LENGTH
 from gapline.tracking.run_record import RunRecord
 from gapline.train import fit
+from helpers.prepared_meta import make_meta
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +281,7 @@ def test_dataset_inputs_survive_a_concurrent_training_logging_the_same_data() ->
     import mlflow
     from mlflow.store.tracking import sqlalchemy_store
 
-    meta = {"source": "digits", "fingerprints": {"train": "a" * 64, "val": "b" * 64}}
+    meta = make_meta(source="digits", fingerprints={"train": "a" * 64, "val": "b" * 64})
     splits = {s: (np.zeros((4, 2), "float32"), np.arange(4)) for s in ("train", "val")}
     with tracking.run(_cfg(async_logging=False)):
         other = mlflow.active_run().info.run_id  # the other training; its inputs land mid-way
@@ -324,14 +326,14 @@ def test_only_unique_constraint_conflicts_are_tried_again() -> None:
     assert len(calls) == 3
 
 
-def _dataset_inputs(meta: dict, splits: dict) -> list:
+def _dataset_inputs(meta: PreparedMeta, splits: dict) -> list:
     import mlflow
     from mlflow.entities import DatasetInput
 
     return [
         DatasetInput(
-            mlflow.data.from_numpy(x, targets=y, name=f"{meta['source']}-{s}",
-                                   digest=dataset_digest(meta["fingerprints"][s]))._to_mlflow_entity()
+            mlflow.data.from_numpy(x, targets=y, name=f"{meta.source}-{s}",
+                                   digest=dataset_digest(meta.fingerprints[s]))._to_mlflow_entity()
         )
         for s, (x, y) in splits.items()
     ]

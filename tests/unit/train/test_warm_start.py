@@ -197,11 +197,11 @@ def test_classes_keep_only_the_listed_digits(tmp_path: Path) -> None:
 
     cfg = from_container({"data": {"classes": ["5", "6", "7", "8", "9"]}, "tracking": {"enabled": False}})
     splits, meta = split_source(cfg)
-    assert meta["class_names"] == ["5", "6", "7", "8", "9"]
-    assert meta["class_filter"] == {"classes": ["5", "6", "7", "8", "9"], "source_class_names": [str(d) for d in range(10)]}
+    assert meta.class_names == ["5", "6", "7", "8", "9"]
+    assert meta.class_filter == {"classes": ["5", "6", "7", "8", "9"], "source_class_names": [str(d) for d in range(10)]}
     digits = load_digits()
     wanted = digits.y >= 5
-    assert sum(meta["counts"].values()) == int(wanted.sum())
+    assert sum(meta.counts.values()) == int(wanted.sum())
     for split in splits.values():
         assert sorted(np.unique(split["y"]).tolist()) == [0, 1, 2, 3, 4]
     # every kept image is a 5..9 of the source, with its label shifted to the kept names' index
@@ -210,7 +210,7 @@ def test_classes_keep_only_the_listed_digits(tmp_path: Path) -> None:
         for img, label in zip(split["x"][..., 0], split["y"]):
             assert source[img.tobytes()] == int(label) + 5
     everything = split_source(from_container({"tracking": {"enabled": False}}))[1]
-    assert "class_filter" not in everything and everything["fingerprint"] != meta["fingerprint"]
+    assert everything.class_filter is None and everything.fingerprint != meta.fingerprint
 
 
 def test_prepare_stage_writes_the_selected_classes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

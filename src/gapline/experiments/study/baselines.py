@@ -26,7 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from gapline.config.schema import Config
-from gapline.config.tasks import FINAL_METRICS, gap, spec_from_meta
+from gapline.config.tasks import FINAL_METRICS, gap
 from gapline.data.prepare import split_source
 from gapline.evaluate.scoring import scores
 
@@ -37,13 +37,13 @@ def classical_baselines(cfg: Config) -> list[dict[str, Any]]:
     """The task's classical rows on the very same (flattened) split as the arms."""
 
     splits, meta = split_source(cfg)
-    pixel_max = int(meta.get("pixel_max", 0))  # uint8 pixels: in [0, 1], as the networks see them
+    pixel_max = meta.pixel_max  # uint8 pixels: in [0, 1], as the networks see them
     flat = {
         n: (a["x"].reshape(len(a["x"]), -1) / np.float32(pixel_max) if pixel_max else a["x"].reshape(len(a["x"]), -1), a["y"])
         for n, a in splits.items()
     }
-    spec = spec_from_meta(meta)
-    return baselines(spec.name, flat, classes=len(spec.labels), scale=meta.get("kind") == "tabular")
+    spec = meta.task_spec()
+    return baselines(spec.name, flat, classes=len(spec.labels), scale=meta.kind == "tabular")
 
 
 def models(task: str, scale: bool) -> list[tuple[str, Any]]:
