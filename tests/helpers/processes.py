@@ -4,11 +4,17 @@ stopping a process group we started."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from gapline import cli
@@ -65,3 +71,108 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bo
 def run_local(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """:func:`run` against the project's own embedded store (``<cwd>/mlflow.db``)."""
     return run(args, cwd, {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}, check)
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str], cwd: Path) -> Iterator[None]:
+    """``os.environ`` replaced by ``env`` and the working directory set, both put back after;
+    MLflow's process-wide URIs (a stage sets them) go back to following the environment."""
+    saved, here = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+        mlflow = sys.modules.get("mlflow")
+        if mlflow is not None:
+            mlflow.set_tracking_uri(None)
+            mlflow.set_registry_uri(None)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _stream_handlers() -> list[logging.StreamHandler]:
+    loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))]
+    return [h for lg in loggers for h in lg.handlers if type(h) is not logging.FileHandler and isinstance(h, logging.StreamHandler)]
+
+
+@contextlib.contextmanager
+def _output_captured() -> Iterator[list[str]]:
+    """Everything written to stdout and stderr in the block, by Python (pytest's own capture
+    replaces ``sys.stdout``) or by native code (TensorFlow logs to the file descriptors), in
+    the order written; the text lands in the yielded list as the block ends."""
+    box: list[str] = []
+    with tempfile.TemporaryFile() as sink:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved_fds = os.dup(1), os.dup(2)
+        saved_streams = sys.stdout, sys.stderr
+        text = io.TextIOWrapper(open(sink.fileno(), "wb", closefd=False), encoding="utf-8", line_buffering=True)
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        sys.stdout = sys.stderr = text
+        # Log handlers hold the stream they were made with (DVC's, made at its import).
+        moved = [h for h in _stream_handlers() if h.stream in saved_streams]
+        previous = [h.setStream(text) for h in moved]
+        # DVC writes JSON with colorama off, which puts back the streams colorama wrapped.
+        colorama = sys.modules.get("colorama.initialise")
+        wrapped = (colorama.orig_stdout, colorama.orig_stderr) if colorama else None
+        if colorama:
+            colorama.orig_stdout = colorama.orig_stderr = text
+        try:
+            yield box
+        finally:
+            text.flush()
+            if colorama and wrapped:
+                colorama.orig_stdout, colorama.orig_stderr = wrapped
+            for handler, stream in zip(moved, previous, strict=True):
+                handler.setStream(stream)
+            sys.stdout, sys.stderr = saved_streams
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            for fd in saved_fds:
+                os.close(fd)
+            sink.seek(0)
+            box.append(sink.read().decode("utf-8", "replace"))
+
+
+def dvc_in_process(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``dvc <args>`` run in this test process, each ``gapline ...`` stage command through
+    :func:`gapline.cli.main` here too, with the environment DVC gives a stage: a pipeline
+    costs no Python starts and no Keras import (about 15 s a pipeline on 2 cores). For tests
+    whose subject is not the process boundary; the fresh-clone test, the retrain job, the
+    MLproject and the Docker image keep running real processes. Returns what :func:`run`
+    returns, with stdout and stderr together in ``stdout``."""
+    from dvc.cli import main as dvc_main
+    from dvc.stage import run as stage_run
+    from dvc.stage.exceptions import StageCmdFailedError
+
+    real_run = stage_run._run
+
+    def run_stage(executable: str | None, cmd: str, **kwargs: object) -> None:
+        if not cmd.startswith("gapline "):
+            return real_run(executable, cmd, **kwargs)
+        levels = {name: lg.level for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+        with _environment(dict(kwargs["env"]), Path(str(kwargs["cwd"]))):  # type: ignore[call-overload]
+            code = cli.main(shlex.split(cmd)[1:])
+        for name, level in levels.items():  # DVCLive quiets DVC's logger, which is this process's now
+            logging.getLogger(name).setLevel(level)
+        if code != 0:
+            raise StageCmdFailedError(cmd, code)
+        return None
+
+    full = {**os.environ, **(env or {})}
+    full["PATH"] = f"{BIN}{os.pathsep}{full.get('PATH', '')}"
+    full.pop("DVC_EXP_NAME", None)
+    stage_run._run = run_stage
+    try:
+        with _environment(full, cwd), _output_captured() as out:
+            code = dvc_main(list(args))
+    finally:
+        stage_run._run = real_run
+    proc = subprocess.CompletedProcess(["dvc", *args], code, out[0], "")
+    if check and code != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed ({code}) in-process:\n{proc.stdout}")
+    return proc

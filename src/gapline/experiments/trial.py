@@ -80,10 +80,7 @@ def run_trial(
     ``show_progress``: print the epochs as ``train.verbose`` says (a single run in the
     foreground; jobs that may run side by side never do)."""
 
-    import keras
-
-    keras.backend.clear_session()  # jobs in one process must not accumulate graphs and names
-    runtime.configure_for(cfg.train)
+    runtime.configure_for(cfg.train)  # a fresh Keras session: jobs in one process share nothing
     prepared = matching_prepared(cfg) if ds is None else None
     if prepared is not None:
         meta = read_meta(prepared)

@@ -184,10 +184,16 @@ def configure(
     cpu_replicas: int = 0,
     multi_worker: bool = False,
 ) -> dict[str, Any]:
-    """Seed every RNG, make kernels deterministic where asked, and check the device request."""
+    """Start Keras afresh, seed every RNG, make kernels deterministic where asked, and check
+    the device request.
+
+    Afresh: Keras numbers automatic names per process (``adam``, then ``adam_1``), and a saved
+    model holds them, so a second run in one process (a test, a notebook, a study's jobs)
+    would save other bytes than a fresh process does."""
     prepare_environment(accelerator)
     import keras
 
+    keras.backend.clear_session()
     set_threads(threads)
     if cpu_replicas > 1 and backend() == "tensorflow":
         split_cpu(cpu_replicas)
