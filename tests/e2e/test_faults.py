@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from helpers.mlflow_server import MlflowServer
-from helpers.processes import BIN, gapline_in_process, run
+from helpers.processes import BIN, gapline_in_process, in_process
 from helpers.sandbox import copy_project
 
 pytestmark = pytest.mark.slow
@@ -26,9 +26,9 @@ def test_nan_loss_fails_the_stage_and_its_run_and_registers_nothing(tmp_path: Pa
     env = {"MLFLOW_TRACKING_URI": uri}
     gapline_in_process(["params", "experiment=debug", "data=npz", "data.path=data/raw/huge.npz",
                         "data.standardize=false", "train.optimizer=sgd", "train.learning_rate=10", "tracking.system_metrics=false"], project)
-    proc = run(["dvc", "repro"], project, env, check=False)
+    proc = in_process(["dvc", "repro"], project, env, check=False)
     assert proc.returncode != 0
-    out = proc.stdout + proc.stderr
+    out = proc.stdout
     error_lines = [line for line in out.splitlines() if line.startswith("error: ")]
     assert len(error_lines) == 1 and "training diverged" in error_lines[0] and "loss=nan" in error_lines[0]
     assert not (project / "models/model.keras").exists()
@@ -47,12 +47,11 @@ def test_two_trainings_against_one_server_at_once(tmp_path: Path) -> None:
         env.pop("DVC_EXP_NAME", None)
         for i, project in enumerate(projects):
             gapline_in_process(["params", "experiment=debug", f"train.seed={i}", f"tracking.run_name=concurrent-{i}"], project)
-        procs = [
-            subprocess.Popen(["dvc", "repro"], cwd=p, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for p in projects
-        ]
-        outputs = [p.communicate(timeout=600)[0] for p in procs]
-        assert [p.returncode for p in procs] == [0, 0], "\n=====\n".join(o[-3000:] for o in outputs)
+        # One pipeline in a process of its own, the other in this one, at the same time.
+        other = subprocess.Popen(["dvc", "repro"], cwd=projects[0], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        here = in_process(["dvc", "repro"], projects[1], {"MLFLOW_TRACKING_URI": server.url}, check=False)
+        outputs = [other.communicate(timeout=600)[0], here.stdout]
+        assert [other.returncode, here.returncode] == [0, 0], "\n=====\n".join(o[-3000:] for o in outputs)
         client = MlflowClient(tracking_uri=server.url)
         records = [json.loads((p / "reports/mlflow_run.json").read_text()) for p in projects]
         assert records[0]["run_id"] != records[1]["run_id"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.processes import dvc_in_process, gapline_in_process
+from helpers.processes import gapline_in_process, in_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -17,8 +17,7 @@ pytestmark = pytest.mark.slow
 
 def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """``dvc ...`` in this process (its stages too), against the project's own store."""
-    assert args[0] == "dvc", args
-    return dvc_in_process(args[1:], cwd, {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}, check)
+    return in_process(args, cwd, {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}, check)
 
 
 def _stages_run(proc: subprocess.CompletedProcess) -> set[str]:

@@ -18,8 +18,12 @@ pytestmark = pytest.mark.slow
 
 
 def _run(args: list[str], cwd: Path, check: bool = True):
-    from helpers.processes import run_local
+    """``dvc ...`` in this process (no Python start per stage); ``gapline retrain`` is a job
+    of its own processes, as it runs on a schedule."""
+    from helpers.processes import in_process, run_local
 
+    if args[0] == "dvc":
+        return in_process(args, cwd, {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}, check)
     return run_local(args, cwd, check)
 
 

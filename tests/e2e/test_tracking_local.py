@@ -15,7 +15,7 @@ from helpers.pipeline_run import (
     check_registered_model_predicts_like_local,
     run_pipeline,
 )
-from helpers.processes import run
+from helpers.processes import in_process
 from helpers.sandbox import copy_project
 
 pytestmark = pytest.mark.slow
@@ -74,9 +74,9 @@ def test_registry_model_predicts_like_the_local_model(local_run: PipelineRun) ->
 def test_evaluate_against_another_store_warns_once_and_skips(local_run: PipelineRun, tmp_path: Path) -> None:
     other = f"sqlite:///{tmp_path / 'other.db'}"
     before = local_run.read("reports/metrics.json")
-    proc = run(["gapline", "evaluate"], local_run.project, {"MLFLOW_TRACKING_URI": other})
-    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1, proc.stderr
+    proc = in_process(["gapline", "evaluate"], local_run.project, {"MLFLOW_TRACKING_URI": other})
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, proc.stdout
     assert local_run.run_id in warnings[0] and str(tmp_path / "other.db") in warnings[0]
     assert "not logging evaluation to MLflow" in warnings[0]
     assert not (tmp_path / "other.db").exists()

@@ -18,7 +18,7 @@ from helpers.pipeline_run import (
     check_registered_model_predicts_like_local,
     run_pipeline,
 )
-from helpers.processes import free_port, run
+from helpers.processes import free_port, in_process
 from helpers.sandbox import copy_project
 
 pytestmark = pytest.mark.slow
@@ -95,8 +95,8 @@ def test_mlflow_ui_shows_the_run_and_its_gap_accuracy(
 
 def test_unreachable_server_stops_train_with_one_line(server_run: PipelineRun) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    proc = run(["gapline", "train"], server_run.project, {"MLFLOW_TRACKING_URI": dead}, check=False)
+    proc = in_process(["gapline", "train"], server_run.project, {"MLFLOW_TRACKING_URI": dead}, check=False)
     assert proc.returncode == 2
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "not reachable" in errors[0] and dead in errors[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not reachable" in errors[0] and dead in errors[0], proc.stdout
+    assert "Traceback" not in proc.stdout

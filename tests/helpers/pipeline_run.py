@@ -20,7 +20,7 @@ from gapline.config import provenance
 from gapline.config.checks import from_container
 from gapline.evaluate.curves import read_curves
 from gapline.models.regularization import technique_label
-from helpers.processes import gapline_in_process, run
+from helpers.processes import gapline_in_process, in_process
 
 PER_EPOCH = (
     "loss", "accuracy", "val_loss", "val_accuracy", "train_eval_loss", "train_eval_accuracy",
@@ -71,9 +71,9 @@ def run_pipeline(project: Path, uri: str, overrides: list[str], env: dict[str, s
     env = {"MLFLOW_TRACKING_URI": uri, **(env or {})}
     gapline_in_process(["params", "experiment=debug", *overrides], project)
     start = time.perf_counter()
-    proc = run(["dvc", "repro"], project, env)
+    proc = in_process(["dvc", "repro"], project, env)
     wall = time.perf_counter() - start
-    out = PipelineRun(project, uri, overrides, wall, output=proc.stdout + proc.stderr)
+    out = PipelineRun(project, uri, overrides, wall, output=proc.stdout)
     out.record = out.json("reports/mlflow_run.json")
     return out
 

@@ -138,13 +138,25 @@ def _output_captured() -> Iterator[list[str]]:
             box.append(sink.read().decode("utf-8", "replace"))
 
 
-def dvc_in_process(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """``dvc <args>`` run in this test process, each ``gapline ...`` stage command through
-    :func:`gapline.cli.main` here too, with the environment DVC gives a stage: a pipeline
-    costs no Python starts and no Keras import (about 15 s a pipeline on 2 cores). For tests
-    whose subject is not the process boundary; the fresh-clone test, the retrain job, the
-    MLproject and the Docker image keep running real processes. Returns what :func:`run`
-    returns, with stdout and stderr together in ``stdout``."""
+def _gapline_main(args: list[str]) -> int:
+    """:func:`gapline.cli.main`, with the log levels it changed put back (DVCLive quiets DVC's
+    logger, which is this process's own when DVC runs here too)."""
+    levels = {name: lg.level for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    try:
+        return cli.main(args)
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def in_process(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``gapline ...`` or ``dvc ...`` run in this test process as :func:`run` would run it,
+    DVC's ``gapline ...`` stage commands in this process too, each with the environment DVC
+    gives a stage. A pipeline then costs no Python start and no Keras import (about 15 s a
+    pipeline on 2 cores). For tests whose subject is not the process boundary: the
+    fresh-clone test, signals, concurrency, the retrain job, the MLproject and the Docker image
+    keep real processes. Returns what :func:`run` returns, stdout and stderr together in
+    ``stdout``."""
     from dvc.cli import main as dvc_main
     from dvc.stage import run as stage_run
     from dvc.stage.exceptions import StageCmdFailedError
@@ -154,25 +166,25 @@ def dvc_in_process(args: list[str], cwd: Path, env: dict[str, str] | None = None
     def run_stage(executable: str | None, cmd: str, **kwargs: object) -> None:
         if not cmd.startswith("gapline "):
             return real_run(executable, cmd, **kwargs)
-        levels = {name: lg.level for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
         with _environment(dict(kwargs["env"]), Path(str(kwargs["cwd"]))):  # type: ignore[call-overload]
-            code = cli.main(shlex.split(cmd)[1:])
-        for name, level in levels.items():  # DVCLive quiets DVC's logger, which is this process's now
-            logging.getLogger(name).setLevel(level)
+            code = _gapline_main(shlex.split(cmd)[1:])
         if code != 0:
             raise StageCmdFailedError(cmd, code)
         return None
 
+    mains = {"dvc": dvc_main, "gapline": _gapline_main}
+    if args[0] not in mains:
+        raise ValueError(f"in_process runs dvc or gapline, not {args[0]!r}")
     full = {**os.environ, **(env or {})}
     full["PATH"] = f"{BIN}{os.pathsep}{full.get('PATH', '')}"
     full.pop("DVC_EXP_NAME", None)
     stage_run._run = run_stage
     try:
         with _environment(full, cwd), _output_captured() as out:
-            code = dvc_main(list(args))
+            code = mains[args[0]](list(args[1:]))
     finally:
         stage_run._run = real_run
-    proc = subprocess.CompletedProcess(["dvc", *args], code, out[0], "")
+    proc = subprocess.CompletedProcess(args, code, out[0], "")
     if check and code != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed ({code}) in-process:\n{proc.stdout}")
+        raise AssertionError(f"{' '.join(args)} failed ({code}) in-process:\n{proc.stdout}")
     return proc
