@@ -13,6 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+# Before any test module imports TensorFlow (conftest.py is imported first): gapline's package
+# sets TensorFlow's environment (oneDNN off, quiet logs) as in every gapline process, so what
+# a test computes in this process is what a `gapline` command computes: oneDNN's kernels
+# round differently.
+import gapline  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
