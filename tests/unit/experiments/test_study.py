@@ -440,6 +440,14 @@ def _run(args: list[str], cwd: Path, check: bool = True) -> subprocess.Completed
     return run_local(args, cwd, check)
 
 
+def _rerun(root: Path) -> subprocess.CompletedProcess:
+    """The study again, in this process: at most one job is left to train, and one job runs
+    without a joblib pool (only a pool's processes would keep this one's working directory)."""
+    from helpers.processes import in_process
+
+    return in_process(STUDY, root, {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"})
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A fresh copy of the repo (sources only) and one full study run in it."""
@@ -589,7 +597,7 @@ def _without_times(md: str) -> list[list[str]]:
 def test_study_rerun_reuses_every_cached_job(study: dict[str, Any]) -> None:
     root = study["root"]
     before = _without_times((root / "reports/study/study.md").read_text())
-    proc = _run(STUDY, root)
+    proc = _rerun(root)
     trained = _trained(root)
     assert SUMMARY.search(proc.stdout).groups() == ("0", str(trained))
     # the same numbers (train times aside: the classical baselines are timed again)
@@ -605,7 +613,7 @@ def test_study_after_losing_one_cached_job_trains_exactly_that_one(study: dict[s
     jobs = root / "reports/study/jobs"
     [victim] = [p for p in jobs.glob("*.json") if json.loads(p.read_text())["job"] == "baseline-s43"]
     victim.unlink()
-    proc = _run(STUDY, root)
+    proc = _rerun(root)
     trained = _trained(root)
     assert SUMMARY.search(proc.stdout).groups() == ("1", str(trained - 1))
     assert victim.is_file()  # cached again under the same key

@@ -314,20 +314,26 @@ def test_early_stopping_ends_phase_one_not_the_fine_tuning_and_resume_crosses_ph
         def __init__(self, at: int) -> None:
             super().__init__()
             self.at = at
+            self.epochs: list[int] = []
 
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.epochs.append(epoch)
             if epoch == self.at:
                 raise KeyboardInterrupt
 
-    for at in (2, 3):  # 2: saved after phase 1's last epoch; 3: saved inside phase 2
-        backup = Backup(tmp_path / f"b{at}", "key")
+    # One run killed twice: after phase 1's last epoch (2), then, resumed from there, inside
+    # phase 2 (3); a wrong restore at either point would show in the final model.
+    backup = Backup(tmp_path / "b", "key")
+    for at, first in ((2, 0), (3, 2)):
+        interrupt = Interrupt(at)
         with pytest.raises(KeyboardInterrupt):
-            _fit(cfg, (Interrupt(at),), backup)
+            _fit(cfg, (interrupt,), backup)
+        assert interrupt.epochs[0] == first  # the second run started where the first stopped
         assert backup.state()["epoch"] == at
-        resumed = _fit(cfg, backup=Backup(tmp_path / f"b{at}", "key"))
-        assert resumed.resumed_from == at
-        assert resumed.history == straight.history
-        assert _same(resumed.model.get_weights(), straight.model.get_weights())
+    resumed = _fit(cfg, backup=backup)
+    assert resumed.resumed_from == 3
+    assert resumed.history == straight.history
+    assert _same(resumed.model.get_weights(), straight.model.get_weights())
 
 
 @pytest.mark.parametrize(
