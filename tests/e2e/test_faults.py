@@ -28,7 +28,7 @@ def test_nan_loss_fails_the_stage_and_its_run_and_registers_nothing(tmp_path: Pa
                         "data.standardize=false", "train.optimizer=sgd", "train.learning_rate=10", "tracking.system_metrics=false"], project)
     proc = in_process(["dvc", "repro"], project, env, check=False)
     assert proc.returncode != 0
-    out = proc.stdout
+    out = proc.stdout + proc.stderr
     error_lines = [line for line in out.splitlines() if line.startswith("error: ")]
     assert len(error_lines) == 1 and "training diverged" in error_lines[0] and "loss=nan" in error_lines[0]
     assert not (project / "models/model.keras").exists()
@@ -50,7 +50,7 @@ def test_two_trainings_against_one_server_at_once(tmp_path: Path) -> None:
         # One pipeline in a process of its own, the other in this one, at the same time.
         other = subprocess.Popen(["dvc", "repro"], cwd=projects[0], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         here = in_process(["dvc", "repro"], projects[1], {"MLFLOW_TRACKING_URI": server.url}, check=False)
-        outputs = [other.communicate(timeout=600)[0], here.stdout]
+        outputs = [other.communicate(timeout=600)[0], here.stdout + here.stderr]
         assert [other.returncode, here.returncode] == [0, 0], "\n=====\n".join(o[-3000:] for o in outputs)
         client = MlflowClient(tracking_uri=server.url)
         records = [json.loads((p / "reports/mlflow_run.json").read_text()) for p in projects]

@@ -75,8 +75,8 @@ def test_evaluate_against_another_store_warns_once_and_skips(local_run: Pipeline
     other = f"sqlite:///{tmp_path / 'other.db'}"
     before = local_run.read("reports/metrics.json")
     proc = in_process(["gapline", "evaluate"], local_run.project, {"MLFLOW_TRACKING_URI": other})
-    warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1, proc.stdout
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, proc.stderr
     assert local_run.run_id in warnings[0] and str(tmp_path / "other.db") in warnings[0]
     assert "not logging evaluation to MLflow" in warnings[0]
     assert not (tmp_path / "other.db").exists()

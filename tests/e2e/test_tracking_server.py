@@ -97,6 +97,6 @@ def test_unreachable_server_stops_train_with_one_line(server_run: PipelineRun) -
     dead = f"http://127.0.0.1:{free_port()}"
     proc = in_process(["gapline", "train"], server_run.project, {"MLFLOW_TRACKING_URI": dead}, check=False)
     assert proc.returncode == 2
-    errors = [line for line in proc.stdout.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "not reachable" in errors[0] and dead in errors[0], proc.stdout
-    assert "Traceback" not in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "not reachable" in errors[0] and dead in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -73,7 +73,7 @@ def run_pipeline(project: Path, uri: str, overrides: list[str], env: dict[str, s
     start = time.perf_counter()
     proc = in_process(["dvc", "repro"], project, env)
     wall = time.perf_counter() - start
-    out = PipelineRun(project, uri, overrides, wall, output=proc.stdout)
+    out = PipelineRun(project, uri, overrides, wall, output=proc.stdout + proc.stderr)
     out.record = out.json("reports/mlflow_run.json")
     return out
 

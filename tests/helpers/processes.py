@@ -100,42 +100,47 @@ def _stream_handlers() -> list[logging.StreamHandler]:
 
 @contextlib.contextmanager
 def _output_captured() -> Iterator[list[str]]:
-    """Everything written to stdout and stderr in the block, by Python (pytest's own capture
-    replaces ``sys.stdout``) or by native code (TensorFlow logs to the file descriptors), in
-    the order written; the text lands in the yielded list as the block ends."""
+    """What the block writes to stdout and to stderr, by Python (pytest's own capture replaces
+    ``sys.stdout``) or by native code (TensorFlow logs to the file descriptors); the two texts
+    land in the yielded list as the block ends."""
     box: list[str] = []
-    with tempfile.TemporaryFile() as sink:
+    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
         sys.stdout.flush()
         sys.stderr.flush()
         saved_fds = os.dup(1), os.dup(2)
-        saved_streams = sys.stdout, sys.stderr
-        text = io.TextIOWrapper(open(sink.fileno(), "wb", closefd=False), encoding="utf-8", line_buffering=True)
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        sys.stdout = sys.stderr = text
+        saved = sys.stdout, sys.stderr
+        texts = [
+            io.TextIOWrapper(open(f.fileno(), "wb", closefd=False), encoding="utf-8", line_buffering=True)
+            for f in (out_file, err_file)
+        ]
+        os.dup2(out_file.fileno(), 1)
+        os.dup2(err_file.fileno(), 2)
+        sys.stdout, sys.stderr = texts
         # Log handlers hold the stream they were made with (DVC's, made at its import).
-        moved = [h for h in _stream_handlers() if h.stream in saved_streams]
-        previous = [h.setStream(text) for h in moved]
+        moved = [(h, texts[saved.index(h.stream)]) for h in _stream_handlers() if h.stream in saved]
+        previous = [h.setStream(text) for h, text in moved]
         # DVC writes JSON with colorama off, which puts back the streams colorama wrapped.
         colorama = sys.modules.get("colorama.initialise")
         wrapped = (colorama.orig_stdout, colorama.orig_stderr) if colorama else None
         if colorama:
-            colorama.orig_stdout = colorama.orig_stderr = text
+            colorama.orig_stdout, colorama.orig_stderr = texts
         try:
             yield box
         finally:
-            text.flush()
+            for text in texts:
+                text.flush()
             if colorama and wrapped:
                 colorama.orig_stdout, colorama.orig_stderr = wrapped
-            for handler, stream in zip(moved, previous, strict=True):
+            for (handler, _), stream in zip(moved, previous, strict=True):
                 handler.setStream(stream)
-            sys.stdout, sys.stderr = saved_streams
+            sys.stdout, sys.stderr = saved
             os.dup2(saved_fds[0], 1)
             os.dup2(saved_fds[1], 2)
             for fd in saved_fds:
                 os.close(fd)
-            sink.seek(0)
-            box.append(sink.read().decode("utf-8", "replace"))
+            for f in (out_file, err_file):
+                f.seek(0)
+                box.append(f.read().decode("utf-8", "replace"))
 
 
 def _gapline_main(args: list[str]) -> int:
@@ -155,8 +160,7 @@ def in_process(args: list[str], cwd: Path, env: dict[str, str] | None = None, ch
     gives a stage. A pipeline then costs no Python start and no Keras import (about 15 s a
     pipeline on 2 cores). For tests whose subject is not the process boundary: the
     fresh-clone test, signals, concurrency, the retrain job, the MLproject and the Docker image
-    keep real processes. Returns what :func:`run` returns, stdout and stderr together in
-    ``stdout``."""
+    keep real processes. Returns what :func:`run` returns."""
     from dvc.cli import main as dvc_main
     from dvc.stage import run as stage_run
     from dvc.stage.exceptions import StageCmdFailedError
@@ -184,7 +188,7 @@ def in_process(args: list[str], cwd: Path, env: dict[str, str] | None = None, ch
             code = mains[args[0]](list(args[1:]))
     finally:
         stage_run._run = real_run
-    proc = subprocess.CompletedProcess(args, code, out[0], "")
+    proc = subprocess.CompletedProcess(args, code, *out)
     if check and code != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({code}) in-process:\n{proc.stdout}")
+        raise AssertionError(f"{' '.join(args)} failed ({code}) in-process:\n{proc.stdout}\n{proc.stderr}")
     return proc

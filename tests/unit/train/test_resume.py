@@ -77,7 +77,8 @@ def _run(args, cwd, **kw):
 
 def _check(args, cwd) -> str:
     """``args`` in this process (only the run killed mid-training needs one of its own)."""
-    return in_process(args, cwd, {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}).stdout
+    proc = in_process(args, cwd, {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"})
+    return proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
