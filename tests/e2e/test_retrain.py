@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
@@ -23,9 +22,8 @@ from gapline.config.checks import from_container
 from gapline.config.schema import Config, RetrainConfig
 from gapline.core.errors import ConfigError
 from gapline.core.exit_codes import PROMOTE_MEANINGS
-from gapline.retrain import job as retrain_job
 from gapline.retrain.drift_gate import TAG_REFERENCE
-from helpers.processes import in_process
+from helpers.processes import retrain_in_process
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -44,32 +42,6 @@ def _gapline(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.Com
     return subprocess.run(
         [str(BIN / "gapline"), *args], cwd=cwd, env=_env(cwd), capture_output=True, text=True, timeout=timeout
     )
-
-
-def _pipeline_here(root: Path, force: bool) -> None:
-    """retrain's ``dvc repro``, in this process; its output joins retrain's, as the child's does.
-    The train stage opens its own MLflow run, which a child process does beside retrain's:
-    here, MLflow's stack of active runs (this thread's) is set aside meanwhile."""
-    from mlflow.tracking import fluent
-
-    held = fluent._active_run_stack.get()
-    fluent._active_run_stack.set([])
-    try:
-        proc = in_process(["dvc", "repro", *(["--force"] if force else [])], root, check=False)
-    finally:
-        fluent._active_run_stack.set(held)
-    sys.stdout.write(proc.stdout)
-    sys.stderr.write(proc.stderr)
-    if proc.returncode != 0:
-        raise R.RetrainFailed(f"the pipeline failed: `dvc repro` exited {proc.returncode}")
-
-
-def _here(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``gapline <args>`` in this process, retrain's pipeline too: no Python start and no Keras
-    import per command. The real processes (retrain's child pipeline in its own process group)
-    are the subject of the lock, overlap and termination tests, which use :func:`_gapline`."""
-    with mock.patch.object(retrain_job, "run_pipeline", _pipeline_here):
-        return in_process(["gapline", *args], cwd, {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}, check=False)
 
 
 # --------------------------------------------------------------------------------------
@@ -299,7 +271,7 @@ def test_help_lists_every_exit_code_from_the_one_table(command: str, left_out: s
     ],
 )
 def test_bad_input_exits_2_with_one_line(conf_project: Path, args: list[str], expected: str) -> None:
-    proc = _here(args, conf_project)
+    proc = retrain_in_process(args, conf_project)
     assert proc.returncode == 2, proc.stderr
     assert expected in proc.stderr
     assert not (conf_project / "params.yaml").exists()  # nothing was run or written
@@ -358,7 +330,7 @@ def _versions(project: Path) -> list[str]:
 
 
 def _retrain(project: Path, *extra: str) -> subprocess.CompletedProcess:
-    return _here(["retrain", *BASE, *extra], project)
+    return retrain_in_process(["retrain", *BASE, *extra], project)
 
 
 def _check(proc: subprocess.CompletedProcess, code: int) -> None:
@@ -417,7 +389,7 @@ def test_first_retrain_promotes_when_the_floor_is_met(project: Path) -> None:
 def test_unchanged_rerun_is_a_noop(project: Path) -> None:
     runs, versions = len(_runs(project)), _versions(project)
     for args in (BASE, []):  # with the same overrides, and with params.yaml as it is
-        proc = _here(["retrain", *args], project)
+        proc = retrain_in_process(["retrain", *args], project)
         _check(proc, 0)
         assert "up to date: nothing to retrain" in proc.stdout
         assert "Running stage" not in proc.stdout + proc.stderr  # DVC was not even started
@@ -517,7 +489,7 @@ def test_better_challenger_is_promoted_and_the_old_champion_kept_as_previous(pro
 
 @pytest.mark.slow
 def test_rollback_restores_the_previous_champion(project: Path) -> None:
-    proc = _here(["promote", "--rollback", "--reason", "bad in production"], project)
+    proc = retrain_in_process(["promote", "--rollback", "--reason", "bad in production"], project)
     _check(proc, 0)
     assert _aliases(project)["champion"] == state["first"]
     assert _aliases(project)["previous-champion"] == state["better"]
@@ -527,11 +499,11 @@ def test_rollback_restores_the_previous_champion(project: Path) -> None:
     assert runs[0].data.tags["promote.from"] == state["better"]
     assert runs[0].data.tags["promote.reason"] == "bad in production"
 
-    bad = _here(["promote", "--version", "999"], project)
+    bad = retrain_in_process(["promote", "--version", "999"], project)
     _check(bad, 2)
     assert "--version='999' is not allowed" in bad.stderr
 
-    _check(_here(["promote", "--version", state["better"]], project), 0)  # and forward again
+    _check(retrain_in_process(["promote", "--version", state["better"]], project), 0)  # and forward again
     assert _aliases(project)["champion"] == state["better"]
     assert _aliases(project)["previous-champion"] == state["first"]
     _no_run_left_running(project)

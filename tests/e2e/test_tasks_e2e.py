@@ -18,13 +18,10 @@ pytestmark = pytest.mark.slow
 
 
 def _run(args: list[str], cwd: Path, check: bool = True):
-    """``dvc ...`` in this process (no Python start per stage); ``gapline retrain`` is a job
-    of its own processes, as it runs on a schedule."""
-    from helpers.processes import in_process, run_local
+    """``dvc ...`` in this process, its stages too (no Python start per stage)."""
+    from helpers.processes import in_process
 
-    if args[0] == "dvc":
-        return in_process(args, cwd, {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}, check)
-    return run_local(args, cwd, check)
+    return in_process(args, cwd, {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}, check)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +113,9 @@ def test_multilabel_csv(project: Path) -> None:
 
 
 def _retrain(project: Path, *overrides: str):
-    return _run(["gapline", "retrain", "experiment=diabetes_regularized", "retrain.max_relative_gap=10", *overrides], project, check=False)
+    from helpers.processes import retrain_in_process
+
+    return retrain_in_process(["retrain", "experiment=diabetes_regularized", "retrain.max_relative_gap=10", *overrides], project)
 
 
 def test_regression_diabetes_and_retrain_promotes_on_lower_rmse(project: Path) -> None:

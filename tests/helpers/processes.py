@@ -16,8 +16,11 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 from gapline import cli
+from gapline.retrain import job as retrain_job
+from gapline.retrain.outcome import RetrainFailed
 
 BIN = Path(sys.executable).parent
 
@@ -192,3 +195,30 @@ def in_process(args: list[str], cwd: Path, env: dict[str, str] | None = None, ch
     if check and code != 0:
         raise AssertionError(f"{' '.join(args)} failed ({code}) in-process:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def _pipeline_in_process(root: Path, force: bool) -> None:
+    """retrain's ``dvc repro``, in this process; its output joins retrain's, as the child's does.
+    The train stage opens its own MLflow run, which a child process does beside retrain's:
+    here, MLflow's stack of active runs (this thread's) is set aside meanwhile."""
+    from mlflow.tracking import fluent
+
+    held = fluent._active_run_stack.get()
+    fluent._active_run_stack.set([])
+    try:
+        proc = in_process(["dvc", "repro", *(["--force"] if force else [])], root, check=False)
+    finally:
+        fluent._active_run_stack.set(held)
+    sys.stdout.write(proc.stdout)
+    sys.stderr.write(proc.stderr)
+    if proc.returncode != 0:
+        raise RetrainFailed(f"the pipeline failed: `dvc repro` exited {proc.returncode}")
+
+
+def retrain_in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``gapline <args>`` (retrain, promote) against the project's own store, in this process,
+    retrain's pipeline too: no Python start and no Keras import per command. Retrain's real
+    child pipeline, in its own process group, is the subject of the lock, overlap and
+    termination tests, which run ``gapline retrain`` as a process."""
+    with mock.patch.object(retrain_job, "run_pipeline", _pipeline_in_process):
+        return in_process(["gapline", *args], cwd, {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}, check=False)

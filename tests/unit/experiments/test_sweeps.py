@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from helpers.processes import in_process
+
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 
@@ -36,8 +38,13 @@ def _env(uri: str | None) -> dict[str, str]:
 def _run(
     args: list[str], cwd: Path, uri: str | None, check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess:
-    """Run a command with this venv first on PATH; ``uri=None``: no $MLFLOW_TRACKING_URI at all."""
-    proc = subprocess.run(args, cwd=cwd, env=_env(uri), capture_output=True, text=True, timeout=timeout)
+    """Run a command with this venv first on PATH; ``uri=None``: no $MLFLOW_TRACKING_URI at all.
+    ``gapline`` runs in this process (the Hydra app it starts is a process of its own, as
+    always); DVC's queue and temporary experiments start their own processes anyway."""
+    if args[0] == "gapline" and uri is not None:
+        proc = in_process(args, cwd, {"MLFLOW_TRACKING_URI": uri}, check=False)
+    else:
+        proc = subprocess.run(args, cwd=cwd, env=_env(uri), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

@@ -21,7 +21,7 @@ import pytest
 
 from gapline.config.checks import from_container
 from gapline.core.errors import ConfigError
-from helpers.processes import BIN, free_port, gapline_in_process, run
+from helpers.processes import BIN, free_port, gapline_in_process, in_process, run
 from helpers.sandbox import copy_project
 
 TESTS = Path(__file__).resolve().parents[2]
@@ -145,7 +145,7 @@ def test_multi_worker_two_processes_train_one_model_and_only_the_chief_logs(tmp_
 
 def test_multi_worker_misconfigured_is_one_line_before_any_run(tmp_path: Path) -> None:
     project, env = _project(tmp_path, ["train.distribute=multi_worker"])
-    proc = run(["gapline", "train"], project, {**env, "KERAS_BACKEND": "tensorflow"}, check=False)
+    proc = in_process(["gapline", "train"], project, {**env, "KERAS_BACKEND": "tensorflow"}, check=False)  # this process's backend
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "train.distribute" in proc.stderr and "KERAS_BACKEND=jax" in proc.stderr
