@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.processes import run_local
+from helpers.processes import gapline_in_process, in_process, run_local
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,8 +40,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "my_models").mkdir()
     (root / "my_models" / "__init__.py").write_text("")
     (root / "my_models" / "resnet.py").write_text(readme_example())
-    run_local(["gapline", "params", "experiment=debug", *OVERRIDES], root)
-    run_local(["dvc", "repro"], root)
+    gapline_in_process(["params", "experiment=debug", *OVERRIDES], root)
+    # In this process; the forced retraining below is a real one, a console script that
+    # must find my_models from the project root, and must save the same bytes.
+    in_process(["dvc", "repro"], root, {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"})
     return root
 
 

@@ -186,11 +186,18 @@ def in_process(args: list[str], cwd: Path, env: dict[str, str] | None = None, ch
     full["PATH"] = f"{BIN}{os.pathsep}{full.get('PATH', '')}"
     full.pop("DVC_EXP_NAME", None)
     stage_run._run = run_stage
+    path, modules = sys.path[:], set(sys.modules)
     try:
         with _environment(full, cwd), _output_captured() as out:
             code = mains[args[0]](list(args[1:]))
     finally:
         stage_run._run = real_run
+        # What a process would have taken with it: the project on sys.path (user_code puts
+        # it there for a custom model) and the user's modules imported from it.
+        sys.path[:] = path
+        for name in set(sys.modules) - modules:
+            if Path(str(getattr(sys.modules[name], "__file__", None) or "/")).resolve().is_relative_to(cwd.resolve()):
+                del sys.modules[name]
     proc = subprocess.CompletedProcess(args, code, *out)
     if check and code != 0:
         raise AssertionError(f"{' '.join(args)} failed ({code}) in-process:\n{proc.stdout}\n{proc.stderr}")
