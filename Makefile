@@ -37,8 +37,10 @@ chromium:
 
 # Tests run in parallel processes (pytest-xdist): one per core, at most 4. Each module stays
 # on one process, in order: some modules (test_retrain) are one scenario in several steps.
+# Modules are handed out in tests/conftest.py's order (slow modules first), not xdist's
+# default by test count, which left the long modules of a few tests for the end.
 test: setup chromium lint
-	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope --no-loadscope-reorder
 
 # The lint gate: ruff's rules and the import rules of docs/architecture.md (pyproject.toml,
 # [tool.ruff]), then mypy on src/ ([tool.mypy]); zero findings. The import graph's acyclicity
@@ -51,11 +53,11 @@ lint: setup
 # [tool.coverage]); the totals are in BENCHMARKS.md section 1. Slower than `make test`.
 coverage: setup
 	rm -f .coverage .coverage.*
-	COVERAGE_FILE=$(abspath .coverage) $(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope \
+	COVERAGE_FILE=$(abspath .coverage) $(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope --no-loadscope-reorder \
 	  --cov --cov-report=term:skip-covered --cov-report=json:coverage.json
 
 test-fast: setup
-	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope -m "not slow"
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope --no-loadscope-reorder -m "not slow"
 
 # README's three study blocks and docs/study*.png, regenerated from the digits, breast cancer
 # and diabetes studies (from empty caches about 8.5 + 5 + 5 min on 2 cores; finished runs are

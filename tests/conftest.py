@@ -127,3 +127,15 @@ def cpu_runtime() -> Callable[[int], Any]:
 def make_tiny_images() -> Callable[..., tuple[np.ndarray, np.ndarray]]:
     """The :func:`tiny_images` generator, for tests that need their own sizes."""
     return tiny_images
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules with slow tests first, then the modules with the most tests, each module's
+    tests in their own order: with one module per test process (``--dist loadscope``) the
+    long ones start early and the quick ones fill the end, instead of a long module starting
+    last while the other process idles."""
+    modules = [getattr(item, "module", None) for item in items]
+    slow = {m for m, item in zip(modules, items, strict=True) if item.get_closest_marker("slow")}
+    size = {m: modules.count(m) for m in set(modules)}
+    order = {id(item): (m not in slow, -size[m]) for m, item in zip(modules, items, strict=True)}
+    items.sort(key=lambda item: order[id(item)])

@@ -66,6 +66,7 @@ def _train(distribute: str, replicas: int = 2) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_cpu_replicas_trains_the_same_model_as_one_device() -> None:
     mirrored, single = _train("mirrored"), _train("none")
     assert mirrored["replicas"] == 2 and single["replicas"] == 1
@@ -103,6 +104,7 @@ def _project(tmp_path: Path, overrides: list[str]) -> tuple[Path, dict[str, str]
     return project, env
 
 
+@pytest.mark.slow
 def test_multi_worker_two_processes_train_one_model_and_only_the_chief_logs(tmp_path: Path) -> None:
     pytest.importorskip("jax")
     project, env = _project(tmp_path, ["train.distribute=multi_worker", "train.batch_size=32"])
@@ -143,6 +145,7 @@ def test_multi_worker_two_processes_train_one_model_and_only_the_chief_logs(tmp_
     assert read_curves(project / "dvclive")["val_loss"][-1] == pytest.approx(metrics["val_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_multi_worker_misconfigured_is_one_line_before_any_run(tmp_path: Path) -> None:
     project, env = _project(tmp_path, ["train.distribute=multi_worker"])
     proc = in_process(["gapline", "train"], project, {**env, "KERAS_BACKEND": "tensorflow"}, check=False)  # this process's backend
