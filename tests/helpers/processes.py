@@ -162,8 +162,9 @@ def in_process(args: list[str], cwd: Path, env: dict[str, str] | None = None, ch
     DVC's ``gapline ...`` stage commands in this process too, each with the environment DVC
     gives a stage. A pipeline then costs no Python start and no Keras import (about 15 s a
     pipeline on 2 cores). For tests whose subject is not the process boundary: the
-    fresh-clone test, signals, concurrency, the retrain job, the MLproject and the Docker image
-    keep real processes. Returns what :func:`run` returns."""
+    fresh-clone test, signals, concurrency, the retrain lock, the MLproject and the Docker
+    image keep real processes (docs/architecture.md, "How the tests run gapline"). Returns
+    what :func:`run` returns."""
     from dvc.cli import main as dvc_main
     from dvc.stage import run as stage_run
     from dvc.stage.exceptions import StageCmdFailedError
