@@ -96,6 +96,9 @@ def _environment(env: dict[str, str], cwd: Path) -> Iterator[None]:
         os.environ.update(saved)
 
 
+DVC_LOGGERS = ("dvc", "dvc_objects", "dvc_data")  # the loggers dvc.logger.setup configures
+
+
 def _stream_handlers() -> list[logging.StreamHandler]:
     loggers = [logging.getLogger(), *(v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger))]
     return [h for lg in loggers for h in lg.handlers if type(h) is not logging.FileHandler and isinstance(h, logging.StreamHandler)]
@@ -119,8 +122,11 @@ def _output_captured() -> Iterator[list[str]]:
         os.dup2(out_file.fileno(), 1)
         os.dup2(err_file.fileno(), 2)
         sys.stdout, sys.stderr = texts
-        # Log handlers hold the stream they were made with (DVC's, made at its import).
-        moved = [(h, texts[saved.index(h.stream)]) for h in _stream_handlers() if h.stream in saved]
+        # Log handlers hold the stream they were made with: DVC's were made at its import,
+        # perhaps inside an earlier capture, so theirs are pointed here whatever they hold.
+        dvc_own = {id(h): h for name in DVC_LOGGERS for h in logging.getLogger(name).handlers if isinstance(h, logging.StreamHandler)}
+        moved = [(h, texts[saved.index(h.stream)]) for h in _stream_handlers() if h.stream in saved and id(h) not in dvc_own]
+        moved += [(h, texts[1] if h.level >= logging.WARNING else texts[0]) for h in dvc_own.values()]
         previous = [h.setStream(text) for h, text in moved]
         # DVC writes JSON with colorama off, which puts back the streams colorama wrapped.
         colorama = sys.modules.get("colorama.initialise")
@@ -188,11 +194,20 @@ def in_process(args: list[str], cwd: Path, env: dict[str, str] | None = None, ch
     full.pop("DVC_EXP_NAME", None)
     stage_run._run = run_stage
     path, modules = sys.path[:], set(sys.modules)
+    # DVC's loggers as a fresh `dvc` has them (INFO): an earlier fit in this process may have
+    # quieted them (DVCLive sets WARNING), and DVC would then print no "Running stage" lines.
+    levels = [(lg, lg.level, lg.disabled) for lg in map(logging.getLogger, DVC_LOGGERS)]
+    for lg, _, _ in levels:
+        lg.setLevel(logging.INFO)
+        lg.disabled = False
     try:
         with _environment(full, cwd), _output_captured() as out:
             code = mains[args[0]](list(args[1:]))
     finally:
         stage_run._run = real_run
+        for lg, level, disabled in levels:
+            lg.setLevel(level)
+            lg.disabled = disabled
         # What a process would have taken with it: the project on sys.path (user_code puts
         # it there for a custom model) and the user's modules imported from it.
         sys.path[:] = path
