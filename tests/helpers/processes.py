@@ -47,17 +47,9 @@ def stop_group(proc: subprocess.Popen) -> None:
 
 
 def gapline_in_process(args: list[str], cwd: Path) -> None:
-    """``gapline <args>`` run in this test process, in ``cwd``: for the commands whose process
-    boundary is not what a test checks (``params``, ``prepare``, ``augment``), it saves a
-    Python start and its imports. The command must succeed."""
-    here = os.getcwd()
-    os.chdir(cwd)
-    try:
-        code = cli.main(args)
-    finally:
-        os.chdir(here)
-    if code != 0:
-        raise AssertionError(f"gapline {' '.join(args)} failed ({code}) in {cwd}")
+    """``gapline <args>`` in this test process, in ``cwd``, through :func:`in_process`, for the
+    commands a test only needs done (``params``, ``prepare``, ``augment``); it must succeed."""
+    in_process(["gapline", *args], cwd)
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True,
