@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup pipeline test test-fast lint coverage ui params clean chromium study-docs tasks-docs
+.PHONY: setup pipeline test test-fast lint coverage ui params clean chromium postgresql study-docs tasks-docs
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found: gapline needs Python 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -35,11 +35,22 @@ chromium:
 	    || echo "warning: apt-get could not install chromium: the MLflow UI test will skip"; \
 	else echo "note: chromium is missing and apt-get needs root: the MLflow UI test will skip"; fi
 
+# The team tests (tests/e2e/test_team_*.py) start a real PostgreSQL server for MLflow's
+# backend store. `make test` installs Debian's package when initdb is missing and apt-get can
+# run (root: CI, containers); otherwise those tests skip and say why.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing postgresql (apt-get) for the team tests"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; } \
+	    || echo "warning: apt-get could not install postgresql: the team tests will skip"; \
+	else echo "note: postgresql is missing and apt-get needs root: the team tests will skip"; fi
+
 # Tests run in parallel processes (pytest-xdist): one per core, at most 4. Each module stays
 # on one process, in order: some modules (test_retrain) are one scenario in several steps.
 # Modules are handed out in tests/conftest.py's order (slow modules first), not xdist's
 # default by test count, which left the long modules of a few tests for the end.
-test: setup chromium lint
+test: setup chromium postgresql lint
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope --no-loadscope-reorder
 
 # The lint gate: ruff's rules and the import rules of docs/architecture.md (pyproject.toml,
@@ -51,7 +62,7 @@ lint: setup
 
 # Line and branch coverage of src/gapline over the whole suite (pyproject.toml,
 # [tool.coverage]); the totals are in BENCHMARKS.md section 1. Slower than `make test`.
-coverage: setup
+coverage: setup chromium postgresql
 	rm -f .coverage .coverage.*
 	COVERAGE_FILE=$(abspath .coverage) $(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadscope --no-loadscope-reorder \
 	  --cov --cov-report=term:skip-covered --cov-report=json:coverage.json

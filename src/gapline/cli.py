@@ -200,9 +200,15 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     except (ConfigError, DataError):
         raise  # bad input: exit 2
     except GaplineError as exc:  # the pipeline, the evaluation or the tracking store
+        refused = _refused(exc)
+        if refused is not None:
+            return refused
         print(f"error: retrain failed: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     except Exception as exc:  # noqa: BLE001 - a scheduler needs the distinct exit code, not a crash
+        refused = _refused(exc)
+        if refused is not None:
+            return refused
         traceback.print_exc()
         print(f"error: retrain failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.FAILED
@@ -220,6 +226,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.LOCKED
     except TrackingError as exc:
+        refused = _refused(exc)
+        if refused is not None:
+            return refused
         print(f"error: promote failed: {exc}", file=sys.stderr)
         return ExitCode.FAILED
 
@@ -385,11 +394,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except GaplineError as exc:
+        refused = _refused(exc)
+        if refused is not None:
+            return refused
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except Exception as exc:
+        refused = _refused(exc)
+        if refused is not None:
+            return refused
+        raise
+
+
+def _refused(exc: BaseException) -> int | None:
+    """A tracking server that refused this caller, behind ``exc``: one line, exit 77."""
+    denied = tracking.denial(exc, tracking.server_uri())
+    if denied is None:
+        return None
+    print(f"error: {denied}", file=sys.stderr)
+    return ExitCode.DENIED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,6 @@
-"""A real ``mlflow server`` on a free local port (sqlite backend, local artifact root)."""
+"""A real ``mlflow server`` on a free local port: a sqlite backend by default, or any backend
+store URI (PostgreSQL); artifacts proxied by the server into a local folder; optionally
+MLflow's own accounts (``--app-name basic-auth``) with an admin whose password is set here."""
 
 from __future__ import annotations
 
@@ -23,14 +25,40 @@ def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return exc.code, b""
 
 
+ADMIN = "admin"
+ADMIN_PASSWORD = "admin-test-password-8e2f"  # tests look for it in every output
+
+
 @dataclass
 class MlflowServer:
-    """``mlflow server`` on 127.0.0.1 with a sqlite backend and a local artifact root."""
+    """``mlflow server`` on 127.0.0.1 with proxied artifacts under ``root/art``.
+
+    ``backend``: the backend store URI (default: sqlite in ``root``). ``auth_db``: with it, the
+    server runs MLflow's basic-auth app, its users and permissions in that database, and
+    ``ADMIN``/``ADMIN_PASSWORD`` as the admin account.
+    """
 
     root: Path
+    backend: str = ""
+    auth_db: str = ""
+    workers: int = 1
     port: int = 0
     proc: subprocess.Popen | None = None
     log: Path | None = None
+
+    def _auth_config(self) -> Path:
+        ini = self.root / "basic_auth.ini"
+        ini.write_text(
+            "[mlflow]\n"
+            "default_permission = READ\n"
+            f"database_uri = {self.auth_db}\n"
+            f"admin_username = {ADMIN}\n"
+            f"admin_password = {ADMIN_PASSWORD}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            # each request otherwise pays a PBKDF2 hash of the password (deploy/team does the same)
+            "auth_cache_ttl_seconds = 60\n"
+        )
+        return ini
 
     @property
     def url(self) -> str:
@@ -44,12 +72,16 @@ class MlflowServer:
             self.log = self.root / f"server-{attempt}.log"
             cmd = [
                 str(BIN / "mlflow"), "server",
-                "--backend-store-uri", f"sqlite:///{self.root / 'db'}",
+                "--backend-store-uri", self.backend or f"sqlite:///{self.root / 'db'}",
                 "--artifacts-destination", str(self.root / "art"),
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
             ]
             env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
             env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+            if self.auth_db:
+                cmd += ["--app-name", "basic-auth"]
+                env["MLFLOW_AUTH_CONFIG_PATH"] = str(self._auth_config())
+                env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = "test-csrf-key"
             with open(self.log, "wb") as out:
                 self.proc = subprocess.Popen(
                     cmd, cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -71,3 +103,21 @@ class MlflowServer:
         if self.proc is not None:
             stop_group(self.proc)
             self.proc = None
+
+    def admin(self, path: str, payload: dict) -> dict:
+        """POST ``payload`` to the auth app's REST ``path`` as the admin; the JSON answer."""
+        import requests
+
+        resp = requests.post(f"{self.url}{path}", json=payload, auth=(ADMIN, ADMIN_PASSWORD), timeout=30)
+        assert resp.status_code == 200, f"{path}: {resp.status_code} {resp.text[:300]}"
+        return resp.json() if resp.text.strip() else {}
+
+    def create_user(self, username: str, password: str) -> None:
+        self.admin("/api/2.0/mlflow/users/create", {"username": username, "password": password})
+
+    def grant(self, username: str, resource_type: str, resource_id: str, permission: str) -> None:
+        """Give ``username`` ``permission`` (READ, EDIT, MANAGE) on an ``experiment`` or a
+        ``registered_model`` (by id or name)."""
+        self.admin("/api/3.0/mlflow/users/permissions/grant", {
+            "username": username, "resource_type": resource_type, "resource_id": resource_id, "permission": permission,
+        })

@@ -230,10 +230,11 @@ def _pipeline_in_process(root: Path, force: bool) -> None:
         raise RetrainFailed(f"the pipeline failed: `dvc repro` exited {proc.returncode}")
 
 
-def retrain_in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``gapline <args>`` (retrain, promote) against the project's own store, in this process,
-    retrain's pipeline too: no Python start and no Keras import per command. Retrain's real
-    child pipeline, in its own process group, is the subject of the lock, overlap and
-    termination tests, which run ``gapline retrain`` as a process."""
+def retrain_in_process(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``gapline <args>`` (retrain, promote) in this process, retrain's pipeline too: no Python
+    start and no Keras import per command; against the project's own store unless ``env``
+    names another. Retrain's real child pipeline, in its own process group, is the subject of
+    the lock, overlap and termination tests, which run ``gapline retrain`` as a process."""
+    env = env if env is not None else {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
     with mock.patch.object(retrain_job, "run_pipeline", _pipeline_in_process):
-        return in_process(["gapline", *args], cwd, {"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}, check=False)
+        return in_process(["gapline", *args], cwd, env, check=False)

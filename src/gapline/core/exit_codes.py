@@ -28,6 +28,7 @@ class ExitCode(enum.IntEnum):
     LOCKED = 75, "another retrain (or promote) holds the lock; nothing was run"  # EX_TEMPFAIL
     FAILED = 1, "failure (pipeline, evaluation or tracking store); aliases untouched"
     BAD_INPUT = 2, "bad input (invalid config, override or option); nothing was run"
+    DENIED = 77, "the tracking server refused the credentials, or the account lacks the permission; aliases untouched"  # EX_NOPERM
     INTERRUPTED = 130, "interrupted (Ctrl-C, or SIGTERM once its MLflow run is open); aliases untouched"
 
 

@@ -7,6 +7,7 @@ PASSWORD, SECRET or KEY (it is replaced by ``***`` in params, tags, the run name
 logged config), and the password part of a tracking URI.
 
 - :mod:`.store`: which store, is it reachable, the experiment; the one ``import mlflow``.
+- :mod:`.access`: a server that refuses the caller's credentials or permission, as one line.
 - :mod:`.redaction`: secrets out, values cut to MLflow's limits.
 - :mod:`.runs`: the pipeline's run, opened and always closed with the right status.
 - :mod:`.run_record`: the files that name the run between stages.
@@ -18,6 +19,7 @@ logged config), and the password part of a tracking URI.
 - :mod:`.model_source`: a registered model (``models:/NAME@ALIAS``) as a warm-start source.
 """
 
+from gapline.tracking.access import AccessDenied, denial
 from gapline.tracking.keras_model import load_registered_keras, log_model
 from gapline.tracking.log import (
     epoch_logger,
@@ -37,9 +39,12 @@ from gapline.tracking.nested import child_runs, close_parent_run, create_parent_
 from gapline.tracking.redaction import error_text, param_values, redact, tag_values
 from gapline.tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
 from gapline.tracking.runs import Terminated, close_stale_run, default_run_name, flush, project_run_experiment, resume_target, run
-from gapline.tracking.store import DEFAULT_URI, TrackingError, canonical_uri, resolve_uri, setup
+from gapline.tracking.store import DEFAULT_URI, TrackingError, canonical_uri, resolve_uri, server_uri, setup
 
 __all__ = [
+    "AccessDenied",
+    "denial",
+    "server_uri",
     "ACTIVE_RUN_FILE",
     "CHAMPION",
     "DEFAULT_URI",

@@ -38,6 +38,15 @@ def headline_of_run(tags: Mapping[str, str], metrics: Mapping[str, float]) -> st
     return headline_of({"task": tags.get("task"), **metrics})
 
 
+def _with_context(tags: Mapping[str, Any]) -> dict[str, str]:
+    """``tags`` plus what MLflow's fluent runs get from their context (``mlflow.user``: the
+    tracking server's account, else the login; the source): a client-made run otherwise
+    shows user "unknown"."""
+    from mlflow.tracking.context.registry import resolve_tags
+
+    return dict(resolve_tags(tag_values(tags)))
+
+
 def _experiment_id(tracking_cfg: TrackingConfig) -> str:
     return setup(tracking_cfg)
 
@@ -58,7 +67,7 @@ def create_parent_run(tracking_cfg: TrackingConfig, name: str, tags: Mapping[str
             for key, value in tag_values(tags).items():
                 client.set_tag(project_run, key, value)
             return project_run
-        run = client.create_run(exp_id, run_name=name, tags=tag_values(tags))
+        run = client.create_run(exp_id, run_name=name, tags=_with_context(tags))
     except mlflow.exceptions.MlflowException as exc:
         raise TrackingError(f"cannot open the {name} parent run: {error_text(exc)}") from None
     return str(run.info.run_id)
@@ -102,7 +111,7 @@ def log_child_run(parent_id: str | None, tracking_cfg: TrackingConfig, job: Mapp
     }
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
-    run = client.create_run(exp_id, run_name=str(job.get("job", "job")), tags=tag_values(tags))
+    run = client.create_run(exp_id, run_name=str(job.get("job", "job")), tags=_with_context(tags))
     run_id = run.info.run_id
     try:
         params, cut = param_values(job.get("config", {}))

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,14 @@ def resolve_uri(tracking: TrackingConfig) -> str:
     """Config first, then ``$MLFLOW_TRACKING_URI``, then the embedded sqlite store."""
     configured = tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
     return _fallback.get(configured, configured)
+
+
+def server_uri() -> str:
+    """The store this process talks to now, passwords removed (for messages): MLflow's own
+    URI once MLflow is imported, else the environment's."""
+    mlflow = sys.modules.get("mlflow")
+    uri = mlflow.get_tracking_uri() if mlflow is not None else os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
+    return canonical_uri(str(uri))
 
 
 def fallback_message() -> str | None:

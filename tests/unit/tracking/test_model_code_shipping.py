@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -24,11 +23,11 @@ import numpy as np
 import pytest
 
 from helpers.pipeline_run import mlflow_uri
-from helpers.processes import BIN, free_port, stop_group
+from helpers.processes import BIN
+from helpers.serving import models_serve
 
 PACKAGE = "shipped_layers"
 NAME = "shipped-custom"
-SERVE_TIMEOUT = 120.0
 
 # The user's package: a registered layer with two sublayers and a get_config.
 BLOCKS = textwrap.dedent(
@@ -270,30 +269,11 @@ def _http(url: str, body: bytes | None = None, timeout: float = 5.0) -> tuple[in
 def test_mlflow_models_serve_predicts_without_the_users_package_or_gapline(shipped: Shipped, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    port = free_port()
     log = tmp_path / "serve.log"
-    cmd = [
-        str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{NAME}/{shipped.version}",
-        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=elsewhere, env=_no_user_code_env(tmp_path, shipped.uri),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + SERVE_TIMEOUT
-        ready = False
-        while time.monotonic() < deadline and proc.poll() is None and not ready:
-            try:
-                ready = _http(f"http://127.0.0.1:{port}/ping", timeout=2)[0] == 200
-            except OSError:
-                time.sleep(0.5)
-        assert ready, f"mlflow models serve never answered /ping:\n{log.read_text(errors='replace')[-4000:]}"
+    env = _no_user_code_env(tmp_path, shipped.uri)
+    with models_serve(f"models:/{NAME}/{shipped.version}", env, elsewhere, log) as url:
         body = json.dumps({"inputs": shipped.x.tolist()}).encode()
-        status, answer = _http(f"http://127.0.0.1:{port}/invocations", body, timeout=60)
+        status, answer = _http(f"{url}/invocations", body, timeout=60)
         assert status == 200, answer[-2000:]
         pred = np.array(json.loads(answer)["predictions"])
         np.testing.assert_allclose(pred, shipped.expected, rtol=1e-5, atol=1e-6)
-    finally:
-        stop_group(proc)

@@ -13,8 +13,6 @@ Real MLflow throughout: a sqlite store under a temp folder.
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +26,10 @@ from gapline.tracking import shipped_loader
 from gapline.tracking.input_contract import METADATA_KEY, input_contract, to_served
 from helpers.pipeline_run import mlflow_uri
 from helpers.prepared_meta import make_meta
-from helpers.processes import BIN, free_port, stop_group
+from helpers.processes import BIN
+from helpers.serving import models_serve
 
 NAME = "served-digits"
-SERVE_TIMEOUT = 120.0
 BAR = "\u2501"  # Keras's progress bar is drawn with this character
 
 
@@ -183,27 +181,12 @@ def test_mlflow_models_serve_enforces_the_contract_over_rest(logged: Logged, tmp
     """JSON numbers arrive as the signature's float64, so nothing is cast away before the
     loader checks them: floats in [0, 1] get a 400 that says why, not a wrong 200."""
     import os
-    import urllib.request
 
-    port = free_port()
     log = tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(MLFLOW_TRACKING_URI=logged.uri, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # uvicorn, from the venv
-    cmd = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{NAME}/{logged.version}",
-           "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline, ready = time.monotonic() + SERVE_TIMEOUT, False
-        while time.monotonic() < deadline and proc.poll() is None and not ready:
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:  # noqa: S310 - local only
-                    ready = resp.status == 200
-            except OSError:
-                time.sleep(0.5)
-        assert ready, f"mlflow models serve never answered /ping:\n{log.read_text(errors='replace')[-4000:]}"
+    with models_serve(f"models:/{NAME}/{logged.version}", env, tmp_path, log) as url:
         images = _source_images(len(logged.stored))
         status, answer = _post(f"{url}/invocations", images)
         assert status == 200, answer
@@ -211,6 +194,4 @@ def test_mlflow_models_serve_enforces_the_contract_over_rest(logged: Logged, tmp
         for rows, words in ((images / 16, "with a fraction"), (images * 15, "range from 0 to 240")):
             status, answer = _post(f"{url}/invocations", rows)
             assert status == 400 and words in answer["message"] and "whole numbers from 0 to 16" in answer["message"], answer
-    finally:
-        stop_group(proc)
     assert BAR not in log.read_text(errors="replace"), "the server log holds Keras's progress bar"

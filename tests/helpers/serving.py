@@ -1,0 +1,39 @@
+"""``mlflow models serve`` as the tests run it: a real server process on a free local port,
+waited for until it answers ``/ping``, stopped with its process group."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from helpers.processes import BIN, free_port, stop_group
+
+SERVE_TIMEOUT = 180.0
+
+
+@contextlib.contextmanager
+def models_serve(model_uri: str, env: dict[str, str], cwd: Path, log: Path) -> Iterator[str]:
+    """Serve ``model_uri`` with this virtualenv's MLflow (``--env-manager local``), the
+    process's output in ``log``; yields the server's base URL."""
+    port = free_port()
+    cmd = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+           "-h", "127.0.0.1", "-p", str(port)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline, ready = time.monotonic() + SERVE_TIMEOUT, False
+        while time.monotonic() < deadline and proc.poll() is None and not ready:
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:  # noqa: S310 - local only
+                    ready = resp.status == 200
+            except OSError:
+                time.sleep(0.5)
+        assert ready, f"mlflow models serve never answered /ping:\n{log.read_text(errors='replace')[-4000:]}"
+        yield url
+    finally:
+        stop_group(proc)
