@@ -322,6 +322,8 @@ def _retrain(cfg: Config) -> None:
     for key in ("lock_file", "report"):
         if not getattr(rt, key).strip():
             raise ConfigError(bad_value(f"retrain.{key}", getattr(rt, key), "a non-empty path"))
+    if rt.remote != rt.remote.strip() or any(c in rt.remote for c in "/\\:\n\"'"):
+        raise ConfigError(bad_value("retrain.remote", rt.remote, "the name of a remote in .dvc/config ('' for the default remote)"))
 
 
 def _task_fit(cfg: Config) -> None:

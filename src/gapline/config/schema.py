@@ -371,6 +371,13 @@ class RetrainConfig:
     lock_file: str = ".gapline/retrain.lock"
     # The decision, both scores and the reason, as JSON; relative to the project root.
     report: str = "reports/retrain.json"
+    # A DVC remote the team shares: ``pull`` what it holds before comparing (a retrain that
+    # starts from an empty clone); ``push`` the new champion's outputs before its alias moves,
+    # so the champion's run can be checked out anywhere. ``remote``: its name in .dvc/config
+    # ('' = the default remote).
+    pull: bool = False
+    push: bool = False
+    remote: str = ""
 
 
 @dataclass

@@ -10,6 +10,7 @@ One concept per module:
 - :mod:`.drift_gate`: the champion's stored reference, the check before training, ``retrain.drift``;
 - :mod:`.decision`: scoring and the promotion rule;
 - :mod:`.pipeline`: ``dvc repro`` as a subprocess, and the challenger it registered;
+- :mod:`.remote`: ``dvc pull`` before comparing, ``dvc push`` of a champion before it is promoted;
 - :mod:`.records`: what retrain and promote both write (report, run config, decision tags);
 - :mod:`.job`: one retrain (:class:`RetrainJob`), from the comparison to the alias move;
 - :mod:`.promote`: moving ``champion`` by hand, and rollback.

@@ -11,13 +11,15 @@ In order:
    reported in ``reports/drift/`` and the MLflow run. Under ``retrain.drift=require`` a
    data-only change that neither drifted nor grew stops here (exit 0); under ``block`` data
    that drifted beyond ``retrain.max_drift`` stops here (exit 3). Nothing was trained.
+   With ``retrain.pull``, ``dvc pull`` from the team's remote comes first (:mod:`.remote`).
 4. ``dvc repro`` (cached stages are reused). The train stage registers the challenger, and
    the run stores the summary of its training data as the reference of the next check.
 5. Score the challenger and the champion on the same, current splits; promote the challenger
    to ``champion`` (the old one becomes ``previous-champion``) only if it clears the rule in
    :func:`~gapline.retrain.decision.decide`. The decision goes to ``reports/retrain.json`` and
    to an MLflow run ``retrain``; moving the aliases is the very last step, so a failure never
-   moves them.
+   moves them. With ``retrain.push``, ``dvc push`` of the new champion's outputs comes just
+   before it: a champion is never a model that only this machine holds.
 
 Steps 2-5 are a :class:`RetrainJob`: it holds what they share, learns the rest as it goes
 (the run, the challenger, the verdict, a failure), and builds the report from that in one
@@ -42,7 +44,7 @@ from gapline.core.errors import ConfigError, GaplineError, bad_value
 from gapline.data.layout import PREPARED
 from gapline.data.meta import PreparedMeta
 from gapline.models import memory, runtime
-from gapline.retrain import drift_gate
+from gapline.retrain import drift_gate, remote
 from gapline.retrain.decision import Scored, decide, load_splits, score, takes_pixels
 from gapline.retrain.drift import Drift, Summary, summarize
 from gapline.retrain.lock import exclusive_lock
@@ -76,6 +78,8 @@ def retrain(
         with exclusive_lock(root / cfg.retrain.lock_file, "retrain"):
             if overrides:
                 write_params(overrides, root)
+            if cfg.retrain.pull:  # an empty clone: what the remote holds for this commit, before comparing
+                remote.sync("pull", root, cfg.retrain.remote, echo)
             return RetrainJob.start(cfg, root, force, echo).run()
 
 
@@ -322,6 +326,9 @@ class RetrainJob:
         self._stop_clock()
         self._record_verdict()
         if self.verdict.decision == "promoted":
+            if self.cfg.retrain.push:  # the champion's outputs on the remote before its alias names it
+                remote.sync("push", self.root, self.cfg.retrain.remote, self.echo)
+                tracking.log_tags({"retrain.pushed": self.cfg.retrain.remote or "default remote"})
             moved = tracking.move_champion(self.champion.client, self.name, self.challenger)  # the very last registry write
             self.verdict = dataclasses.replace(self.verdict, previous_champion_after=moved["previous_champion"])
             self._write_report()

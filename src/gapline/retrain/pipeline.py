@@ -58,13 +58,19 @@ def run_pipeline(root: Path, force: bool) -> None:
 
 
 def challenger_version(cfg: Config, root: Path) -> str:
-    """The version the pipeline's train stage registered (``reports/mlflow_run.json``)."""
+    """The version the pipeline's train stage registered (``reports/mlflow_run.json``; where
+    that is absent, as in a clone that pulled the model from a DVC remote, the version of the
+    store's run that trained this model file)."""
 
     if not (root / tracking.RUN_FILE).is_file():
-        raise RetrainFailed(
-            f"{tracking.RUN_FILE} does not exist: the pipeline did not train here (DVC restored the "
-            "model from its cache): rerun with --force to train and register it"
-        )
+        found = tracking.find_record(cfg, provenance.file_md5(root / MODEL_FILE))
+        if found is None or not found.model_version:
+            raise RetrainFailed(
+                f"{tracking.RUN_FILE} does not exist and no run in the store registered {MODEL_FILE} as it is: "
+                "the pipeline did not train here (DVC restored the model from its cache or a remote): "
+                "rerun with --force to train and register it"
+            )
+        return str(found.model_version)
     try:
         record = tracking.RunRecord.read(root / tracking.RUN_FILE)
     except Exception as exc:  # noqa: BLE001

@@ -132,8 +132,11 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     # The run train opened; skipped with a one-line warning when there is none here (train
     # ran in another workspace), it lives in another store than tracking points at now (or
     # that store no longer holds it), or it trained another model.
-    record = RunRecord.read(RUN_FILE) if RUN_FILE.is_file() else None
-    run_id = tracking.resume_target(cfg, record, provenance.file_md5(MODEL_FILE))
+    # Without the local record (a clone that pulled the model from a DVC remote), the run is
+    # the one in the store that trained this very model file.
+    model_md5 = provenance.file_md5(MODEL_FILE)
+    record = RunRecord.read(RUN_FILE) if RUN_FILE.is_file() else tracking.find_record(cfg, model_md5)
+    run_id = tracking.resume_target(cfg, record, model_md5)
     if run_id is not None:
         # Logged synchronously: a handful of values once, nothing to overlap with. MLflow's
         # async queue would cost up to a second at the flush before FINISHED and another when

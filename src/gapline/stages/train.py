@@ -26,7 +26,7 @@ from gapline.models.regularization import technique_label
 from gapline.models.saving import MODEL_FILE, save_model
 from gapline.stages import AUGMENTED, METRICS_FILE, TRAIN_INFO_FILE, read_split
 from gapline.tracking.input_contract import input_contract
-from gapline.tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
+from gapline.tracking.run_record import ACTIVE_RUN_FILE, MODEL_MD5_TAG, RUN_FILE, RunRecord
 from gapline.train import progress, warm_start
 from gapline.train.fit import TrainResult, build_compiled
 from gapline.train.orchestration import FitData, fit_and_summarize
@@ -195,9 +195,12 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
         run_record = RunRecord.no_run()
         if active is not None:
             tracking.log_metrics(run_metrics(result, summary))
+            # what finds this run from a workspace that only pulled the model (tracking.find_record)
+            tracking.log_tags({MODEL_MD5_TAG: provenance.file_md5(MODEL_FILE)})
             tracking.log_artifacts(curves.CURVES_DIR, curves.CURVES_DIR.name)
             version = tracking.log_model(
-                result.model, np.asarray(val.x[:2]), cfg.tracking.registered_model or None, input_contract(meta)
+                result.model, np.asarray(val.x[:2]), cfg.tracking.registered_model or None, input_contract(meta),
+                model_file=MODEL_FILE,
             )
             tracking.flush()
             run_record = RunRecord(

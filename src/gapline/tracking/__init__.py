@@ -37,8 +37,8 @@ from gapline.tracking.model_registry import CHAMPION, PREVIOUS_CHAMPION, move_ch
 from gapline.tracking.model_source import load_model_uri, parse_model_uri
 from gapline.tracking.nested import child_runs, close_parent_run, create_parent_run, finish_parent_run, log_child_run, log_to_parent_run
 from gapline.tracking.redaction import error_text, param_values, redact, tag_values
-from gapline.tracking.run_record import ACTIVE_RUN_FILE, RUN_FILE, RunRecord
-from gapline.tracking.runs import Terminated, close_stale_run, default_run_name, flush, project_run_experiment, resume_target, run
+from gapline.tracking.run_record import ACTIVE_RUN_FILE, MODEL_MD5_TAG, RUN_FILE, RunRecord
+from gapline.tracking.runs import Terminated, close_stale_run, default_run_name, find_record, flush, project_run_experiment, resume_target, run
 from gapline.tracking.store import DEFAULT_URI, TrackingError, canonical_uri, resolve_uri, server_uri, setup
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "CHAMPION",
     "DEFAULT_URI",
     "PREVIOUS_CHAMPION",
+    "MODEL_MD5_TAG",
     "RUN_FILE",
     "RunRecord",
     "Terminated",
@@ -63,6 +64,7 @@ __all__ = [
     "epoch_logger",
     "error_text",
     "final_metrics",
+    "find_record",
     "finish_parent_run",
     "flush",
     "load_model_uri",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata as md
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -54,10 +55,16 @@ class _KerasFlavor:
 
     __name__ = "mlflow.keras"
 
-    @staticmethod
-    def save_model(path: str, **kwargs: Any) -> Any:
+    def __init__(self, model_file: Path | None = None) -> None:
+        self.model_file = model_file
+
+    def save_model(self, path: str, **kwargs: Any) -> Any:
         os.makedirs(path, exist_ok=True)
         saved = import_mlflow().keras.save_model(path=path, **kwargs)
+        if self.model_file is not None:
+            # the very bytes DVC tracks (a second save differs in its zip's dates): the registry's
+            # model and `dvc pull`'s models/model.keras are one file, checkable by md5
+            shutil.copyfile(self.model_file, Path(path) / MODEL_DATA_PATH)
         ship_code(kwargs["model"], path, kwargs.get("mlflow_model"))
         return saved
 
@@ -95,7 +102,8 @@ def _quiet_keras() -> Iterator[None]:
 
 
 def log_model(
-    model: Any, x_sample: Any, registered_model: str | None, contract: dict[str, Any] | None = None
+    model: Any, x_sample: Any, registered_model: str | None, contract: dict[str, Any] | None = None,
+    model_file: Path | None = None,
 ) -> str | None:
     """Log the Keras model (Keras flavor) with a signature and an input example; register it
     and point the alias ``challenger`` at the new version. Returns the registered version.
@@ -103,7 +111,7 @@ def log_model(
     ``contract`` (:func:`gapline.tracking.input_contract.input_contract`) is what the served model takes:
     ``x_sample`` (stored rows) is logged in that representation, the loader checks every input
     against it, and the version's description states it. None: the model takes what Keras
-    takes, unchecked."""
+    takes, unchecked. ``model_file``: the file ``model`` was saved to, logged as it is."""
     mlflow = import_mlflow()
     from mlflow.models import Model, infer_signature
 
@@ -115,7 +123,7 @@ def log_model(
         info = Model.log(
             artifact_path=None,
             name="model",
-            flavor=_KerasFlavor(),
+            flavor=_KerasFlavor(model_file),
             model=model,
             signature=signature,
             input_example=example,

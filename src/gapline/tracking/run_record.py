@@ -7,7 +7,9 @@ and the digest of the model file it wrote: evaluate adds to that run only while
 left every fresh clone's ``dvc.lock`` modified although the model reproduced bit for bit.
 ``.gapline/train_run.json`` names the run while train is still in it: if train is killed,
 the next train closes that run as KILLED. One type writes and reads both, so the files keep
-the keys they have always had.
+the keys they have always had. Where RUN_FILE is absent (a teammate's clone that pulled the
+outputs from a DVC remote), :func:`gapline.tracking.runs.find_record` rebuilds the record from
+the store, by the model's md5 that train tags its run with.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from gapline.core.errors import DataError
 from gapline.core.files import read_json, write_json
 
 RUN_FILE = Path("reports/mlflow_run.json")
+# The run tag holding the md5 of the model file train wrote: a workspace without RUN_FILE (a
+# clone that ran `dvc pull`) finds the run, and the version it registered, by its model.
+MODEL_MD5_TAG = "model.md5"
 ACTIVE_RUN_FILE = Path(".gapline/train_run.json")
 
 

@@ -20,7 +20,7 @@ from gapline.config.schema import Config
 from gapline.core.errors import warn
 from gapline.core.signals import Terminated, sigterm_as_interrupt
 from gapline.tracking.redaction import error_text, redact
-from gapline.tracking.run_record import RUN_FILE, RunRecord
+from gapline.tracking.run_record import MODEL_MD5_TAG, RUN_FILE, RunRecord
 from gapline.tracking.store import TrackingError, canonical_uri, check_reachable, fallback_message, import_mlflow, resolve_uri, setup
 
 _pending: list[Any] = []  # async logging operations not yet confirmed
@@ -133,6 +133,38 @@ def close_stale_run(record: RunRecord) -> str | None:
     return str(run_id)
 
 
+def find_record(cfg: Config, model_md5: str | None) -> RunRecord | None:
+    """The record of the newest finished run in the configured store and experiment whose
+    train wrote a model with ``model_md5``, and the version it registered; None if there is
+    none (or tracking is off). How a workspace without ``reports/mlflow_run.json`` (a clone
+    that pulled its outputs from a DVC remote) finds the run behind its model."""
+    if not cfg.tracking.enabled or not model_md5:
+        return None
+    mlflow = import_mlflow()
+    uri = resolve_uri(cfg.tracking)
+    check_reachable(uri)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    try:
+        experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+        if experiment is None:
+            return None
+        runs = client.search_runs(
+            [experiment.experiment_id], f"tags.`{MODEL_MD5_TAG}` = '{model_md5}' and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        )
+        if not runs:
+            return None
+        run_id = runs[0].info.run_id
+        name = cfg.tracking.registered_model
+        versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'") if name else []
+    except mlflow.exceptions.MlflowException as exc:
+        raise TrackingError(f"cannot look up the run of this model in {canonical_uri(uri)}: {error_text(exc)}") from None
+    return RunRecord(
+        run_id=str(run_id), tracking_uri=canonical_uri(uri), experiment_id=str(experiment.experiment_id),
+        registered_model=name or None, model_version=str(versions[0].version) if versions else None, model_md5=model_md5,
+    )
+
+
 def resume_target(cfg: Config, record: RunRecord | None, model_md5: str | None = None) -> str | None:
     """The run id evaluate should add to, or None (after a one-line warning) when there is no
     ``reports/mlflow_run.json`` (``record`` None: train ran in another workspace), or the run
@@ -141,8 +173,9 @@ def resume_target(cfg: Config, record: RunRecord | None, model_md5: str | None =
     if record is None:
         if cfg.tracking.enabled:
             warn(
-                f"{RUN_FILE} does not exist: the model was trained in another workspace (or DVC "
-                "restored it from its cache); not logging evaluation to MLflow (rerun train to log there)"
+                f"{RUN_FILE} does not exist and no finished run in {canonical_uri(resolve_uri(cfg.tracking))} "
+                f"(experiment {cfg.tracking.experiment!r}) trained this model: not logging evaluation to MLflow "
+                "(rerun train to log there)"
             )
         return None
     run_id = record.run_id

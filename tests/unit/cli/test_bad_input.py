@@ -81,6 +81,8 @@ CONFIG_ROWS = [
     # retraining's drift gate (README "Scheduled retraining")
     (["retrain.drift=sometimes"], ["retrain.drift='sometimes'", "one of report, require, block"]),
     (["retrain.max_drift=1.5"], ["retrain.max_drift=1.5", "a number in [0, 1]"]),
+    (["retrain.remote=webdav://host/x"], ["retrain.remote='webdav://host/x'", "the name of a remote in .dvc/config"]),
+    (["retrain.pull=maybe"], ["retrain.pull", "maybe"]),
     # the study's tuning and comparison (README "The regularization study")
     (["+study.search.nope={regularization.l2:[0.1]}"], ["study.search='nope'", "an arm to tune", "l2"]),
     (["~study.search.l2", "+study.search.l2={regularization.l3:[0.1]}"],

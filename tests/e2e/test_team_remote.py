@@ -1,0 +1,222 @@
+"""Sharing through a DVC remote, for real: a WebDAV server (WsgiDAV, basic auth) and a plain
+folder (a shared file system), one tracking server for the team.
+
+Alice runs the pipeline and pushes; Bob's fresh clone pulls and has nothing to rebuild, and
+evaluate and retrain find the MLflow run without ``reports/mlflow_run.json``. A retrain in an
+empty clone pulls, trains what changed, pushes before it promotes, and the champion's run
+checks out anywhere: its git commit, its ``dvc.lock`` and ``dvc pull`` give the very model
+file the registry holds. A refused push, a pull that finds nothing and missing credentials
+are each one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers.mlflow_server import MlflowServer
+from helpers.pipeline_run import run_pipeline
+from helpers.processes import in_process, retrain_in_process, run
+from helpers.sandbox import REPO, copy_project
+from helpers.webdav import WebDav
+
+pytestmark = pytest.mark.slow
+
+DAV_USER, DAV_PASSWORD = "alice", "alice-webdav-password-71"
+NAME = "gapline"
+RETRAIN = ["experiment=debug", "retrain.min_score=0.5", "retrain.max_gap=0.2"]
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+
+
+@dataclass
+class Team:
+    dav: WebDav
+    server: MlflowServer
+    shared: Path  # the folder remote
+    origin: Path  # alice's project, which every clone clones
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"MLFLOW_TRACKING_URI": self.server.url}
+
+    def clone(self, path: Path, password: str | None = DAV_PASSWORD) -> Path:
+        """A teammate's fresh clone of the origin, with the WebDAV credentials in its local
+        DVC config (never committed); ``password`` None: none at all."""
+        run(["git", "clone", "-q", str(self.origin), str(path)], path.parent)
+        if password is not None:
+            self.credentials(path, password)
+        return path
+
+    def credentials(self, project: Path, password: str) -> None:
+        run(["dvc", "remote", "modify", "--local", "team", "user", DAV_USER], project)
+        run(["dvc", "remote", "modify", "--local", "team", "password", password], project)
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()  # noqa: S324 - DVC's own digest
+
+
+def _client(team: Team) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=team.server.url, registry_uri=team.server.url)
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+    root = tmp_path_factory.mktemp("remote")
+    dav = WebDav(root / "dav", DAV_USER, DAV_PASSWORD).start()
+    (dav.files / "gapline").mkdir()  # the operator makes the remote's folder once
+    server = MlflowServer(root / "server").start()
+    try:
+        origin = copy_project(root / "alice")
+        shared = root / "shared-fs"
+        shared.mkdir()
+        run(["dvc", "remote", "add", "-d", "team", dav.url("gapline")], origin)
+        run(["dvc", "remote", "add", "shared", str(shared)], origin)
+        team = Team(dav, server, shared, origin)
+        team.credentials(origin, DAV_PASSWORD)
+        pipeline = run_pipeline(origin, server.url, [])
+        assert "Running stage 'train'" in pipeline.output
+        # what a clone of this repository has: reports/.gitignore keeps the local run record out
+        shutil.copyfile(REPO / "reports/.gitignore", origin / "reports/.gitignore")
+        run([*GIT, "add", "-A"], origin)
+        run([*GIT, "commit", "-qm", "pipeline outputs and the team's remotes"], origin)
+        assert "password" not in (origin / ".dvc/config").read_text()  # credentials stay in config.local
+        yield team
+    finally:
+        server.stop()
+        dav.stop()
+
+
+def test_push_then_a_fresh_clone_pulls_and_has_nothing_to_rebuild(team: Team, tmp_path: Path) -> None:
+    pushed = in_process(["dvc", "push"], team.origin, team.env)
+    assert "pushed" in pushed.stdout, pushed.stdout
+    bob = team.clone(tmp_path / "bob")
+    assert not (bob / "models/model.keras").exists() and not (bob / "reports/mlflow_run.json").exists()
+    in_process(["dvc", "pull"], bob, team.env)
+    assert _md5(bob / "models/model.keras") == _md5(team.origin / "models/model.keras")
+    status = in_process(["dvc", "status"], bob, team.env)
+    assert "Data and pipelines are up to date." in status.stdout, status.stdout
+    repro = in_process(["dvc", "repro"], bob, team.env)
+    assert "Running stage" not in repro.stdout + repro.stderr, repro.stdout
+    assert not (bob / "reports/mlflow_run.json").exists()  # local state: a clone never has it
+
+    # evaluate finds the run that trained this model in the team's store, by the model's md5
+    run_id = json.loads((team.origin / "reports/mlflow_run.json").read_text())["run_id"]
+    before = len(_client(team).get_metric_history(run_id, "test_accuracy"))
+    evaluated = in_process(["gapline", "evaluate"], bob, team.env)
+    assert "warning:" not in evaluated.stderr, evaluated.stderr
+    assert len(_client(team).get_metric_history(run_id, "test_accuracy")) == before + 1
+
+    # ... and retrain judges the version that run registered
+    proc = retrain_in_process(["retrain", *RETRAIN], bob, team.env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((bob / "reports/retrain.json").read_text())
+    assert report["decision"] == "promoted" and report["challenger_version"] == "1"
+    assert "Running stage 'train'" not in proc.stdout
+
+
+def test_a_folder_remote_shares_the_same_outputs(team: Team, tmp_path: Path) -> None:
+    in_process(["dvc", "push", "--remote", "shared"], team.origin, team.env)
+    carol = team.clone(tmp_path / "carol", password=None)  # the folder needs no credentials
+    in_process(["dvc", "pull", "--remote", "shared"], carol, team.env)
+    assert _md5(carol / "models/model.keras") == _md5(team.origin / "models/model.keras")
+    assert "Data and pipelines are up to date." in in_process(["dvc", "status"], carol, team.env).stdout
+
+
+def test_retrain_from_an_empty_clone_pulls_trains_pushes_and_the_champion_checks_out_anywhere(
+    team: Team, tmp_path: Path
+) -> None:
+    job = team.clone(tmp_path / "job")  # what a scheduled container starts with: git's files only
+    proc = retrain_in_process(["retrain", *RETRAIN, "train.epochs=8", "retrain.pull=true", "retrain.push=true"],
+                              job, team.env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "retrain: dvc pull (the default remote)" in proc.stdout
+    assert "Stage 'prepare' didn't change" in proc.stdout + proc.stderr  # pulled, not rebuilt
+    assert "Running stage 'train'" in proc.stdout + proc.stderr
+    report = json.loads((job / "reports/retrain.json").read_text())
+    assert report["decision"] == "promoted", report["reason"]
+    client = _client(team)
+    champion = client.get_model_version_by_alias(NAME, "champion")
+    assert champion.version == report["challenger_version"]
+    retrain_run = client.get_run(report["mlflow_run_id"])
+    assert retrain_run.data.tags["retrain.pushed"] == "default remote"
+
+    # Anywhere: the champion run's git commit and dvc.lock, then `dvc pull`.
+    train_run = client.get_run(champion.run_id)
+    elsewhere = team.clone(tmp_path / "elsewhere")
+    run(["git", "checkout", "-q", train_run.data.tags["git.commit"]], elsewhere)
+    lock = client.download_artifacts(champion.run_id, "reports/dvc.lock", str(tmp_path))
+    shutil.copyfile(lock, elsewhere / "dvc.lock")
+    in_process(["dvc", "pull"], elsewhere, team.env)
+    registered = _champion_model_file(team, tmp_path / "registered")
+    assert _md5(elsewhere / "models/model.keras") == _md5(registered) == train_run.data.tags["model.md5"]
+    assert _md5(elsewhere / "models/model.keras") != _md5(team.origin / "models/model.keras")  # a new model
+
+
+def _champion_model_file(team: Team, dst: Path) -> Path:
+    import mlflow
+
+    mlflow.set_tracking_uri(team.server.url)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion", dst_path=str(dst)))
+    finally:
+        mlflow.set_tracking_uri(None)
+    [keras_file] = list(local.rglob("*.keras"))
+    return keras_file
+
+
+def _champions(client: Any) -> dict[str, str]:
+    aliases = client.get_registered_model(NAME).aliases
+    return {k: str(aliases[k]) for k in ("champion", "previous-champion") if k in aliases}
+
+
+def _one_line(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 1, f"exit {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+
+
+def test_a_refused_push_a_pull_that_finds_nothing_and_missing_credentials_are_one_line(
+    team: Team, tmp_path: Path
+) -> None:
+    client = _client(team)
+    refused = team.clone(tmp_path / "refused")
+    in_process(["dvc", "pull"], refused, team.env)
+    # v1 (3 epochs) back as the champion: the 8-epoch challenger below beats it and would be promoted
+    assert retrain_in_process(["promote", "--version", "1"], refused, team.env).returncode == 0
+    before = _champions(client)
+    team.credentials(refused, "a-wrong-webdav-password")
+    proc = retrain_in_process(["retrain", *RETRAIN, "train.epochs=8", "retrain.push=true"], refused, team.env)
+    _one_line(proc, "retrain.push: `dvc push` to the default remote failed", "401")
+    report = json.loads((refused / "reports/retrain.json").read_text())
+    assert report["decision"] == "failed" and "retrain.push" in report["reason"]
+    assert client.get_run(report["mlflow_run_id"]).info.status == "FAILED"
+
+    nothing = team.clone(tmp_path / "nothing")
+    empty = tmp_path / "empty-remote"
+    empty.mkdir()
+    run(["dvc", "remote", "add", "--local", "empty", str(empty)], nothing)
+    proc = retrain_in_process(["retrain", *RETRAIN, "retrain.pull=true", "retrain.remote=empty"], nothing, team.env)
+    _one_line(proc, "retrain.pull: `dvc pull` from remote 'empty' failed", "retrain.pull=false")
+    assert not (nothing / "models/model.keras").exists()
+
+    anonymous = team.clone(tmp_path / "anonymous", password=None)
+    proc = retrain_in_process(["retrain", *RETRAIN, "retrain.pull=true"], anonymous, team.env)
+    _one_line(proc, "retrain.pull", "401")
+
+    assert _champions(client) == before  # (challenger names the last version trained, as always)
+    running = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
+               if r.info.status == "RUNNING"]
+    assert not running
