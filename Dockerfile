@@ -25,7 +25,7 @@ COPY pyproject.toml ./
 RUN mkdir -p src/gapline \
     && touch README.md src/gapline/__init__.py \
     && python -m venv /opt/venv \
-    && pip install --no-cache-dir -c deploy/constraints.txt . \
+    && pip install --no-cache-dir -c deploy/constraints.txt ".[team]" \
     && pip uninstall -y gapline \
     && if [ "$ACCELERATOR" = "gpu" ]; then \
          pip uninstall -y tensorflow-cpu \

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ import pytest
 
 from helpers.mlflow_server import MlflowServer
 from helpers.pipeline_run import run_pipeline
-from helpers.processes import in_process, retrain_in_process, run
+from helpers.processes import BIN, in_process, retrain_in_process, run
 from helpers.sandbox import REPO, copy_project
 from helpers.webdav import WebDav
 
@@ -220,3 +221,69 @@ def test_a_refused_push_a_pull_that_finds_nothing_and_missing_credentials_are_on
     running = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
                if r.info.status == "RUNNING"]
     assert not running
+
+
+def _retrain_process(project: Path, env: dict[str, str], *extra: str) -> subprocess.Popen:
+    full = {**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.Popen([str(BIN / "gapline"), "retrain", *RETRAIN, *extra], cwd=project, env=full,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_retrains_on_two_machines_at_once_keep_the_aliases_consistent(team: Team, tmp_path: Path) -> None:
+    """Two clones (two machines: the file lock does not reach across them) retrain at once
+    against one server. Whatever the interleaving, each decision is recorded, the champion is
+    one that won against the champion it was scored against, and previous-champion is the
+    champion it replaced."""
+    client = _client(team)
+    before = _champions(client)["champion"]
+    machines = [team.clone(tmp_path / f"machine{i}") for i in (1, 2)]
+    for machine in machines:
+        in_process(["dvc", "pull"], machine, team.env)
+    procs = [_retrain_process(m, team.env, f"train.epochs={epochs}") for m, epochs in zip(machines, (6, 7), strict=True)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    reports = [json.loads((m / "reports/retrain.json").read_text()) for m in machines]
+    for proc, out, report in zip(procs, outputs, reports, strict=True):
+        assert proc.returncode in (0, 3, 75), out
+        assert report["exit_code"] == proc.returncode and report["decision"] in ("promoted", "kept", "superseded"), out
+        run_ = client.get_run(report["mlflow_run_id"])
+        assert run_.info.status == "FINISHED" and run_.data.tags["retrain.decision"] == report["decision"]
+        version = client.get_model_version(NAME, report["challenger_version"])
+        assert version.tags["retrain.decision"] == report["decision"]
+    after = _champions(client)
+    promoted = [r for r in reports if r["decision"] == "promoted"]
+    if not promoted:
+        assert after["champion"] == before
+    else:
+        last = max(promoted, key=lambda r: r["finished"])
+        assert after["champion"] == last["challenger_version"]
+        assert after["previous-champion"] == last["champion_before"]  # scored against it, and it replaced it
+        if len(promoted) == 2:  # one after the other: the second was scored against the first
+            first = min(promoted, key=lambda r: r["finished"])
+            assert last["champion_before"] == first["challenger_version"]
+
+
+def test_a_champion_promoted_elsewhere_meanwhile_supersedes_the_challenger(team: Team, tmp_path: Path) -> None:
+    """The window made certain: while this retrain pushes, another machine promotes."""
+    from unittest import mock
+
+    from gapline.retrain import remote
+
+    client = _client(team)
+    client.set_registered_model_alias(NAME, "champion", "1")  # 3 epochs: the 8-epoch challenger beats it
+    before = _champions(client)
+    elsewhere = max((v.version for v in client.search_model_versions(f"name='{NAME}'")), key=int)
+    machine = team.clone(tmp_path / "machine")
+    in_process(["dvc", "pull"], machine, team.env)
+
+    def push_while_another_machine_promotes(action: str, *args: Any, **kwargs: Any) -> None:
+        client.set_registered_model_alias(NAME, "previous-champion", before["champion"])
+        client.set_registered_model_alias(NAME, "champion", elsewhere)
+
+    with mock.patch.object(remote, "sync", push_while_another_machine_promotes):
+        proc = retrain_in_process(["retrain", *RETRAIN, "train.epochs=8", "retrain.push=true"], machine, team.env)
+    report = json.loads((machine / "reports/retrain.json").read_text())
+    assert proc.returncode == 75, proc.stdout + proc.stderr
+    assert report["decision"] == "superseded" and f"moved from v{before['champion']} to v{elsewhere}" in report["reason"]
+    assert _champions(client) == {"champion": elsewhere, "previous-champion": before["champion"]}  # left as moved
+    assert client.get_model_version(NAME, report["challenger_version"]).tags["retrain.decision"] == "superseded"
+    assert client.get_run(report["mlflow_run_id"]).data.tags["retrain.decision"] == "superseded"

@@ -25,6 +25,7 @@ def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return exc.code, b""
 
 
+TEAM_SERVER = Path(__file__).resolve().parents[2] / "deploy" / "team" / "mlflow-server.sh"
 ADMIN = "admin"
 ADMIN_PASSWORD = "admin-test-password-8e2f"  # tests look for it in every output
 
@@ -46,20 +47,6 @@ class MlflowServer:
     proc: subprocess.Popen | None = None
     log: Path | None = None
 
-    def _auth_config(self) -> Path:
-        ini = self.root / "basic_auth.ini"
-        ini.write_text(
-            "[mlflow]\n"
-            "default_permission = READ\n"
-            f"database_uri = {self.auth_db}\n"
-            f"admin_username = {ADMIN}\n"
-            f"admin_password = {ADMIN_PASSWORD}\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-            # each request otherwise pays a PBKDF2 hash of the password (deploy/team does the same)
-            "auth_cache_ttl_seconds = 60\n"
-        )
-        return ini
-
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -70,18 +57,25 @@ class MlflowServer:
         for attempt in range(attempts):
             self.port = free_port()
             self.log = self.root / f"server-{attempt}.log"
-            cmd = [
-                str(BIN / "mlflow"), "server",
-                "--backend-store-uri", self.backend or f"sqlite:///{self.root / 'db'}",
-                "--artifacts-destination", str(self.root / "art"),
-                "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
-            ]
+            options = ["--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
             env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
             env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-            if self.auth_db:
-                cmd += ["--app-name", "basic-auth"]
-                env["MLFLOW_AUTH_CONFIG_PATH"] = str(self._auth_config())
-                env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = "test-csrf-key"
+            if self.auth_db:  # the team's server, started as deploy/team/mlflow-server.sh starts it
+                cmd = ["bash", str(TEAM_SERVER), *options]
+                env.update(
+                    MLFLOW_BACKEND_STORE_URI=self.backend or f"sqlite:///{self.root / 'db'}",
+                    MLFLOW_AUTH_DATABASE_URI=self.auth_db,
+                    MLFLOW_ARTIFACTS_DESTINATION=str(self.root / "art"),
+                    MLFLOW_FLASK_SERVER_SECRET_KEY="test-csrf-key",
+                    MLFLOW_AUTH_ADMIN_USERNAME=ADMIN,
+                    MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
+                )
+            else:
+                cmd = [
+                    str(BIN / "mlflow"), "server",
+                    "--backend-store-uri", self.backend or f"sqlite:///{self.root / 'db'}",
+                    "--artifacts-destination", str(self.root / "art"), *options,
+                ]
             with open(self.log, "wb") as out:
                 self.proc = subprocess.Popen(
                     cmd, cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

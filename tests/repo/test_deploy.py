@@ -242,7 +242,12 @@ def test_kubernetes_cronjob_runs_gapline_retrain_safely() -> None:
     # exit codes where a retry would decide the same fail the Job at once
     (rule,) = job["podFailurePolicy"]["rules"]
     assert rule["action"] == "FailJob" and rule["onExitCodes"]["containerName"] == container["name"]
-    assert set(rule["onExitCodes"]["values"]) == {ExitCode.BAD_INPUT, ExitCode.KEPT, ExitCode.LOCKED}
+    assert set(rule["onExitCodes"]["values"]) == {ExitCode.BAD_INPUT, ExitCode.KEPT, ExitCode.LOCKED, ExitCode.DENIED}
+    # starts from nothing: pulls from the team's remote, pushes a champion; no DVC cache volume
+    assert {"retrain.pull=true", "retrain.push=true"} <= set(container["args"][1:])
+    assert not any(".dvc/cache" in path for path in mounts.values())
+    assert mounts["dvc-credentials"] == f"{project}/.dvc/config.local" and "secret" in volumes["dvc-credentials"]
+    assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(env)
 
 
 # --------------------------------------------------------------------------------------
@@ -295,7 +300,7 @@ def test_dockerfile_is_multistage_slim_nonroot_with_gapline_entrypoint() -> None
     assert json.loads(dict(ins)["ENTRYPOINT"]) == ["tini", "-g", "--", "gapline-entrypoint", "gapline"]
     assert ("COPY", "deploy/docker-entrypoint.sh /usr/local/bin/gapline-entrypoint") in ins
     runs = " ".join(rest for word, rest in ins if word == "RUN")
-    assert "-c deploy/constraints.txt ." in runs  # every Python package pinned
+    assert "-c deploy/constraints.txt \".[team]\"" in runs  # every Python package pinned; the team extra for remotes and accounts
     assert "libnss-wrapper=" in runs
     text = DOCKERFILE.read_text()
     assert "COPY --from=deps /opt/venv /opt/venv" in text and "COPY --from=build /stage/ /" in text

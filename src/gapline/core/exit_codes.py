@@ -25,7 +25,10 @@ class ExitCode(enum.IntEnum):
 
     OK = 0, 'promoted, or up to date ("up to date: nothing to retrain", or no drift under retrain.drift=require)'
     KEPT = 3, "challenger kept out, or data drift blocked it (retrain.drift=block): the champion is unchanged"
-    LOCKED = 75, "another retrain (or promote) holds the lock; nothing was run"  # EX_TEMPFAIL
+    LOCKED = 75, (  # EX_TEMPFAIL: run again later
+        "another retrain (or promote) holds the lock, nothing was run; or another machine promoted a champion "
+        "while this retrain ran (decision superseded), nothing was moved"
+    )
     FAILED = 1, "failure (pipeline, evaluation or tracking store); aliases untouched"
     BAD_INPUT = 2, "bad input (invalid config, override or option); nothing was run"
     DENIED = 77, "the tracking server refused the credentials, or the account lacks the permission; aliases untouched"  # EX_NOPERM

@@ -133,7 +133,7 @@ class Champion:
 class Verdict:
     """What the retrain decided about the challenger, before any alias moves."""
 
-    decision: str  # promoted | kept | up-to-date | skipped (drift: require) | blocked (drift: block)
+    decision: str  # promoted | kept | up-to-date | skipped (drift: require) | blocked (drift: block) | superseded
     exit_code: ExitCode
     reason: str
     challenger: dict[str, Any] | None  # None: nothing was trained (skipped, blocked)
@@ -329,6 +329,13 @@ class RetrainJob:
             if self.cfg.retrain.push:  # the champion's outputs on the remote before its alias names it
                 remote.sync("push", self.root, self.cfg.retrain.remote, self.echo)
                 tracking.log_tags({"retrain.pushed": self.cfg.retrain.remote or "default remote"})
+            # Another machine's retrain may have promoted meanwhile (the lock is one machine's):
+            # the challenger beat the champion it was scored against, not necessarily this one.
+            now = tracking.registry_aliases(self.champion.client, self.name).get(tracking.CHAMPION)
+            if now != self.champion.version:
+                self.verdict = self._superseded(now)
+                self._record_verdict()
+                return
             moved = tracking.move_champion(self.champion.client, self.name, self.challenger)  # the very last registry write
             self.verdict = dataclasses.replace(self.verdict, previous_champion_after=moved["previous_champion"])
             self._write_report()
@@ -365,6 +372,19 @@ class RetrainJob:
         if stop is None:
             return None
         return Verdict(stop.decision, stop.exit_code, stop.reason, None, {"version": version}, version)
+
+    def _superseded(self, now: str | None) -> Verdict:
+        """The champion moved while this retrain ran: nothing moves, and the next run
+        challenges the new champion."""
+        assert self.verdict is not None
+        before = f"v{self.champion.version}" if self.champion.version else "none"
+        reason = (
+            f"challenger v{self.challenger} not promoted: {self.name}@champion moved from {before} to v{now} while "
+            f"this retrain ran (another machine promoted it); it was scored against {before} only. Run again to "
+            f"challenge v{now}"
+        )
+        return dataclasses.replace(self.verdict, decision="superseded", exit_code=ExitCode.LOCKED, reason=reason,
+                                   champion_after=now, previous_champion_after=None)
 
     def _version_task(self, version: str) -> str:
         """The task a registered version was trained for: its run's ``task`` tag (versions
