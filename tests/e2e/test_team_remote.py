@@ -74,10 +74,12 @@ def _client(team: Team) -> Any:
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     root = tmp_path_factory.mktemp("remote")
-    dav = WebDav(root / "dav", DAV_USER, DAV_PASSWORD).start()
-    (dav.files / "gapline").mkdir()  # the operator makes the remote's folder once
-    server = MlflowServer(root / "server").start()
+    dav = WebDav(root / "dav", DAV_USER, DAV_PASSWORD)
+    server = MlflowServer(root / "server")
     try:
+        dav.start()
+        (dav.files / "gapline").mkdir()  # the operator makes the remote's folder once
+        server.start()
         origin = copy_project(root / "alice")
         shared = root / "shared-fs"
         shared.mkdir()

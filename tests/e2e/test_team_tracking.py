@@ -66,10 +66,11 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     if why:
         pytest.skip(why)
     root = tmp_path_factory.mktemp("team")
-    db = postgres.Postgres(root / "pg").start()
-    server = MlflowServer(root / "server", backend=db.create_database("mlflow"),
-                          auth_db=db.create_database("mlflow_auth"), workers=2)
+    db = postgres.Postgres(root / "pg")
+    server = MlflowServer(root / "server", workers=2)
     try:
+        db.start()
+        server.backend, server.auth_db = db.create_database("mlflow"), db.create_database("mlflow_auth")
         server.start()
         for user in (ALICE, BOB):
             server.create_user(*user)
