@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -248,3 +249,19 @@ def test_no_password_is_kept_by_the_store_the_artifacts_the_project_or_the_logs(
     for where, content in places.items():
         for secret in secrets:
             assert secret.encode() not in content, f"{secret!r} found in {where}"
+
+
+def test_a_database_down_behind_the_server_is_one_line_in_seconds(team: Team, alice_run: PipelineRun) -> None:
+    """Runs after the dump above: PostgreSQL stops, the MLflow server stays up and answers
+    /health, and every store request fails (MLflow's client would retry those for minutes)."""
+    record = (team.project / "reports/mlflow_run.json").read_bytes()
+    team.db.stop()
+    started = time.monotonic()
+    train = in_process(["gapline", "train"], team.project, team.env(ALICE), check=False)
+    _one_error(train, 2, f"the tracking server {team.server.url} answers but cannot use its store (HTTP 503",
+               "expected the database behind it to be up")
+    retrain = team.gapline(["retrain", *RETRAIN, "--force"], ALICE)
+    _one_error(retrain, 1, "retrain failed", "cannot use its store")
+    assert time.monotonic() - started < 60  # no minutes of retries
+    assert (team.project / "reports/mlflow_run.json").read_bytes() == record  # nothing half-written
+    assert not (team.project / ".gapline/train_run.json").exists()  # no run was opened to be left RUNNING

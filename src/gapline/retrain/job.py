@@ -329,15 +329,19 @@ class RetrainJob:
             if self.cfg.retrain.push:  # the champion's outputs on the remote before its alias names it
                 remote.sync("push", self.root, self.cfg.retrain.remote, self.echo)
                 tracking.log_tags({"retrain.pushed": self.cfg.retrain.remote or "default remote"})
-            # Another machine's retrain may have promoted meanwhile (the lock is one machine's):
-            # the challenger beat the champion it was scored against, not necessarily this one.
-            now = tracking.registry_aliases(self.champion.client, self.name).get(tracking.CHAMPION)
-            if now != self.champion.version:
-                self.verdict = self._superseded(now)
+            # Another machine's retrain may have promoted meanwhile (the file lock is one
+            # machine's): the challenger beat the champion it was scored against, not
+            # necessarily this one. Read and move under the registry's lock, across machines.
+            with tracking.promotion_lock(self.champion.client, self.name):
+                now = tracking.registry_aliases(self.champion.client, self.name).get(tracking.CHAMPION)
+                if now != self.champion.version:
+                    self.verdict = self._superseded(now)
+                else:
+                    moved = tracking.move_champion(self.champion.client, self.name, self.challenger)  # the very last registry write
+                    self.verdict = dataclasses.replace(self.verdict, previous_champion_after=moved["previous_champion"])
+            if self.verdict.decision == "superseded":
                 self._record_verdict()
                 return
-            moved = tracking.move_champion(self.champion.client, self.name, self.challenger)  # the very last registry write
-            self.verdict = dataclasses.replace(self.verdict, previous_champion_after=moved["previous_champion"])
             self._write_report()
 
     def _train(self) -> tuple[dict[str, Any], PreparedMeta]:

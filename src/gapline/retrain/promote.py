@@ -93,5 +93,6 @@ def _move(cfg: Config, root: Path, client: Any, version: str, old: str | None, r
             decision_tags("promoted", f"{why} (gapline promote)", active.info.run_id, promoted_at=utc_now()),
         )
         tracking.flush()
-        moved = tracking.move_champion(client, name, version)
+        with tracking.promotion_lock(client, name):  # retrains on other machines move it under the same lock
+            moved = tracking.move_champion(client, name, version)
     return moved["previous_champion"]

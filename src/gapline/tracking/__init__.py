@@ -33,7 +33,16 @@ from gapline.tracking.log import (
     log_tags,
     log_text_file,
 )
-from gapline.tracking.model_registry import CHAMPION, PREVIOUS_CHAMPION, move_champion, registry, registry_aliases, registry_version, tag_version
+from gapline.tracking.model_registry import (
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    move_champion,
+    promotion_lock,
+    registry,
+    registry_aliases,
+    registry_version,
+    tag_version,
+)
 from gapline.tracking.model_source import load_model_uri, parse_model_uri
 from gapline.tracking.nested import child_runs, close_parent_run, create_parent_run, finish_parent_run, log_child_run, log_to_parent_run
 from gapline.tracking.redaction import error_text, param_values, redact, tag_values
@@ -80,6 +89,7 @@ __all__ = [
     "log_tags",
     "log_text_file",
     "move_champion",
+    "promotion_lock",
     "param_values",
     "parse_model_uri",
     "project_run_experiment",

@@ -57,11 +57,12 @@ def denial(exc: BaseException, server: str = "") -> AccessDenied | None:
     for link in _chain(exc):
         found = _status(link)
         if found is not None:
-            return AccessDenied(_message(*found, server))
+            return AccessDenied(denied_message(*found, server))
     return None
 
 
-def _message(status: int, endpoint: str, server: str) -> str:
+def denied_message(status: int, endpoint: str, server: str) -> str:
+    """The one line for HTTP ``status`` (401 or 403) at ``endpoint`` of ``server``."""
     user = os.environ.get("MLFLOW_TRACKING_USERNAME", "")
     where = f"the tracking server {server}" if server else "the tracking server"
     at = f" at {endpoint}" if endpoint else ""

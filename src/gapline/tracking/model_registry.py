@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+import socket
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from gapline.config.schema import TrackingConfig
@@ -18,6 +20,10 @@ from gapline.tracking.store import TrackingError, canonical_uri, check_reachable
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
+# The registered model that exists while one process moves ``champion`` (see promotion_lock).
+LOCK_SUFFIX = ".promotion-lock"
+LOCK_WAIT = 120.0  # seconds to wait for another promotion (it holds the lock for a second or two)
+LOCK_STALE = 600.0  # a lock this old was left by a process that died: it is removed
 
 
 def _is_missing(exc: BaseException) -> bool:
@@ -99,3 +105,51 @@ def move_champion(client: Any, name: str, version: str) -> dict[str, str | None]
             raise TrackingError(f"cannot move alias {CHAMPION!r} of {name!r}: {error_text(exc)}") from None
         raise
     return {"champion": version, "previous_champion": old if old is not None else before.get(PREVIOUS_CHAMPION)}
+
+
+@contextlib.contextmanager
+def promotion_lock(client: Any, name: str, wait: float = LOCK_WAIT, stale: float = LOCK_STALE) -> Iterator[None]:
+    """Hold the registry's promotion lock of ``name`` across machines, around reading and
+    moving ``champion``.
+
+    MLflow has no compare-and-set for aliases, and the retrain lock is a file on one machine.
+    The registry's own unique constraint is the mutex: creating the registered model
+    ``<name>.promotion-lock`` succeeds for exactly one process at a time, whichever backend
+    the server uses; it is deleted when the block ends. A lock older than ``stale`` seconds
+    (its holder died) is removed; waiting longer than ``wait`` is one line.
+    """
+    mlflow = import_mlflow()
+    lock = f"{name}{LOCK_SUFFIX}"
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            client.create_registered_model(
+                lock, tags={"holder": holder, "since": f"{time.time():.3f}"},
+                description=f"held by gapline while it moves {name}@{CHAMPION}; removed when done",
+            )
+            break
+        except mlflow.exceptions.MlflowException as exc:
+            if getattr(exc, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise TrackingError(f"cannot take the promotion lock {lock!r}: {error_text(exc)}") from None
+        try:
+            held = client.get_registered_model(lock)
+        except mlflow.exceptions.MlflowException:
+            continue  # released meanwhile
+        since = float((held.tags or {}).get("since", "0") or 0)
+        if time.time() - since > stale:
+            with contextlib.suppress(mlflow.exceptions.MlflowException):
+                client.delete_registered_model(lock)
+            continue
+        if time.monotonic() > deadline:
+            raise TrackingError(
+                f"another promotion of {name!r} holds the registry's lock {lock!r} (held by "
+                f"{(held.tags or {}).get('holder', '?')} for {time.time() - since:.0f}s): expected it to end within "
+                f"{wait:.0f}s; if its process died, delete the registered model {lock!r}"
+            )
+        time.sleep(0.5)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            client.delete_registered_model(lock)

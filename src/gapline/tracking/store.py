@@ -21,7 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from gapline.config.schema import TrackingConfig
 from gapline.core.errors import GaplineError, warn
-from gapline.tracking.redaction import REDACTED, error_text
+from gapline.tracking.access import AccessDenied, denied_message
+from gapline.tracking.redaction import REDACTED, error_text, redact
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 # Seconds between system-metric samples unless $MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL says
@@ -114,8 +115,15 @@ def canonical_uri(uri: str, cwd: Path | None = None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), parts.query, parts.fragment))
 
 
+PROBE = "/api/2.0/mlflow/experiments/search"  # answered from the backend store: a database that is down shows
+
+
 def check_reachable(uri: str) -> None:
-    """Fail in a second, not after MLflow's minutes of retries, when no server answers."""
+    """Fail in seconds, not after MLflow's minutes of retries, when no server answers, when
+    it answers but cannot use the database behind it, or when it refuses the caller.
+
+    One request to ``/health`` (the server process) and one, with the caller's credentials
+    and no retries, that the server answers from its store."""
     if urlsplit(uri).scheme not in ("http", "https"):
         return
     import requests
@@ -127,6 +135,31 @@ def check_reachable(uri: str) -> None:
             f"tracking URI {canonical_uri(uri)!r} is not reachable ({type(exc).__name__}): expected a "
             "running `mlflow server` there, or set tracking.enabled=false to train without tracking"
         ) from None
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        probe = http_request(get_default_host_creds(uri), PROBE, "GET", max_retries=0, timeout=30,
+                             raise_on_status=False, params={"max_results": 1})
+    except Exception as exc:  # noqa: BLE001 - a server that stops answering between the two requests
+        raise TrackingError(f"tracking URI {canonical_uri(uri)!r} stopped answering: {error_text(exc)}") from None
+    if probe.status_code in (401, 403):
+        raise AccessDenied(denied_message(probe.status_code, PROBE, canonical_uri(uri)))
+    if probe.status_code >= 500:
+        raise TrackingError(
+            f"the tracking server {canonical_uri(uri)} answers but cannot use its store (HTTP {probe.status_code} "
+            f"at {PROBE}: {_said(probe)}): expected the database behind it to be up (ask its operator), or "
+            "tracking.on_unreachable=local to log to the embedded store meanwhile"
+        )
+
+
+def _said(response: Any) -> str:
+    """The server's error message, on one line, secrets removed, short."""
+    try:
+        text = str(response.json().get("message", ""))
+    except ValueError:
+        text = response.text
+    return redact(" ".join(text.split()))[:300] or response.reason or "no message"
 
 
 def setup(tracking: TrackingConfig) -> str:
