@@ -139,16 +139,36 @@ def test_a_folder_remote_shares_the_same_outputs(team: Team, tmp_path: Path) -> 
 def test_retrain_from_an_empty_clone_pulls_trains_pushes_and_the_champion_checks_out_anywhere(
     team: Team, tmp_path: Path
 ) -> None:
+    from unittest import mock
+
+    from gapline.retrain import remote
+
+    client = _client(team)
     job = team.clone(tmp_path / "job")  # what a scheduled container starts with: git's files only
-    proc = retrain_in_process(["retrain", *RETRAIN, "train.epochs=8", "retrain.pull=true", "retrain.push=true"],
-                              job, team.env)
+    args = ["retrain", *RETRAIN, "train.epochs=8", "retrain.pull=true", "retrain.push=true"]
+
+    # First with a password the remote refuses for the push (the pull is refused the same way,
+    # so this run's credentials change in between): the challenger trains and wins, the push
+    # fails, nothing is promoted.
+    before = _champions(client)
+    with mock.patch.object(remote, "sync", _refused_push(team)):
+        proc = retrain_in_process(args, job, team.env)
+    _one_line(proc, "retrain.push: `dvc push` to the default remote failed", "401")
+    failed = json.loads((job / "reports/retrain.json").read_text())
+    assert failed["decision"] == "failed" and "retrain.push" in failed["reason"]
+    assert client.get_run(failed["mlflow_run_id"]).info.status == "FAILED"
+    assert _champions(client) == before
+    assert "Running stage 'train'" in proc.stdout + proc.stderr
+    assert "Stage 'prepare' didn't change" in proc.stdout + proc.stderr  # pulled, not rebuilt
+
+    # Then as scheduled again, with the right credentials: DVC has nothing left to train.
+    proc = retrain_in_process(args, job, team.env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "retrain: dvc pull (the default remote)" in proc.stdout
-    assert "Stage 'prepare' didn't change" in proc.stdout + proc.stderr  # pulled, not rebuilt
-    assert "Running stage 'train'" in proc.stdout + proc.stderr
+    assert "Running stage 'train'" not in proc.stdout + proc.stderr
     report = json.loads((job / "reports/retrain.json").read_text())
     assert report["decision"] == "promoted", report["reason"]
-    client = _client(team)
+    assert report["challenger_version"] == failed["challenger_version"]
     champion = client.get_model_version_by_alias(NAME, "champion")
     assert champion.version == report["challenger_version"]
     retrain_run = client.get_run(report["mlflow_run_id"])
@@ -164,6 +184,25 @@ def test_retrain_from_an_empty_clone_pulls_trains_pushes_and_the_champion_checks
     registered = _champion_model_file(team, tmp_path / "registered")
     assert _md5(elsewhere / "models/model.keras") == _md5(registered) == train_run.data.tags["model.md5"]
     assert _md5(elsewhere / "models/model.keras") != _md5(team.origin / "models/model.keras")  # a new model
+
+
+def _refused_push(team: Team) -> Any:
+    """retrain's remote sync, with the clone's password wrong for the push only (as when an
+    account may read the remote but not write it)."""
+    from gapline.retrain import remote
+
+    real = remote.sync
+
+    def sync(action: str, root: Path, *args: Any, **kwargs: Any) -> None:
+        if action == "push":
+            team.credentials(root, "a-wrong-webdav-password")
+            try:
+                return real(action, root, *args, **kwargs)
+            finally:
+                team.credentials(root, DAV_PASSWORD)
+        return real(action, root, *args, **kwargs)
+
+    return sync
 
 
 def _champion_model_file(team: Team, dst: Path) -> Path:
@@ -191,22 +230,11 @@ def _one_line(proc: subprocess.CompletedProcess, *words: str) -> None:
         assert word in errors[0], errors[0]
 
 
-def test_a_refused_push_a_pull_that_finds_nothing_and_missing_credentials_are_one_line(
+def test_a_pull_that_finds_nothing_and_missing_credentials_are_one_line(
     team: Team, tmp_path: Path
 ) -> None:
     client = _client(team)
-    refused = team.clone(tmp_path / "refused")
-    in_process(["dvc", "pull"], refused, team.env)
-    # v1 (3 epochs) back as the champion: the 8-epoch challenger below beats it and would be promoted
-    assert retrain_in_process(["promote", "--version", "1"], refused, team.env).returncode == 0
     before = _champions(client)
-    team.credentials(refused, "a-wrong-webdav-password")
-    proc = retrain_in_process(["retrain", *RETRAIN, "train.epochs=8", "retrain.push=true"], refused, team.env)
-    _one_line(proc, "retrain.push: `dvc push` to the default remote failed", "401")
-    report = json.loads((refused / "reports/retrain.json").read_text())
-    assert report["decision"] == "failed" and "retrain.push" in report["reason"]
-    assert client.get_run(report["mlflow_run_id"]).info.status == "FAILED"
-
     nothing = team.clone(tmp_path / "nothing")
     empty = tmp_path / "empty-remote"
     empty.mkdir()
