@@ -382,10 +382,11 @@ class RetrainJob:
         challenges the new champion."""
         assert self.verdict is not None
         before = f"v{self.champion.version}" if self.champion.version else "none"
+        after = f"v{now}" if now else "none (the alias was removed)"
         reason = (
-            f"challenger v{self.challenger} not promoted: {self.name}@champion moved from {before} to v{now} while "
+            f"challenger v{self.challenger} not promoted: {self.name}@champion moved from {before} to {after} while "
             f"this retrain ran (another machine promoted it); it was scored against {before} only. Run again to "
-            f"challenge v{now}"
+            f"challenge {after}"
         )
         return dataclasses.replace(self.verdict, decision="superseded", exit_code=ExitCode.LOCKED, reason=reason,
                                    champion_after=now, previous_champion_after=None)
