@@ -147,9 +147,8 @@ def test_retrain_from_an_empty_clone_pulls_trains_pushes_and_the_champion_checks
     job = team.clone(tmp_path / "job")  # what a scheduled container starts with: git's files only
     args = ["retrain", *RETRAIN, "train.epochs=8", "retrain.pull=true", "retrain.push=true"]
 
-    # First with a password the remote refuses for the push (the pull is refused the same way,
-    # so this run's credentials change in between): the challenger trains and wins, the push
-    # fails, nothing is promoted.
+    # First as an account that may read the remote but not write it (the password is wrong
+    # for the push only): the challenger trains and wins, the push fails, nothing is promoted.
     before = _champions(client)
     with mock.patch.object(remote, "sync", _refused_push(team)):
         proc = retrain_in_process(args, job, team.env)
