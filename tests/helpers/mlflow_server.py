@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.processes import BIN, free_port, stop_group
+from helpers.processes import BIN, free_port, stop_group, wait_for
 
 SERVER_START_TIMEOUT = 120.0
 
@@ -80,18 +79,18 @@ class MlflowServer:
                 self.proc = subprocess.Popen(
                     cmd, cwd=self.root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
                 )
-            deadline = time.monotonic() + SERVER_START_TIMEOUT
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    status, body = _get(f"{self.url}/health", timeout=2)
-                    if status == 200 and body.strip() == b"OK":
-                        return self
-                except OSError:
-                    pass
-                time.sleep(0.25)
+            if wait_for(self.proc, self._healthy, SERVER_START_TIMEOUT):
+                return self
             last = self.log.read_text(errors="replace")[-3000:]
             stop_group(self.proc)
         raise RuntimeError(f"mlflow server did not become healthy after {attempts} attempts:\n{last}")
+
+    def _healthy(self) -> bool:
+        try:
+            status, body = _get(f"{self.url}/health", timeout=2)
+        except OSError:
+            return False
+        return status == 200 and body.strip() == b"OK"
 
     def stop(self) -> None:
         if self.proc is not None:

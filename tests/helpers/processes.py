@@ -14,7 +14,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from unittest import mock
 
@@ -44,6 +47,28 @@ def stop_group(proc: subprocess.Popen) -> None:
         except ProcessLookupError:
             pass
         proc.wait(timeout=15)
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    """The HTTP status ``url`` answers with (an error status too); None while nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - local only
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
+
+
+def wait_for(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
+    """Poll ``ready()`` until it holds (True), or ``proc`` exits or ``timeout`` passes (False):
+    how the tests wait for a server they started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ready():
+            return True
+        time.sleep(interval)
+    return False
 
 
 def gapline_in_process(args: list[str], cwd: Path) -> None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from helpers.processes import BIN, free_port, stop_group
+from helpers.processes import BIN, free_port, http_status, stop_group, wait_for
 
 SERVE_TIMEOUT = 180.0
 
@@ -26,13 +24,7 @@ def models_serve(model_uri: str, env: dict[str, str], cwd: Path, log: Path) -> I
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline, ready = time.monotonic() + SERVE_TIMEOUT, False
-        while time.monotonic() < deadline and proc.poll() is None and not ready:
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:  # noqa: S310 - local only
-                    ready = resp.status == 200
-            except OSError:
-                time.sleep(0.5)
+        ready = wait_for(proc, lambda: http_status(f"{url}/ping") == 200, SERVE_TIMEOUT, 0.5)
         assert ready, f"mlflow models serve never answered /ping:\n{log.read_text(errors='replace')[-4000:]}"
         yield url
     finally:

@@ -4,13 +4,10 @@ one account, serving a local folder."""
 from __future__ import annotations
 
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.processes import BIN, free_port, stop_group
+from helpers.processes import BIN, free_port, http_status, stop_group, wait_for
 
 
 @dataclass
@@ -47,16 +44,9 @@ class WebDav:
             with open(log, "wb") as out:
                 self.proc = subprocess.Popen([str(BIN / "wsgidav"), "--config", str(config)], cwd=self.root,
                                              stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2)  # noqa: S310 - local only
-                except urllib.error.HTTPError as exc:
-                    if exc.code == 401:  # up, and asking for credentials
-                        return self
-                except OSError:
-                    pass
-                time.sleep(0.2)
+            # up once it asks for credentials
+            if wait_for(self.proc, lambda: http_status(f"http://127.0.0.1:{self.port}/") == 401, 30, 0.2):
+                return self
             stop_group(self.proc)
         raise RuntimeError(f"wsgidav did not start:\n{log.read_text(errors='replace')[-2000:]}")
 

@@ -19,6 +19,7 @@ from typing import Any
 from gapline.config.schema import Config
 from gapline.core.errors import warn
 from gapline.core.signals import Terminated, sigterm_as_interrupt
+from gapline.tracking.model_registry import registry
 from gapline.tracking.redaction import error_text, redact
 from gapline.tracking.run_record import MODEL_MD5_TAG, RUN_FILE, RunRecord
 from gapline.tracking.store import TrackingError, canonical_uri, check_reachable, fallback_message, import_mlflow, resolve_uri, setup
@@ -142,8 +143,7 @@ def find_record(cfg: Config, model_md5: str | None) -> RunRecord | None:
         return None
     mlflow = import_mlflow()
     uri = resolve_uri(cfg.tracking)
-    check_reachable(uri)
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    client = registry(cfg.tracking)  # the store and its registry, as retrain reads them
     try:
         experiment = client.get_experiment_by_name(cfg.tracking.experiment)
         if experiment is None:
