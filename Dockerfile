@@ -79,11 +79,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     MLFLOW_TRACKING_URI=sqlite:////home/gapline/project/mlflow.db
 WORKDIR /home/gapline/project
 # The baked-in project: conf/, the pipeline, and the sources its DVC stages depend on.
-# Mount a project of your own over /home/gapline/project to use that one instead.
+# Mount a project of your own over /home/gapline/project to use that one instead. dvc.lock
+# names the commit's outputs, so `gapline retrain retrain.pull=true` (or `dvc pull`) fetches
+# them from the team's remote instead of rebuilding them. GIT_COMMIT (`git rev-parse HEAD` of
+# the build context) is the commit the runs of this project record: it has no .git of its own.
 COPY --chown=${GAPLINE_UID}:${GAPLINE_UID} conf ./conf
 COPY --chown=${GAPLINE_UID}:${GAPLINE_UID} src ./src
 COPY --chown=${GAPLINE_UID}:${GAPLINE_UID} .dvc/config ./.dvc/config
-COPY --chown=${GAPLINE_UID}:${GAPLINE_UID} .dvcignore dvc.yaml pyproject.toml ./
+COPY --chown=${GAPLINE_UID}:${GAPLINE_UID} .dvcignore dvc.yaml dvc.lock pyproject.toml ./
 COPY --chown=${GAPLINE_UID}:${GAPLINE_UID} data/raw/README.md ./data/raw/README.md
 USER ${GAPLINE_UID}:${GAPLINE_UID}
 # A git work tree for DVC, and params.yaml composed from this image's conf/.
@@ -95,5 +98,8 @@ RUN git init -q . \
 USER 0
 RUN chgrp -R 0 /home/gapline && chmod -R g=u /home/gapline
 USER ${GAPLINE_UID}:${GAPLINE_UID}
+ARG GIT_COMMIT=""
+ENV GAPLINE_GIT_COMMIT=${GIT_COMMIT}
+LABEL org.opencontainers.image.revision=${GIT_COMMIT}
 ENTRYPOINT ["tini", "-g", "--", "gapline-entrypoint", "gapline"]
 CMD ["--help"]

@@ -15,7 +15,14 @@
 #   4. the README's mounted-project retrain (`gapline retrain`, sqlite store in the project);
 #   5. `gapline retrain` of the baked-in project against an `mlflow server` on this host
 #      (`--network host`): the run lands in the server, the model is registered and alias
-#      `champion` points at it; a second retrain in a fresh container finds "up to date".
+#      `champion` points at it; a second retrain in a fresh container finds "up to date";
+#   6. a retrain that starts from nothing, as the Kubernetes CronJob runs it: fresh containers
+#      of the baked-in project against the team's stack on this host (PostgreSQL behind the
+#      MLflow server with accounts, a WebDAV DVC remote; tests/helpers/team_stack.py), the
+#      account in MLFLOW_TRACKING_USERNAME/PASSWORD and the remote's credentials in a mounted
+#      .dvc/config.local. The first promotes and pushes; the second pulls (no stage rebuilt)
+#      and is up to date; then a fresh clone of the champion's git commit, with its run's
+#      dvc.lock and `dvc pull`, holds the registered model's very bytes.
 #
 #   deploy/docker-check.sh                     # build gapline:check from this checkout, then check it
 #   BASE_IMAGE=gapline-base:bookworm-py311 deploy/docker-check.sh   # passed as --build-arg
@@ -23,12 +30,13 @@
 #
 # The host user: the uid running this script, or HOST_UID (default 1000) when that is root, the
 # clone then chowned to it. MLFLOW names the mlflow executable for the server (default: the one
-# on PATH). Exits 0 when every check passed, 77 when no Docker engine is reachable, 1 otherwise.
+# on PATH); PYTHON an interpreter with gapline's test extra, for step 6 (default: python3). Exits 0 when every check passed, 77 when no Docker engine is reachable, 1 otherwise.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IMAGE=${GAPLINE_IMAGE:-gapline:check}
 MLFLOW=${MLFLOW:-mlflow}
+PYTHON=${PYTHON:-python3}
 PROJECT=/home/gapline/project
 
 if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
@@ -38,8 +46,9 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/gapline-docker-check.XXXXXX")
 server_pid=""
+stack_pid=""
 cleanup() {
-    if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+    for pid in $server_pid $stack_pid; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -52,6 +61,7 @@ if [ "${GAPLINE_BUILD:-1}" != 0 ]; then
     step "docker build -t $IMAGE ${BASE_IMAGE:+--build-arg BASE_IMAGE=$BASE_IMAGE}"
     build_args=(--network host -t "$IMAGE")
     if [ -n "${BASE_IMAGE:-}" ]; then build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE"); fi
+    build_args+=(--build-arg "GIT_COMMIT=$(git -C "$REPO" rev-parse HEAD)")
     start=$SECONDS
     docker build "${build_args[@]}" "$REPO" >"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; fail "docker build"; }
     pass "docker build: $((SECONDS - start)) s"
@@ -175,5 +185,69 @@ metrics = {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
 print(f"PASS server: model gapline v{champion['version']} is champion, from run {champion['run_id']} "
       f"(test_accuracy {metrics.get('test_accuracy')}); runs in the experiment: {names}")
 assert "retrain" in names
+EOF
+
+# 6 -------------------------------------------------------------------------------------
+step "a retrain from nothing against the team's stack (PostgreSQL, accounts, a WebDAV remote)"
+commit=$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$IMAGE")
+[ -n "$commit" ] || fail "the image records no commit (build it with --build-arg GIT_COMMIT=...)"
+PYTHONPATH="$REPO/tests" "$PYTHON" -m helpers.team_stack --root "$work/team" --env-file "$work/team.env" \
+    >"$work/team.log" 2>&1 &
+stack_pid=$!
+for _ in $(seq 1 180); do
+    [ -f "$work/team.env" ] && break
+    kill -0 "$stack_pid" 2>/dev/null || { tail -20 "$work/team.log"; fail "the team stack did not start"; }
+    sleep 1
+done
+[ -f "$work/team.env" ] || { tail -20 "$work/team.log"; fail "the team stack did not start in 180 s"; }
+# shellcheck disable=SC1091
+. "$work/team.env"
+export MLFLOW_TRACKING_URI MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD
+# what the CronJob's Secret `gapline-dvc` holds: the remote, made the default, and its account
+cat >"$work/config.local" <<EOF
+[core]
+    remote = team
+['remote "team"']
+    url = $DVC_REMOTE_URL
+    user = $DVC_REMOTE_USER
+    password = $DVC_REMOTE_PASSWORD
+EOF
+chmod 644 "$work/config.local"
+team_retrain() {
+    docker run --rm --network host -e MLFLOW_TRACKING_URI -e MLFLOW_TRACKING_USERNAME -e MLFLOW_TRACKING_PASSWORD \
+        -v "$work/config.local:$PROJECT/.dvc/config.local:ro" "$IMAGE" retrain "$@"
+}
+start=$SECONDS
+team_retrain retrain.push=true >"$work/team1.log" 2>&1 || { tail -40 "$work/team1.log"; fail "first retrain against the team's stack"; }
+grep -q "promoted" "$work/team1.log" || { tail -5 "$work/team1.log"; fail "the first team retrain promoted nothing"; }
+grep -q "retrain: dvc push" "$work/team1.log" || { tail -5 "$work/team1.log"; fail "the first team retrain pushed nothing"; }
+pushed=$(find "$DVC_REMOTE_FILES" -type f | wc -l)
+[ "$pushed" -gt 0 ] || fail "the remote holds no file after the push"
+pass "retrain, empty container, retrain.push=true: $((SECONDS - start)) s, $pushed files on the remote: $(tail -1 "$work/team1.log")"
+start=$SECONDS
+team_retrain retrain.pull=true retrain.push=true >"$work/team2.log" 2>&1 || { tail -40 "$work/team2.log"; fail "second retrain against the team's stack"; }
+grep -q "retrain: dvc pull" "$work/team2.log" || { tail -5 "$work/team2.log"; fail "the second team retrain pulled nothing"; }
+grep -q "up to date" "$work/team2.log" || { tail -5 "$work/team2.log"; fail "the second team retrain was not up to date"; }
+if grep -q "Running stage" "$work/team2.log"; then grep "Running stage" "$work/team2.log"; fail "the second team retrain rebuilt a stage after its pull"; fi
+pass "retrain, empty container, retrain.pull=true: $((SECONDS - start)) s: $(grep 'retrain: dvc pull' "$work/team2.log")"
+git clone -q "$REPO" "$work/anywhere"
+git -C "$work/anywhere" checkout -q "$commit"
+cp "$work/config.local" "$work/anywhere/.dvc/config.local"
+(cd "$work/anywhere" && PATH="$(dirname "$PYTHON"):$PATH" "$PYTHON" - "$commit" <<'EOF') || fail "the champion does not check out anywhere"
+import hashlib, shutil, subprocess, sys
+from mlflow import MlflowClient
+
+client = MlflowClient()
+champion = client.get_model_version_by_alias("gapline", "champion")
+run = client.get_run(champion.run_id)
+assert run.data.tags.get("git.commit") == sys.argv[1], (run.data.tags.get("git.commit"), sys.argv[1])
+shutil.copy(client.download_artifacts(run.info.run_id, "reports/dvc.lock", ".."), "dvc.lock")
+subprocess.run([sys.executable, "-m", "dvc", "pull", "-q"], check=True)
+md5 = lambda path: hashlib.md5(open(path, "rb").read()).hexdigest()
+pulled = md5("models/model.keras")
+registered = md5(client.download_artifacts(run.info.run_id, "model/data/model.keras", ".."))
+assert pulled == registered == run.data.tags["model.md5"], (pulled, registered, run.data.tags["model.md5"])
+print(f"PASS anywhere: git checkout {sys.argv[1][:12]}, the champion run's dvc.lock, dvc pull: "
+      f"models/model.keras md5 {pulled} = the registered v{champion.version}'s")
 EOF
 printf '\nALL PASSED\n'

@@ -1,6 +1,7 @@
 """The Docker image, built and run: deploy/docker-check.sh builds it from this checkout and runs
 `--help`, the passwd lookups of uids the image does not know, `gapline repro` in a mounted
-fresh clone as the host user, and `gapline retrain` against an `mlflow server` on this host.
+fresh clone as the host user, `gapline retrain` against an `mlflow server` on this host, and
+a retrain from nothing against the team's stack (PostgreSQL, accounts, a WebDAV remote).
 Skips with one line where no Docker engine is reachable (CI has none, and skips in
 a second), or where no base image is here or can be pulled (trying a pull can take minutes).
 BASE_IMAGE, GAPLINE_IMAGE and GAPLINE_BUILD=0 pass through to the script (see its header)."""
@@ -61,6 +62,7 @@ def test_docker_image_builds_and_runs_the_pipeline_and_retrain() -> None:
         pytest.skip(f"no base image: {DEFAULT_BASE} cannot be pulled and {LOCAL_BASE} is not built (set BASE_IMAGE)")
     env = {**os.environ, "BASE_IMAGE": base}
     env.setdefault("MLFLOW", str(Path(sys.executable).parent / "mlflow"))
+    env.setdefault("PYTHON", sys.executable)  # step 6 starts the team's stack with the test helpers
     env.pop("MLFLOW_TRACKING_URI", None)  # the script sets it for each container
     proc = subprocess.run(["bash", str(CHECK)], env=env, capture_output=True, text=True, timeout=3600)
     out = proc.stdout + proc.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,8 +23,17 @@ from gapline.config.schema import OUTPUT_ONLY
 CHUNK = 1 << 20
 
 
+IMAGE_COMMIT = "GAPLINE_GIT_COMMIT"  # set by the Dockerfile from its GIT_COMMIT build argument
+
+
 def git_state(root: Path) -> dict[str, str]:
-    """The commit and whether the work tree differs from it (empty outside git)."""
+    """The commit and whether the work tree differs from it (empty outside git).
+
+    The Docker image's baked-in project is a git work tree without commits (the build context
+    has no ``.git``); the commit it was built from comes in ``GAPLINE_GIT_COMMIT``, so that a
+    champion trained in a container still names the commit to check out before ``dvc pull``.
+    A project mounted over it has commits of its own, and they win.
+    """
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
@@ -36,8 +46,18 @@ def git_state(root: Path) -> dict[str, str]:
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return {}
+        image = os.environ.get(IMAGE_COMMIT, "").strip()
+        return {"git.commit": image, "git.dirty": "false"} if image and _work_tree_without_commits(root) else {}
     return {"git.commit": commit, "git.dirty": str(bool(dirty)).lower()}
+
+
+def _work_tree_without_commits(root: Path) -> bool:
+    """A ``git init`` with nothing committed: the image's project, not a project mounted over it."""
+    try:
+        subprocess.run(["git", "rev-parse", "--git-dir"], cwd=root, capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return True
 
 
 def file_md5(path: Path) -> str | None:
