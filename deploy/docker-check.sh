@@ -226,7 +226,7 @@ pushed=$(find "$DVC_REMOTE_FILES" -type f | wc -l)
 pass "retrain, empty container, retrain.push=true: $((SECONDS - start)) s, $pushed files on the remote: $(tail -1 "$work/team1.log")"
 start=$SECONDS
 team_retrain retrain.pull=true retrain.push=true >"$work/team2.log" 2>&1 || { tail -40 "$work/team2.log"; fail "second retrain against the team's stack"; }
-grep -q "retrain: dvc pull" "$work/team2.log" || { tail -5 "$work/team2.log"; fail "the second team retrain pulled nothing"; }
+grep -Eq "retrain: dvc pull .*[1-9][0-9]* files? fetched" "$work/team2.log" || { tail -5 "$work/team2.log"; fail "the second team retrain pulled nothing"; }
 grep -q "up to date" "$work/team2.log" || { tail -5 "$work/team2.log"; fail "the second team retrain was not up to date"; }
 if grep -q "Running stage" "$work/team2.log"; then grep "Running stage" "$work/team2.log"; fail "the second team retrain rebuilt a stage after its pull"; fi
 pass "retrain, empty container, retrain.pull=true: $((SECONDS - start)) s: $(grep 'retrain: dvc pull' "$work/team2.log")"

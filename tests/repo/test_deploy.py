@@ -302,6 +302,8 @@ def test_dockerfile_is_multistage_slim_nonroot_with_gapline_entrypoint() -> None
     runs = " ".join(rest for word, rest in ins if word == "RUN")
     assert "-c deploy/constraints.txt \".[team]\"" in runs  # every Python package pinned; the team extra for remotes and accounts
     assert "libnss-wrapper=" in runs
+    # the commit the image was built from, for its runs' git.commit (the baked-in project has no .git)
+    assert 'ARG GIT_COMMIT=""' in [f"{w} {r}" for w, r in ins] and ("ENV", "GAPLINE_GIT_COMMIT=${GIT_COMMIT}") in ins
     text = DOCKERFILE.read_text()
     assert "COPY --from=deps /opt/venv /opt/venv" in text and "COPY --from=build /stage/ /" in text
 
@@ -378,6 +380,8 @@ def test_dockerignore_keeps_data_stores_and_caches_out_but_not_what_is_copied() 
             sources = [w for w in rest.split() if not w.startswith("--")][:-1]
             copied += sources
     assert "data/raw/README.md" in copied and "deploy/constraints.txt" in copied
+    # the commit's outputs, named: without dvc.lock a container's `dvc pull` (retrain.pull) finds nothing
+    assert "dvc.lock" in copied
     for src in copied:
         assert (REPO / src).exists(), src
         assert not _dockerignore_excludes(src, patterns), src
