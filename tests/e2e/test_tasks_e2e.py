@@ -7,12 +7,17 @@ test_tracking_local.py."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
+import requests
 
 from helpers.processes import gapline_in_process
+from helpers.tables import mixed_table
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +48,7 @@ def _repro(project: Path, *overrides: str) -> tuple[dict, dict]:
     return json.loads((project / "reports/metrics.json").read_text()), json.loads((project / "reports/mlflow_run.json").read_text())
 
 
-def _pyfunc(project: Path, record: dict, x: np.ndarray) -> np.ndarray:
+def _pyfunc(project: Path, record: dict, x: Any) -> np.ndarray:
     """The registered version's predictions through mlflow.pyfunc, as a serving client sees them.
     The process-wide URI is put back afterwards: later modules on this test process read
     their own stores (a registry URI left here once sent them to this one)."""
@@ -53,6 +58,8 @@ def _pyfunc(project: Path, record: dict, x: np.ndarray) -> np.ndarray:
 
     with mlflow_uri(f"sqlite:///{project / 'mlflow.db'}"):
         model = mlflow.pyfunc.load_model(f"models:/{record['registered_model']}/{record['model_version']}")
+    if isinstance(x, pd.DataFrame):
+        return np.asarray(model.predict(x))
     return np.asarray(model.predict(np.asarray(x, dtype=np.float64)))  # a client's numbers: float64
 
 
@@ -108,8 +115,59 @@ def test_multilabel_csv(project: Path) -> None:
     }
     breakdown = json.loads((project / "reports/breakdown.json").read_text())
     assert [row["label"] for row in breakdown] == ["cat", "dog", "bird"]
-    xt, _ = _test_split(project)
-    assert _pyfunc(project, record, xt).shape == (len(xt), 3)
+    rows = pd.read_csv(project / "data/raw/tags.csv").drop(columns=["cat", "dog", "bird"])
+    assert _pyfunc(project, record, rows).shape == (len(rows), 3)  # a table is served as its raw rows
+
+
+def test_a_mixed_table_from_raw_csv_to_a_served_prediction(project: Path) -> None:
+    """Text categories, an integer-coded category and a number with 30 % empty cells: the
+    pipeline trains on them as they come, and the registered model answers raw rows through
+    mlflow.pyfunc and `mlflow models serve`, an unseen category included."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from helpers.pipeline_run import mlflow_uri
+    from helpers.serving import models_serve
+
+    table = mixed_table(300, seed=2)
+    (project / "data/raw").mkdir(parents=True, exist_ok=True)
+    table.to_csv(project / "data/raw/shop.csv", index=False)
+    metrics, record = _repro(
+        project, "data=csv", "data.path=data/raw/shop.csv", "data.columns.drop=[id]", "data.columns.categorical=[plan]",
+        "experiment=debug", "train.epochs=6",
+    )
+    meta = json.loads((project / "data/prepared/meta.json").read_text())
+    assert [(c["name"], c["kind"]) for c in meta["columns"]] == [
+        ("city", "categorical"), ("income", "numeric"), ("member", "categorical"), ("plan", "categorical"), ("noise", "numeric")
+    ]
+    assert meta["columns"][1]["indicator"] is True and meta["task"] == "binary"
+    assert "gap_accuracy_test" in metrics
+    uri = f"models:/{record['registered_model']}/{record['model_version']}"
+    with mlflow_uri(f"sqlite:///{project / 'mlflow.db'}"):
+        info = mlflow.models.get_model_info(uri)
+        model = mlflow.pyfunc.load_model(uri)
+    inputs = {c["name"]: c for c in info.signature.inputs.to_dict()}
+    assert set(inputs) == {"city", "income", "member", "plan", "noise"}
+    assert inputs["city"]["type"] == "string" and inputs["plan"]["type"] == "long" and inputs["income"]["required"] is False
+    raw = table.drop(columns=["id", "label"]).head(5).copy()
+    raw.loc[0, "city"] = "atlantis"  # never seen: the out-of-vocabulary bucket, not an error
+    raw.loc[1, "income"] = None
+    out = np.asarray(model.predict(raw))
+    assert out.shape == (5, 1) and np.all((out >= 0) & (out <= 1))
+    with pytest.raises(MlflowException, match="input lacks the column city"):
+        model.predict(raw.drop(columns=["city"]))
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    with models_serve(uri, env, project, project / "serve.log") as url:
+        split = json.loads(raw.to_json(orient="split", index=False))
+        answer = requests.post(f"{url}/invocations", json={"dataframe_split": split}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        served = [list(row.values()) for row in answer.json()["predictions"]]  # a frame in, a frame out: one dict per row
+        assert np.allclose(np.asarray(served, dtype=float).reshape(-1), out.reshape(-1), atol=1e-6)
+        records = json.loads(raw.to_json(orient="records"))
+        assert requests.post(f"{url}/invocations", json={"dataframe_records": records}, timeout=60).status_code == 200
+        refused = requests.post(f"{url}/invocations", json={"dataframe_records": [{k: v for k, v in r.items() if k != "member"} for r in records]}, timeout=60)
+        assert refused.status_code == 400 and "input lacks the column member" in refused.text, refused.text
 
 
 def _retrain(project: Path, *overrides: str):

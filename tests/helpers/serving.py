@@ -4,6 +4,7 @@ waited for until it answers ``/ping``, stopped with its process group."""
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ def models_serve(model_uri: str, env: dict[str, str], cwd: Path, log: Path) -> I
     """Serve ``model_uri`` with this virtualenv's MLflow (``--env-manager local``), the
     process's output in ``log``; yields the server's base URL."""
     port = free_port()
+    env = {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}  # mlflow runs uvicorn from PATH
     cmd = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
            "-h", "127.0.0.1", "-p", str(port)]
     with open(log, "wb") as out:

@@ -19,6 +19,7 @@ from gapline.config.schema import (
     DISTRIBUTIONS,
     DRIFT_POLICIES,
     LOSSES,
+    MISSING_TARGET,
     MODEL_FAMILIES,
     MODELS_SCHEME,
     MONITORS,
@@ -27,6 +28,7 @@ from gapline.config.schema import (
     OPTIMIZERS,
     PRECISIONS,
     RETRAIN_METRICS,
+    TABLE_SOURCES,
     TASKS,
     VERBOSITY,
     Config,
@@ -146,8 +148,18 @@ def _data(cfg: Config) -> None:
     _validate_classes(list(d.classes))
     if any(not str(c).strip() for c in d.label_columns) or len(set(d.label_columns)) != len(d.label_columns):
         raise ConfigError(bad_value("data.label_columns", list(d.label_columns), "distinct non-empty column names"))
-    if d.label_columns and d.source != "csv":
-        raise ConfigError(bad_value("data.label_columns", list(d.label_columns), f"empty: it is read by data.source=csv only, not {d.source}"))
+    if d.label_columns and d.source not in TABLE_SOURCES:
+        raise ConfigError(bad_value("data.label_columns", list(d.label_columns), f"empty: it is read by data.source=csv or parquet only, not {d.source}"))
+    _choice("data.missing_target", d.missing_target, MISSING_TARGET)
+    c = d.columns
+    for key in ("categorical", "numeric", "drop"):
+        names = [str(n) for n in getattr(c, key)]
+        if any(not n.strip() for n in names) or len(set(names)) != len(names):
+            raise ConfigError(bad_value(f"data.columns.{key}", names, "distinct non-empty column names"))
+        if names and d.source not in TABLE_SOURCES:
+            raise ConfigError(bad_value(f"data.columns.{key}", names, f"empty: it is read by data.source=csv or parquet only, not {d.source}"))
+    _int_min("data.columns.one_hot_max", c.one_hot_max, 1)
+    _int_min("data.columns.min_count", c.min_count, 1)
 
 
 def _task(cfg: Config) -> None:

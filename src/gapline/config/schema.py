@@ -17,7 +17,9 @@ SCHEMA_NAME = "gapline_schema"
 # A registered model as model.init_from: models:/NAME@ALIAS or models:/NAME/VERSION.
 MODELS_SCHEME = "models:/"
 
-DATA_SOURCES = ("digits", "breast_cancer", "diabetes", "npz", "csv", "image_folder")
+DATA_SOURCES = ("digits", "breast_cancer", "diabetes", "npz", "csv", "parquet", "image_folder")
+TABLE_SOURCES = ("csv", "parquet")  # tables as they come: typed columns, missing cells (gapline.data.table)
+MISSING_TARGET = ("drop", "fail")
 BUILTIN_SOURCES = DATA_SOURCES[:3]  # scikit-learn's bundled sets (gapline.data.bundled); the rest read data.path
 # What is predicted (task.type); auto infers it from the labels where that is unambiguous.
 TASKS = ("auto", *TASK_NAMES)
@@ -61,6 +63,23 @@ DRIFT_POLICIES = ("report", "require", "block")
 
 
 @dataclass
+class ColumnsConfig:
+    """csv and parquet: the role of feature columns the inference would get wrong (numbers
+    are numeric, text and booleans categorical), and how categories are encoded."""
+
+    # integer codes that name categories (a zip code, a product id), or text to keep as text
+    categorical: list[str] = field(default_factory=list)
+    # columns to read as numbers (every filled cell must parse)
+    numeric: list[str] = field(default_factory=list)
+    # identifiers and other columns the model must not see
+    drop: list[str] = field(default_factory=list)
+    # a categorical column with more training values than this gets an embedding, else one-hot
+    one_hot_max: int = 16
+    # values seen fewer times than this in the training split share the out-of-vocabulary bucket
+    min_count: int = 1
+
+
+@dataclass
 class DataConfig:
     """Where the data comes from and how it is split."""
 
@@ -75,6 +94,10 @@ class DataConfig:
     label_column: str = "label"
     # csv, multi-label: several 0/1 target columns (then label_column is not read)
     label_columns: list[str] = field(default_factory=list)
+    # csv, parquet: feature column roles and category encoding (else inferred)
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    # csv, parquet: rows without a target are dropped (a warning, counted in meta.json) or refused
+    missing_target: str = "drop"
     # Tabular data: the model standardizes each feature with the training split's mean and
     # std (a layer of the saved model, so it serves raw features). Images stay uint8 pixels,
     # scaled to [0, 1] by the model's first layer (pixel_scale).

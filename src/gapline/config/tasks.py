@@ -71,6 +71,9 @@ class TaskSpec:
     feature_std: tuple[float, ...] | None = None
     # images: the model's first layer divides the uint8 pixels by this (0: inputs are floats)
     pixel_max: int = 0
+    # a table (csv, parquet): its columns and what the training split fitted
+    # (gapline.data.columns), which the model's first layer encodes raw cells with
+    table: tuple[dict[str, Any], ...] = ()
 
     @property
     def outputs(self) -> int:

@@ -13,6 +13,7 @@ and rounded back to the source's ``pixel_max`` levels.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,12 @@ def column_std(x: np.ndarray) -> np.ndarray:
     return std[np.newaxis]
 
 
+def table_noise_scale(columns: Sequence[dict[str, Any]]) -> np.ndarray:
+    """A table's feature noise scale: each numeric column's training std (a missing cell
+    stays missing: NaN plus noise), 0 for a categorical column (its cells are indices)."""
+    return np.asarray([[c["std"] if c["kind"] == "numeric" else 0.0 for c in columns]], dtype="float64")
+
+
 def refuse_geometric(cfg: Any, prefix: str) -> None:
     """Shifts, rotations, zoom and flips have no meaning for tabular rows: one clear line.
 
@@ -121,14 +128,15 @@ def augment_block(
 
 
 def augment_rows(
-    x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, kind: str, pixel_max: int, out: Any
+    x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, kind: str, pixel_max: int, out: Any,
+    columns: Sequence[dict[str, Any]] | None = None,
 ) -> np.ndarray:
     """Write the originals, then each copy, a block at a time, through ``out.write(start,
     rows)`` ((1 + copies) × len(x) rows: an array in memory or a file); returns the labels,
     repeated unchanged."""
     n = len(x)
     reader = RowReader(x)
-    std = column_std(x) if kind != "image" else None
+    std = table_noise_scale(columns) if columns else column_std(x) if kind != "image" else None
     per_chunk = max(BLOCK, CHUNK_BYTES // max(1, row_bytes(x)) // BLOCK * BLOCK)
     for copy in range(cfg.copies + 1):
         for start in range(0, n, per_chunk):
@@ -153,7 +161,8 @@ def augment_rows(
 
 
 def augment_dataset(
-    x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, kind: str, pixel_max: int = 0
+    x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, kind: str, pixel_max: int = 0,
+    columns: Sequence[dict[str, Any]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Originals first, then ``copies`` augmented copies, in memory (in-memory trials); the
     augment stage streams the same rows to disk (:func:`augment_to`)."""
@@ -161,11 +170,12 @@ def augment_dataset(
     if cfg.copies == 0:
         return x, y
     out = MemoryRows(x.dtype, (len(x) * (cfg.copies + 1), *x.shape[1:]))
-    return out.array, augment_rows(x, y, cfg, kind, pixel_max, out)
+    return out.array, augment_rows(x, y, cfg, kind, pixel_max, out, columns)
 
 
 def augment_to(
-    folder: Path, x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, kind: str, pixel_max: int = 0
+    folder: Path, x: np.ndarray, y: np.ndarray, cfg: AugmentConfig, kind: str, pixel_max: int = 0,
+    columns: Sequence[dict[str, Any]] | None = None,
 ) -> Split:
     """The same rows as :func:`augment_dataset`, written to ``folder/{x,y}.npy`` a chunk at a
     time (``x`` may be mapped): the augmented set is never whole in memory."""
@@ -178,6 +188,6 @@ def augment_to(
         np.save(folder / Y_FILE, np.asarray(y), allow_pickle=False)
         return open_split(folder)
     with RowWriter(folder / X_FILE, x.dtype, (len(x) * (cfg.copies + 1), *x.shape[1:])) as out:
-        labels = augment_rows(x, y, cfg, kind, pixel_max, out)
+        labels = augment_rows(x, y, cfg, kind, pixel_max, out, columns)
     np.save(folder / Y_FILE, labels, allow_pickle=False)
     return open_split(folder)

@@ -9,6 +9,7 @@ import numpy as np
 
 from gapline.config.tasks import TASK_NAMES
 from gapline.core.errors import DataError, bad_value
+from gapline.data.table import Column
 
 __all__ = ["Dataset", "validate_dataset"]
 
@@ -25,7 +26,9 @@ class Dataset:
     binary int64 class indices ``(n,)`` into ``class_names`` (binary: 2 names, negative first);
     multilabel int64 0/1 ``(n, L)`` with the L label names; regression float32 ``(n,)`` with
     the target's name. ``skipped`` counts corrupt image files that were skipped
-    (``on_corrupt="skip"``), so it can be reported in lineage.
+    (``on_corrupt="skip"``), so it can be reported in lineage. A table read from CSV or
+    Parquet names its ``columns`` (:mod:`gapline.data.table`): its numeric cells may be NaN
+    (missing; the model imputes), its categorical cells hold dictionary indices.
     """
 
     x: np.ndarray
@@ -35,6 +38,8 @@ class Dataset:
     skipped: int = 0
     task: str = "multiclass"
     pixel_max: int = 0
+    columns: tuple[Column, ...] = ()  # a table's feature columns (csv, parquet); empty: plain float features
+    dropped_missing_target: int = 0  # a table's rows dropped for a missing target
 
     @property
     def n_classes(self) -> int:
@@ -62,6 +67,8 @@ def validate_dataset(ds: Dataset, source: str) -> None:
     if ds.task not in TASK_NAMES:
         raise DataError(bad_value("Dataset.task", ds.task, "one of " + ", ".join(TASK_NAMES)))
     xf = np.asarray(x)
+    if ds.columns:
+        xf = np.nan_to_num(xf, nan=0.0)  # a table's missing cells are data: the model imputes them
     if xf.dtype.kind in "fc":
         finite = np.isfinite(xf)
         if not finite.all():

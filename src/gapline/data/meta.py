@@ -59,6 +59,8 @@ class PreparedMeta:
     target: TargetStats | None = None  # regression
     features: FeatureStats | None = None  # tabular with data.standardize
     class_filter: ClassFilter | None = None  # data.classes set
+    columns: list[dict[str, Any]] | None = None  # a table's columns and what training fitted (gapline.data.columns)
+    dropped_missing_target: int = 0  # a table's rows dropped for a missing target (data.missing_target=drop)
 
     def as_json(self) -> dict[str, Any]:
         """Every field, but ``pixel_max`` only when set and the optional stats only when present
@@ -66,9 +68,11 @@ class PreparedMeta:
         record = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
         if not self.pixel_max:
             del record["pixel_max"]
-        for key in ("target", "features", "class_filter"):
+        for key in ("target", "features", "class_filter", "columns"):
             if record[key] is None:
                 del record[key]
+        if not self.dropped_missing_target:
+            del record["dropped_missing_target"]
         return record
 
     def write(self, path: str | os.PathLike[str]) -> None:
@@ -105,6 +109,7 @@ class PreparedMeta:
             feature_mean=tuple(float(v) for v in self.features["mean"]) if self.features else None,
             feature_std=tuple(float(v) for v in self.features["std"]) if self.features else None,
             pixel_max=int(self.pixel_max),
+            table=tuple(self.columns or ()),
         )
 
     def task_for(self, cfg: Config) -> TaskSpec:

@@ -19,17 +19,19 @@ from typing import Any
 import numpy as np
 
 from gapline.config.provenance import config_groups, json_digest
-from gapline.config.schema import Config, DataConfig
+from gapline.config.schema import TABLE_SOURCES, Config, DataConfig
 from gapline.config.tasks import target_stats
 from gapline.core.errors import ConfigError, DataError, bad_value
 from gapline.data.bundled import load_breast_cancer, load_diabetes, load_digits
+from gapline.data.columns import fit_columns
 from gapline.data.dataset import Dataset, validate_dataset
 from gapline.data.fingerprint import file_digest, fingerprint, tree_digest
 from gapline.data.images import load_image_folder
 from gapline.data.meta import ClassFilter, FeatureStats, PreparedMeta, TargetStats
-from gapline.data.sources import load_csv, load_npz
+from gapline.data.sources import load_npz, load_table
 from gapline.data.split import task_split, task_subset
 from gapline.data.store import write_split
+from gapline.data.table import Roles
 
 #: Sources bundled with scikit-learn (no path, no download), and their loaders.
 BUNDLED = {"digits": load_digits, "breast_cancer": load_breast_cancer, "diabetes": load_diabetes}
@@ -49,8 +51,14 @@ def load_source(data: DataConfig, task: str = "auto", scratch: Path | None = Non
         return BUNDLED[data.source](read_as)
     if data.source == "npz":
         return load_npz(data.path, read_as)
-    if data.source == "csv":
-        return load_csv(data.path, data.label_column, read_as, label_columns=tuple(data.label_columns))
+    if data.source in TABLE_SOURCES:
+        roles = Roles(
+            categorical=tuple(str(c) for c in data.columns.categorical),
+            numeric=tuple(str(c) for c in data.columns.numeric),
+            drop=tuple(str(c) for c in data.columns.drop),
+        )
+        return load_table(data.path, data.label_column, read_as, tuple(data.label_columns), fmt=data.source,
+                          roles=roles, missing_target=data.missing_target)
     ds = load_image_folder(
         data.path,
         tuple(data.image_size),  # type: ignore[arg-type]
@@ -195,7 +203,12 @@ def plan_splits(cfg: Config, ds: Dataset) -> SplitPlan:
         fingerprint="",
         pixel_max=int(ds.pixel_max),
         target=target,
-        features=feature_stats(ds.x[rows["train"]]) if ds.kind == "tabular" and data.standardize else None,
+        features=feature_stats(ds.x[rows["train"]]) if ds.kind == "tabular" and data.standardize and not ds.columns else None,
+        columns=fit_columns(
+            ds.columns, ds.x[rows["train"]], standardize=data.standardize,
+            one_hot_max=data.columns.one_hot_max, min_count=data.columns.min_count,
+        ) if ds.columns else None,
+        dropped_missing_target=int(ds.dropped_missing_target),
         # lineage: a subset of the source's classes (absent otherwise: meta unchanged)
         class_filter=ClassFilter(classes=list(ds.class_names), source_class_names=source_names) if data.classes else None,
     )

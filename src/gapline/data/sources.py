@@ -1,4 +1,4 @@
-"""A user's own files, ``.npz`` and CSV, read into one in-memory :class:`Dataset`
+"""A user's own files, ``.npz``, CSV and Parquet, read into one in-memory :class:`Dataset`
 (image folders: :mod:`gapline.data.images`; scikit-learn's bundled sets:
 :mod:`gapline.data.bundled`).
 
@@ -14,14 +14,16 @@ import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from gapline.core.errors import DataError, bad_value, flat_message
 from gapline.data.dataset import Dataset
 from gapline.data.labels import read_labels
+from gapline.data.table import Roles, read_table
 
-__all__ = ["PathLike", "load_csv", "load_npz", "require_path"]
+__all__ = ["PathLike", "load_csv", "load_npz", "load_table", "require_path"]
 
 PathLike = str | os.PathLike[str]
 
@@ -187,25 +189,30 @@ def _label_names(raw: np.ndarray | None, y: np.ndarray, source: str) -> tuple[st
     return tuple(raw.tolist())
 
 
-def load_csv(
-    path: PathLike, label_column: str, task: str = "auto", label_columns: Sequence[str] = ()
+def load_table(
+    path: PathLike,
+    label_column: str,
+    task: str = "auto",
+    label_columns: Sequence[str] = (),
+    *,
+    fmt: str = "csv",
+    roles: Roles | None = None,
+    missing_target: str = "drop",
 ) -> Dataset:
-    """Load a CSV with a header row: ``label_column`` holds the target, every other column a
-    feature; or, when ``label_columns`` names several 0/1 columns (multilabel), those are the
-    targets and ``label_column`` is not read.
+    """Load a table (CSV with a header row, or Parquet): ``label_column`` holds the target,
+    every other column not dropped is a feature; or, when ``label_columns`` names several 0/1
+    columns (multilabel), those are the targets and ``label_column`` is not read.
 
-    Feature columns must be numeric (empty cells become NaN and are reported by
-    :func:`validate_dataset`); targets are read for ``task`` like :func:`load_npz` (a
-    regression target is named after its column).
+    Feature columns are typed and encoded by :func:`gapline.data.table.read_table` (numbers,
+    text categories, booleans, missing cells); the Dataset's ``columns`` describe them. Rows
+    without a target are dropped (counted) or refused, per ``missing_target``. Targets are
+    read for ``task`` like :func:`load_npz` (a regression target is named after its column).
     """
-    import pandas as pd
-
     targets = [str(c) for c in label_columns]
+    kind = "a Parquet file" if fmt == "parquet" else "a CSV file with a header row"
     p = require_path(
         path,
-        f"a CSV file with a header row and label columns {targets}"
-        if targets
-        else f"a CSV file with a header row and a label column {label_column!r}",
+        f"{kind} and label columns {targets}" if targets else f"{kind} and a label column {label_column!r}",
     )
     source = f"data file {str(p)!r}"
     if targets:
@@ -224,55 +231,11 @@ def load_csv(
             raise DataError(bad_value("data.label_column", label_column, "a non-empty column name"))
         field = f"data.label_column={label_column!r}"
         targets = [label_column]
-    try:
-        frame = pd.read_csv(p)
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{source} is empty: expected a CSV file with a header row") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
-        raise DataError(
-            f"{source} cannot be parsed as CSV ({flat_message(exc)}): expected a comma-separated "
-            "file with a header row"
-        ) from exc
-
-    columns = [str(c) for c in frame.columns]
-    frame.columns = columns
-    absent = [c for c in targets if c not in columns]
-    if absent:
-        what = "is not a column" if len(absent) == 1 else f"names {', '.join(map(repr, absent))}, not columns"
-        raise DataError(f"{field} {what} of {source}: expected one of {columns}")
-    if len(frame) == 0:
-        raise DataError(f"{source} has a header but 0 rows: expected at least one sample per class")
-    features = [c for c in columns if c not in targets]
-    if not features:
-        raise DataError(
-            f"{source} has only the label column{'s' if len(targets) > 1 else ''} "
-            f"{', '.join(map(repr, targets))}: expected at least one feature column"
-        )
-    for col in features:
-        series = frame[col]
-        if pd.api.types.is_numeric_dtype(series):
-            continue
-        coerced = pd.to_numeric(series, errors="coerce")
-        bad = coerced.isna() & series.notna()
-        pos = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
-        only = ", ".join(map(repr, targets))
-        raise DataError(
-            f"column {col!r} of {source} is not numeric: found {series.iloc[pos]!r} on line "
-            f"{pos + 2}; expected numbers in every feature column (only {only} may hold text)"
-        )
-    for col in targets:
-        missing = frame[col].isna().to_numpy()
-        if missing.any():
-            first = int(np.flatnonzero(missing)[0])
-            raise DataError(
-                f"{field} of {source}: column {col!r} has {int(missing.sum())} empty or NaN cells "
-                f"(first on line {first + 2}): expected a label or target value in every row"
-            )
+    table = read_table(p, fmt, targets, roles or Roles(), missing_target, field)
+    frame = table.targets
     label_values = frame[targets].to_numpy() if len(targets) > 1 else frame[targets[0]].to_numpy()
     if label_values.dtype.kind == "O":
         label_values = label_values.astype(str)
-    # float64 first: a bool column beside numbers would make an object array
-    x = _to_float32(frame[features].to_numpy(dtype=np.float64), source)
     labels = read_labels(
         label_values,
         task,
@@ -282,7 +245,12 @@ def load_csv(
         target_name=targets[0],
         first_line=2,
     )
-    return Dataset(x=np.ascontiguousarray(x), y=labels.y, class_names=labels.names, kind="tabular", task=labels.task)
+    return Dataset(
+        x=np.ascontiguousarray(table.x), y=labels.y, class_names=labels.names, kind="tabular", task=labels.task,
+        columns=table.columns, dropped_missing_target=table.dropped_missing_target,
+    )
 
 
-
+def load_csv(path: PathLike, label_column: str, task: str = "auto", label_columns: Sequence[str] = (), **kwargs: Any) -> Dataset:
+    """:func:`load_table` of a CSV file."""
+    return load_table(path, label_column, task, label_columns, fmt="csv", **kwargs)

@@ -145,11 +145,11 @@ def augmented(cfg: Config, train: tuple[Any, Any], meta: PreparedMeta, streamed:
     is removed when the trial ends."""
     x, y = train
     if cfg.augment.copies == 0 or not streamed:
-        yield augment_dataset(x, y, cfg.augment, meta.kind, meta.pixel_max)
+        yield augment_dataset(x, y, cfg.augment, meta.kind, meta.pixel_max, meta.columns)
         return
 
     Path(".gapline").mkdir(exist_ok=True)
     # ignore_cleanup_errors: on NFS a file still open (the fit's reader) is renamed, not removed
     with tempfile.TemporaryDirectory(dir=".gapline", prefix="trial-augmented-", ignore_cleanup_errors=True) as tmp:
-        split = augment_to(Path(tmp) / "train", x, y, cfg.augment, meta.kind, meta.pixel_max)
+        split = augment_to(Path(tmp) / "train", x, y, cfg.augment, meta.kind, meta.pixel_max, meta.columns)
         yield split.pair()

@@ -26,8 +26,9 @@ class ModelSpec:
 
 def input_layers(spec: ModelSpec) -> list[Any]:
     """What every model puts first: the pixel scale (uint8 pixels / pixel_max, so training,
-    evaluation and a served model all take the raw pixels) or tabular standardization (the
-    training split's statistics, fixed), then online augmentation and input noise."""
+    evaluation and a served model all take the raw pixels), tabular standardization (the
+    training split's statistics, fixed) or a table's encoding (missing cells, categories:
+    gapline.layers.TableEncoding), then online augmentation and input noise."""
     import keras
 
     layers = []
@@ -37,6 +38,10 @@ def input_layers(spec: ModelSpec) -> list[Any]:
     if task.feature_mean is not None and task.feature_std is not None:
         variance = [s * s for s in task.feature_std]
         layers.append(keras.layers.Normalization(mean=list(task.feature_mean), variance=variance, name="standardize"))
+    if task.table:
+        from gapline.layers import TableEncoding  # Keras at import: lazily, like keras itself
+
+        layers.append(TableEncoding(list(task.table), seed=spec.seed + 400, name="table_encoding"))
     return layers + R.online_augmentation(spec.online, len(spec.input_shape), spec.seed) + R.input_layers(spec.reg, spec.seed)
 
 

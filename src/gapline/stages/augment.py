@@ -17,6 +17,6 @@ def augment(cfg: Config, prepared: Path = PREPARED, out_dir: Path = AUGMENTED) -
     meta = read_meta(prepared)
     train = read_split("train", prepared)
     with atomic_dir(out_dir) as tmp:
-        out = augment_to(tmp / "train", train.x, train.y, cfg.augment, meta.kind, meta.pixel_max)
+        out = augment_to(tmp / "train", train.x, train.y, cfg.augment, meta.kind, meta.pixel_max, meta.columns)
         digest = fingerprint({"x": out.x, "y": out.y})
     return {"samples": len(out), "fingerprint": digest}

@@ -41,6 +41,8 @@ def input_contract(meta: PreparedMeta) -> dict[str, Any]:
     that representation comes from), ``expected`` (a sentence for errors) and ``description``
     (the MLflow model version's description)."""
     model_shape = [int(s) for s in meta.input_shape]
+    if meta.columns:
+        return _table_contract(meta.columns, model_shape)
     contract: dict[str, Any] = {"dtype": "float64", "shape": model_shape, "model_shape": model_shape, "scale": 1}
     if meta.kind == "image" and meta.source == "digits":
         contract.update(
@@ -71,7 +73,51 @@ def input_contract(meta: PreparedMeta) -> dict[str, Any]:
     return contract
 
 
-def to_served(x: np.ndarray, contract: Mapping[str, Any]) -> np.ndarray:
-    """Stored rows ``x`` (``data/prepared``) in the served representation: what a client sends."""
+def _table_contract(columns: list[dict[str, Any]], model_shape: list[int]) -> dict[str, Any]:
+    """A table's contract: its columns by name, each with what its cells hold in the source
+    and (categorical) its dictionary, which the loader maps a text cell through."""
+    table = [{k: c[k] for k in ("name", "kind", "cells", "values") if k in c} for c in columns]
+    names = ", ".join(c["name"] for c in table)
+    expected = (
+        f"a table with the columns {names} (any order; text, numbers and booleans as the data file holds "
+        "them, a missing cell as null; a category never seen in training is read as out of vocabulary)"
+    )
+    return {
+        "dtype": "table", "table": table, "shape": [len(table)], "model_shape": model_shape, "scale": 1,
+        "values": "cells as the data file holds them", "source": "the data file's feature columns",
+        "expected": expected,
+        "description": f"Input: {expected}. A missing column is refused with HTTP 400 (mlflow models serve) or an "
+                       "MlflowException (mlflow.pyfunc), not answered.",
+    }
+
+
+def _served_cell(value: str, cells: str) -> Any:
+    """A dictionary value as the source held it (the inverse of gapline.data.table's text)."""
+    if cells == "boolean":
+        return value == "True"
+    if cells == "integer":
+        return int(value)
+    if cells == "number":
+        return float(value)
+    return value
+
+
+def to_served(x: np.ndarray, contract: Mapping[str, Any]) -> Any:
+    """Stored rows ``x`` (``data/prepared``) in the served representation: what a client sends
+    (a table: a pandas DataFrame of the source's cells, a missing one None)."""
+    if contract.get("table"):
+        import pandas as pd
+
+        rows = np.asarray(x, dtype=np.float64)
+        frame = {}
+        for j, c in enumerate(contract["table"]):
+            cells = rows[:, j]
+            if c["kind"] == "numeric":
+                frame[c["name"]] = cells
+            else:
+                frame[c["name"]] = pd.Series(
+                    [None if np.isnan(v) else _served_cell(c["values"][int(v)], c["cells"]) for v in cells], dtype=object
+                )
+        return pd.DataFrame(frame)
     rows = np.asarray(x, dtype=np.float64) / float(contract["scale"])
     return rows.reshape((-1, *contract["shape"]))

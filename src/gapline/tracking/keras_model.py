@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata as md
+import logging
 import os
 import shutil
 import sys
@@ -60,7 +61,15 @@ class _KerasFlavor:
 
     def save_model(self, path: str, **kwargs: Any) -> Any:
         os.makedirs(path, exist_ok=True)
-        saved = import_mlflow().keras.save_model(path=path, **kwargs)
+        signature, columns = kwargs.get("signature"), None
+        if signature is not None and not all(type(f).__name__ == "TensorSpec" for f in signature.inputs.inputs):
+            # a table's column schema: mlflow.keras takes tensor schemas only, so the signature
+            # goes on after the save (the loader, not Keras, reads the columns)
+            columns = kwargs.pop("signature")
+        with _quiet_logger("mlflow.keras.save") if columns is not None else contextlib.nullcontext():
+            saved = import_mlflow().keras.save_model(path=path, **kwargs)
+        if columns is not None and kwargs.get("mlflow_model") is not None:
+            kwargs["mlflow_model"].signature = columns
         if self.model_file is not None:
             # the very bytes DVC tracks (a second save differs in its zip's dates): the registry's
             # model and `dvc pull`'s models/model.keras are one file, checkable by md5
@@ -86,6 +95,19 @@ def _no_trace_of_shipped_code() -> Iterator[None]:
             sys.modules.pop(LOADER, None)
         else:
             sys.modules[LOADER] = loader
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """``name``'s warnings held back (mlflow.keras warns of a missing signature that gapline
+    adds right after the save)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -118,6 +140,8 @@ def log_model(
     flush()  # Model.log copies the run's params onto the logged model: they must have landed
     example = to_served(x_sample, contract) if contract else x_sample
     signature = infer_signature(example, model.predict(x_sample, verbose=0))
+    if contract and contract.get("table"):
+        signature = _cells_may_be_missing(signature)
     # MLflow checks the input example with a verbose predict
     with _quiet_keras(), _no_trace_of_shipped_code():
         info = Model.log(
@@ -142,6 +166,17 @@ def log_model(
             client.update_model_version(registered_model, str(version), description=contract["description"])
         return str(version)
     return None
+
+
+def _cells_may_be_missing(signature: Any) -> Any:
+    """A table's column schema with every column optional: any cell may be missing (the model
+    imputes it), and a request without a column then reaches the loader, whose refusal names
+    the column in one line (MLflow's own names every row of the request)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = Schema([ColSpec(type=c.type, name=c.name, required=False) for c in signature.inputs.inputs])
+    return ModelSignature(inputs=inputs, outputs=signature.outputs, params=signature.params)
 
 
 def load_registered_keras(name: str, version: str) -> Any:

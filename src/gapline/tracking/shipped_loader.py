@@ -67,9 +67,56 @@ def _refuse(message: str) -> Exception:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
+def _text(value: Any) -> str:
+    """A categorical cell as its dictionary's text: the rule gapline.data.table encodes the
+    data file with (whole numbers without a fraction, booleans as True/False), repeated here
+    because this file runs where gapline is not installed (a test holds the two together)."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def table_cells(data: Any, contract: dict[str, Any]) -> np.ndarray:
+    """A table's rows (a DataFrame, or what one is made of) as the model's TableEncoding takes
+    them: numbers float32 (missing NaN), a category its dictionary index (never seen in
+    training: one past the end, the out-of-vocabulary bucket; missing NaN)."""
+    import pandas as pd
+
+    expected = f"expected {contract['expected']}"
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+    table = contract["table"]
+    names = [c["name"] for c in table]
+    missing = [n for n in names if n not in frame.columns]
+    if missing:
+        raise _refuse(f"input lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}: {expected}")
+    extra = [str(c) for c in frame.columns if c not in names]
+    if extra:
+        raise _refuse(f"input has the column{'s' if len(extra) > 1 else ''} {', '.join(extra)}, which the model does not know: {expected}")
+    out = np.empty((len(frame), len(table)), dtype=np.float32)
+    for j, c in enumerate(table):
+        series = frame[c["name"]]
+        gone = series.isna().to_numpy()
+        if c["kind"] == "numeric":
+            numbers = pd.to_numeric(series, errors="coerce")
+            bad = numbers.isna().to_numpy() & ~gone
+            if bad.any():
+                raise _refuse(f"column {c['name']!r} holds {series[bad].iloc[0]!r}: expected a number or null there; {expected}")
+            out[:, j] = numbers.to_numpy(dtype=np.float64)
+            continue
+        index = {value: i for i, value in enumerate(c["values"])}
+        codes = np.full(len(series), np.nan, dtype=np.float32)
+        codes[~gone] = [index.get(_text(v), len(index)) for v in series[~gone]]
+        out[:, j] = codes
+    return out
+
+
 def checked(data: Any, contract: dict[str, Any] | None) -> Any:
     """``data`` checked against ``contract`` and put in the Keras model's representation
     (float32, stored scale and shape); an :class:`MlflowException` (HTTP 400) otherwise."""
+    if contract is not None and contract.get("table"):
+        return table_cells(data, contract)
     x = np.asarray(data)
     if contract is None:
         return x
@@ -109,7 +156,8 @@ class ServedModel:
         import pandas as pd
 
         index = data.index if isinstance(data, pd.DataFrame) else None
-        x = checked(data.to_numpy() if index is not None else data, self.contract)
+        table = self.contract is not None and self.contract.get("table")
+        x = checked(data if table or index is None else data.to_numpy(), self.contract)
         out = keras.ops.convert_to_numpy(self.model.predict(x, verbose=0))
         return pd.DataFrame(out, index=index) if index is not None else out
 

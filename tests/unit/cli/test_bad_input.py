@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from PIL import Image
 
 from gapline import cli
 from helpers.processes import free_port
+from helpers.tables import mixed_table
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -172,9 +174,42 @@ def _csv_no_label(p: Path) -> list[str]:
     return ["data=csv", f"data.path={p / 'd.csv'}"]
 
 
-def _csv_text(p: Path) -> list[str]:
+def _csv_text_in_numeric(p: Path) -> list[str]:
     (p / "d.csv").write_text("a,label\n1,x\nhello,y\n3,x\n")
-    return ["data=csv", f"data.path={p / 'd.csv'}"]
+    return ["data=csv", f"data.path={p / 'd.csv'}", "data.columns.numeric=[a]"]
+
+
+def _mixed(p: Path, name: str, **extra: Any) -> Path:
+    frame = mixed_table(40)
+    for column, values in extra.items():
+        frame[column] = values
+    path = p / name
+    if name.endswith(".parquet"):
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
+
+
+def _empty_column(p: Path) -> list[str]:
+    return ["data=csv", f"data.path={_mixed(p, 'e.csv', blank=np.nan)}", "data.columns.drop=[id]"]
+
+
+def _identifier(p: Path) -> list[str]:
+    return ["data=csv", f"data.path={_mixed(p, 'i.csv')}"]
+
+
+def _nested_parquet(p: Path) -> list[str]:
+    return ["data=parquet", f"data.path={_mixed(p, 'n.parquet', tags=[['a', 'b']] * 40)}", "data.columns.drop=[id]"]
+
+
+def _colliding_names(p: Path) -> list[str]:
+    return ["data=csv", f"data.path={_mixed(p, 'c.csv', **{'City ': ['x'] * 40})}", "data.columns.drop=[id]"]
+
+
+def _target_missing_refused(p: Path) -> list[str]:
+    path = _table(p, "r.csv", "target", lambda i: "" if i == 5 else f"{i * 1.5 + 0.25}")
+    return ["data=csv", f"data.path={path}", "data.label_column=target", "task=regression", "data.missing_target=fail"]
 
 
 def _nan(p: Path) -> list[str]:
@@ -194,8 +229,8 @@ def _table(p: Path, name: str, header: str, label: Callable[[int], str]) -> Path
     return p / name
 
 
-def _regression_nan(p: Path) -> list[str]:
-    path = _table(p, "r.csv", "target", lambda i: "" if i == 5 else f"{i * 1.5 + 0.25}")
+def _regression_inf(p: Path) -> list[str]:
+    path = _table(p, "r.csv", "target", lambda i: "inf" if i == 5 else f"{i * 1.5 + 0.25}")
     return ["data=csv", f"data.path={path}", "data.label_column=target", "task=regression"]
 
 
@@ -231,10 +266,16 @@ DATA_ROWS: list[tuple[str, DataMaker, list[str]]] = [
     ("npz x/y lengths differ", _mismatch, ["10", "9"]),
     ("npz without x", _missing_key, ["'x'", "features"]),
     ("CSV without the label column", _csv_no_label, ["data.label_column='label'", "['a', 'b']"]),
-    ("CSV with a non-numeric feature", _csv_text, ["'a'", "hello"]),
+    ("text in a column declared numeric", _csv_text_in_numeric, ["column 'a'", "'hello' on row 2", "data.columns.numeric"]),
+    ("a column empty in every row", _empty_column, ["column 'blank'", "empty in every one of its 40 rows", "data.columns.drop=[blank]"]),
+    ("a text column with one value per row", _identifier, ["column 'id'", "like an identifier", "data.columns.drop=[id]"]),
+    ("a Parquet column of a nested type", _nested_parquet, ["column 'tags'", "Parquet type list<", "data.columns.drop"]),
+    ("column names that collide once normalized", _colliding_names, ["'city' and 'City '", "once normalized"]),
+    ("rows without a target, refused", _target_missing_refused,
+     ["data.label_column='target'", "1 of 40 rows have no target", "row 6", "data.missing_target=drop"]),
     ("NaN in the data", _nan, ["NaN"]),
     ("a single class", _single_class, ["single-class"]),
-    ("a regression target with NaN", _regression_nan, ["data.label_column='target'", "1 empty or NaN", "line 7"]),
+    ("a regression target that is infinite", _regression_inf, ["data.label_column='target'", "1 NaN/infinite", "line 7"]),
     ("a binary column with three values", _binary_three_values, ["data.label_column='label'", "3 distinct", "'maybe'", "task.type=binary"]),
     ("multilabel columns that are not 0/1", _multilabel_not_01, ["data.label_columns=['l1', 'l2']", "'l2' holds 2", "only 0 or 1"]),
     ("a task that does not fit the data", _task_does_not_fit, ["task.type='regression'", "holds text"]),

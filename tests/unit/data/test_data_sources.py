@@ -14,6 +14,7 @@ from gapline.data.bundled import load_digits
 from gapline.data.dataset import Dataset, validate_dataset
 from gapline.data.images import load_image_folder
 from gapline.data.sources import load_csv, load_npz
+from gapline.data.table import Roles
 
 
 def _error(fn, *args, **kwargs) -> str:
@@ -178,11 +179,13 @@ def test_csv_missing_label_column(tmp_path: Path) -> None:
     assert "'target'" in msg and "['a', 'b']" in msg and str(p) in msg
 
 
-def test_csv_non_numeric_feature(tmp_path: Path) -> None:
+def test_csv_text_feature_is_a_category_unless_declared_numeric(tmp_path: Path) -> None:
     p = tmp_path / "d.csv"
     p.write_text("a,color,y\n1,2,x\n3,red,z\n")
-    msg = _error(load_csv, p, "y")
-    assert "'color'" in msg and "'red'" in msg and "line 3" in msg and str(p) in msg
+    ds = load_csv(p, "y")
+    assert [(c.name, c.kind, c.values) for c in ds.columns] == [("a", "numeric", ()), ("color", "categorical", ("2", "red"))]
+    msg = _error(load_csv, p, "y", roles=Roles(numeric=("color",)))
+    assert "'color'" in msg and "'red'" in msg and "row 2" in msg and str(p) in msg
 
 
 def test_csv_missing_path_and_empty_file(tmp_path: Path) -> None:
@@ -192,12 +195,16 @@ def test_csv_missing_path_and_empty_file(tmp_path: Path) -> None:
     assert str(p) in _error(load_csv, p, "y")
 
 
-def test_csv_missing_value_becomes_nan_then_rejected(tmp_path: Path) -> None:
+def test_csv_missing_value_is_nan_for_the_model_to_impute(tmp_path: Path) -> None:
     p = tmp_path / "d.csv"
     p.write_text("a,y\n1,u\n,v\n")
     ds = load_csv(p, "y")
-    msg = _error(validate_dataset, ds, str(p))
-    assert "1 NaN" in msg and str(p) in msg
+    validate_dataset(ds, str(p))  # a table's missing cell is data
+    assert np.isnan(ds.x[1, 0])
+    q = tmp_path / "d.npz"  # an array's NaN is not: nothing says which feature it was
+    np.savez(q, x=np.array([[1.0], [np.nan]]), y=np.array([0, 1]))
+    msg = _error(validate_dataset, load_npz(q), str(q))
+    assert "1 NaN" in msg and str(q) in msg
 
 
 # ------------------------------------------------------------------ image folder

@@ -165,9 +165,10 @@ def test_regression_target_nan_and_inf(tmp_path: Path) -> None:
     p = _csv(tmp_path / "d.csv", "f,price", ["1,1.5", "2,inf", "3,2.5", "4,-inf"])
     msg = _error(load_csv, p, "price", "regression")
     assert "data.label_column='price'" in msg and "2 NaN/infinite target values" in msg and "line 3" in msg
-    p = _csv(tmp_path / "e.csv", "f,price", ["1,1.5", "2,", "3,2.5"])
-    msg = _error(load_csv, p, "price", "regression")
-    assert "data.label_column='price'" in msg and "1 empty or NaN cells" in msg and "line 3" in msg
+    p = _csv(tmp_path / "e.csv", "f,price", ["1,1.5", "2,", "3,2.5"])  # an empty target: the row is dropped
+    assert load_csv(p, "price", "regression").y.tolist() == [1.5, 2.5]
+    msg = _error(load_csv, p, "price", "regression", missing_target="fail")
+    assert "data.label_column='price'" in msg and "1 of 3 rows have no target" in msg and "row 2" in msg
     q = tmp_path / "d.npz"
     np.savez(q, x=np.zeros((3, 1)), y=np.array([1.5, np.nan, 2.0]))
     msg = _error(load_npz, q, "regression")
