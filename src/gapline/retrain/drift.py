@@ -5,7 +5,11 @@ What is compared. A *summary* of a prepared training split: a seeded sample of a
 :data:`SAMPLE_ROWS` rows (read with :class:`~gapline.data.store.RowReader`, never the whole
 split), turned into columns:
 
-- tabular data: each feature as it is;
+- tabular data: each feature as it is; a CSV or Parquet table (meta.json's ``columns``) by
+  its column names: a numeric column's filled cells (Kolmogorov-Smirnov) and its missing rate
+  (``missing:<name>``, chi-square), a categorical column's categories (chi-square on the
+  categories themselves, read through each summary's dictionary: two datasets number them
+  differently, and a category only one of them has counts too);
 - images: per-image pixel statistics, in [0, 1] of ``pixel_max`` (mean, std, the 5th, 50th
   and 95th percentiles, the mean of each of a 4 x 4 grid of cells, and per channel means for
   colour), a compact representation that needs neither the model nor stored images;
@@ -49,7 +53,10 @@ CATEGORICAL_MAX_VALUES = 10
 #: Cells per side of the grid whose mean brightness describes an image's layout.
 GRID = 4
 #: Bump when the summary's columns change: a reference of another format is not compared.
-FORMAT = 1
+#: 2: a table's columns by name, with missing rates and categories (issue #26).
+FORMAT = 2
+#: A categorical cell that is missing, as the chi-square counts it.
+MISSING = "<missing>"
 # Sampled images summarized this many at a time (the statistics' copies are float32 rows).
 IMAGE_CHUNK = 32
 
@@ -75,6 +82,8 @@ class Summary:
     train_rows: int
     fingerprint: str = ""
     format: int = FORMAT
+    # a table's categorical columns: each one's dictionary (the stored code of a category is its index)
+    dictionaries: dict[str, list[str]] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "values"}
@@ -127,6 +136,25 @@ def image_features(x: np.ndarray, pixel_max: int) -> tuple[np.ndarray, list[str]
     return np.stack(cols, axis=1).astype(np.float64), names
 
 
+def table_features(x: np.ndarray, columns: list[dict[str, Any]]) -> tuple[np.ndarray, list[str], list[str]]:
+    """A table's columns as the summary compares them: ``(values, names, categorical names)``.
+    A numeric column gives its cells (NaN where missing) and ``missing:<name>`` (0/1); a
+    categorical column its dictionary codes, -1 where missing."""
+    x = np.asarray(x, dtype=np.float64)
+    cols, names, categorical = [], [], []
+    for j, c in enumerate(columns):
+        cells = x[:, j]
+        if c["kind"] == "numeric":
+            cols += [cells, np.isnan(cells).astype(np.float64)]
+            names += [c["name"], f"missing:{c['name']}"]
+            categorical.append(f"missing:{c['name']}")
+        else:
+            cols.append(np.where(np.isnan(cells), -1.0, cells))
+            names.append(c["name"])
+            categorical.append(c["name"])
+    return np.stack(cols, axis=1) if cols else np.zeros((len(x), 0)), names, categorical
+
+
 def label_columns(y: np.ndarray, meta: PreparedMeta) -> tuple[np.ndarray, list[str], list[str]]:
     """The label as columns: ``(values, names, categorical names)``."""
     y = np.asarray(y)
@@ -148,11 +176,14 @@ def summarize(prepared: Path, meta: PreparedMeta, size: int = SAMPLE_ROWS) -> Su
     reader = RowReader(train.x)
     parts: list[np.ndarray] = []
     names: list[str] = []
+    table_categorical: list[str] = []
     try:  # IMAGE_CHUNK rows at a time: a sample of large images is never whole in memory
         for start in range(0, len(idx), IMAGE_CHUNK if kind == "image" else len(idx) or 1):
             x = reader.take(idx[start:start + IMAGE_CHUNK] if kind == "image" else idx)
             if kind == "image":
                 chunk, names = image_features(x, meta.pixel_max)
+            elif meta.columns:
+                chunk, names, table_categorical = table_features(x, meta.columns)
             else:
                 chunk = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
                 names = [f"feature_{i}" for i in range(chunk.shape[1])]
@@ -162,9 +193,10 @@ def summarize(prepared: Path, meta: PreparedMeta, size: int = SAMPLE_ROWS) -> Su
     features = np.concatenate(parts) if parts else np.zeros((0, len(names)))
     labels, label_names, categorical = label_columns(train.y[idx], meta)
     rows = sum(len(read_split(name, prepared)) for name in SPLITS)
-    return Summary(kind=kind, columns=[*names, *label_names], label_columns=label_names, categorical=categorical,
-                   values=np.concatenate([features, labels], axis=1), rows=int(rows), train_rows=len(train),
-                   fingerprint=meta.fingerprint)
+    dictionaries = {c["name"]: list(c["values"]) for c in meta.columns or () if c["kind"] == "categorical"}
+    return Summary(kind=kind, columns=[*names, *label_names], label_columns=label_names,
+                   categorical=[*table_categorical, *categorical], values=np.concatenate([features, labels], axis=1),
+                   rows=int(rows), train_rows=len(train), fingerprint=meta.fingerprint, dictionaries=dictionaries)
 
 
 # --------------------------------------------------------------------------------------
@@ -193,7 +225,10 @@ def column_test(name: str, ref: np.ndarray, cur: np.ndarray, categorical: bool) 
     from scipy import stats
 
     ref, cur = np.asarray(ref, dtype=np.float64), np.asarray(cur, dtype=np.float64)
+    ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]  # a table's missing cells: tested as its missing:<name> column
     values = np.union1d(ref, cur)
+    if not len(ref) or not len(cur):
+        return Column(name, "none", 0.0, 1.0, False)
     moments = dict(reference_mean=float(ref.mean()), current_mean=float(cur.mean()),
                    reference_std=float(ref.std()), current_std=float(cur.std()))
     if len(values) <= 1:
@@ -308,8 +343,21 @@ def compare(reference: Summary, current: Summary, policy: str, max_drift: float,
         drift.columns = [Column(name, "schema", 1.0, 0.0, True) for name in current.columns]
         return drift
     categorical = set(reference.categorical)
-    drift.columns = [
-        column_test(name, reference.values[:, i], current.values[:, i], name in categorical)
-        for i, name in enumerate(current.columns)
-    ]
+    drift.columns = []
+    for i, name in enumerate(current.columns):
+        ref, cur = reference.values[:, i], current.values[:, i]
+        if name in current.dictionaries:
+            ref, cur = _common_codes(ref, reference.dictionaries.get(name, []), cur, current.dictionaries[name])
+        drift.columns.append(column_test(name, ref, cur, name in categorical))
     return drift
+
+
+def _common_codes(ref: np.ndarray, ref_values: list[str], cur: np.ndarray, cur_values: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Two summaries' codes of one categorical column, numbered alike: each code read as its
+    category through its own dictionary (-1: missing), then numbered in the union of both."""
+    def categories(codes: np.ndarray, values: list[str]) -> list[str]:
+        return [MISSING if c < 0 or int(c) >= len(values) else values[int(c)] for c in codes]
+
+    ref_text, cur_text = categories(ref, ref_values), categories(cur, cur_values)
+    index = {v: float(i) for i, v in enumerate(sorted(set(ref_text) | set(cur_text)))}
+    return np.asarray([index[v] for v in ref_text]), np.asarray([index[v] for v in cur_text])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -367,3 +368,42 @@ def test_a_champion_without_a_reference_trains_under_any_policy(conf_project: Pa
     assert drift["status"] == "no-reference" and "has no stored reference" in drift["note"]
     assert drift["drift_share"] is None and not drift["drift_detected"]
     _no_run_left_running()
+
+
+def _table_summary(folder: Path, frame: Any) -> D.Summary:
+    from gapline.config.checks import from_container
+    from gapline.data.prepare import write_prepared
+
+    folder.mkdir()
+    frame.to_csv(folder / "t.csv", index=False)
+    cfg = from_container({"data": {"source": "csv", "path": str(folder / "t.csv"), "columns": {"drop": ["id"]}}})
+    (folder / "prepared").mkdir()
+    meta = write_prepared(cfg, folder / "prepared")
+    return D.summarize(folder / "prepared", meta)
+
+
+def test_a_table_drifts_by_its_categories_and_missing_rates_not_by_its_codes(tmp_path: Path) -> None:
+    """Two tables number their categories each in its own dictionary: the summary compares
+    the categories. A fresh sample is quiet; more empty incomes and another city mix drift,
+    named by column."""
+    import pandas as pd
+
+    from helpers.tables import mixed_table
+
+    reference = _table_summary(tmp_path / "a", mixed_table(900, seed=1))
+    assert reference.columns[:4] == ["city", "income", "missing:income", "member"]
+    assert reference.dictionaries["city"] == ["east", "north", "south", "west"]
+    fresh = mixed_table(900, seed=2)
+    fresh.loc[0, "city"] = "aaa-once"  # sorts first: every other city's code moves up by one
+    current = _table_summary(tmp_path / "b", fresh)
+    assert current.dictionaries["city"][0] == "aaa-once"
+    same = D.compare(reference, current, "block", 0.3)
+    assert {c.name for c in same.columns if c.drifted} <= {"noise"}, same.describe()  # at most a chance hit
+
+    moved = mixed_table(900, seed=3, missing=0.6)
+    moved.loc[moved.index[:300], "city"] = "aardvark-town"  # a new category: every code of the others shifts
+    drift = D.compare(reference, _table_summary(tmp_path / "c", pd.DataFrame(moved)), "block", 0.3)
+    drifted = {c.name for c in drift.columns if c.drifted}
+    assert {"city", "missing:income"} <= drifted, drift.describe()
+    assert "income" not in drifted and "member" not in drifted  # filled incomes and yes/no shares are as before
+    json.dumps(drift.summary())  # no NaN from the missing cells
