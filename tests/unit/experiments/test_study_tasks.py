@@ -202,6 +202,40 @@ def test_classical_baselines_on_the_built_in_tabular_sets(conf_project: Path, da
         assert rows[0]["test_auc"] > 0.9
 
 
+@pytest.mark.parametrize(("task", "head"), [("binary", "auc"), ("regression", "rmse")])
+def test_classical_baselines_take_a_table_as_it_comes(tmp_path: Path, task: str, head: str) -> None:
+    """Text categories and empty cells: the linear models and the SVC get the median, missing
+    indicators and one-hot categories fitted on train; gradient boosting the cells themselves,
+    with native categorical support, for regression too."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    from gapline.config.checks import from_container
+    from gapline.data.prepare import split_source
+    from gapline.experiments.study import baselines as B
+    from helpers.tables import mixed_table
+
+    frame = mixed_table(600, seed=5)
+    if task == "regression":  # a number to predict from the same columns: the city moves it, and so does income
+        frame["label"] = frame["city"].map({"north": 10.0, "south": 0.0, "east": 5.0, "west": -5.0}) + frame["noise"]
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    cfg = from_container({"data": {"source": "csv", "path": str(tmp_path / "t.csv"), "columns": {"drop": ["id"]}},
+                          "task": {"type": task}})
+    rows = B.classical_baselines(cfg)
+    by_arm = {r["arm"]: r for r in rows}
+    boosting = by_arm["gradient_boosting (classical)"]
+    assert all(math.isfinite(r[f"test_{head}"]) for r in rows)
+    if task == "binary":
+        assert set(by_arm) == {"svc_rbf (classical)", "logistic_regression (classical)", "gradient_boosting (classical)"}
+        assert boosting["test_auc"] > 0.8 and by_arm["svc_rbf (classical)"]["test_auc"] > 0.7
+    else:
+        assert set(by_arm) == {"ridge (classical)", "gradient_boosting (classical)"}
+        assert boosting["test_rmse"] < 2.0 and by_arm["ridge (classical)"]["test_rmse"] < 2.0  # the noise's scale
+    _, meta = split_source(cfg)
+    model = dict(B.models(task, True, meta.columns))["gradient_boosting (classical)"]
+    assert isinstance(model, HistGradientBoostingClassifier | HistGradientBoostingRegressor)
+    assert model.categorical_features == [c["kind"] == "categorical" for c in meta.columns]
+
+
 # --------------------------------------------------------------------------------------
 # learning curve rows and plot
 # --------------------------------------------------------------------------------------
@@ -278,14 +312,20 @@ def test_sweep_summary_of_regression_jobs_ranks_by_objective_and_reports_rmse(tm
 @pytest.mark.parametrize(("data", "head", "classical"), [
     ("diabetes", "rmse", "ridge (classical)"),
     ("breast_cancer", "auc", "logistic_regression (classical)"),
+    ("mixed", "auc", "gradient_boosting (classical)"),
 ])
 def test_a_tiny_study_on_a_tabular_task(conf_project: Path, monkeypatch: pytest.MonkeyPatch, data: str, head: str, classical: str) -> None:
     from gapline.config.params import compose_config
     from gapline.experiments.study.run import run_study
     from gapline.experiments.trial_logging import _study_metrics
+    from helpers.tables import mixed_table
 
     monkeypatch.chdir(conf_project)
-    base = ["experiment=study_debug", f"data={data}", "train.epochs=2", "study.seeds=1", "study.jobs=1",
+    source = [f"data={data}"]
+    if data == "mixed":  # a table as it comes: text categories and empty cells
+        mixed_table(300, seed=6).to_csv(conf_project / "mixed.csv", index=False)
+        source = ["data=csv", f"data.path={conf_project / 'mixed.csv'}", "data.columns.drop=[id]"]
+    base = ["experiment=study_debug", *source, "train.epochs=2", "study.seeds=1", "study.jobs=1",
             "study.include=[baseline]", "study.fractions=[0.5,1.0]", f"study.out_dir={conf_project / 'out'}",
             "data.train_fraction=1.0"]
     cfg = compose_config(base, conf_project)

@@ -13,7 +13,12 @@ Per task:
 
 Linear models and the SVC see standardized features (a StandardScaler fitted on the train
 split, in a Pipeline) on tabular data; images keep their raw pixels (all on one scale already,
-and the committed digits study's baselines were fit on them).
+and the committed digits study's baselines were fit on them). A CSV or Parquet table (its
+cells as stored: NaN where missing, a category as its dictionary index) is prepared for them
+the way the network's first layer prepares it, fitted on the train split: the median and a
+missing indicator, standardization, one-hot categories (unseen ones all zero); histogram
+gradient boosting takes the cells as they are, with native categorical support and its own
+handling of missing values, for regression too.
 """
 
 from __future__ import annotations
@@ -43,11 +48,57 @@ def classical_baselines(cfg: Config) -> list[dict[str, Any]]:
         for n, a in splits.items()
     }
     spec = meta.task_spec()
-    return baselines(spec.name, flat, classes=len(spec.labels), scale=meta.kind == "tabular")
+    return baselines(spec.name, flat, classes=len(spec.labels), scale=meta.kind == "tabular", columns=meta.columns)
 
 
-def models(task: str, scale: bool) -> list[tuple[str, Any]]:
-    """``(row name, unfitted estimator)`` per classical baseline of ``task``."""
+#: Histogram gradient boosting's native categories: at most this many per column (its max_bins).
+HGB_MAX_CATEGORIES = 255
+
+
+def table_models(task: str, columns: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """The task's baselines for a table's stored cells (see the module's docstring)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.svm import SVC
+
+    numeric = [j for j, c in enumerate(columns) if c["kind"] == "numeric"]
+    categorical = [j for j, c in enumerate(columns) if c["kind"] == "categorical"]
+
+    def prepared(model: Any) -> Any:
+        parts = []
+        if numeric:
+            parts.append(("numeric", make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                                                   StandardScaler()), numeric))
+        if categorical:
+            parts.append(("categorical", make_pipeline(SimpleImputer(strategy="constant", fill_value=-1.0),
+                                                       OneHotEncoder(handle_unknown="ignore")), categorical))
+        return make_pipeline(ColumnTransformer(parts), model)
+
+    native = [j in categorical and len(columns[j]["values"]) <= HGB_MAX_CATEGORIES for j in range(len(columns))]
+    if task in ("multiclass", "binary"):
+        return [
+            ("svc_rbf (classical)", prepared(SVC(kernel="rbf"))),
+            ("logistic_regression (classical)", prepared(LogisticRegression(max_iter=5000))),
+            ("gradient_boosting (classical)", HistGradientBoostingClassifier(categorical_features=native, random_state=0)),
+        ]
+    if task == "multilabel":
+        return [("logistic_regression_ovr (classical)", prepared(OneVsRestClassifier(LogisticRegression(max_iter=5000))))]
+    return [
+        ("ridge (classical)", prepared(Ridge())),
+        ("gradient_boosting (classical)", HistGradientBoostingRegressor(categorical_features=native, random_state=0)),
+    ]
+
+
+def models(task: str, scale: bool, columns: list[dict[str, Any]] | None = None) -> list[tuple[str, Any]]:
+    """``(row name, unfitted estimator)`` per classical baseline of ``task`` (a table's own
+    when ``columns``, meta.json's, are given)."""
+    if columns:
+        return table_models(task, columns)
     from sklearn.ensemble import (
         GradientBoostingRegressor,
         HistGradientBoostingClassifier,
@@ -78,12 +129,13 @@ def models(task: str, scale: bool) -> list[tuple[str, Any]]:
 
 
 def baselines(
-    task: str, flat: Mapping[str, tuple[np.ndarray, np.ndarray]], classes: int = 0, scale: bool = False
+    task: str, flat: Mapping[str, tuple[np.ndarray, np.ndarray]], classes: int = 0, scale: bool = False,
+    columns: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Fit each of the task's baselines on ``flat["train"]`` and score it on every split:
     ``<split>_<metric>`` and ``gap_<metric>_<val|test>``, as the networks' job records."""
     rows = []
-    for name, model in models(task, scale):
+    for name, model in models(task, scale, columns):
         start = time.perf_counter()
         with threadpool_limits(1):  # on a busy machine OpenMP threads made boosting take 1-5 s instead of 0.1-0.4 s
             model.fit(*flat["train"])
