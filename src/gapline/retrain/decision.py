@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gapline.config.schema import RetrainConfig
 from gapline.config.tasks import higher_is_better
 from gapline.data.layout import PREPARED, SPLITS, read_meta, read_split
@@ -160,6 +162,55 @@ def takes_pixels(model: Any, meta: PreparedMeta) -> Any:
     scaled = keras.Model(inputs, model(keras.layers.Rescaling(1.0 / pixel_max, name="pixel_scale")(inputs)))
     scaled.compile(loss=model.loss)  # scoring reads the compiled loss
     return scaled
+
+
+def reads_table(model: Any, meta: PreparedMeta) -> Any:
+    """``model`` as one that takes this data's table cells. A table stores a category as its
+    index in the column's dictionary, and another version of the data (a category added or
+    gone) numbers them otherwise: a champion trained on another dictionary gets a layer in
+    front that reads each cell's category through this data's dictionary and gives the index
+    of the champion's own (a category it never saw: out of vocabulary), and its columns in
+    its order. A model without a table encoding, or with the same dictionaries, is returned as
+    it is. Columns the data lacks are a ValueError (the champion cannot be scored)."""
+    if not meta.columns:
+        return model
+    encoding = next((layer for layer in getattr(model, "layers", []) if layer.name == "table_encoding"), None)
+    if encoding is None:
+        return model
+    trained = encoding.get_config()["columns"]
+    data = {c["name"]: (k, c) for k, c in enumerate(meta.columns)}
+    missing = [c["name"] for c in trained if c["name"] not in data]
+    if missing:
+        raise ValueError(f"it was trained on columns the data lacks: {', '.join(missing)}")
+    order = [data[c["name"]][0] for c in trained]
+    tables: dict[int, np.ndarray] = {}
+    for j, c in enumerate(trained):
+        now = data[c["name"]][1]
+        if c["kind"] == "categorical" and now.get("values") != c.get("values"):
+            index = {value: i for i, value in enumerate(c["values"])}
+            unseen = float(len(c["values"]))  # one past the champion's dictionary: out of vocabulary
+            tables[j] = np.asarray([index.get(v, unseen) for v in now.get("values", [])] + [unseen], dtype="float32")
+    if order == list(range(len(meta.columns))) and not tables:
+        return model
+    import keras
+    from keras import ops
+
+    class TableRemap(keras.layers.Layer):
+        def call(self, x: Any) -> Any:
+            x = ops.take(x, order, axis=1)
+            cols = []
+            for j in range(len(order)):
+                cell = x[:, j]
+                if j in tables:
+                    codes = ops.cast(ops.clip(ops.where(ops.isnan(cell), 0.0, cell), 0.0, float(len(tables[j]) - 1)), "int32")
+                    cell = ops.where(ops.isnan(cell), cell, ops.take(tables[j], codes))
+                cols.append(cell)
+            return ops.stack(cols, axis=1)
+
+    inputs = keras.Input(shape=(len(meta.columns),), name="inputs")
+    remapped = keras.Model(inputs, model(TableRemap(name="table_remap")(inputs)))
+    remapped.compile(loss=model.loss)  # scoring reads the compiled loss
+    return remapped
 
 
 def load_splits(root: Path) -> tuple[dict[str, tuple[Any, Any]], PreparedMeta]:

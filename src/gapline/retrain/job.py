@@ -45,7 +45,7 @@ from gapline.data.layout import PREPARED
 from gapline.data.meta import PreparedMeta
 from gapline.models import memory, runtime
 from gapline.retrain import drift_gate, remote
-from gapline.retrain.decision import Scored, decide, load_splits, score, takes_pixels
+from gapline.retrain.decision import Scored, decide, load_splits, reads_table, score, takes_pixels
 from gapline.retrain.drift import Drift, Summary, summarize
 from gapline.retrain.lock import exclusive_lock
 from gapline.retrain.outcome import ExitCode, Outcome
@@ -437,6 +437,7 @@ class RetrainJob:
                 champion = Scored(champion_v, None, None, error=f"it was trained for task {trained_for}, not {task.name}")
             else:
                 try:
+                    model = reads_table(model, meta)  # another version of a table numbers its categories otherwise
                     champion = score(model, champion_v, splits, task, rc.metric, self.cfg.task, budget)
                 except Exception as exc:  # noqa: BLE001 - e.g. another input shape or class count
                     champion = Scored(champion_v, None, None, error=tracking.error_text(exc))
