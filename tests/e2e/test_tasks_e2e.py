@@ -134,7 +134,7 @@ def test_a_mixed_table_from_raw_csv_to_a_served_prediction(project: Path) -> Non
     table.to_csv(project / "data/raw/shop.csv", index=False)
     metrics, record = _repro(
         project, "data=csv", "data.path=data/raw/shop.csv", "data.columns.drop=[id]", "data.columns.categorical=[plan]",
-        "experiment=debug", "train.epochs=6",
+        "experiment=debug", "train.epochs=6", "task.breakdown_by=city",
     )
     meta = json.loads((project / "data/prepared/meta.json").read_text())
     assert [(c["name"], c["kind"]) for c in meta["columns"]] == [
@@ -142,6 +142,11 @@ def test_a_mixed_table_from_raw_csv_to_a_served_prediction(project: Path) -> Non
     ]
     assert meta["columns"][1]["indicator"] is True and meta["task"] == "binary"
     assert "gap_accuracy_test" in metrics
+    breakdown = json.loads((project / "reports/breakdown.json").read_text())
+    by_city = [row for row in breakdown if row.get("column") == "city"]
+    assert {row["category"] for row in by_city} == {"east", "north", "south", "west"}
+    assert sum(row["support"] for row in by_city) == meta["counts"]["test"] and all("auc" in row for row in by_city)
+    assert [row["class"] for row in breakdown if "class" in row] == ["buy", "pass"]  # the per-class rows stay first
     uri = f"models:/{record['registered_model']}/{record['model_version']}"
     with mlflow_uri(f"sqlite:///{project / 'mlflow.db'}"):
         info = mlflow.models.get_model_info(uri)

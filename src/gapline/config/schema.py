@@ -136,6 +136,9 @@ class TaskConfig:
     top_k: int = 5
     # expected calibration error over this many equal-width confidence bins
     calibration_bins: int = 15
+    # a CSV/Parquet table's categorical column: reports/breakdown.json also scores the test
+    # split per category of it (and its missing cells); empty: per class, label or range only
+    breakdown_by: str = ""
 
 
 @dataclass

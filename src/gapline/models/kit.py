@@ -69,8 +69,9 @@ class ModelKit:
         return block
 
     def inputs(self) -> tuple[Any, Any]:
-        """``(inputs, x)``: a ``keras.Input`` and it after online augmentation and input noise.
-        Build from ``x`` and return ``keras.Model(inputs, outputs)``."""
+        """``(inputs, x)``: a ``keras.Input`` and it after the input's scaling or a table's
+        encoding (gapline.layers.TableEncoding), online augmentation and input noise. Build
+        from ``x`` and return ``keras.Model(inputs, outputs)``."""
         self.usage.inputs += 1
         return input_stem(self._spec)
 

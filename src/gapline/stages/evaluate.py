@@ -10,10 +10,13 @@ import numpy as np
 
 from gapline import tracking
 from gapline.config import provenance
+from gapline.config.metrics import FINAL_METRICS
 from gapline.config.schema import Config
 from gapline.config.tasks import TaskSpec
+from gapline.core.errors import ConfigError, bad_value
 from gapline.core.files import atomic_dir, write_json, write_text
 from gapline.data.layout import read_meta
+from gapline.data.meta import PreparedMeta
 from gapline.evaluate import plots, scoring
 from gapline.evaluate.curves import read_curves
 from gapline.evaluate.diagnosis import as_markdown, diagnose
@@ -64,6 +67,38 @@ def regression_breakdown(y: np.ndarray, pred: np.ndarray, bins: int = 5) -> list
     return rows
 
 
+def check_breakdown_by(name: str, meta: PreparedMeta) -> dict[str, Any] | None:
+    """``task.breakdown_by``'s column of the table (None when unset); a name that is not one
+    of its categorical columns is one line, before anything is written."""
+    if not name:
+        return None
+    categorical = [c for c in meta.columns or () if c["kind"] == "categorical"]
+    found = next((c for c in categorical if c["name"] == name), None)
+    if found is None:
+        allowed = ", ".join(c["name"] for c in categorical) or "none: the data has no categorical column"
+        raise ConfigError(bad_value("task.breakdown_by", name, f"'' or a categorical column of the table ({allowed})"))
+    return found
+
+
+def category_breakdown(
+    task: TaskSpec, column: dict[str, Any], cells: np.ndarray, y: np.ndarray, pred: np.ndarray, cfg: Config
+) -> list[dict[str, Any]]:
+    """The test split scored per category of ``column`` (``cells``: its stored codes), one row
+    each with its support, most frequent first; a missing cell is the category ``<missing>``.
+    A metric undefined on a category's rows (an AUC of one class) is null."""
+    codes = np.where(np.isnan(cells), -1, cells).astype(np.int64)
+    metrics = [m for m in FINAL_METRICS[task.name] if m != "top_k_accuracy"]
+    rows = []
+    for code in sorted(set(codes.tolist()), key=lambda c: (-int(np.sum(codes == c)), c)):
+        rows_of = codes == code
+        got = scoring.scores(task.name, y[rows_of], pred[rows_of], metrics, threshold=cfg.task.threshold,
+                             bins=cfg.task.calibration_bins)
+        category = "<missing>" if code < 0 else column["values"][code]
+        rows.append({"column": column["name"], "category": category, "support": int(rows_of.sum()),
+                     **{m: (round(float(v), 6) if np.isfinite(v) else None) for m, v in got.items()}})
+    return rows
+
+
 def task_reports(task: TaskSpec, y: np.ndarray, pred: np.ndarray, cfg: Config, out: Path) -> tuple[list[dict[str, Any]], list[Path]]:
     """The test split's breakdown (per class, per label or per target range) and the task's
     own plots, written into ``out``: confusion matrix (single-label classification), ROC and
@@ -96,6 +131,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
 
     meta = read_meta()
     task = meta.task_spec()
+    by = check_breakdown_by(cfg.task.breakdown_by, meta)
     model = load_model(MODEL_FILE)
     splits = {name: read_split(name).pair() for name in SPLITS}  # x mapped: scored a batch at a time
     x_test, y_test = splits["test"]
@@ -126,6 +162,9 @@ def evaluate(cfg: Config) -> dict[str, Any]:
             *task_pngs,
         ]
     pngs = [PLOTS / png.name for png in pngs]
+    if by is not None:
+        j = [c["name"] for c in meta.columns or ()].index(by["name"])
+        report = [*report, *category_breakdown(task, by, np.asarray(x_test[:, j], dtype="float64"), y_test, test_pred, cfg)]
     write_json(BREAKDOWN_FILE, report)
     print(as_markdown(verdict).strip())
 
