@@ -210,3 +210,13 @@ def test_column_settings_for_a_source_without_columns_are_refused() -> None:
     assert "data.missing_target='keep'" in msg
     msg = _error(from_container, {"data": {"source": "csv", "columns": {"one_hot_max": 0}}}, kind=ConfigError)
     assert "data.columns.one_hot_max=0" in msg
+
+
+def test_the_served_loader_reads_a_cell_as_the_table_reader_does() -> None:
+    """The loader ships alone with the model (no gapline where it is served), so it repeats
+    the table reader's rule for a categorical cell's text: the two must agree."""
+    from gapline.data.table import _cell_text
+    from gapline.tracking.shipped_loader import _text
+
+    for value in (3, 3.0, np.float32(3.0), 2.5, True, np.bool_(False), "north", "3", np.int64(7), -0.0):
+        assert _text(value) == _cell_text(value), value
