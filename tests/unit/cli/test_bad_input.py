@@ -203,6 +203,11 @@ def _nested_parquet(p: Path) -> list[str]:
     return ["data=parquet", f"data.path={_mixed(p, 'n.parquet', tags=[['a', 'b']] * 40)}", "data.columns.drop=[id]"]
 
 
+def _not_parquet(p: Path) -> list[str]:
+    (p / "t.parquet").write_text("a,label\n1,x\n")
+    return ["data=parquet", f"data.path={p / 't.parquet'}"]
+
+
 def _colliding_names(p: Path) -> list[str]:
     return ["data=csv", f"data.path={_mixed(p, 'c.csv', **{'City ': ['x'] * 40})}", "data.columns.drop=[id]"]
 
@@ -270,6 +275,7 @@ DATA_ROWS: list[tuple[str, DataMaker, list[str]]] = [
     ("a column empty in every row", _empty_column, ["column 'blank'", "empty in every one of its 40 rows", "data.columns.drop=[blank]"]),
     ("a text column with one value per row", _identifier, ["column 'id'", "like an identifier", "data.columns.drop=[id]"]),
     ("a Parquet column of a nested type", _nested_parquet, ["column 'tags'", "Parquet type list<", "data.columns.drop"]),
+    ("a file that is not Parquet", _not_parquet, ["t.parquet", "cannot be read as Parquet", "expected a Parquet file"]),
     ("column names that collide once normalized", _colliding_names, ["'city' and 'City '", "once normalized"]),
     ("rows without a target, refused", _target_missing_refused,
      ["data.label_column='target'", "1 of 40 rows have no target", "row 6", "data.missing_target=drop"]),
