@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup pipeline test test-fast lint coverage ui params clean chromium postgresql study-docs tasks-docs
+.PHONY: setup pipeline test test-fast lint coverage ui params clean chromium postgresql study-docs tasks-docs efficacy
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found: gapline needs Python 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -82,6 +82,14 @@ study-docs: setup
 # The task presets (README "Tasks"): train each with 3 seeds (about a minute), then the table.
 tasks-docs: setup
 	$(BIN)/python docs/tasks_section.py --run
+
+# BENCHMARKS.md section 14 and README "Tables as they come" (issue #26): gapline's default table
+# model against HistGradientBoosting on four real tables shipped in PyPI packages, 5 seeds
+# (about 2 minutes on 2 cores), then the README block from the results.
+efficacy: setup
+	$(BIN)/python -m pip install --quiet -e ".[efficacy]"
+	$(BIN)/python benchmarks/table_efficacy.py
+	$(BIN)/python docs/efficacy_section.py
 
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
