@@ -75,6 +75,21 @@ class NoisyConv2D(keras.layers.Conv2D):
 MISSING_BUCKET, OOV_BUCKET = 0, 1
 
 
+def encoded_width(columns: list[dict[str, Any]]) -> int:
+    """Features :class:`TableEncoding` makes of a row: a number per numeric column, an
+    indicator where training had missing cells, and per categorical column its one-hot
+    buckets (vocabulary, missing, out of vocabulary) or its embedding's width."""
+    width = 0
+    for c in columns:
+        if c["kind"] == "numeric":
+            width += 2 if c.get("indicator") else 1
+        elif c.get("encoding") == "embedding":
+            width += int(c["embedding_dim"])
+        else:
+            width += len(c["vocabulary"]) + 2
+    return width
+
+
 def _dictionary_buckets(column: dict[str, Any]) -> np.ndarray:
     """Bucket of each cell a categorical column can hold: its dictionary index + 1, with 0
     for a missing cell (-1 + 1) and the last entry for a value outside the dictionary."""
@@ -122,15 +137,8 @@ class TableEncoding(keras.layers.Layer):
         for layer in self._embedding_list:
             layer.build((None,))
 
-    def _width(self, j: int) -> int:
-        c = self.columns[j]
-        if j in self.embeddings:
-            return int(c["embedding_dim"])
-        return len(c["vocabulary"]) + 2
-
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
-        width = len(self.numeric) + len(self.indicators) + sum(self._width(j) for j in self.categorical)
-        return (input_shape[0], width)
+        return (input_shape[0], encoded_width(self.columns))
 
     def call(self, inputs: Any) -> Any:
         x = ops.cast(inputs, "float32")

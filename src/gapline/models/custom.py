@@ -46,8 +46,10 @@ def build_custom(spec: ModelSpec) -> Any:
     kit = ModelKit(spec)
     with users_code(spec, "failed"):
         model = builder(kit, **kwargs)
-    with users_code(spec, f"builds a model that fails on inputs of shape {[None, *spec.input_shape]} (kit.input_shape)"):
-        model = as_keras_model(model, spec)
+    # what the builder's model takes: the stored row after kit.inputs(), else kit.input_shape
+    takes = tuple(spec.input_shape) if kit.usage.inputs else kit.input_shape
+    with users_code(spec, f"builds a model that fails on inputs of shape {[None, *takes]} (kit.input_shape)"):
+        model = as_keras_model(model, spec, takes)
     # checked before any wrapping: a regression must end with the head that de-standardizes
     ends_with_head = ends_with_layer(model, "target_scale") if getattr(model, "outputs", None) else kit.usage.heads > 0
     refuse_inapplicable(spec.reg, kit.usage, model)
@@ -122,15 +124,16 @@ def where(exc: BaseException, spec: ModelSpec) -> str:
     return f" at {filename}:{line}"
 
 
-def as_keras_model(model: Any, spec: ModelSpec) -> Any:
-    """The builder's return value as a built keras.Model (a subclassed one is called once)."""
+def as_keras_model(model: Any, spec: ModelSpec, takes: tuple[int, ...]) -> Any:
+    """The builder's return value as a built keras.Model (a subclassed one is called once, on
+    rows of shape ``takes``)."""
     import keras
 
     name = spec.model.builder
     if not isinstance(model, keras.Model):
         raise ConfigError(bad_value("model.builder", name, f"a function returning a keras.Model, not {type(model).__name__}"))
     if not model.built:  # a subclassed model creates its weights on the first call
-        model(np.zeros((1, *spec.input_shape), dtype="float32"))
+        model(np.zeros((1, *takes), dtype="float32"))
     return model
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from gapline.core.errors import ConfigError, bad_value
 from gapline.models import regularization as R
-from gapline.models.stem import ModelSpec, input_stem, output_head
+from gapline.models.stem import ModelSpec, features_shape, input_stem, output_head
 
 
 @dataclass
@@ -30,7 +30,8 @@ class KitUsage:
 class ModelKit:
     """Handed to ``model.builder`` as its first argument.
 
-    Attributes: ``input_shape`` (without the batch axis), ``num_outputs`` (units of the head:
+    Attributes: ``input_shape`` (a row as the model's layers see it, without the batch axis:
+    a table's encoded width), ``num_outputs`` (units of the head:
     classes, labels, or 1 for binary and regression), ``task`` (multiclass, binary,
     multilabel or regression), ``seed`` and ``activation`` (``model.activation``).
 
@@ -41,7 +42,7 @@ class ModelKit:
 
     def __init__(self, spec: ModelSpec) -> None:
         self._spec = spec
-        self.input_shape: tuple[int, ...] = tuple(spec.input_shape)
+        self.input_shape: tuple[int, ...] = features_shape(spec)
         self.num_outputs: int = spec.task.outputs
         self.task: str = spec.task.name
         self.seed: int = spec.seed

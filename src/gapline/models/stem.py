@@ -45,6 +45,17 @@ def input_layers(spec: ModelSpec) -> list[Any]:
     return layers + R.online_augmentation(spec.online, len(spec.input_shape), spec.seed) + R.input_layers(spec.reg, spec.seed)
 
 
+def features_shape(spec: ModelSpec) -> tuple[int, ...]:
+    """The shape of a row as a model's own layers see it: the stored row's, or for a table
+    the width of its encoding (gapline.layers.encoded_width), which a custom builder gets as
+    ``kit.input_shape``."""
+    if spec.task.table:
+        from gapline.layers import encoded_width  # Keras at import: lazily, like keras itself
+
+        return (encoded_width(list(spec.task.table)),)
+    return tuple(spec.input_shape)
+
+
 def input_stem(spec: ModelSpec) -> tuple[Any, Any]:
     """``(inputs, x)``: the model input, and it after :func:`input_layers`."""
     import keras

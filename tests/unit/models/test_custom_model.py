@@ -331,3 +331,26 @@ def test_a_saved_training_state_is_not_resumed_after_the_builder_changed(usernet
     nets = usernets / "usernets" / "nets.py"
     nets.write_text(nets.read_text() + "\n# edited\n")
     assert backup_key(cfg, meta) != before
+
+
+@pytest.mark.parametrize("builder", ["with_kit", "plain"])
+def test_a_builder_on_a_table_sees_the_encoded_features(usernets, make_tiny_config, builder: str) -> None:
+    """A table's cells reach a builder's layers encoded: through kit.inputs(), or, for a
+    builder that starts from keras.Input(kit.input_shape), by the stem gapline puts in front;
+    kit.input_shape is then the encoding's width, and the whole model takes the raw cells."""
+    from gapline.config.tasks import TaskSpec
+    from gapline.models.build import build_model
+
+    income = {"name": "income", "kind": "numeric", "median": 1.0, "mean": 1.0, "std": 2.0, "indicator": True}
+    city = {"name": "city", "kind": "categorical", "values": ["a", "b", "c"], "vocabulary": ["a", "b"], "encoding": "one_hot"}
+    task = TaskSpec(name="multiclass", labels=("x", "y", "z"), table=(income, city))
+    cfg = make_tiny_config({"model": {"family": "custom", "builder": f"usernets.nets:{builder}"}})
+    model = build_model((2,), task, cfg.model, cfg.regularization, cfg.augment.online, cfg.train.seed)
+    assert model.input_shape == (None, 2) and "table_encoding" in [layer.name for layer in model.layers]
+    probabilities = np.asarray(model.predict(np.array([[np.nan, 2.0], [3.0, np.nan]], dtype="float32"), verbose=0))
+    assert probabilities.shape == (2, 3) and np.all(np.isfinite(probabilities))
+    from gapline.models.kit import ModelKit
+    from gapline.models.stem import ModelSpec
+
+    kit = ModelKit(ModelSpec((2,), task, cfg.model, cfg.regularization, cfg.augment.online, 0))
+    assert kit.input_shape == (2 + 4,)  # the number and its indicator, then a, b, missing, out of vocabulary
