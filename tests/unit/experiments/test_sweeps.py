@@ -4,13 +4,16 @@ and DVC's experiment queue."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+import shutil
+import sqlite3
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +43,7 @@ def _run(
 ) -> subprocess.CompletedProcess:
     """Run a command with this venv first on PATH; ``uri=None``: no $MLFLOW_TRACKING_URI at all.
     ``gapline`` runs in this process (the Hydra app it starts is a process of its own, as
-    always); DVC's queue and temporary experiments start their own processes anyway."""
+    always); DVC's queue starts its own processes (its workers) anyway."""
     if args[0] == "gapline" and uri is not None:
         proc = in_process(args, cwd, {"MLFLOW_TRACKING_URI": uri}, check=False)
     else:
@@ -63,6 +66,25 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _uri(path: Path) -> str:
     return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="module")
+def new_store(project: Path) -> Callable[[str | Path], str]:
+    """``new_store("grid.db")``: the URI of a new MLflow store (in the project unless the path
+    is absolute), its tables made and nothing in it, as a process that opens a new file makes
+    it (MLflow's migrations, seconds each time): made here once, then copied for each test."""
+    template = project.parent / "empty-store.db"
+    with contextlib.chdir(project):  # the Default experiment's artifacts: ./mlruns of the project
+        _client(_uri(template)).search_experiments()
+
+    def make(name: str | Path) -> str:
+        path = project / name
+        assert not path.exists(), path
+        with contextlib.closing(sqlite3.connect(template)) as src, contextlib.closing(sqlite3.connect(path)) as dst:
+            src.backup(dst)
+        return _uri(path)
+
+    return make
 
 
 def _client(uri: str) -> Any:
@@ -113,8 +135,8 @@ def _final(client: Any, run: Any, key: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def grid(project: Path) -> dict[str, Any]:
-    uri = _uri(project / "grid.db")
+def grid(project: Path, new_store: Callable[[str | Path], str]) -> dict[str, Any]:
+    uri = new_store("grid.db")
     proc = _run(["gapline", "train", "-m", "experiment=debug", "regularization=none,l2", "train.seed=0,1"], project, uri)
     return {"uri": uri, "proc": proc}
 
@@ -180,8 +202,8 @@ def test_grid_sweep_child_curves_are_not_mixed_with_final_metrics(grid: dict[str
 # --------------------------------------------------------------------------------------
 
 
-def test_optuna_preset_runs_three_trials_and_reports_the_best(project: Path) -> None:
-    uri = _uri(project / "optuna.db")
+def test_optuna_preset_runs_three_trials_and_reports_the_best(project: Path, new_store: Callable[[str | Path], str]) -> None:
+    uri = new_store("optuna.db")
     proc = _run(
         ["gapline", "train", "-m", "experiment=debug", "hparams_search=optuna", "hydra.sweeper.n_trials=3"], project, uri
     )
@@ -214,8 +236,8 @@ def test_optuna_preset_runs_three_trials_and_reports_the_best(project: Path) -> 
 # --------------------------------------------------------------------------------------
 
 
-def test_joblib_launcher_runs_two_jobs_in_parallel_processes(project: Path) -> None:
-    uri = _uri(project / "joblib.db")
+def test_joblib_launcher_runs_two_jobs_in_parallel_processes(project: Path, new_store: Callable[[str | Path], str]) -> None:
+    uri = new_store("joblib.db")
     proc = _run(["gapline", "train", "-m", "experiment=debug", "launcher=joblib", "regularization=none,l2"], project, uri)
     assert "Joblib.Parallel(n_jobs=2" in proc.stdout
     assert not re.search(r"^epoch \d+/", proc.stdout + proc.stderr, re.M)  # jobs side by side: no epochs
@@ -229,9 +251,9 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_processes(project: Path) -> N
         assert "test_accuracy" in child.data.metrics
 
 
-def test_a_single_hydra_run_prints_its_epochs_unless_quiet(project: Path) -> None:
+def test_a_single_hydra_run_prints_its_epochs_unless_quiet(project: Path, new_store: Callable[[str | Path], str]) -> None:
     """(The joblib test above: parallel sweep jobs print none.)"""
-    uri = _uri(project / "single.db")
+    uri = new_store("single.db")
     proc = _run(["gapline", "train", "experiment=debug", "train.progress_every=0"], project, uri)
     epochs = re.findall(r"^epoch (\d+)/3  loss .* gap_accuracy [+-]", proc.stdout, re.M)
     assert epochs == ["1", "2", "3"], proc.stdout
@@ -245,8 +267,8 @@ def test_a_single_hydra_run_prints_its_epochs_unless_quiet(project: Path) -> Non
 
 
 @pytest.fixture(scope="module")
-def bad_sweep(project: Path) -> dict[str, Any]:
-    uri = _uri(project / "bad.db")
+def bad_sweep(project: Path, new_store: Callable[[str | Path], str]) -> dict[str, Any]:
+    uri = new_store("bad.db")
     proc = _run(["gapline", "train", "-m", "experiment=debug", "regularization.dropout=1.5"], project, uri, check=False)
     return {"uri": uri, "proc": proc}
 
@@ -266,8 +288,8 @@ def test_bad_sweep_value_is_reported_once(bad_sweep: dict[str, Any]) -> None:
     assert len(mentions) == 1, mentions
 
 
-def test_sweep_failing_midway_closes_its_parent_run(project: Path) -> None:
-    uri = _uri(project / "midway.db")
+def test_sweep_failing_midway_closes_its_parent_run(project: Path, new_store: Callable[[str | Path], str]) -> None:
+    uri = new_store("midway.db")
     # the invalid value first, so that the sweep fails before it trains anything
     proc = _run(["gapline", "train", "-m", "experiment=debug", "regularization.dropout=1.5,0.1"], project, uri, check=False)
     assert proc.returncode != 0
@@ -277,7 +299,9 @@ def test_sweep_failing_midway_closes_its_parent_run(project: Path) -> None:
     assert not [(r.info.run_name, r.info.status) for r in runs if r.info.status == "RUNNING"]
 
 
-def test_sigterm_to_a_sweep_reaches_its_app_and_closes_the_parent_killed(project: Path) -> None:
+def test_sigterm_to_a_sweep_reaches_its_app_and_closes_the_parent_killed(
+    project: Path, new_store: Callable[[str | Path], str]
+) -> None:
     """`gapline train -m` runs the Hydra app as a child process: a SIGTERM to the command (a
     scheduler's timeout) must stop the app too and close the parent run KILLED, never leave
     it RUNNING or the app training on alone."""
@@ -285,8 +309,13 @@ def test_sigterm_to_a_sweep_reaches_its_app_and_closes_the_parent_killed(project
     import threading
     import time
 
-    uri = _uri(project / "sigterm.db")
-    seeds = ",".join(str(s) for s in range(40))  # far more jobs than the test waits for
+    import psutil
+
+    uri = new_store("sigterm.db")
+    # far more jobs than the test lets start (one), though not so many that composing them all
+    # first (the command checks every job before it starts the app) takes long
+    jobs = 10
+    seeds = ",".join(str(s) for s in range(jobs))
     proc = subprocess.Popen(
         ["gapline", "train", "-m", "experiment=debug", f"train.seed={seeds}"],
         cwd=project, env=_env(uri), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -296,17 +325,17 @@ def test_sigterm_to_a_sweep_reaches_its_app_and_closes_the_parent_killed(project
     reader.start()
     try:
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:  # until the first child run has finished
-            # the store is read only once the sweep has created it (and its parent run):
-            # a second process creating the same sqlite store races MLflow's migrations
-            if any("for this sweep" in ln for ln in lines) and any(
-                r.data.tags.get("mlflow.parentRunId") for r in _all_runs(uri)
-            ):
+        while time.monotonic() < deadline:  # until the sweep has its parent run and its first job runs
+            if any("for this sweep" in ln for ln in lines) and any(re.search(r"\s#0 : ", ln) for ln in lines):
                 break
             assert proc.poll() is None, "".join(lines)
-            time.sleep(0.5)
+            time.sleep(0.2)
         else:
-            raise AssertionError("no child run within 240 s:\n" + "".join(lines))
+            raise AssertionError("no job started within 240 s:\n" + "".join(lines))
+        open_parents = [r.info.status for r in _all_runs(uri) if not r.data.tags.get("mlflow.parentRunId")]
+        assert open_parents == ["RUNNING"], "".join(lines)  # mid-sweep: its parent run is open
+        app = psutil.Process(proc.pid).children(recursive=True)  # the Hydra app, and what it started
+        assert app, "".join(lines)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
         reader.join(timeout=10)
@@ -319,8 +348,9 @@ def test_sigterm_to_a_sweep_reaches_its_app_and_closes_the_parent_killed(project
     parents = [r for r in runs if r.data.tags.get("gapline.mode") == "sweep" and not r.data.tags.get("mlflow.parentRunId")]
     assert [p.info.status for p in parents] == ["KILLED"], output
     assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
-    assert len(runs) - 1 < 40  # the app stopped: it did not go on through the remaining jobs
-    time.sleep(2)
+    assert len(runs) - 1 < jobs  # the app stopped: it did not go on through the remaining jobs
+    _, alive = psutil.wait_procs(app, timeout=5)
+    assert not alive, [p.cmdline() for p in alive]  # no process of the sweep runs on: none can log more
     assert len(_all_runs(uri)) == len(runs)
 
 
@@ -331,7 +361,26 @@ def test_sigterm_to_a_sweep_reaches_its_app_and_closes_the_parent_killed(project
 
 @pytest.fixture(scope="module")
 def dvc_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _copy_project(tmp_path_factory.mktemp("dvc_queue") / "repo")
+    """A fresh copy whose DVC run cache already holds experiment=debug's prepare and augment
+    (run here, in this process, then the workspace put back as committed): the experiments
+    below differ only from the train stage on, and DVC restores those two stages from its run
+    cache, as it would for anyone who had run the pipeline once. Their temp copies share the
+    project's cache, so they train and evaluate for real but do not redo the data."""
+    from helpers.processes import gapline_in_process
+
+    root = _copy_project(tmp_path_factory.mktemp("dvc_queue") / "repo")
+    gapline_in_process(["params", "experiment=debug"], root)
+    in_process(["dvc", "repro", "augment"], root)
+    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=root, check=True)
+    for made in ("dvc.lock", "reports", "data/prepared", "data/augmented"):
+        path = root / made
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    left = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=root, capture_output=True, text=True, check=True)
+    assert left.stdout == "", left.stdout  # as committed: nothing of the warm-up run is in the workspace
+    return root
 
 
 def _queue_status(root: Path, uri: str) -> dict[str, str]:
@@ -344,27 +393,22 @@ def _queue_status(root: Path, uri: str) -> dict[str, str]:
     return status
 
 
-def test_dvc_queue_runs_two_experiments_with_gap_metrics(dvc_project: Path) -> None:
+def test_dvc_queue_runs_two_experiments_with_gap_metrics(dvc_project: Path, new_store: Callable[[str | Path], str]) -> None:
     root = dvc_project
     # Queued experiments run in temp copies under .dvc/tmp/exps, so the store is an absolute path.
-    store = root.parent / "queue-mlflow.db"
-    uri = _uri(store)
-    # Create the store's tables up front: two MLflow clients initializing one fresh sqlite file
-    # at the same moment race on its schema migration (alembic: "expected to match one row").
-    _client(uri).search_experiments()
+    # Its tables are made up front: two MLflow clients initializing one fresh sqlite file at the
+    # same moment race on its schema migration (alembic: "expected to match one row").
+    uri = new_store(root.parent / "queue-mlflow.db")
     queued = _run(["dvc", "exp", "run", "--queue", "-S", "experiment=debug", "-S", "regularization=none,l2"], root, uri)
     assert queued.stdout.count("Queued experiment") == 2
     try:
-        _run(["dvc", "queue", "start", "-j", "2"], root, uri)  # returns at once: workers run it
-        deadline = time.monotonic() + 420
-        while True:
-            status = _queue_status(root, uri)
-            if len(status) == 2 and not {"Queued", "Running"} & set(status.values()):
-                break
-            assert time.monotonic() < deadline, status
-            time.sleep(3)
+        # Two queue workers run the queue; --run-all follows their logs and returns once every
+        # queued experiment has finished and been collected (DVC's own wait: no polling here).
+        _run(["dvc", "exp", "run", "--run-all", "-j", "2"], root, uri, timeout=420)
     finally:
         _run(["dvc", "queue", "stop"], root, uri, check=False, timeout=120)
+    status = _queue_status(root, uri)
+    assert len(status) == 2 and not {"Queued", "Running"} & set(status.values()), status
     if set(status.values()) != {"Success"}:
         logs = "\n".join(_run(["dvc", "queue", "logs", n], root, uri, check=False).stdout[-3000:] for n in status)
         raise AssertionError(f"queued experiments did not all succeed: {status}\n{logs}")
@@ -394,10 +438,13 @@ def test_dvc_queue_runs_two_experiments_with_gap_metrics(dvc_project: Path) -> N
     assert all("gap_accuracy_val" in r.data.metrics for r in runs)
 
 
-def test_dvc_temp_experiment_logs_to_the_projects_default_store(dvc_project: Path) -> None:
+def test_dvc_temp_experiment_logs_to_the_projects_default_store(dvc_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The temp experiment (a copy under .dvc/tmp/exps) and its stages run in this process, as
+    DVC would run them in its own: the stages get DVC's environment ($DVC_ROOT among it)."""
     root = dvc_project
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # no $MLFLOW_TRACKING_URI at all: the default store
     # up to the train stage, which opens and closes the run (evaluate only adds to it)
-    _run(["dvc", "exp", "run", "--temp", "-S", "experiment=debug", "-S", "train.seed=3", "train"], root, None)
+    in_process(["dvc", "exp", "run", "--temp", "-S", "experiment=debug", "-S", "train.seed=3", "train"], root)
     store = root / "mlflow.db"
     assert store.is_file(), "no MLflow store in the project after the experiment"
     runs = [r for r in _all_runs(_uri(store)) if r.data.params.get("train.seed") == "3"]

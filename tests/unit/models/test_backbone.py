@@ -226,10 +226,21 @@ def _fit(cfg: Any, callbacks: tuple = (), backup: Any = None) -> Any:
     return train_model(cfg, x, y, xv, yv, 3, callbacks=callbacks, backup=backup)
 
 
+# Phase 1 stops early (patience 1, an improvement of 10 never comes): after 2 of its 3
+# epochs; phase 2 runs its 2 on from there.
+EARLY_STOPPING = {
+    "train": {"epochs": 3},
+    "regularization": {"dropout": 0.3, "early_stopping": {"enabled": True, "patience": 1, "min_delta": 10.0}},
+}
+
+
 @pytest.fixture(scope="module")
 def two_phases() -> tuple[Any, _Snapshots]:
+    """One uninterrupted two-phase fit, watched epoch by epoch: the slow tests below read it,
+    and the resume test compares its interrupted runs with it (each fit of this network costs
+    ~10 s of tracing, so there is only one uninterrupted one)."""
     snaps = _Snapshots()
-    return _fit(_two_phase_cfg(), (snaps,)), snaps
+    return _fit(_two_phase_cfg(**EARLY_STOPPING), (snaps,)), snaps
 
 
 @pytest.mark.slow
@@ -304,16 +315,15 @@ def test_fine_tune_unfreezes_the_top_layers_only() -> None:
 
 
 @pytest.mark.slow
-def test_early_stopping_ends_phase_one_not_the_fine_tuning_and_resume_crosses_phases(tmp_path: Path) -> None:
+def test_early_stopping_ends_phase_one_not_the_fine_tuning_and_resume_crosses_phases(
+    two_phases: tuple[Any, _Snapshots], tmp_path: Path
+) -> None:
     """Phase 1 stops early (its own EarlyStopping); phase 2 runs on from there. A run killed
     at the phase boundary or inside phase 2 resumes to exactly the uninterrupted result."""
     from gapline.train.resume import Backup
 
-    cfg = _two_phase_cfg(
-        train={"epochs": 3},
-        regularization={"dropout": 0.3, "early_stopping": {"enabled": True, "patience": 1, "min_delta": 10.0}},
-    )
-    straight = _fit(cfg)
+    cfg = _two_phase_cfg(**EARLY_STOPPING)
+    straight, _ = two_phases  # the uninterrupted run (its callback only reads the weights)
     assert straight.history["phase"] == [1, 1, 2, 2]  # phase 1 stopped after 2 of 3 epochs
 
     class Interrupt(keras.callbacks.Callback):
