@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -28,10 +29,13 @@ from gapline.core.dvc_command import dvc_executable, tools_env
 from gapline.core.errors import ConfigError, DataError, GaplineError, warn
 from gapline.core.exit_codes import PROMOTE_MEANINGS, ExitCode, exit_codes_help
 from gapline.core.files import write_text
+from gapline.core.signals import Terminated, sigterm_as_interrupt
 from gapline.experiments.learning_curve import learning_curve, write_learning_curve
 from gapline.experiments.study import run_study
 from gapline.experiments.study.table import table_markdown
-from gapline.experiments.trial_logging import log_learning_curve, log_study
+from gapline.experiments.trial_logging import close_tune, log_learning_curve, log_study, log_tune_trial, open_tune
+from gapline.experiments.tune import preset_name, run_tune, search_space
+from gapline.experiments.tune_preset import table_text, trials_csv, write_preset
 from gapline.retrain import LockHeld, promote, retrain
 from gapline.stages.augment import augment
 from gapline.stages.evaluate import evaluate
@@ -45,8 +49,40 @@ def _load(args: argparse.Namespace, check: bool = False):
 
 
 def split_overrides(raw: Sequence[str]) -> list[str]:
-    """Accept overrides as separate words or as one quoted string (how MLproject passes them)."""
-    return [word for item in raw for word in item.split()]
+    """Accept overrides as separate words or as one quoted string (how MLproject passes them):
+    split on whitespace outside quotes and brackets, so ``x='interval(0.1, 0.3)'`` and
+    ``x=[1, 2]`` stay one override."""
+    words: list[str] = []
+    for item in raw:
+        word, depth, quote = "", 0, ""
+        for ch in item:
+            if quote:
+                quote = "" if ch == quote else quote
+            elif ch in "'\"":
+                quote = ch
+            elif ch in "([{":
+                depth += 1
+            elif ch in ")]}":
+                depth = max(0, depth - 1)
+            elif ch.isspace() and depth == 0:
+                if word:
+                    words.append(word)
+                word = ""
+                continue
+            word += ch
+        if word:
+            words.append(word)
+    return words
+
+
+SPACE_KEY = re.compile(r"^(\+{0,2})(tune\.space\.[^=]+)=(?!['\"])(.*\(.*)$")
+
+
+def quote_space(override: str) -> str:
+    """``tune.space.k=interval(0.1, 0.3)`` as Hydra must read it, a string (``'...'``): unquoted
+    it is a sweep, which a single composition refuses."""
+    match = SPACE_KEY.match(override)
+    return f"{match.group(1)}{match.group(2)}='{match.group(3)}'" if match else override
 
 
 def cmd_params(args: argparse.Namespace) -> int:
@@ -170,6 +206,51 @@ def cmd_study(args: argparse.Namespace) -> int:
         f"wrote {', '.join(str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in result.files)}"
         + (f"; MLflow parent run {run_id}" if run_id else "")
     )
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Search the toolkit on validation; write the winner as conf/experiment/tuned_<name>.yaml."""
+
+    overrides = [quote_space(o) for o in split_overrides(args.overrides)]
+    root = find_root()
+    cfg = compose_config(overrides, root)
+    search_space(cfg)  # a bad key or range: one line before any run opens
+    name = preset_name(cfg)
+    parent = open_tune(cfg, name, overrides)
+    shown = 0
+
+    def on_trial(trial: Any) -> None:
+        nonlocal shown
+        log_tune_trial(parent, cfg, name, trial)
+        shown += 1
+        label = "defaults" if trial.number == 0 else f"trial {trial.number}/{cfg.tune.trials}"
+        how = "cached" if trial.cached else f"{trial.seconds:.0f}s"
+        print(f"{label}: {cfg.tune.objective} {trial.objective:.4f} ({how}) {' '.join(trial.point)}".rstrip(), flush=True)
+
+    try:
+        with sigterm_as_interrupt():  # a `kill` closes the parent KILLED, never leaves it RUNNING
+            result = run_tune(cfg, overrides, root, on_trial)
+            command = " ".join(["gapline", "tune", *overrides])
+            files = [trials_csv(result, result.out_dir / "trials.csv"), write_preset(result, overrides, root, command)]
+            close_tune(parent, result, files)
+    except KeyboardInterrupt as exc:
+        if parent is not None:
+            tracking.close_parent_run(parent, "KILLED", str(exc) if isinstance(exc, Terminated) else "interrupted (KeyboardInterrupt)")
+        raise
+    except BaseException as exc:
+        if parent is not None:
+            tracking.close_parent_run(parent, "FAILED", tracking.error_text(exc))
+        raise
+    print(table_text(result), end="")
+    rel = files[1].relative_to(root)
+    print(
+        f"{len(result.trials)} trials ({sum(not t.cached for t in result.trials)} trained, the rest cached), "
+        f"stopped by tune.{result.stopped_by}, in {result.seconds:.0f}s; wrote {rel} and "
+        f"{files[0].relative_to(root) if files[0].is_relative_to(root) else files[0]}"
+        + (f"; MLflow parent run {parent}" if parent else "")
+    )
+    print(f"Use it: gapline params experiment={rel.stem} && dvc repro")
     return 0
 
 
@@ -322,6 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("study", cmd_study, "the regularization study: every technique on the same split and seeds", params=False)
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=study or study.seeds=5")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p = add(
+        "tune", cmd_tune,
+        "search the regularization toolkit and training keys on validation (Optuna); write the "
+        "winner as conf/experiment/tuned_<name>.yaml", params=False,
+    )
+    p.add_argument("overrides", nargs="*", help="Hydra overrides: your data and model, tune.trials=, tune.minutes=, tune.name=")
     p = add("learning-curve", cmd_learning_curve, "train at several data.train_fraction values (more training data)", params=False)
     p.add_argument("overrides", nargs="*", help="Hydra overrides applied to conf/ for every point")
     p.add_argument("--fractions", nargs="+", type=float, default=[0.1, 0.2, 0.4, 0.7, 1.0])

@@ -12,6 +12,7 @@ from typing import Any
 from gapline.config.schema import (
     ACCELERATORS,
     ACTIVATIONS,
+    AUTO_SIZE,
     BACKBONES,
     CLASS_WEIGHTS,
     COLOR_MODES,
@@ -34,6 +35,7 @@ from gapline.config.schema import (
     Config,
     FineTuneConfig,
     ModelConfig,
+    RegularizationConfig,
 )
 from gapline.config.tasks import check
 from gapline.core.errors import ConfigError, bad_value
@@ -44,7 +46,7 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ConfigError(bad_value(key, value, "one of " + ", ".join(allowed)))
 
 
-def _config_path(cfg: Any, key: str) -> bool:
+def config_path(cfg: Any, key: str) -> bool:
     """Whether ``key`` names a field of the config (``regularization.l2``) or a top-level group
     (``augment``, set to one of its options)."""
     node = cfg
@@ -113,6 +115,18 @@ def _positive_ints(key: str, values: list[int], *, allow_empty: bool) -> None:
     for v in values:
         if v < 1:
             raise ConfigError(bad_value(key, list(values), "a list of positive integers"))
+
+
+def _sizes(key: str, value: Any, *, allow_empty: bool) -> None:
+    """``auto`` (the family sizes itself from its input) or a list of positive integers."""
+    if value == AUTO_SIZE:
+        return
+    nonempty = "" if allow_empty else "non-empty "
+    allowed = f"auto (sized from the input) or a {nonempty}list of positive integers"
+    if not isinstance(value, list | tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ConfigError(bad_value(key, value, allowed))
+    if (not value and not allow_empty) or any(v < 1 for v in value):
+        raise ConfigError(bad_value(key, list(value), allowed))
 
 
 def validate(cfg: Config) -> Config:
@@ -194,8 +208,12 @@ def _model(cfg: Config) -> None:
     m = cfg.model
     _choice("model.family", m.family, MODEL_FAMILIES)
     _choice("model.activation", m.activation, ACTIVATIONS)
-    _positive_ints("model.hidden_units", m.hidden_units, allow_empty=True)
-    _positive_ints("model.conv_filters", m.conv_filters, allow_empty=False)
+    _sizes("model.hidden_units", m.hidden_units, allow_empty=True)
+    _sizes("model.conv_filters", m.conv_filters, allow_empty=False)
+    if m.family == "backbone" and m.hidden_units == AUTO_SIZE:
+        raise ConfigError(
+            bad_value("model.hidden_units", m.hidden_units, "a list of the head's dense blocks for model.family=backbone (e.g. [64])")
+        )
     _int_min("model.kernel_size", m.kernel_size, 1)
     _int_min("model.dense_units", m.dense_units, 1)
     _validate_model_source(m)
@@ -214,6 +232,25 @@ def _regularization(cfg: Config) -> None:
     _range("regularization.dropout", r.dropout, 0.0, 1.0, high_open=True)
     for i, rate in enumerate(r.dropout_rates):
         _range(f"regularization.dropout_rates[{i}]", rate, 0.0, 1.0, high_open=True)
+    _range("regularization.input_noise", r.input_noise, 0.0, 10.0)
+    _range("regularization.hidden_noise", r.hidden_noise, 0.0, 10.0)
+    _range("regularization.weight_noise", r.weight_noise, 0.0, 10.0)
+    sizes = m.conv_filters if m.family == "cnn" else m.hidden_units
+    if m.family != "custom" and sizes != AUTO_SIZE:  # else: checked once sized (models.sizing)
+        check_blocks(m, r)
+    _range("regularization.label_smoothing", r.label_smoothing, 0.0, 1.0, high_open=True)
+    _range("regularization.max_norm", r.max_norm, 0.0, 1e6)
+    es = r.early_stopping
+    _choice("regularization.early_stopping.monitor", es.monitor, MONITORS)
+    _int_min("regularization.early_stopping.patience", es.patience, 0)
+    _range("regularization.early_stopping.min_delta", es.min_delta, 0.0, 1e6)
+    _int_min("regularization.early_stopping.start_from_epoch", es.start_from_epoch, 0)
+
+
+
+def check_blocks(m: ModelConfig, r: RegularizationConfig) -> None:
+    """The regularization keys that must match the model's blocks: at composition for sizes a
+    config lists, and again when an ``auto`` family has chosen them (models.sizing)."""
     blocks = len(m.conv_filters) + 1 if m.family == "cnn" else len(m.hidden_units)
     for key in ("layer_strength", "dropout_rates"):
         values = getattr(r, key)
@@ -226,9 +263,6 @@ def _regularization(cfg: Config) -> None:
                     f"an empty list or one value per hidden block ({blocks} for model.family={m.family})",
                 )
             )
-    _range("regularization.input_noise", r.input_noise, 0.0, 10.0)
-    _range("regularization.hidden_noise", r.hidden_noise, 0.0, 10.0)
-    _range("regularization.weight_noise", r.weight_noise, 0.0, 10.0)
     if r.tie_weights and m.family != "custom":
         key = "model.conv_filters" if m.family == "cnn" else "model.hidden_units"
         sizes = m.conv_filters if m.family == "cnn" else m.hidden_units
@@ -249,13 +283,6 @@ def _regularization(cfg: Config) -> None:
                 "equal strengths for the tied blocks 2..n (they share one kernel)",
             )
         )
-    _range("regularization.label_smoothing", r.label_smoothing, 0.0, 1.0, high_open=True)
-    _range("regularization.max_norm", r.max_norm, 0.0, 1e6)
-    es = r.early_stopping
-    _choice("regularization.early_stopping.monitor", es.monitor, MONITORS)
-    _int_min("regularization.early_stopping.patience", es.patience, 0)
-    _range("regularization.early_stopping.min_delta", es.min_delta, 0.0, 1e6)
-    _int_min("regularization.early_stopping.start_from_epoch", es.start_from_epoch, 0)
 
 
 def _train(cfg: Config) -> None:
@@ -304,7 +331,7 @@ def _study(cfg: Config) -> None:
         if not grid:
             raise ConfigError(bad_value(f"study.search.{name}", {}, "at least one key: a list of values"))
         for key, values in grid.items():
-            if not _config_path(cfg, key):
+            if not config_path(cfg, key):
                 raise ConfigError(bad_value(f"study.search.{name}", key, "keys that are config keys (regularization.l2) or groups (augment)"))
             if not values:
                 raise ConfigError(bad_value(f"study.search.{name}.{key}", [], "a non-empty list of values"))
@@ -312,6 +339,17 @@ def _study(cfg: Config) -> None:
         raise ConfigError(bad_value("study.baseline", st.baseline, "one of the arms: " + ", ".join(st.arms)))
     _range("study.alpha", st.alpha, 0.0, 0.5, low_open=True)
     _choice("study.objective", st.objective, OBJECTIVES)
+
+
+def _tune(cfg: Config) -> None:
+    """``gapline tune``'s budget, objective and name; its space's keys and syntax are checked
+    when it starts (experiments.tune.search_space: parsing needs Hydra)."""
+    tu = cfg.tune
+    _int_min("tune.trials", tu.trials, 1)
+    _range("tune.minutes", tu.minutes, 0.0)
+    _choice("tune.objective", tu.objective, OBJECTIVES)
+    if tu.name and not re.fullmatch(r"[A-Za-z0-9_]+", tu.name):
+        raise ConfigError(bad_value("tune.name", tu.name, "letters, digits and _ (the preset is conf/experiment/tuned_<name>.yaml)"))
 
 
 def _sweep(cfg: Config) -> None:
@@ -358,7 +396,7 @@ def _tracking(cfg: Config) -> None:
 
 
 # One function per config group, in the config's order; _task_fit needs the whole config.
-GROUP_CHECKS = (_data, _task, _augment, _model, _regularization, _train, _study, _sweep, _retrain, _task_fit, _tracking)
+GROUP_CHECKS = (_data, _task, _augment, _model, _regularization, _train, _study, _tune, _sweep, _retrain, _task_fit, _tracking)
 
 
 def _validate_classes(classes: list[str]) -> None:

@@ -28,6 +28,8 @@ CLASS_WEIGHTS = ("none", "balanced")
 COLOR_MODES = ("grayscale", "rgb")
 ON_CORRUPT = ("skip", "fail")
 MODEL_FAMILIES = ("mlp", "cnn", "custom", "backbone")
+# model.hidden_units / model.conv_filters: sized from the input (gapline.models.sizing)
+AUTO_SIZE = "auto"
 # keras.applications constructors gapline builds as backbones (input at least 32x32).
 BACKBONES = ("MobileNetV3Small", "MobileNetV3Large", "EfficientNetB0", "ResNet50", "MobileNetV2", "DenseNet121")
 ACTIVATIONS = ("relu", "gelu", "elu", "tanh", "sigmoid", "selu", "swish")
@@ -198,9 +200,12 @@ class ModelConfig:
     ``custom`` builder, or a keras.applications ``backbone`` with a head."""
 
     family: str = "mlp"
-    hidden_units: list[int] = field(default_factory=lambda: [256, 256])
+    # Layer sizes: a list, or ``auto``: chosen from the input when the model is built
+    # (gapline.models.sizing), and logged as the run's params. Typed Any: OmegaConf has no
+    # union of a string and a list; config/checks.py checks the values.
+    hidden_units: Any = "auto"
     activation: str = "relu"
-    conv_filters: list[int] = field(default_factory=lambda: [16, 32])
+    conv_filters: Any = "auto"
     kernel_size: int = 3
     dense_units: int = 64
     # custom: ``package.module:function`` (or ``package.module.function``), called with a
@@ -321,6 +326,24 @@ class TrackingConfig:
 
 
 @dataclass
+class TuneConfig:
+    """``gapline tune``: Optuna's TPE sampler searches ``space`` on validation only (``objective``,
+    the study's val_nll by default); the winner becomes conf/experiment/tuned_<name>.yaml."""
+
+    # the preset's name (tuned_<name>); empty: <data.source>_<model.family>
+    name: str = ""
+    # the budget: at most ``trials`` trials, and no new one after ``minutes`` (0: no limit)
+    trials: int = 20
+    minutes: float = 0.0
+    seed: int = 0  # the sampler's
+    objective: str = "val_nll"
+    out_dir: str = "reports/tune"  # <out_dir>/<name>/: the trials' cache, trials.csv, best.json
+    # config key -> Hydra's Optuna sweeper syntax: interval(a, b), tag(log, interval(a, b)),
+    # choice(a, b, ...), range(a, b, step); nested like the config (tune.space.train.learning_rate)
+    space: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class StudyConfig:
     """The regularization study: every arm (a name and its Hydra overrides) × ``seeds``."""
 
@@ -423,6 +446,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from gapline.data.layout import META_FILE, PREPARED, SPLITS, read_meta, read_spl
 from gapline.data.meta import PreparedMeta
 from gapline.data.prepare import data_key, source_digest, split_source
 from gapline.evaluate.splits import evaluate_splits
-from gapline.models import memory, runtime
+from gapline.models import memory, runtime, sizing
 from gapline.train import progress
 from gapline.train.orchestration import FitData, fit_and_summarize
 
@@ -48,6 +48,7 @@ class TrialResult:
     train_seconds: float
     fingerprint: str
     history: dict[str, list[float]]  # per-epoch curves
+    sizes: dict[str, list[int]] = field(default_factory=dict)  # what an ``auto`` family chose
     model: Any = None  # the trained Keras model, when the caller asked to keep it
 
     def row(self) -> dict[str, Any]:
@@ -68,26 +69,35 @@ class TrialResult:
 
     def record(self, **identity: Any) -> dict[str, Any]:
         """The trial as one JSON-able job record: who it was (``identity``), its row, its curves.
-        This is what a job cache holds and what ``tracking.log_child_run`` logs."""
+        This is what a job cache holds and what ``tracking.log_child_run`` logs; a ``config``
+        in ``identity`` gets the sizes an ``auto`` family chose, as the train stage logs them."""
+        if "config" in identity:
+            identity["config"] = sizing.with_chosen(identity["config"], self.sizes)
         return {**identity, **self.row(), "history": self.history}
 
 
 def run_trial(
-    cfg: Config, ds: Dataset | None = None, verbose: int = 0, keep_model: bool = False, show_progress: bool = False
+    cfg: Config,
+    ds: Dataset | None = None,
+    verbose: int = 0,
+    keep_model: bool = False,
+    show_progress: bool = False,
+    with_test: bool = True,
 ) -> TrialResult:
     """Train and evaluate ``cfg`` (on ``ds`` when given, so callers can load a source once);
     ``keep_model``: the trained model comes back in ``TrialResult.model`` (a study source).
     ``show_progress``: print the epochs as ``train.verbose`` says (a single run in the
-    foreground; jobs that may run side by side never do)."""
+    foreground; jobs that may run side by side never do). ``with_test=False``: the test split
+    is neither read nor scored (a search that must choose on validation alone: gapline tune)."""
 
     runtime.configure_for(cfg.train)  # a fresh Keras session: jobs in one process share nothing
     prepared = matching_prepared(cfg) if ds is None else None
     if prepared is not None:
         meta = read_meta(prepared)
-        splits = {name: read_split(name, prepared).pair() for name in SPLITS}
+        splits = {name: read_split(name, prepared).pair() for name in SPLITS if with_test or name != "test"}
     else:
         arrays, meta = split_source(cfg, ds)
-        splits = {name: (a["x"], a["y"]) for name, a in arrays.items()}
+        splits = {name: (a["x"], a["y"]) for name, a in arrays.items() if with_test or name != "test"}
     with augmented(cfg, splits["train"], meta, streamed=prepared is not None) as (x_fit, y_fit):
         task = meta.task_for(cfg)
         shown = progress.callback(cfg.train, progress.total_epochs(cfg), task.headline) if show_progress else None
@@ -117,6 +127,7 @@ def run_trial(
         train_seconds=result.wall_seconds,
         fingerprint=meta.fingerprint,
         history=result.history,
+        sizes=sizing.chosen(cfg.model, tuple(splits["train"][0].shape[1:]), task),
         model=result.model if keep_model else None,
     )
 

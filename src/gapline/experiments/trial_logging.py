@@ -17,6 +17,7 @@ from gapline.config.schema import Config, TrackingConfig
 from gapline.config.tasks import CLASSIFICATION, HEADLINE, task_of
 from gapline.core.signals import Terminated, sigterm_as_interrupt
 from gapline.experiments.study import StudyResult
+from gapline.experiments.tune import DEFAULTS, Trial, TuneResult
 from gapline.models.regularization import technique_label
 
 SUMMARY_METRICS = ("test_accuracy", "gap_accuracy_test", "gap_loss_test", "train_seconds")  # multiclass
@@ -102,3 +103,45 @@ def log_learning_curve(cfg: Config, rows: Sequence[Mapping[str, Any]], files: Se
             )
         for path in files:
             tracking.log_artifact(path, "learning_curve")
+
+
+def open_tune(cfg: Config, name: str, base: Sequence[str]) -> str | None:
+    """``gapline tune``'s parent run, open while its trials log under it as they finish."""
+    if not cfg.tracking.enabled:
+        return None
+    tags = {"gapline.mode": "tune", "tune.name": name, "tune.objective": cfg.tune.objective,
+            "tune.overrides": " ".join(base)}
+    return tracking.create_parent_run(cfg.tracking, f"tune-{name}", tags)
+
+
+def log_tune_trial(parent_id: str | None, cfg: Config, name: str, trial: Trial) -> None:
+    """One trial (or the defaults) as a child run; its objective is on validation."""
+    if parent_id is None:
+        return
+    job = {
+        **trial.record,
+        "job": DEFAULTS if trial.number == 0 else f"trial {trial.number}",
+        "kind": "tune",
+        "arm": name,
+        "point": list(trial.point),
+        "overrides": list(trial.point),
+        "objective": trial.objective,
+    }
+    log_trial(parent_id, cfg.tracking, job)
+
+
+def close_tune(parent_id: str | None, result: TuneResult, files: Sequence[Path]) -> None:
+    """The tune's numbers (validation only) and files into its parent run, which it closes."""
+    if parent_id is None:
+        return
+    best = result.best
+    head = result.headline
+    metrics = {
+        "tune.trials": float(len(result.trials)), "tune.seconds": result.seconds,
+        "best_objective": best.objective, "defaults_objective": result.defaults.objective, "gain": result.gain,
+        f"best_val_{head}": float(best.record.get(f"val_{head}", float("nan"))),
+        f"defaults_val_{head}": float(result.defaults.record.get(f"val_{head}", float("nan"))),
+    }
+    tags = {"tune.best": " ".join(best.point) or DEFAULTS, "tune.stopped_by": result.stopped_by}
+    tracking.log_to_parent_run(parent_id, {k: v for k, v in metrics.items() if v == v}, list(files), "tune", tags)
+    tracking.close_parent_run(parent_id)

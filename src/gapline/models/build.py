@@ -12,6 +12,7 @@ from gapline.models.backbone import build_backbone
 from gapline.models.cnn import build_cnn
 from gapline.models.custom import build_custom
 from gapline.models.mlp import build_mlp
+from gapline.models.sizing import features_shape, sized
 from gapline.models.stem import ModelSpec
 
 
@@ -25,7 +26,9 @@ def build_model(
 ) -> Any:
     """Build an uncompiled Keras model for inputs of ``input_shape`` (without the batch axis)
     with the head of ``task`` (a number of classes: multiclass)."""
-    spec = ModelSpec(tuple(input_shape), as_spec(task), model, reg, online or OnlineAugmentConfig(), seed)
+    task_spec = as_spec(task)
+    model = sized(model, features_shape(tuple(input_shape), task_spec), reg)  # ``auto`` sizes
+    spec = ModelSpec(tuple(input_shape), task_spec, model, reg, online or OnlineAugmentConfig(), seed)
     if model.family == "mlp":
         return build_mlp(spec)
     if model.family in ("cnn", "backbone") and len(input_shape) != 3:

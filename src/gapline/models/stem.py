@@ -10,6 +10,7 @@ from typing import Any
 from gapline.config.schema import ModelConfig, OnlineAugmentConfig, RegularizationConfig
 from gapline.config.tasks import TaskSpec
 from gapline.models import regularization as R
+from gapline.models import sizing
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,7 @@ def features_shape(spec: ModelSpec) -> tuple[int, ...]:
     """The shape of a row as a model's own layers see it: the stored row's, or for a table
     the width of its encoding (gapline.layers.encoded_width), which a custom builder gets as
     ``kit.input_shape``."""
-    if spec.task.table:
-        from gapline.layers import encoded_width  # Keras at import: lazily, like keras itself
-
-        return (encoded_width(list(spec.task.table)),)
-    return tuple(spec.input_shape)
+    return sizing.features_shape(spec.input_shape, spec.task)
 
 
 def input_stem(spec: ModelSpec) -> tuple[Any, Any]:

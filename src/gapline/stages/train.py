@@ -20,7 +20,7 @@ from gapline.data.layout import read_meta
 from gapline.data.meta import PreparedMeta
 from gapline.data.store import Split
 from gapline.evaluate import curves
-from gapline.models import memory, runtime
+from gapline.models import memory, runtime, sizing
 from gapline.models.build import weight_sharing_applied
 from gapline.models.regularization import technique_label
 from gapline.models.saving import MODEL_FILE, save_model
@@ -106,6 +106,11 @@ def run_metrics(result: TrainResult, summary: FitSummary) -> dict[str, float]:
     }
 
 
+def sized_tag(sizes: dict[str, list[int]]) -> dict[str, str]:
+    """``gapline.sized``: the model keys the family chose from the input (config: ``auto``)."""
+    return {"gapline.sized": ",".join(f"model.{key}" for key in sizes)} if sizes else {}
+
+
 def weights_digest(model: Any) -> str:
     """Short digest of the weights: every multi_worker process prints it, and all must agree."""
 
@@ -149,6 +154,7 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
     # Built before the run opens: a config the model cannot honour fails with no run at all.
     warm: dict[str, Any] = {}  # what model.init_from copied, when set
     model = build_compiled(cfg, tuple(fit.x.shape[1:]), task, len(fit.x), warm_start=warm)
+    sizes = sizing.chosen(cfg.model, tuple(fit.x.shape[1:]), task)  # what ``auto`` built
     too_big = memory.training_warning(model, cfg.train.batch_size, memory.train_budget(cfg.train))
     if too_big:
         warn(too_big)
@@ -161,8 +167,8 @@ def train(cfg: Config, cfg_yaml: str, cfg_dict: dict[str, Any]) -> dict[str, Any
     with tracking.run(cfg) as active:
         callbacks = [curves.callback(live, task.headline)]
         if active is not None:
-            tracking.log_config(cfg_dict, cfg_yaml)
-            tracking.log_tags({**run_tags(cfg, meta, env, model), **warm_start.run_tags(warm)})
+            tracking.log_config(sizing.with_chosen(cfg_dict, sizes), cfg_yaml)
+            tracking.log_tags({**run_tags(cfg, meta, env, model), **warm_start.run_tags(warm), **sized_tag(sizes)})
             tracking.log_datasets(
                 meta, {"train": (train_split.x, train_split.y), "val": (val.x, val.y)}
             )

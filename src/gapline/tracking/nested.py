@@ -73,14 +73,19 @@ def create_parent_run(tracking_cfg: TrackingConfig, name: str, tags: Mapping[str
     return str(run.info.run_id)
 
 
-def log_to_parent_run(parent_id: str, metrics: Mapping[str, float], files: list[Path], artifact_path: str) -> None:
-    """Metrics (step 0) and files of an open parent run, by id: a study's summary and table."""
+def log_to_parent_run(
+    parent_id: str, metrics: Mapping[str, float], files: list[Path], artifact_path: str, tags: Mapping[str, Any] | None = None
+) -> None:
+    """Metrics (step 0), files and tags of an open parent run, by id: a study's summary and
+    table, a tune's best point."""
     mlflow = import_mlflow()
     from mlflow.entities import Metric
 
     client = mlflow.MlflowClient()
     now = int(time.time() * 1000)
     log_metric_batches(client, parent_id, [Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    for key, value in tag_values(tags or {}).items():
+        client.set_tag(parent_id, key, value)
     for path in files:
         client.log_artifact(parent_id, str(path), artifact_path)
 

@@ -64,6 +64,10 @@ CONFIG_ROWS = [
     (["model=custom", "model.builder=my-models:build"], ["model.builder='my-models:build'", "import path"]),
     (["model.kwargs.depth=3"], ["model.kwargs={'depth': 3}", "model.family=custom only"]),
     (["model.freeze=none"], ["model.freeze='none'", "model.family=backbone only"]),
+    # a family's sizes: auto (models/sizing.py) or a list
+    (["model.hidden_units=big"], ["model.hidden_units='big'", "auto (sized from the input)", "list of positive integers"]),
+    (["model=cnn", "model.conv_filters=[]"], ["model.conv_filters=[]", "auto", "a non-empty list"]),
+    (["model=backbone", "model.hidden_units=auto"], ["model.hidden_units='auto'", "for model.family=backbone"]),
     (["model=backbone", "model.fine_tune.unfreeze=-2"], ["model.fine_tune.unfreeze='-2'", "all or a number"]),
     (["model=backbone", "model.backbone=VGG16"], ["model.backbone='VGG16'", "MobileNetV3Small"]),
     (["data.classes=[5]"], ["data.classes", "['5']", "at least 2 class names"]),

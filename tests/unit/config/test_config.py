@@ -28,7 +28,7 @@ def test_default_composes_and_validates(repo_root: Path) -> None:
     assert validate(cfg) is cfg
     # Values come from the group files, not only from the dataclass defaults.
     assert cfg.data.source == "digits"
-    assert cfg.model.family == "mlp" and cfg.model.hidden_units == [256, 256]
+    assert cfg.model.family == "mlp" and cfg.model.hidden_units == "auto"  # sized when built: models/sizing.py
     assert cfg.regularization.l2 == pytest.approx(0.0001)
     assert cfg.regularization.dropout == pytest.approx(0.2)
     assert cfg.regularization.early_stopping.enabled is True
