@@ -510,32 +510,16 @@ def test_rollback_restores_the_previous_champion(project: Path) -> None:
 
 
 @pytest.mark.slow
-def test_overlapping_retrains_one_refuses_with_75(project: Path) -> None:
+def test_forced_retrain_trains_a_new_version_although_nothing_changed(project: Path) -> None:
+    """--force with params.yaml as it is (nothing changed since the champion): DVC reruns every
+    stage, a new version as good as the champion is registered, and the lock is free after."""
     versions = _versions(project)
     lock = project / ".gapline" / "retrain.lock"
-    log = project.parent / "first-retrain.log"
-    with open(log, "w") as out:
-        first = subprocess.Popen(
-            [str(BIN / "gapline"), "retrain", "--force"], cwd=project, env=_env(project),
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        deadline = time.time() + 120
-        while R.lock_holder(lock).get("pid") != first.pid:
-            assert first.poll() is None, log.read_text()
-            assert time.time() < deadline, "the first retrain never took the lock"
-            time.sleep(0.2)
-        second = _retrain(project)
-        _check(second, R.ExitCode.LOCKED)
-        assert f"another gapline retrain is running (pid {first.pid}" in second.stderr
-        assert "started" in second.stderr
-        first.wait(timeout=600)
-    finally:
-        if first.poll() is None:
-            os.killpg(first.pid, 15)
-            first.wait(timeout=60)
-    # --force retrained although nothing changed: a new version, as good as the champion
-    assert first.returncode == 0, log.read_text()
+    proc = retrain_in_process(["retrain", "--force"], project)
+    _check(proc, 0)
+    assert {"prepare", "augment", "train", "evaluate"} <= {
+        line.split("'")[1] for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Running stage '")
+    }
     assert len(_versions(project)) == len(versions) + 1
     assert _report(project)["forced"] is True
     assert R.lock_holder(lock) == {}
@@ -543,9 +527,11 @@ def test_overlapping_retrains_one_refuses_with_75(project: Path) -> None:
 
 
 @pytest.mark.slow
-def test_terminated_retrain_stops_the_pipeline_and_moves_nothing(project: Path) -> None:
-    """SIGTERM to retrain (a scheduler's timeout) reaches the pipeline too: no dvc or stage
-    process outlives it, its run ends KILLED (never RUNNING), the aliases stay, the lock is free."""
+def test_overlapping_retrains_one_refuses_with_75_and_a_terminated_one_stops_its_pipeline(project: Path) -> None:
+    """A retrain (a real process, as a scheduler starts it) holds the lock: a second one refuses
+    with 75, naming the first. Then SIGTERM to the first (a scheduler's timeout) reaches the
+    pipeline too: no dvc or stage process outlives it, its run ends KILLED (never RUNNING), the
+    aliases stay, the lock is free."""
     import signal
 
     import psutil
@@ -559,6 +545,7 @@ def test_terminated_retrain_stops_the_pipeline_and_moves_nothing(project: Path) 
         return found
 
     before = _aliases(project)
+    lock = project / ".gapline" / "retrain.lock"
     log = project.parent / "terminated-retrain.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -566,6 +553,16 @@ def test_terminated_retrain_stops_the_pipeline_and_moves_nothing(project: Path) 
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
+        deadline = time.time() + 120
+        while R.lock_holder(lock).get("pid") != proc.pid:
+            assert proc.poll() is None, log.read_text()
+            assert time.time() < deadline, "the first retrain never took the lock"
+            time.sleep(0.1)
+        second = _retrain(project)
+        _check(second, R.ExitCode.LOCKED)
+        assert f"another gapline retrain is running (pid {proc.pid}" in second.stderr
+        assert "started" in second.stderr
+
         deadline = time.time() + 300
         while "Running stage 'train'" not in log.read_text():
             assert proc.poll() is None, log.read_text()
@@ -589,7 +586,7 @@ def test_terminated_retrain_stops_the_pipeline_and_moves_nothing(project: Path) 
     assert "RUNNING" not in {r.info.status for r in _runs(project) if r.info.run_name == "retrain"}
     assert _aliases(project)["champion"] == before["champion"]
     assert _aliases(project).get("previous-champion") == before.get("previous-champion")
-    assert R.lock_holder(project / ".gapline" / "retrain.lock") == {}
+    assert R.lock_holder(lock) == {}
 
 
 def test_a_score_that_is_not_a_number_never_promotes() -> None:
