@@ -83,12 +83,15 @@ study-docs: setup
 tasks-docs: setup
 	$(BIN)/python docs/tasks_section.py --run
 
-# BENCHMARKS.md section 14 and README "Tables as they come" (issue #26): gapline's default table
-# model against HistGradientBoosting on four real tables shipped in PyPI packages, 5 seeds
-# (about 2 minutes on 2 cores), then the README block from the results.
+# BENCHMARKS.md sections 14 and 15, README "Tables as they come" and "Efficacy on data nobody
+# tuned for" (issues #26, #29): gapline's defaults against HistGradientBoosting on four real
+# tables (about 2 minutes on 2 cores); then defaults, `gapline tune` and the classical models
+# on two real image sets and three tables, 5 seeds (see BENCHMARKS.md for its time); then the
+# README blocks from the results.
 efficacy: setup
 	$(BIN)/python -m pip install --quiet -e ".[efficacy]"
 	$(BIN)/python benchmarks/table_efficacy.py
+	$(BIN)/python benchmarks/efficacy.py
 	$(BIN)/python docs/efficacy_section.py
 
 ui: setup

@@ -173,25 +173,19 @@ def score(cfg: Config, record: Mapping[str, Any]) -> float:
     return value if math.isfinite(value) else math.inf
 
 
-def _train(point: Sequence[str], base: Sequence[str], root: Path) -> tuple[Config, dict[str, Any]]:
-    """Compose the point over the base overrides and train it (validation only)."""
-    cfg = compose_config([*base, *point], root)
-    start = time.perf_counter()
-    record = run_trial(cfg, with_test=False).record(config=dataclasses.asdict(cfg), overrides=list(point))
-    record["job_seconds"] = time.perf_counter() - start
-    return cfg, record
-
-
 def _cached_or_trained(
     point: Sequence[str], base: Sequence[str], root: Path, jobs: Path, digest: str
 ) -> tuple[dict[str, Any], bool]:
-    cfg = compose_config([*base, *point], root)  # cheap, and it checks the point's values
-    key = trial_key(cfg, digest)
-    cached = jobs / f"{key}.json"
+    """The point's record: read back when this very run is cached, else trained (validation
+    only) and cached before anything else, so an interrupt after it keeps it."""
+    cfg = compose_config([*base, *point], root)  # also checks the point's values
+    cached = jobs / f"{trial_key(cfg, digest)}.json"
     if cached.is_file():
         return read_json(cached), True
-    _, record = _train(point, base, root)
-    write_json(cached, record)  # before anything else: an interrupt after this keeps it
+    start = time.perf_counter()
+    record = run_trial(cfg, with_test=False).record(config=dataclasses.asdict(cfg), overrides=list(point))
+    record["job_seconds"] = time.perf_counter() - start  # all in: data, fit, evaluation
+    write_json(cached, record)
     return record, False
 
 
