@@ -14,7 +14,8 @@ named in :data:`SETS`), and then:
   ``conf/`` with nothing but the source, the column roles the set needs (identifiers dropped,
   integer codes declared categorical), the task, the seeds and ``tracking.enabled=false``:
   the defaults a user gets from ``gapline params data=csv data.path=...`` (an MLP of
-  256x256, ``regularization=standard``: L2 1e-4, dropout 0.2, early stopping on val_loss
+  two blocks sized from the input, ``model.hidden_units=auto``: 64 units on these tables'
+  encodings up to 16 columns, 128 up to 32; ``regularization=standard``: L2 1e-4, dropout 0.2, early stopping on val_loss
   with patience 15 that keeps the best epoch; 60 epochs, Adam 1e-3, batch 32), the same for
   every set. ``train.threads=1``: one core, like the baselines, so the run leaves the
   machine's other core alone (``train.deterministic`` is on; with ``train.threads=0`` cars and
@@ -343,7 +344,8 @@ def table_markdown(results: dict[str, Any]) -> str:
         "t-interval over the seeds. Gaps as gapline takes them, positive = overfitting: train − test for accuracy and "
         "AUC (percentage points), test − train for RMSE (the target's units). \"Paired\": gapline − HGB on the same "
         "split, mean ± its t-interval (for RMSE, negative is gapline better). \"Above\" HGB's interval means better "
-        "(a higher score, a lower RMSE). gapline: the default `data=csv` config (MLP 256x256, "
+        "(a higher score, a lower RMSE). gapline: the default `data=csv` config (an MLP sized from the input, "
+        "`model.hidden_units=auto`, "
         "regularization=standard, 60 epochs), the same for every set; HGB: scikit-learn's HistGradientBoosting "
         "defaults with native categories, through `classical_baselines`. Wall seconds: gapline's whole `run_trial` "
         "(build, fit, evaluate, one thread); HGB's fit alone (one thread).",
