@@ -12,6 +12,7 @@ serves until SIGTERM or SIGINT and stops it all.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import signal
 import threading
@@ -24,6 +25,25 @@ from helpers.webdav import WebDav
 USER = ("alice", "alice-docker-password-71c2")
 DAV = ("dvc", "dvc-docker-password-2f90")
 REMOTE_FOLDER = "gapline"  # the operator makes the remote's folder once
+
+
+def stop_at_once(server: MlflowServer) -> None:
+    """Stop a test's MLflow server without its graceful shutdown, which nothing tested depends
+    on and which takes seconds: ``mlflow server`` stops its job runner's huey consumers, and
+    without its database it waits on it. Its processes below the one the helper started are
+    killed; that one (``mlflow server``, or deploy/team/mlflow-server.sh, which then removes
+    its config file as usual) is stopped by :meth:`MlflowServer.stop`."""
+    import psutil
+
+    if server.proc is not None and server.proc.poll() is None:
+        try:
+            below = psutil.Process(server.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            below = []
+        for proc in below:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()  # SIGKILL: gone at once (what is left to reap, its parent or init reaps)
+    server.stop()
 
 
 def main() -> int:
