@@ -33,6 +33,7 @@ from gapline.core.files import read_json, write_json
 from gapline.data.prepare import source_digest
 from gapline.experiments.study.plan import job_key
 from gapline.experiments.trial import run_trial
+from gapline.tracking.redaction import flatten
 
 #: The model keys each family reads (the rest of ``model`` is shared or bookkeeping): a search
 #: over another family's key would train the same model N times.
@@ -94,17 +95,6 @@ def tune_dir(cfg: Config, root: Path) -> Path:
     return (out if out.is_absolute() else root / out) / preset_name(cfg)
 
 
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
 def search_space(cfg: Config) -> dict[str, Any]:
     """``tune.space`` as Optuna distributions, key by key; a key that is no config key, one
     the model family does not read, or a range Hydra's Optuna sweeper cannot parse is one
@@ -112,7 +102,7 @@ def search_space(cfg: Config) -> dict[str, Any]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
 
-    space = _flat(cfg.tune.space)
+    space = flatten(cfg.tune.space)
     if not space:
         raise ConfigError(bad_value("tune.space", {}, "at least one key to search, e.g. regularization.dropout: interval(0.0, 0.5)"))
     family = cfg.model.family

@@ -106,11 +106,20 @@ def test_a_budget_of_n_trials_runs_n_and_the_preset_composes_and_trains(
     assert result.epochs_run == 3 and np.isfinite(result.metrics["test_accuracy"])
 
 
-def test_the_test_split_plays_no_part(tmp_path: Path) -> None:
-    """Two sources that differ only in the test split's rows (their features replaced by noise)
-    give every trial the same objective: nothing of the test split reaches the choice."""
-    root = _project(tmp_path, "p")
-    clean = _data(tmp_path / "clean.npz")
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One uninterrupted tune of 3 trials on clean data: the tests below compare with it."""
+    tmp = tmp_path_factory.mktemp("straight")
+    root = _project(tmp, "p")
+    data = _data(tmp / "clean.npz")
+    return {"root": root, "data": data, "result": _tune(root, _base(data, "tune.trials=3", f"tune.out_dir={tmp / 'out'}"))}
+
+
+def test_the_test_split_plays_no_part(straight: dict[str, Any], tmp_path: Path) -> None:
+    """A source that differs from the clean one only in the test split's rows (their features
+    replaced by noise) gives every trial the same point and objective: nothing of the test
+    split reaches the choice."""
+    root, clean = straight["root"], straight["data"]
     cfg = compose_config(_quoted(_base(clean)), root)
     test_rows = plan_splits(cfg, load_source(cfg.data, cfg.task.type)).rows["test"]
     with np.load(clean) as z:
@@ -119,18 +128,16 @@ def test_the_test_split_plays_no_part(tmp_path: Path) -> None:
     noisy = tmp_path / "noisy.npz"
     np.savez(noisy, x=x, y=y)
 
-    runs = [_tune(root, _base(path, "tune.trials=2", f"tune.out_dir={tmp_path / name}"))
-            for name, path in (("a", clean), ("b", noisy))]
+    runs = [straight["result"], _tune(root, _base(noisy, "tune.trials=3", f"tune.out_dir={tmp_path / 'b'}"))]
+    assert not runs[1].defaults.cached and not any(t.cached for t in runs[1].trials)  # trained anew on its own data
     for run in runs:
         assert not [k for t in [run.defaults, *run.trials] for k in t.record if k.startswith("test_")]
     assert [t.point for t in runs[0].trials] == [t.point for t in runs[1].trials]
     assert [t.objective for t in [runs[0].defaults, *runs[0].trials]] == [t.objective for t in [runs[1].defaults, *runs[1].trials]]
 
 
-def test_an_interrupted_tune_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
-    root = _project(tmp_path, "p")
-    data = _data(tmp_path / "d.npz")
-    straight = _tune(root, _base(data, "tune.trials=3", f"tune.out_dir={tmp_path / 'straight'}"))
+def test_an_interrupted_tune_resumes_to_the_uninterrupted_result(straight: dict[str, Any], tmp_path: Path) -> None:
+    root, data, uninterrupted = straight["root"], straight["data"], straight["result"]
 
     class Stop(KeyboardInterrupt):
         pass
@@ -145,9 +152,9 @@ def test_an_interrupted_tune_resumes_to_the_uninterrupted_result(tmp_path: Path)
     resumed = _tune(root, resumed_args)
     assert [t.cached for t in resumed.trials] == [True, True, False]  # only the third trains now
     assert resumed.defaults.cached
-    assert [t.point for t in resumed.trials] == [t.point for t in straight.trials]
-    assert [t.objective for t in resumed.trials] == [t.objective for t in straight.trials]
-    assert resumed.best.point == straight.best.point
+    assert [t.point for t in resumed.trials] == [t.point for t in uninterrupted.trials]
+    assert [t.objective for t in resumed.trials] == [t.objective for t in uninterrupted.trials]
+    assert resumed.best.point == uninterrupted.best.point
 
 
 def test_a_minutes_budget_stops_starting_trials(tmp_path: Path) -> None:
