@@ -30,3 +30,15 @@ def test_the_table_holds_every_set_and_seed_of_the_results() -> None:
     assert len(names) >= 3 and len(results["seeds"]) == 5 and not results["quick"]
     for name in names:
         assert f"| {name} |" in table, name
+
+
+def test_the_untuned_data_table_holds_two_image_sets_three_tables_and_five_seeds() -> None:
+    """Issue #29's table: real image sets and tables, defaults, tuned and classical, 5 seeds."""
+    results = json.loads((REPO / "benchmarks/results/efficacy/results.json").read_text())
+    table = (REPO / "benchmarks/results/efficacy/table.md").read_text()
+    kinds = [entry["kind"] for entry in results["sets"].values()]
+    assert kinds.count("image") >= 2 and kinds.count("table") >= 3 and len(results["seeds"]) == 5
+    for name, entry in results["sets"].items():
+        assert f"| {name} |" in table, name
+        assert len(entry["per_seed"]) == 5 and entry["tune"]["trials"] >= 1, name
+        assert all({"default", "tuned", "classical"} <= set(row) for row in entry["per_seed"]), name
