@@ -34,6 +34,7 @@ from gapline.data.prepare import source_digest
 from gapline.experiments.study.plan import job_key
 from gapline.experiments.trial import run_trial
 from gapline.tracking.redaction import flatten
+from gapline.train.fit import TrainingDiverged
 
 #: The model keys each family reads (the rest of ``model`` is shared or bookkeeping): a search
 #: over another family's key would train the same model N times.
@@ -153,11 +154,15 @@ def _data_digest(cfg: Config) -> str:
 
 
 def trial_key(cfg: Config, digest: str) -> str:
-    return json_digest({"run": job_key(dataclasses.asdict(cfg)), "data": digest, "objective": cfg.tune.objective}, length=16)
+    """The training run a trial is (its resolved config and the data's content): the objective
+    is computed from the cached record, so a changed ``tune.objective`` retrains nothing."""
+    return json_digest({"run": job_key(dataclasses.asdict(cfg)), "data": digest}, length=16)
 
 
 def score(cfg: Config, record: Mapping[str, Any]) -> float:
     """The trial's objective on validation (lower is better); NaN (a diverged fit) the worst."""
+    if record.get("diverged"):
+        return math.inf
     rule = SweepConfig(objective=cfg.tune.objective, gap_penalty=cfg.sweep.gap_penalty)
     value = objective(record, rule, str(record.get("task", "multiclass")))
     return value if math.isfinite(value) else math.inf
@@ -173,7 +178,10 @@ def _cached_or_trained(
     if cached.is_file():
         return read_json(cached), True
     start = time.perf_counter()
-    record = run_trial(cfg, with_test=False).record(config=dataclasses.asdict(cfg), overrides=list(point))
+    try:
+        record = run_trial(cfg, with_test=False).record(config=dataclasses.asdict(cfg), overrides=list(point))
+    except TrainingDiverged as exc:  # a point too hot to train: the worst score, not the end of the search
+        record = {"config": dataclasses.asdict(cfg), "overrides": list(point), "diverged": str(exc)}
     record["job_seconds"] = time.perf_counter() - start  # all in: data, fit, evaluation
     write_json(cached, record)
     return record, False

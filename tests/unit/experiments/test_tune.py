@@ -157,6 +157,28 @@ def test_an_interrupted_tune_resumes_to_the_uninterrupted_result(straight: dict[
     assert resumed.best.point == uninterrupted.best.point
 
 
+def test_a_diverging_trial_scores_worst_and_the_search_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A point whose fit diverges (here: any learning rate of 0.5, made to diverge the way the
+    fit's guard reports it) is scored worst and the tune runs its whole budget."""
+    from gapline.experiments import tune
+    from gapline.train.fit import TrainingDiverged
+
+    real = tune.run_trial
+
+    def guarded(cfg: Any, **kwargs: Any) -> Any:
+        if cfg.train.learning_rate == 0.5:
+            raise TrainingDiverged("training diverged in epoch 1: loss=nan")
+        return real(cfg, **kwargs)
+
+    monkeypatch.setattr(tune, "run_trial", guarded)
+    root = _project(tmp_path, "p")
+    hot = "tune.space.train.learning_rate='choice(0.5)'"
+    result = _tune(root, _base(_data(tmp_path / "d.npz"), "tune.trials=2", f"tune.out_dir={tmp_path / 'h'}", hot))
+    assert len(result.trials) == 2
+    assert all(t.objective == float("inf") and "loss=nan" in t.record["diverged"] for t in result.trials)
+    assert result.best is result.defaults and np.isfinite(result.defaults.objective)
+
+
 def test_a_minutes_budget_stops_starting_trials(tmp_path: Path) -> None:
     root = _project(tmp_path, "p")
     result = _tune(root, _base(_data(tmp_path / "d.npz"), "tune.trials=50", "tune.minutes=0.0001",
