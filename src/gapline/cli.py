@@ -29,11 +29,17 @@ from gapline.core.dvc_command import dvc_executable, tools_env
 from gapline.core.errors import ConfigError, DataError, GaplineError, warn
 from gapline.core.exit_codes import PROMOTE_MEANINGS, ExitCode, exit_codes_help
 from gapline.core.files import write_text
-from gapline.core.signals import Terminated, sigterm_as_interrupt
 from gapline.experiments.learning_curve import learning_curve, write_learning_curve
 from gapline.experiments.study import run_study
 from gapline.experiments.study.table import table_markdown
-from gapline.experiments.trial_logging import close_tune, log_learning_curve, log_study, log_tune_trial, open_tune
+from gapline.experiments.trial_logging import (
+    close_tune,
+    closed_on_failure,
+    log_learning_curve,
+    log_study,
+    log_tune_trial,
+    open_tune,
+)
 from gapline.experiments.tune import preset_name, run_tune, search_space
 from gapline.experiments.tune_preset import table_text, trials_csv, write_preset
 from gapline.retrain import LockHeld, promote, retrain
@@ -218,30 +224,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
     search_space(cfg)  # a bad key or range: one line before any run opens
     name = preset_name(cfg)
     parent = open_tune(cfg, name, overrides)
-    shown = 0
 
     def on_trial(trial: Any) -> None:
-        nonlocal shown
         log_tune_trial(parent, cfg, name, trial)
-        shown += 1
         label = "defaults" if trial.number == 0 else f"trial {trial.number}/{cfg.tune.trials}"
         how = "cached" if trial.cached else f"{trial.seconds:.0f}s"
         print(f"{label}: {cfg.tune.objective} {trial.objective:.4f} ({how}) {' '.join(trial.point)}".rstrip(), flush=True)
 
-    try:
-        with sigterm_as_interrupt():  # a `kill` closes the parent KILLED, never leaves it RUNNING
-            result = run_tune(cfg, overrides, root, on_trial)
-            command = " ".join(["gapline", "tune", *overrides])
-            files = [trials_csv(result, result.out_dir / "trials.csv"), write_preset(result, overrides, root, command)]
-            close_tune(parent, result, files)
-    except KeyboardInterrupt as exc:
-        if parent is not None:
-            tracking.close_parent_run(parent, "KILLED", str(exc) if isinstance(exc, Terminated) else "interrupted (KeyboardInterrupt)")
-        raise
-    except BaseException as exc:
-        if parent is not None:
-            tracking.close_parent_run(parent, "FAILED", tracking.error_text(exc))
-        raise
+    with closed_on_failure(parent):  # KILLED or FAILED with the reason, never RUNNING
+        result = run_tune(cfg, overrides, root, on_trial)
+        command = " ".join(["gapline", "tune", *overrides])
+        files = [trials_csv(result, result.out_dir / "trials.csv"), write_preset(result, overrides, root, command)]
+        close_tune(parent, result, files)
     print(table_text(result), end="")
     rel = files[1].relative_to(root)
     print(

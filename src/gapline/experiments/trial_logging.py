@@ -8,7 +8,8 @@ can log under it. Every MLflow call goes through :mod:`gapline.tracking`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,20 +61,31 @@ def log_study(cfg: Config, result: StudyResult) -> str | None:
         "task": result.table[0].get("task") if result.table else None,
     }
     parent_id = tracking.create_parent_run(cfg.tracking, "regularization-study", tags)
-    try:
-        with sigterm_as_interrupt():  # a `kill` closes the parent KILLED, never leaves it RUNNING
-            tracking.log_to_parent_run(parent_id, _study_metrics(result), result.files, "study")
-            for job in [*result.trials, *result.results]:  # the tuning trials, then the arms
-                log_trial(parent_id, cfg.tracking, job)
-    except KeyboardInterrupt as exc:
-        reason = str(exc) if isinstance(exc, Terminated) else "interrupted (KeyboardInterrupt)"
-        tracking.close_parent_run(parent_id, "KILLED", reason)
-        raise
-    except BaseException as exc:
-        tracking.close_parent_run(parent_id, "FAILED", tracking.error_text(exc))
-        raise
+    with closed_on_failure(parent_id):
+        tracking.log_to_parent_run(parent_id, _study_metrics(result), result.files, "study")
+        for job in [*result.trials, *result.results]:  # the tuning trials, then the arms
+            log_trial(parent_id, cfg.tracking, job)
     tracking.close_parent_run(parent_id)
     return parent_id
+
+
+@contextmanager
+def closed_on_failure(parent_id: str | None) -> Iterator[None]:
+    """While the body runs, a `kill` or Ctrl-C closes the open parent run KILLED and an error
+    closes it FAILED, each with its reason: a parent run is never left RUNNING. Closing it on
+    success is the caller's (a tune logs its summary first)."""
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except KeyboardInterrupt as exc:
+        if parent_id is not None:
+            reason = str(exc) if isinstance(exc, Terminated) else "interrupted (KeyboardInterrupt)"
+            tracking.close_parent_run(parent_id, "KILLED", reason)
+        raise
+    except BaseException as exc:
+        if parent_id is not None:
+            tracking.close_parent_run(parent_id, "FAILED", tracking.error_text(exc))
+        raise
 
 
 def _study_metrics(result: StudyResult) -> dict[str, float]:

@@ -212,3 +212,25 @@ def test_bad_tune_input_is_one_line_and_opens_no_run(
         assert text in err[0], err[0]
     assert not (tmp_path / "mlflow.db").exists()  # no run opened, not even a store
     assert not (root / "reports").exists() and not list((root / "conf/experiment").glob("tuned_*"))
+
+
+def test_a_failed_or_interrupted_tune_closes_its_parent_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gapline tune`'s (and the study's) parent run ends FAILED on an error and KILLED on a
+    kill or Ctrl-C, with the reason: never RUNNING."""
+    import mlflow
+
+    from gapline.config.checks import from_container
+    from gapline.experiments.trial_logging import closed_on_failure, open_tune
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = from_container({"tracking": {"uri": uri}})
+    ids = []
+    for raised in (ValueError("a store error"), KeyboardInterrupt()):
+        parent = open_tune(cfg, "x", [])
+        ids.append(parent)
+        with pytest.raises(type(raised)), closed_on_failure(parent):
+            raise raised
+    runs = [mlflow.MlflowClient(uri).get_run(i) for i in ids]
+    assert [r.info.status for r in runs] == ["FAILED", "KILLED"]
+    assert "a store error" in runs[0].data.tags["error"] and "KeyboardInterrupt" in runs[1].data.tags["error"]
