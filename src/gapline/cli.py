@@ -40,7 +40,7 @@ from gapline.experiments.trial_logging import (
     log_tune_trial,
     open_tune,
 )
-from gapline.experiments.tune import preset_name, run_tune, search_space
+from gapline.experiments.tune import preset_name, quote_space, run_tune, search_space
 from gapline.experiments.tune_preset import table_text, trials_csv, write_preset
 from gapline.retrain import LockHeld, promote, retrain
 from gapline.stages.augment import augment
@@ -79,16 +79,6 @@ def split_overrides(raw: Sequence[str]) -> list[str]:
         if word:
             words.append(word)
     return words
-
-
-SPACE_KEY = re.compile(r"^(\+{0,2})(tune\.space\.[^=]+)=(?!['\"])(.*\(.*)$")
-
-
-def quote_space(override: str) -> str:
-    """``tune.space.k=interval(0.1, 0.3)`` as Hydra must read it, a string (``'...'``): unquoted
-    it is a sweep, which a single composition refuses."""
-    match = SPACE_KEY.match(override)
-    return f"{match.group(1)}{match.group(2)}='{match.group(3)}'" if match else override
 
 
 def cmd_params(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,16 @@ class TuneResult:
     def gain(self) -> float:
         """How much lower the best objective is than the defaults' (validation)."""
         return self.defaults.objective - self.best.objective
+
+
+SPACE_KEY = re.compile(r"^(\+{0,2})(tune\.space\.[^=]+)=(?!['\"])(.*\(.*)$")
+
+
+def quote_space(override: str) -> str:
+    """``tune.space.k=interval(0.1, 0.3)`` as Hydra must read it, a string (``'...'``): unquoted
+    it is a sweep, which a single composition refuses."""
+    match = SPACE_KEY.match(override)
+    return f"{match.group(1)}{match.group(2)}='{match.group(3)}'" if match else override
 
 
 def preset_name(cfg: Config) -> str:

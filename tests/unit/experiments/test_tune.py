@@ -234,3 +234,15 @@ def test_a_failed_or_interrupted_tune_closes_its_parent_run(tmp_path: Path, monk
     runs = [mlflow.MlflowClient(uri).get_run(i) for i in ids]
     assert [r.info.status for r in runs] == ["FAILED", "KILLED"]
     assert "a store error" in runs[0].data.tags["error"] and "KeyboardInterrupt" in runs[1].data.tags["error"]
+
+
+def test_a_space_range_from_the_shell_reaches_hydra_as_one_quoted_value() -> None:
+    """`gapline tune 'tune.space.x=interval(0.1, 0.3)'`: the shell drops any quotes; the range
+    stays one override and becomes the string Hydra must read (unquoted it is a sweep)."""
+    from gapline.cli import split_overrides
+    from gapline.experiments.tune import quote_space
+
+    words = split_overrides(["tune.space.regularization.dropout=interval(0.1, 0.3) model.hidden_units=[8, 8]"])
+    assert words == ["tune.space.regularization.dropout=interval(0.1, 0.3)", "model.hidden_units=[8, 8]"]
+    assert [quote_space(w) for w in words] == ["tune.space.regularization.dropout='interval(0.1, 0.3)'", "model.hidden_units=[8, 8]"]
+    assert quote_space("+tune.space.x='choice(1, 2)'") == "+tune.space.x='choice(1, 2)'"  # quoted already: as given
